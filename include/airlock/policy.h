@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/* policy: the network policy (DESIGN.md "Policy"), loaded and validated from JSON into an
+ * immutable snapshot, and the two decisions taken from it: L4 (may this client reach host:port
+ * at all, and how) and L7 (may this method and canonical path go to it). A snapshot is shared by
+ * every worker thread; its reference count is atomic, everything else is read-only after load.
+ * No cJSON tree outlives policy_load. */
+#ifndef AIRLOCK_POLICY_H
+#define AIRLOCK_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct policy;
+
+/* Parse and validate. On success returns a snapshot with one reference. On failure returns NULL
+ * and *errors (when errors is not NULL) gets a malloc'd text, one error a line, each starting
+ * with its JSON path: "network_policies.github.endpoints[1].host: ...". */
+struct policy *policy_parse(const char *json, size_t len, char **errors);
+struct policy *policy_load_file(const char *path, char **errors);
+
+void policy_ref(struct policy *p);
+void policy_unref(struct policy *p);
+
+/* Number of endpoints, for logs. */
+size_t policy_endpoint_count(const struct policy *p);
+
+/* The source JSON of the snapshot (for the admin endpoint), NUL-terminated. Borrowed. */
+const char *policy_source(const struct policy *p);
+
+enum policy_protocol { POLICY_REST = 0, POLICY_TCP = 1 };
+
+enum policy_verdict {
+    POLICY_DENY = 0,
+    POLICY_ALLOW = 1,
+    POLICY_AUDIT = 2, /* would deny, but the endpoint is in audit mode: forward and log */
+};
+
+/* Who the client is: the executables of the peer process and its ancestors (absolute paths,
+ * NULL-terminated), or NULL when unknown. binary_identity_off makes `binaries` match anyone. */
+struct policy_peer {
+    const char *const *exe_paths;
+    bool binary_identity_off;
+};
+
+/* The L4 decision for host:port (host normalised as target.h does). */
+struct policy_l4 {
+    enum policy_verdict verdict; /* ALLOW or DENY only */
+    enum policy_protocol protocol;
+    const char *policy_name; /* the network_policies key of the first matching endpoint
+                              * (borrowed from the snapshot), or NULL */
+    const char *reason;      /* static text on DENY: "no endpoint matches host and port",
+                              * "binary not allowed" */
+};
+
+/* L4: allowed when some endpoint matches host and port (and binaries, when the policy names
+ * them). The protocol is the first matching endpoint's. */
+void policy_check_l4(const struct policy *p, const char *host, uint16_t port,
+                     const struct policy_peer *peer, struct policy_l4 *out);
+
+/* The L7 decision for one request inside an allowed tunnel. */
+struct policy_l7 {
+    enum policy_verdict verdict;
+    const char *policy_name; /* the policy that allowed (or audited / last denied) */
+    const char *reason;      /* static text on DENY/AUDIT: "method not allowed by access
+                              * read-only", "matched deny rule", "no rule allows method and path" */
+    char rule_missing[512];  /* on DENY/AUDIT: the JSON of a rule that would allow it, e.g.
+                              * {"method":"POST","path":"/repos/*\/*\/issues"} */
+};
+
+/* L7: the request is allowed when some endpoint matching host and port (and peer) allows the
+ * method and canonical path by its access preset or rules and no deny_rule of that endpoint
+ * matches. When every matching endpoint refuses and one of them is in audit mode, AUDIT. */
+void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
+                     const struct policy_peer *peer, const char *method, const char *path,
+                     struct policy_l7 *out);
+
+/* SSRF: true when some endpoint matching host and port lists an allowed_ips block that contains
+ * sa. (Metadata addresses are refused by netguard before this is asked.) */
+bool policy_ip_allowed(const struct policy *p, const char *host, uint16_t port,
+                       const struct sockaddr *sa);
+
+/* true when a policy names binaries anywhere (then the peer must be identified). */
+bool policy_uses_binaries(const struct policy *p);
+
+#endif
