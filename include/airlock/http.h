@@ -25,7 +25,9 @@ struct http_field {
 };
 
 /* One complete head, owned by whoever received it from on_head (free with http_head_free).
- * Every pointer points into the head's own arena. */
+ * Every pointer points into the head's own arena (one allocation), and every string is also
+ * NUL-terminated (the NUL is not counted in its length). method and target are NULL in a
+ * response head, reason in a request head, all three in a trailer section. */
 struct http_head {
     bool is_request;
     uint8_t version_major, version_minor;
@@ -42,7 +44,10 @@ struct http_head {
     /* fields in order, names as sent */
     struct http_field *fields;
     size_t nfields;
-    /* framing, as llhttp decided it at the end of the head (RFC 9112 §6) */
+    /* framing, as llhttp decided it at the end of the head (RFC 9112 §6). keep_alive is taken
+     * before on_head can answer HTTP_HEAD_NO_BODY, so for a HEAD response without framing it
+     * is false; llhttp_should_keep_alive(&p->llhttp) inside on_complete knows better. upgrade
+     * is also set for CONNECT: it is true exactly when HTTP_UPGRADE follows the message. */
     bool keep_alive;          /* llhttp_should_keep_alive() */
     bool chunked;             /* Transfer-Encoding ends in chunked */
     bool has_content_length;  /* Content-Length present (and valid) */
@@ -118,7 +123,10 @@ void http_parser_init(struct http_parser *p, enum http_kind kind, const struct h
 void http_parser_deinit(struct http_parser *p);
 
 /* Parse data; *consumed says how many bytes were used (all of them for HTTP_OK). After
- * HTTP_PAUSED call http_parser_resume() before executing the unconsumed rest. */
+ * HTTP_PAUSED call http_parser_resume(), then execute the unconsumed rest even when it is
+ * empty (data NULL and len 0 are fine): a bodiless message paused at its head completes
+ * (on_complete) only inside execute. Executing while still paused returns HTTP_PAUSED with
+ * *consumed 0; likewise HTTP_UPGRADE and HTTP_ERROR stick. */
 enum http_exec_status http_parser_execute(struct http_parser *p, const char *data, size_t len,
                                           size_t *consumed);
 void http_parser_resume(struct http_parser *p);
@@ -128,7 +136,8 @@ void http_parser_resume(struct http_parser *p);
 void http_parser_resume_after_upgrade(struct http_parser *p);
 
 /* The peer closed: completes a read-until-close body (calls on_complete) and returns 0; -1
- * when the close cut a message short; 0 also when no message was in progress. */
+ * when the close cut a message short; 0 also when no message was in progress. Call it after
+ * every byte was executed; a pending pause is resumed first. */
 int http_parser_finish(struct http_parser *p);
 
 /* true between the first byte of a message and its completion. */

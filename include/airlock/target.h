@@ -30,7 +30,7 @@ int target_parse_authority(const char *p, size_t len, bool port_required, uint16
                            struct authority *out);
 
 /* Parse an absolute-form target. Only "http://" (case-insensitive scheme) is accepted; default
- * port 80. *path/*path_len point into p at the path and query ("/" when the URI has none:
+ * port 80. path and path_len point into p at the path and query ("/" when the URI has none:
  * *path is then a static "/"). -1 for anything else (https:// in absolute form, userinfo,
  * fragments, a bad authority). */
 int target_parse_absolute(const char *p, size_t len, struct authority *out, const char **path,

@@ -1,0 +1,765 @@
+/* SPDX-License-Identifier: MIT */
+/* http: llhttp for one direction of one connection. It owns the head under construction and a
+ * small arena of its bytes until on_head hands a sealed head (one allocation) to the owner; body
+ * bytes are never copied, only passed on. Invariant: llhttp keeps its strict defaults (no
+ * lenient flag is ever set), and every HTTP_ERROR leaves an error_status and a static reason. */
+#include "airlock/http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define ARENA_INITIAL  1024 /* a typical request head fits; larger arenas are freed after use */
+#define FIELDS_INITIAL 8
+
+/* field_state: where field collection stands (FS_MASK bits) plus per-message flags. */
+enum {
+    FS_NONE = 0,  /* between fields */
+    FS_NAME = 1,  /* inside a field name */
+    FS_VALUE = 2, /* name complete: bytes go to its value */
+    FS_MASK = 3,
+    FS_IN_MESSAGE = 4, /* between on_message_begin and on_message_complete */
+    FS_UPGRADE = 8,    /* the current (or just completed) message's head has upgrade set */
+};
+
+static const struct http_parser_cbs no_cbs;
+
+/* Records the first error only: a later llhttp error is a consequence of it. */
+static int fail(struct http_parser *p, int status, const char *reason)
+{
+    if (!p->error_status) {
+        /* A bad upstream message is the upstream's fault, not the client's: the client gets
+         * 502 Bad Gateway (RFC 9110 §15.6.3) whatever limit the response broke. */
+        p->error_status = p->kind == HTTP_KIND_RESPONSE ? 502 : status;
+        p->error_reason = reason;
+    } else if (!p->error_reason) {
+        p->error_reason = reason;
+    }
+    return -1;
+}
+
+static int fail_oom(struct http_parser *p)
+{
+    return fail(p, 500, "out of memory");
+}
+
+static void free_building(struct http_parser *p)
+{
+    if (p->building) {
+        free(p->building->fields);
+        free(p->building);
+        p->building = NULL;
+    }
+}
+
+/* The head (or trailer section) under construction: its lengths count bytes in the arena, which
+ * holds the pieces back to back in the order llhttp delivers them (method, target or reason,
+ * then name and value of each field). Pointers are set only when the head is sealed, because
+ * the arena may move while it grows. */
+static struct http_head *building(struct http_parser *p)
+{
+    if (!p->building) {
+        p->building = calloc(1, sizeof(*p->building));
+        if (!p->building) {
+            fail_oom(p);
+            return NULL;
+        }
+        p->building->is_request = p->kind == HTTP_KIND_REQUEST;
+        p->arena_len = 0;
+    }
+    return p->building;
+}
+
+static int arena_append(struct http_parser *p, const char *at, size_t len)
+{
+    size_t need, cap;
+    char *grown;
+
+    /* The arena holds the start line and field bytes without delimiters, so the limit is a
+     * little generous against the wire size; field count is bounded separately. */
+    if (len > HTTP_HEAD_MAX - p->arena_len)
+        return fail(p, 431, "header section too large");
+    need = p->arena_len + len;
+    if (need > p->arena_cap) {
+        cap = p->arena_cap ? p->arena_cap : ARENA_INITIAL;
+        while (cap < need)
+            cap *= 2;
+        if (cap > HTTP_HEAD_MAX)
+            cap = HTTP_HEAD_MAX;
+        grown = realloc(p->arena, cap);
+        if (!grown)
+            return fail_oom(p);
+        p->arena = grown;
+        p->arena_cap = cap;
+    }
+    memcpy(p->arena + p->arena_len, at, len);
+    p->arena_len += len;
+    return 0;
+}
+
+/* Copy one piece out of the arena into the sealed head, NUL-terminated for convenience. */
+static const char *take(char **out, const char **in, size_t len)
+{
+    char *s = *out;
+
+    memcpy(s, *in, len);
+    s[len] = '\0';
+    *in += len;
+    *out += len + 1;
+    return s;
+}
+
+/* Turn the head under construction into one allocation: struct, fields array, strings. */
+static struct http_head *seal(struct http_parser *p)
+{
+    const struct http_head *b = p->building;
+    const char *in = p->arena;
+    struct http_head *h;
+    size_t size, i;
+    char *out;
+
+    size = sizeof(*h) + b->nfields * sizeof(struct http_field) + p->arena_len + 3 + 2 * b->nfields;
+    h = malloc(size);
+    if (!h)
+        return NULL;
+    *h = *b;
+    h->fields = (struct http_field *)(h + 1);
+    out = (char *)(h->fields + b->nfields);
+    if (p->in_trailers) {
+        h->method = h->target = h->reason = NULL;
+    } else if (p->kind == HTTP_KIND_REQUEST) {
+        h->method = take(&out, &in, b->method_len);
+        h->target = take(&out, &in, b->target_len);
+        h->reason = NULL;
+    } else {
+        h->method = h->target = NULL;
+        h->reason = take(&out, &in, b->reason_len);
+    }
+    for (i = 0; i < b->nfields; i++) {
+        h->fields[i].name_len = b->fields[i].name_len;
+        h->fields[i].value_len = b->fields[i].value_len;
+        h->fields[i].name = take(&out, &in, b->fields[i].name_len);
+        h->fields[i].value = take(&out, &in, b->fields[i].value_len);
+    }
+    return h;
+}
+
+/* After a head or trailer section is sealed: keep a small arena for the next message, but give
+ * back a large one so that an idle connection holds little. */
+static void reset_arena(struct http_parser *p)
+{
+    p->arena_len = 0;
+    if (p->arena_cap > ARENA_INITIAL) {
+        free(p->arena);
+        p->arena = NULL;
+        p->arena_cap = 0;
+    }
+}
+
+static int begin_field(struct http_parser *p)
+{
+    struct http_head *b = building(p);
+    struct http_field *grown;
+    size_t n;
+
+    if (!b)
+        return -1;
+    n = b->nfields;
+    if (n >= HTTP_FIELDS_MAX)
+        return fail(p, 431, "too many header fields");
+    /* capacity is FIELDS_INITIAL, then doubles: grow when n reaches a power of two */
+    if (n == 0 || (n >= FIELDS_INITIAL && (n & (n - 1)) == 0)) {
+        grown = realloc(b->fields, (n ? 2 * n : FIELDS_INITIAL) * sizeof(*grown));
+        if (!grown)
+            return fail_oom(p);
+        b->fields = grown;
+    }
+    memset(&b->fields[n], 0, sizeof(b->fields[n]));
+    b->nfields = n + 1;
+    p->field_state = (p->field_state & ~FS_MASK) | FS_NAME;
+    return 0;
+}
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int on_message_begin(llhttp_t *l)
+{
+    struct http_parser *p = l->data;
+
+    free_building(p);
+    p->arena_len = 0;
+    p->in_trailers = false;
+    p->field_state = FS_IN_MESSAGE;
+    return 0;
+}
+
+static int on_method(llhttp_t *l, const char *at, size_t len)
+{
+    struct http_parser *p = l->data;
+    struct http_head *b = building(p);
+
+    if (!b || arena_append(p, at, len) < 0)
+        return -1;
+    b->method_len += len;
+    return 0;
+}
+
+static int on_url(llhttp_t *l, const char *at, size_t len)
+{
+    struct http_parser *p = l->data;
+    struct http_head *b = building(p);
+
+    if (!b)
+        return -1;
+    /* RFC 9112 §3: a server that receives a request-target longer than it wishes to parse
+     * answers 414 (RFC 9110 §15.5.15). */
+    if (len > HTTP_TARGET_MAX - b->target_len)
+        return fail(p, 414, "request-target too long");
+    if (arena_append(p, at, len) < 0)
+        return -1;
+    b->target_len += len;
+    return 0;
+}
+
+static int on_status(llhttp_t *l, const char *at, size_t len)
+{
+    struct http_parser *p = l->data;
+    struct http_head *b = building(p);
+
+    if (!b || arena_append(p, at, len) < 0)
+        return -1;
+    b->reason_len += len;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *l, const char *at, size_t len)
+{
+    struct http_parser *p = l->data;
+
+    if ((p->field_state & FS_MASK) != FS_NAME && begin_field(p) < 0)
+        return -1;
+    if (arena_append(p, at, len) < 0)
+        return -1;
+    p->building->fields[p->building->nfields - 1].name_len += len;
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *l)
+{
+    struct http_parser *p = l->data;
+
+    /* llhttp refuses an empty name; should one slip through it still gets its own field */
+    if ((p->field_state & FS_MASK) != FS_NAME && begin_field(p) < 0)
+        return -1;
+    p->field_state = (p->field_state & ~FS_MASK) | FS_VALUE;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *l, const char *at, size_t len)
+{
+    struct http_parser *p = l->data;
+    struct http_field *f;
+
+    if ((p->field_state & FS_MASK) != FS_VALUE)
+        return fail(p, 400, "field value without a name");
+    f = &p->building->fields[p->building->nfields - 1];
+    /* RFC 9110 §5.5: leading and trailing whitespace is not part of the field value */
+    if (f->value_len == 0) {
+        while (len && is_ows(*at)) {
+            at++;
+            len--;
+        }
+    }
+    if (arena_append(p, at, len) < 0)
+        return -1;
+    f->value_len += len;
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *l)
+{
+    struct http_parser *p = l->data;
+    struct http_field *f;
+
+    if ((p->field_state & FS_MASK) != FS_VALUE)
+        return fail(p, 400, "field value without a name");
+    f = &p->building->fields[p->building->nfields - 1];
+    while (f->value_len && is_ows(p->arena[p->arena_len - 1])) {
+        f->value_len--;
+        p->arena_len--;
+    }
+    p->field_state = (p->field_state & ~FS_MASK) | FS_NONE;
+    return 0;
+}
+
+/* The RFC 9112 checks llhttp leaves to its caller. Returns NULL or a static reason (400). */
+static const char *check_head(const struct http_parser *p, const struct http_head *h)
+{
+    /* llhttp also lets HTTP/0.9 and HTTP/2.0 through; a textual 2.0 head or a 0.9 one has no
+     * business on an HTTP/1.1 connection (RFC 9112 §2.3). */
+    if (h->version_major != 1 || h->version_minor > 1)
+        return "unsupported HTTP version";
+    /* RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing, even with a
+     * Content-Length; llhttp would parse it as chunked. */
+    if ((p->llhttp.flags & F_TRANSFER_ENCODING) && h->version_minor == 0)
+        return "Transfer-Encoding in HTTP/1.0";
+    if (!h->is_request)
+        return NULL;
+    /* RFC 9112 §6.3 (4): a request whose final transfer coding is not chunked cannot be framed;
+     * llhttp says so too, but only after on_headers_complete, when the owner has the head. */
+    if ((p->llhttp.flags & F_TRANSFER_ENCODING) && !(p->llhttp.flags & F_CHUNKED))
+        return "Transfer-Encoding does not end in chunked";
+    /* RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host and for any request with more
+     * than one Host field line. */
+    switch (http_head_count(h, "host")) {
+    case 0:
+        return h->version_minor == 1 ? "missing Host" : NULL;
+    case 1:
+        return NULL;
+    default:
+        return "duplicate Host";
+    }
+}
+
+static int on_headers_complete(llhttp_t *l)
+{
+    struct http_parser *p = l->data;
+    struct http_head *h;
+    const char *bad;
+    int action;
+
+    if (!building(p))
+        return -1;
+    h = seal(p);
+    free_building(p);
+    reset_arena(p);
+    if (!h)
+        return fail_oom(p);
+    h->version_major = l->http_major;
+    h->version_minor = l->http_minor;
+    if (h->is_request)
+        h->method_id = (llhttp_method_t)l->method;
+    else
+        h->status = l->status_code;
+    h->keep_alive = llhttp_should_keep_alive(l);
+    h->chunked = (l->flags & F_CHUNKED) != 0;
+    h->has_content_length = (l->flags & F_CONTENT_LENGTH) != 0;
+    h->content_length = h->has_content_length ? l->content_length : 0;
+    /* llhttp stops with HPE_PAUSED_UPGRADE after a request with Upgrade and Connection:
+     * upgrade, after CONNECT (its upgrade flag), and after every 101 response, whatever its
+     * fields: the same set, so head->upgrade predicts HTTP_UPGRADE exactly. */
+    h->upgrade = h->is_request ? l->upgrade != 0 : h->status == 101;
+
+    bad = check_head(p, h);
+    if (bad) {
+        http_head_free(h);
+        return fail(p, 400, bad);
+    }
+    /* Fields after this point are a trailer section (RFC 9112 §7.1.2). */
+    p->in_trailers = true;
+    p->field_state = (p->field_state & ~FS_MASK) | (h->upgrade ? FS_UPGRADE : 0);
+
+    if (!p->cbs->on_head) {
+        http_head_free(h);
+        return 0;
+    }
+    action = p->cbs->on_head(p->owner, h);
+    switch (action) {
+    case HTTP_HEAD_CONTINUE:
+        return 0;
+    case HTTP_HEAD_NO_BODY:
+        return 1; /* llhttp: assume no body, parse the next message */
+    case HTTP_HEAD_PAUSE:
+        /* llhttp resumes into its after-headers step, so the body is framed as usual */
+        return HPE_PAUSED;
+    default:
+        return fail(p, 400, "head refused");
+    }
+}
+
+static int on_body(llhttp_t *l, const char *at, size_t len)
+{
+    struct http_parser *p = l->data;
+    int rc;
+
+    /* llhttp flushes an open span at the end of every execute, possibly empty */
+    if (len == 0 || !p->cbs->on_body)
+        return 0;
+    rc = p->cbs->on_body(p->owner, at, len);
+    if (rc == HTTP_PAUSE_BODY)
+        return HPE_PAUSED; /* error_pos is just past this span */
+    if (rc != 0)
+        return fail(p, 400, "body refused");
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *l)
+{
+    struct http_parser *p = l->data;
+    struct http_head *trailers = NULL;
+    int rc = 0;
+
+    if (p->building) {
+        /* only a trailer section can be under construction here */
+        trailers = seal(p);
+        free_building(p);
+        reset_arena(p);
+        if (!trailers)
+            return fail_oom(p);
+    }
+    p->field_state &= ~(FS_MASK | FS_IN_MESSAGE);
+    p->in_trailers = false;
+    if (p->cbs->on_complete)
+        rc = p->cbs->on_complete(p->owner, trailers);
+    http_head_free(trailers);
+    if (rc < 0)
+        return fail(p, 400, "message refused");
+    /* After an upgrade llhttp stops right after this callback anyway; pausing as well would
+     * report HTTP_PAUSED first and HTTP_UPGRADE only on the next execute. */
+    if (rc == HTTP_PAUSE_BODY && !(p->field_state & FS_UPGRADE))
+        return HPE_PAUSED;
+    return 0;
+}
+
+static const llhttp_settings_t request_settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static const llhttp_settings_t response_settings = {
+    .on_message_begin = on_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http_parser_init(struct http_parser *p, enum http_kind kind, const struct http_parser_cbs *cbs,
+                      void *owner)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->cbs = cbs ? cbs : &no_cbs;
+    p->owner = owner;
+    if (kind == HTTP_KIND_REQUEST)
+        llhttp_init(&p->llhttp, HTTP_REQUEST, &request_settings);
+    else
+        llhttp_init(&p->llhttp, HTTP_RESPONSE, &response_settings);
+    p->llhttp.data = p;
+}
+
+void http_parser_deinit(struct http_parser *p)
+{
+    free_building(p);
+    free(p->arena);
+    p->arena = NULL;
+    p->arena_len = p->arena_cap = 0;
+    p->field_state = FS_NONE;
+}
+
+static void set_llhttp_error(struct http_parser *p, llhttp_errno_t err)
+{
+    const char *reason;
+
+    if (err == HPE_PAUSED_H2_UPGRADE) {
+        reason = "HTTP/2 connection preface";
+    } else {
+        /* llhttp's reasons are string literals, never input bytes */
+        reason = llhttp_get_error_reason(&p->llhttp);
+        if (!reason)
+            reason = llhttp_errno_name(err);
+    }
+    fail(p, 400, reason);
+}
+
+enum http_exec_status http_parser_execute(struct http_parser *p, const char *data, size_t len,
+                                          size_t *consumed)
+{
+    static const char empty[1];
+    size_t done = 0;
+    llhttp_errno_t err;
+    const char *pos;
+
+    *consumed = 0;
+    /* llhttp restarts an open span (a body) at data: it must never be NULL */
+    if (!data) {
+        data = empty;
+        len = 0;
+    }
+    /* llhttp returns a sticky error again without moving error_pos: answer for it here */
+    switch (llhttp_get_errno(&p->llhttp)) {
+    case HPE_OK:
+        break;
+    case HPE_PAUSED:
+        return HTTP_PAUSED;
+    case HPE_PAUSED_UPGRADE:
+        return HTTP_UPGRADE;
+    default:
+        return HTTP_ERROR;
+    }
+    for (;;) {
+        err = llhttp_execute(&p->llhttp, data + done, len - done);
+        if (err == HPE_OK) {
+            *consumed = len;
+            return HTTP_OK;
+        }
+        pos = llhttp_get_error_pos(&p->llhttp);
+        done = pos >= data && pos <= data + len ? (size_t)(pos - data) : 0;
+        *consumed = done;
+        switch (err) {
+        case HPE_PAUSED:
+            return HTTP_PAUSED;
+        case HPE_PAUSED_UPGRADE:
+            if (p->field_state & FS_UPGRADE)
+                return HTTP_UPGRADE;
+            /* llhttp stopped after a message whose head did not ask to switch protocols: the
+             * bytes that follow are still HTTP. */
+            llhttp_resume_after_upgrade(&p->llhttp);
+            continue;
+        default:
+            set_llhttp_error(p, err);
+            return HTTP_ERROR;
+        }
+    }
+}
+
+void http_parser_resume(struct http_parser *p)
+{
+    llhttp_resume(&p->llhttp);
+}
+
+void http_parser_resume_after_upgrade(struct http_parser *p)
+{
+    p->field_state &= ~FS_UPGRADE;
+    llhttp_resume_after_upgrade(&p->llhttp);
+}
+
+int http_parser_finish(struct http_parser *p)
+{
+    enum http_exec_status st = HTTP_OK;
+    size_t consumed;
+    llhttp_errno_t err;
+
+    switch (llhttp_get_errno(&p->llhttp)) {
+    case HPE_OK:
+        break;
+    case HPE_PAUSED:
+        /* No more bytes will come, so a pause has nothing left to hold back. llhttp_finish does
+         * nothing while paused, and steps that need no input (the rest of a paused head, say)
+         * only run inside execute: resume and run them on zero bytes. */
+        do {
+            llhttp_resume(&p->llhttp);
+            st = http_parser_execute(p, NULL, 0, &consumed);
+        } while (st == HTTP_PAUSED);
+        if (st == HTTP_ERROR)
+            return -1;
+        if (st == HTTP_UPGRADE)
+            return 0;
+        break;
+    case HPE_PAUSED_UPGRADE:
+        return 0; /* the message completed; what followed was not HTTP */
+    default:
+        return -1;
+    }
+    err = llhttp_finish(&p->llhttp);
+    /* on_complete may ask to pause even here: the message is complete all the same */
+    if (err == HPE_OK || err == HPE_PAUSED)
+        return 0;
+    if (err == HPE_INVALID_EOF_STATE)
+        fail(p, 400, "connection closed inside a message");
+    else
+        set_llhttp_error(p, err);
+    return -1;
+}
+
+bool http_parser_in_message(const struct http_parser *p)
+{
+    return (p->field_state & FS_IN_MESSAGE) != 0;
+}
+
+void http_head_free(struct http_head *h)
+{
+    free(h); /* the fields and strings live in the same allocation (see seal) */
+}
+
+static bool name_is(const struct http_field *f, const char *name, size_t len)
+{
+    return f->name_len == len && strncasecmp(f->name, name, len) == 0;
+}
+
+const struct http_field *http_head_find(const struct http_head *h, const char *name)
+{
+    size_t len = strlen(name), i;
+
+    for (i = 0; i < h->nfields; i++) {
+        if (name_is(&h->fields[i], name, len))
+            return &h->fields[i];
+    }
+    return NULL;
+}
+
+size_t http_head_count(const struct http_head *h, const char *name)
+{
+    size_t len = strlen(name), i, n = 0;
+
+    for (i = 0; i < h->nfields; i++) {
+        if (name_is(&h->fields[i], name, len))
+            n++;
+    }
+    return n;
+}
+
+/* RFC 9110 §5.6.1: a list is elements separated by commas with optional whitespace; empty
+ * elements are ignored. Quoted strings do not occur in the lists this is used for. */
+static bool list_has_token(const char *v, size_t len, const char *token, size_t token_len)
+{
+    size_t i = 0, start, end;
+
+    while (i < len) {
+        while (i < len && (is_ows(v[i]) || v[i] == ','))
+            i++;
+        start = i;
+        while (i < len && v[i] != ',')
+            i++;
+        end = i;
+        while (end > start && is_ows(v[end - 1]))
+            end--;
+        if (end - start == token_len && token_len && strncasecmp(v + start, token, token_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool http_head_has_token(const struct http_head *h, const char *name, const char *token)
+{
+    size_t len = strlen(name), token_len = strlen(token), i;
+
+    for (i = 0; i < h->nfields; i++) {
+        if (name_is(&h->fields[i], name, len) &&
+            list_has_token(h->fields[i].value, h->fields[i].value_len, token, token_len))
+            return true;
+    }
+    return false;
+}
+
+bool http_field_is_hop_by_hop(const struct http_head *h, const struct http_field *f)
+{
+    /* RFC 9110 §7.6.1 names Connection and the fields it lists, and calls out Proxy-Connection,
+     * Keep-Alive, TE, Transfer-Encoding and Upgrade; Proxy-Authenticate and
+     * Proxy-Authorization (RFC 9110 §11.7) and Trailer belong to one hop as well. */
+    static const char *const fixed[] = {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    };
+    size_t i, conn_len = strlen("connection");
+
+    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (name_is(f, fixed[i], strlen(fixed[i])))
+            return true;
+    }
+    if (!h)
+        return false;
+    for (i = 0; i < h->nfields; i++) {
+        if (name_is(&h->fields[i], "connection", conn_len) &&
+            list_has_token(h->fields[i].value, h->fields[i].value_len, f->name, f->name_len))
+            return true;
+    }
+    return false;
+}
+
+/* Make room for len more bytes plus a NUL; false (and failed) when that is impossible. */
+static bool buf_reserve(struct http_buf *b, size_t len)
+{
+    size_t cap;
+    char *grown;
+
+    if (b->failed)
+        return false;
+    if (b->cap - b->len > len)
+        return true;
+    if (len >= SIZE_MAX / 2 - b->len) {
+        b->failed = true;
+        return false;
+    }
+    cap = b->cap ? b->cap : 256;
+    while (cap - b->len <= len)
+        cap *= 2;
+    grown = realloc(b->data, cap);
+    if (!grown) {
+        b->failed = true;
+        return false;
+    }
+    b->data = grown;
+    b->cap = cap;
+    return true;
+}
+
+void http_buf_append(struct http_buf *b, const char *p, size_t len)
+{
+    if (!buf_reserve(b, len))
+        return;
+    memcpy(b->data + b->len, p, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void http_buf_puts(struct http_buf *b, const char *s)
+{
+    http_buf_append(b, s, strlen(s));
+}
+
+void http_buf_printf(struct http_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (!buf_reserve(b, 0))
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if ((size_t)n >= b->cap - b->len) {
+        if (!buf_reserve(b, (size_t)n))
+            return;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+void http_buf_free(struct http_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->failed = false;
+}
