@@ -205,7 +205,7 @@ static bool is_pid_name(const char *s)
 /* Whether any fd of the process whose /proc directory is name links to want. */
 static bool holds_socket(int proc_fd, const char *name, const char *want, size_t wlen)
 {
-    char path[64], link[64];
+    char path[300], link[64]; /* a d_name is at most 255 bytes */
     struct dirent *de;
     bool found = false;
     DIR *fds;
@@ -325,7 +325,7 @@ int peer_identify(const struct sockaddr *peer_addr, const struct sockaddr *our_a
 {
     struct endpoint local, remote;
     unsigned long inode;
-    pid_t pid, ppid;
+    pid_t pid = 0, ppid;
     int rc;
 
     memset(out, 0, sizeof(*out));

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/* conn: one accepted client connection and everything it leads to: the client and upstream
+ * TCP handles, a TLS endpoint per side, one timer, both HTTP parsers and the current exchange.
+ * One calloc per connection; `refs` counts initialised handles and in-flight requests, and the
+ * last one released frees it. conn_close() is the one close path. Reads go into buffers owned
+ * by the worker (not the connection), so an idle tunnel costs its struct and two SSL objects. */
+#ifndef AIRLOCK_CONN_H
+#define AIRLOCK_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "airlock/http.h"
+#include "airlock/policy.h"
+#include "airlock/target.h"
+
+struct server;
+struct worker;
+struct tls;
+
+/* Writes queued to one side above this stop reads on the other side; below the low-water mark
+ * they start again (STYLE.md §5). */
+#define CONN_HIGH_WATER (256 * 1024)
+#define CONN_LOW_WATER (64 * 1024)
+#define CONN_READ_BUF (64 * 1024)  /* per worker: one socket read */
+#define CONN_PLAIN_BUF (16 * 1024) /* per worker: one TLS record of plaintext */
+
+/* Per worker thread: its loop, listener, live connections and the scratch buffers that every
+ * connection on this loop shares (a read callback consumes its buffer before returning). */
+struct worker {
+    struct server *server;
+    uv_loop_t loop;
+    uv_tcp_t listeners[8];
+    size_t nlisteners;
+    uv_async_t wakeup; /* drain / stop / reload requests from the main thread */
+    uv_thread_t thread;
+    unsigned index;
+    struct conn *conns; /* intrusive list of live connections */
+    size_t nconns;
+    bool draining, stopping;
+    char read_buf[CONN_READ_BUF];
+    char plain_buf[CONN_PLAIN_BUF];
+    char out_buf[CONN_READ_BUF];
+    uv_idle_t kick;     /* runs deferred side releases (see conn_release) */
+    struct conn *kicks; /* connections with a side to resume */
+};
+
+enum conn_state {
+    CONN_S_FIRST = 0,    /* reading the first request on the plain client connection */
+    CONN_S_DIALING,      /* policy decided: resolving, identifying, connecting upstream */
+    CONN_S_UPSTREAM_TLS, /* upstream TLS handshake */
+    CONN_S_CLIENT_TLS,   /* CONNECT answered 200: client TLS handshake */
+    CONN_S_HTTP,         /* relaying HTTP exchanges (tunnel or forward proxy) */
+    CONN_S_PIPE,         /* raw bytes both ways (upgraded, or a tcp endpoint) */
+    CONN_S_LINGER,       /* final bytes written; waiting for them to drain, then close */
+    CONN_S_CLOSING,
+};
+const char *conn_state_name(enum conn_state s);
+
+enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
+
+#define SIDE_F_OPEN      0x01 /* the tcp handle is initialised */
+#define SIDE_F_CONNECTED 0x02 /* reads and writes may be issued */
+#define SIDE_F_READING   0x04 /* uv_read_start is in effect */
+#define SIDE_F_PAUSED    0x08 /* backpressure: the other side's writes are above high water */
+#define SIDE_F_HELD      0x10 /* the parser holds: bytes wait in the stash */
+#define SIDE_F_EOF       0x20 /* the peer finished sending (TCP FIN or close_notify) */
+#define SIDE_F_SHUT      0x40 /* we sent our close_notify and FIN */
+#define SIDE_F_KICK      0x80 /* queued to resume on the next loop turn */
+
+struct side {
+    uv_tcp_t tcp;
+    struct tls *tls; /* NULL while the side is plain */
+    unsigned flags;
+    char *stash;     /* plaintext received but not yet parsed (parser paused) */
+    size_t stash_len, stash_off;
+    uint64_t bytes_in, bytes_out;
+    uv_shutdown_t shutdown_req;
+};
+
+#define CONN_F_CLOSING 0x01
+#define CONN_F_TUNNEL  0x02 /* came in by CONNECT */
+#define CONN_F_FORWARD 0x04 /* absolute-form forward proxy */
+#define CONN_F_COUNTED 0x08 /* counted against max_connections */
+#define CONN_F_KICKED  0x10 /* on the worker's kick list */
+#define CONN_F_RESUME_AFTER_UPGRADE 0x20 /* the client's upgrade was refused: parse HTTP on */
+
+/* One HTTP exchange inside the connection (relay.c). */
+struct exchange {
+    struct http_head *req;  /* the request head until the exchange ends */
+    char method[24];
+    char log_path[256];     /* canonical path (no query) for the log, truncated */
+    bool active;            /* a request head was received */
+    bool req_done, resp_done;
+    bool req_chunked_out;   /* we re-chunk the request body upstream */
+    bool resp_chunked_out;  /* we re-chunk the response body to the client */
+    bool resp_head_sent;    /* a final response head went to the client */
+    bool resp_until_close;  /* the response body ends when the upstream closes */
+    bool close_after;       /* Connection: close from either side, or HTTP/1.0 */
+    bool upgrade_asked;     /* a websocket upgrade the client asked for, forwarded upstream */
+    bool head_request;      /* HEAD: the response has no body */
+    bool audit;
+    bool interim;           /* the response being parsed is a 1xx */
+    bool upgraded;          /* a valid 101 went to the client */
+    int status;
+    char ws_accept[32];     /* the Sec-WebSocket-Accept the 101 must carry */
+};
+
+struct conn {
+    struct worker *w;
+    struct conn *next, *prev;
+    struct conn *kick_next;
+    uint64_t id;
+    unsigned flags;
+    unsigned refs;
+    enum conn_state state;
+    struct side sides[2];
+    uv_timer_t timer;
+    uint64_t timer_deadline_ms; /* 0 = none */
+    uint64_t timeout_ms;        /* the idle timeout the timer enforces now */
+    const char *timeout_reason;
+    int timeout_status;         /* answered when the timer fires (408, 504, 502) or 0 */
+    uint64_t last_activity;
+    struct sockaddr_storage peer_addr, local_addr;
+    char peer_ip[48];
+    uint16_t peer_port;
+    struct authority target;    /* CONNECT authority, or the forward proxy's current upstream */
+    enum policy_protocol protocol;
+    const char *policy_name;    /* static within the snapshot we hold */
+    struct policy *policy;      /* the snapshot of the current decision, a reference */
+    char **exe_paths;           /* peer executables (NULL-terminated) or NULL */
+    bool peer_known;
+    struct http_parser req_parser, resp_parser;
+    bool req_parser_init, resp_parser_init;
+    struct exchange ex;
+    /* dialing (netguard.c) */
+    uv_getaddrinfo_t gai_req;
+    uv_connect_t connect_req;
+    uv_work_t peer_work;
+    bool gai_active, peer_work_active;
+    struct sockaddr_storage dial_addrs[8];
+    size_t ndial, dial_next;
+    int dial_error;
+    void (*on_dialed)(struct conn *c, int status, const char *why);
+    unsigned pending_shutdowns;
+    bool timer_absolute;        /* the deadline does not move with activity (head timeout) */
+};
+
+/* Accept one client from the listener. */
+void conn_accept(struct worker *w, uv_stream_t *listener);
+
+/* The one close path: idempotent; stops reads, closes every handle, frees on the last
+ * close callback. reason is static text for the log. */
+void conn_close(struct conn *c, const char *reason);
+/* Flush what is queued to the client, send close_notify and FIN, then close. */
+void conn_finish(struct conn *c, const char *reason);
+
+/* Hold a reference while an async request (DNS, connect, work) is in flight. */
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+
+void conn_set_state(struct conn *c, enum conn_state s);
+
+/* Write plaintext to a side: through its TLS layer when it has one. 0 or -1 (the connection
+ * is then closing). Applies backpressure to the other side. */
+int conn_write(struct conn *c, enum side_id id, const char *p, size_t len);
+/* Move TLS output (handshake records, alerts) to the socket. */
+int conn_flush_tls(struct conn *c, enum side_id id);
+/* Start (or keep) reading a side as its flags allow. */
+void conn_update_reading(struct conn *c, enum side_id id);
+/* Release a side's hold: on the next loop turn its parser is resumed and the stash and any
+ * buffered TLS data are consumed again. Deferred, so that one side's parser callback never
+ * re-enters the other's (or its own) parser. */
+void conn_release(struct conn *c, enum side_id id);
+/* The worker's idle callback for deferred releases. */
+void conn_on_kick(uv_idle_t *idle);
+/* Half-close towards a side: close_notify (TLS) and FIN after queued writes. */
+void conn_shutdown_side(struct conn *c, enum side_id id);
+
+/* Arm the connection's single timer: fire after timeout_ms without activity. status is what
+ * the client is answered (0: close silently). */
+void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const char *reason);
+void conn_touch(struct conn *c);
+
+/* Answer the client with an error (JSON body; Connection: close) and finish. error is the
+ * JSON "error" value; detail a sentence; both static. */
+void conn_respond_error(struct conn *c, int status, const char *error, const char *detail);
+
+/* Like conn_write with several spans: one TLS flush (one socket write) for all of them. */
+int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs);
+/* Bytes stashed before a side's TLS layer existed are ciphertext: feed them to it. */
+int conn_stash_to_tls(struct conn *c, enum side_id id);
+/* Initialise the upstream handle (takes a reference), or close it alone with cb. */
+int conn_init_upstream(struct conn *c);
+void conn_close_upstream(struct conn *c, uv_close_cb cb);
+/* The first byte of a request head arrived: the head deadline starts. */
+void conn_head_started(struct conn *c);
+/* Connections alive in the process (all workers). */
+size_t conn_live_count(void);
+
+/* Log one event about this connection (fills the source and destination). */
+struct log_event;
+void conn_log(struct conn *c, struct log_event *ev);
+
+#endif

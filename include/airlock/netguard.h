@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* netguard: the SSRF guard on the dial path. Resolves the target itself (uv_getaddrinfo), vets
+ * every answer (addr.h classes; blocked unless the policy's allowed_ips covers it; metadata
+ * always), refuses the whole name when any answer is blocked, and connects only to the vetted
+ * addresses, so a second lookup (DNS rebinding) never happens. */
+#ifndef AIRLOCK_NETGUARD_H
+#define AIRLOCK_NETGUARD_H
+
+#include "airlock/conn.h"
+
+enum netguard_status {
+    NETGUARD_OK = 0,
+    NETGUARD_SSRF = -1,    /* refused by the guard: answer 403 ssrf_denied */
+    NETGUARD_FAILED = -2,  /* resolution or connect failed: answer 502 */
+};
+
+/* Resolve, vet and connect c->target with the policy snapshot c->policy. Calls
+ * c->on_dialed(c, status, why) exactly once (not when the connection closes first); on
+ * NETGUARD_OK the upstream side is connected. */
+void netguard_dial(struct conn *c);
+
+#endif

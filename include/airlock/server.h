@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/* server: the process around the connections: configuration, the shared read-mostly state
+ * (CA, TLS contexts, the current policy snapshot), the worker threads (one uv loop and one
+ * SO_REUSEPORT listener each), signals (SIGHUP reload, SIGTERM drain, SIGUSR1 log reopen).
+ * Only the policy pointer changes after start; it is swapped under a mutex and handed out as a
+ * new reference, so a connection keeps the snapshot it took for as long as it needs it. */
+#ifndef AIRLOCK_SERVER_H
+#define AIRLOCK_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "airlock/log.h"
+
+#define SERVER_MAX_LISTEN 8
+
+struct server_config {
+    const char *listen[SERVER_MAX_LISTEN];
+    size_t nlisten;
+    const char *ca_dir;
+    const char *policy_file;
+    const char *providers_file;
+    const char *upstream_ca;
+    const char *admin;
+    bool admin_public;
+    const char *log_file;
+    enum log_format log_format;
+    enum log_level log_level;
+    unsigned workers;
+    uint64_t idle_timeout_ms;        /* keep-alive idle between exchanges */
+    uint64_t drain_timeout_ms;       /* SIGTERM: how long open exchanges may finish */
+    uint64_t connect_timeout_ms;     /* upstream TCP connect */
+    uint64_t handshake_timeout_ms;   /* each TLS handshake */
+    uint64_t head_timeout_ms;        /* a request head, from its first byte */
+    uint64_t response_timeout_ms;    /* the response head, and inactivity while streaming */
+    uint64_t tunnel_idle_timeout_ms; /* upgraded / piped connections; 0 = off */
+    size_t max_connections;          /* per process; 0 = unlimited */
+    bool binary_identity_off;
+};
+
+/* Fill cfg with DESIGN.md's defaults. */
+void server_config_defaults(struct server_config *cfg);
+
+/* Load everything, start the workers, run until SIGTERM/SIGINT has drained. Returns the exit
+ * code: 0 after a clean stop, 1 for a configuration error, 2 for a runtime failure. */
+int server_run(const struct server_config *cfg);
+
+struct policy;
+struct ca;
+
+/* Shared state every worker reads. */
+struct server {
+    const struct server_config *cfg;
+    struct ca *ca;
+    SSL_CTX *client_ctx; /* towards clients: we are the server */
+    SSL_CTX *upstream_ctx;
+    uv_mutex_t policy_lock;
+    struct policy *policy;
+};
+
+/* The current policy snapshot, as a new reference (policy_unref when done). */
+struct policy *server_policy(struct server *s);
+
+#endif

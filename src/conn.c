@@ -1,0 +1,858 @@
+/* SPDX-License-Identifier: MIT */
+/* conn: the lifecycle of one client connection: accept, reads through the TLS layer into the
+ * current consumer (relay, pipe), writes with backpressure, one idle-or-deadline timer, error
+ * answers, and the one close path. Invariant: a connection is freed only by the last
+ * conn_unref(), which only handle close callbacks and finished async requests reach. */
+#include "airlock/conn.h"
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airlock/http.h"
+#include "airlock/log.h"
+#include "airlock/pipe.h"
+#include "airlock/policy.h"
+#include "airlock/proxy.h"
+#include "airlock/relay.h"
+#include "airlock/server.h"
+#include "airlock/tls.h"
+
+static atomic_uint_fast64_t next_conn_id = 1;
+static atomic_size_t live_conns;
+
+struct wreq {
+    uv_write_t req;
+    size_t len;
+    char data[];
+};
+
+const char *conn_state_name(enum conn_state s)
+{
+    switch (s) {
+    case CONN_S_FIRST:
+        return "first";
+    case CONN_S_DIALING:
+        return "dialing";
+    case CONN_S_UPSTREAM_TLS:
+        return "upstream_tls";
+    case CONN_S_CLIENT_TLS:
+        return "client_tls";
+    case CONN_S_HTTP:
+        return "http";
+    case CONN_S_PIPE:
+        return "pipe";
+    case CONN_S_LINGER:
+        return "linger";
+    case CONN_S_CLOSING:
+        return "closing";
+    }
+    return "?";
+}
+
+static enum side_id side_of(struct conn *c, const void *handle)
+{
+    return handle == (const void *)&c->sides[SIDE_CLIENT].tcp ? SIDE_CLIENT : SIDE_UPSTREAM;
+}
+
+static enum side_id other(enum side_id id)
+{
+    return id == SIDE_CLIENT ? SIDE_UPSTREAM : SIDE_CLIENT;
+}
+
+void conn_set_state(struct conn *c, enum conn_state s)
+{
+    if (c->state == s)
+        return;
+    log_msg(LOG_DEBUG, "conn %llu: %s -> %s", (unsigned long long)c->id, conn_state_name(c->state),
+            conn_state_name(s));
+    c->state = s;
+}
+
+void conn_log(struct conn *c, struct log_event *ev)
+{
+    ev->conn_id = c->id;
+    ev->src_ip = c->peer_ip;
+    ev->src_port = c->peer_port;
+    if (!ev->dst_host && c->target.host[0]) {
+        ev->dst_host = c->target.host;
+        ev->dst_port = c->target.port;
+    }
+    if (!ev->policy)
+        ev->policy = c->policy_name;
+    if (!ev->process && c->exe_paths)
+        ev->process = c->exe_paths[0];
+    log_event(ev);
+}
+
+/* ---- lifetime ---------------------------------------------------------------------------- */
+
+static void conn_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    relay_deinit(c);
+    for (int i = 0; i < 2; i++) {
+        tls_free(c->sides[i].tls);
+        free(c->sides[i].stash);
+    }
+    if (c->exe_paths) {
+        for (char **p = c->exe_paths; *p; p++)
+            free(*p);
+        free(c->exe_paths);
+    }
+    if (c->policy)
+        policy_unref(c->policy);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    if (c->flags & CONN_F_COUNTED)
+        atomic_fetch_sub(&live_conns, 1);
+    free(c);
+}
+
+void conn_ref(struct conn *c)
+{
+    c->refs++;
+}
+
+void conn_unref(struct conn *c)
+{
+    assert(c->refs > 0);
+    if (--c->refs == 0)
+        conn_free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    c->flags |= CONN_F_CLOSING;
+    log_msg(LOG_DEBUG, "conn %llu: close in %s: %s", (unsigned long long)c->id,
+            conn_state_name(c->state), reason ? reason : "done");
+    conn_set_state(c, CONN_S_CLOSING);
+    /* In-flight DNS and peer lookups are cancelled where possible; their callbacks still run
+     * (with UV_ECANCELED or later) and drop their own references. */
+    if (c->gai_active)
+        uv_cancel((uv_req_t *)&c->gai_req);
+    if (c->peer_work_active)
+        uv_cancel((uv_req_t *)&c->peer_work);
+    for (int i = 0; i < 2; i++) {
+        struct side *s = &c->sides[i];
+        if (s->flags & SIDE_F_OPEN) {
+            s->flags &= ~(SIDE_F_OPEN | SIDE_F_READING);
+            uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+        }
+    }
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* ---- timer ------------------------------------------------------------------------------- */
+
+void conn_touch(struct conn *c)
+{
+    c->last_activity = uv_now(&c->w->loop);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    uint64_t now = uv_now(&c->w->loop);
+    if (!c->timer_absolute && now - c->last_activity < c->timeout_ms) {
+        /* Bytes moved since the timer was armed: idleness, never age, is what ends a
+         * connection, so wait for the rest of the idle period. */
+        uv_timer_start(&c->timer, on_timer, c->timeout_ms - (now - c->last_activity), 0);
+        return;
+    }
+    if (c->state == CONN_S_LINGER) {
+        conn_close(c, "linger timeout");
+        return;
+    }
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = "TIMEOUT",
+                           .action = "deny", .severity = LOG_SEV_LOW,
+                           .reason = c->timeout_reason, .status = c->timeout_status, .overflow = -1};
+    conn_log(c, &ev);
+    bool can_answer = c->timeout_status &&
+                      (c->state == CONN_S_FIRST || c->state == CONN_S_DIALING ||
+                       c->state == CONN_S_UPSTREAM_TLS ||
+                       (c->state == CONN_S_HTTP && !c->ex.resp_head_sent));
+    if (can_answer)
+        conn_respond_error(c, c->timeout_status, c->timeout_status == 408 ? "request_timeout"
+                                                 : c->timeout_status == 504 ? "upstream_timeout"
+                                                                            : "upstream_failed",
+                           c->timeout_reason);
+    else
+        conn_close(c, c->timeout_reason);
+}
+
+void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
+{
+    c->timer_absolute = false;
+    c->timeout_ms = timeout_ms;
+    c->timeout_status = status;
+    c->timeout_reason = reason;
+    conn_touch(c);
+    if (timeout_ms == 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
+}
+
+/* A deadline that activity does not extend (slowloris: a head dribbled byte by byte). */
+static void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
+{
+    conn_set_timeout(c, timeout_ms, status, reason);
+    c->timer_absolute = true;
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *wr = (struct wreq *)req;
+    struct conn *c = req->data;
+    uv_stream_t *stream = req->handle;
+    free(wr);
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    if (status < 0) {
+        conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? "peer reset" : "write failed");
+        return;
+    }
+    enum side_id id = side_of(c, stream);
+    struct side *src = &c->sides[other(id)];
+    /* Low-water mark reached: the side we stopped may read again. */
+    if ((src->flags & SIDE_F_PAUSED) && stream->write_queue_size <= CONN_LOW_WATER) {
+        src->flags &= ~SIDE_F_PAUSED;
+        conn_update_reading(c, other(id));
+    }
+}
+
+static void apply_backpressure(struct conn *c, enum side_id dest)
+{
+    struct side *d = &c->sides[dest];
+    struct side *src = &c->sides[other(dest)];
+    if (d->tcp.write_queue_size > CONN_HIGH_WATER && !(src->flags & SIDE_F_PAUSED)) {
+        src->flags |= SIDE_F_PAUSED;
+        conn_update_reading(c, other(dest));
+    }
+}
+
+/* Write bytes to the socket: synchronously when nothing is queued (no copy), else one
+ * allocation holding the rest. */
+static int side_write_raw(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs)
+{
+    struct side *s = &c->sides[id];
+    if (c->flags & CONN_F_CLOSING)
+        return -1;
+    if (!(s->flags & SIDE_F_CONNECTED))
+        return -1;
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    if (total == 0)
+        return 0;
+    s->bytes_out += total;
+    conn_touch(c);
+    size_t skip = 0;
+    if (s->tcp.write_queue_size == 0) {
+        int r = uv_try_write((uv_stream_t *)&s->tcp, bufs, nbufs);
+        if (r > 0) {
+            skip = (size_t)r;
+        } else if (r < 0 && r != UV_EAGAIN) {
+            conn_close(c, r == UV_EPIPE || r == UV_ECONNRESET ? "peer reset" : "write failed");
+            return -1;
+        }
+        if (skip == total)
+            return 0;
+    }
+    size_t rest = total - skip;
+    struct wreq *wr = malloc(sizeof *wr + rest);
+    if (!wr) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    wr->len = rest;
+    char *o = wr->data;
+    for (unsigned i = 0; i < nbufs; i++) {
+        size_t n = bufs[i].len;
+        const char *p = bufs[i].base;
+        if (skip >= n) {
+            skip -= n;
+            continue;
+        }
+        p += skip;
+        n -= skip;
+        skip = 0;
+        memcpy(o, p, n);
+        o += n;
+    }
+    wr->req.data = c;
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)rest);
+    int r = uv_write(&wr->req, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+    if (r < 0) {
+        free(wr);
+        conn_close(c, "write failed");
+        return -1;
+    }
+    apply_backpressure(c, id);
+    return 0;
+}
+
+int conn_flush_tls(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if (!s->tls)
+        return 0;
+    size_t n;
+    while ((n = tls_out_pending(s->tls)) > 0) {
+        char *buf = c->w->out_buf;
+        size_t got = tls_out_take(s->tls, buf, n < sizeof c->w->out_buf ? n : sizeof c->w->out_buf);
+        if (got == 0)
+            break;
+        uv_buf_t b = uv_buf_init(buf, (unsigned)got);
+        if (side_write_raw(c, id, &b, 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs)
+{
+    struct side *s = &c->sides[id];
+    if (c->flags & CONN_F_CLOSING)
+        return -1;
+    if (!s->tls)
+        return side_write_raw(c, id, bufs, nbufs);
+    for (unsigned i = 0; i < nbufs; i++) {
+        if (bufs[i].len && tls_write(s->tls, bufs[i].base, bufs[i].len) != TLS_DONE) {
+            log_msg(LOG_WARN, "conn %llu: tls write: %s", (unsigned long long)c->id,
+                    tls_last_error(s->tls));
+            conn_close(c, "tls write failed");
+            return -1;
+        }
+    }
+    return conn_flush_tls(c, id);
+}
+
+int conn_write(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+    return conn_writev(c, id, &b, 1);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->pending_shutdowns--;
+    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_PIPE) {
+        enum side_id id = req == &c->sides[SIDE_CLIENT].shutdown_req ? SIDE_CLIENT : SIDE_UPSTREAM;
+        if (c->sides[other(id)].flags & SIDE_F_EOF && c->sides[id].flags & SIDE_F_EOF &&
+            c->pending_shutdowns == 0)
+            conn_close(c, "both sides closed");
+    }
+    conn_unref(c);
+}
+
+void conn_shutdown_side(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if ((c->flags & CONN_F_CLOSING) || (s->flags & SIDE_F_SHUT) || !(s->flags & SIDE_F_CONNECTED))
+        return;
+    s->flags |= SIDE_F_SHUT;
+    if (s->tls && tls_handshake_done(s->tls)) {
+        tls_close_notify(s->tls);
+        if (conn_flush_tls(c, id) < 0)
+            return;
+    }
+    s->shutdown_req.data = c;
+    /* libuv sends the FIN once every queued write is done. */
+    if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) == 0) {
+        c->pending_shutdowns++;
+        conn_ref(c);
+    }
+}
+
+/* ---- reading ----------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    /* One buffer per worker: every read callback consumes (or stashes) its bytes before it
+     * returns, so connections need no read buffer of their own while idle. */
+    buf->base = c->w->read_buf;
+    buf->len = sizeof c->w->read_buf;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+void conn_update_reading(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    bool want = (s->flags & SIDE_F_OPEN) && (s->flags & SIDE_F_CONNECTED) &&
+                !(s->flags & (SIDE_F_PAUSED | SIDE_F_HELD | SIDE_F_EOF));
+    if (want && !(s->flags & SIDE_F_READING)) {
+        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+            s->flags |= SIDE_F_READING;
+    } else if (!want && (s->flags & SIDE_F_READING)) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->flags &= ~SIDE_F_READING;
+    }
+}
+
+static size_t dispatch(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    switch (c->state) {
+    case CONN_S_FIRST:
+    case CONN_S_HTTP:
+        return relay_on_data(c, id, p, len);
+    case CONN_S_PIPE:
+        return pipe_on_data(c, id, p, len);
+    case CONN_S_LINGER:
+        return len; /* discarded: the answer is written, the client's rest is not wanted */
+    default:
+        /* Bytes that arrive before their consumer exists (a ClientHello sent before our 200,
+         * say) wait in the stash. */
+        c->sides[id].flags |= SIDE_F_HELD;
+        return 0;
+    }
+}
+
+static int stash_append(struct conn *c, struct side *s, const char *p, size_t len)
+{
+    if (s->stash_off > 0) {
+        memmove(s->stash, s->stash + s->stash_off, s->stash_len - s->stash_off);
+        s->stash_len -= s->stash_off;
+        s->stash_off = 0;
+    }
+    char *n = realloc(s->stash, s->stash_len + len);
+    if (!n) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    memcpy(n + s->stash_len, p, len);
+    s->stash = n;
+    s->stash_len += len;
+    return 0;
+}
+
+/* Hand fresh plaintext to the consumer; whatever it does not take is stashed in order. */
+static void side_consume(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    struct side *s = &c->sides[id];
+    while (len > 0 && !(c->flags & CONN_F_CLOSING)) {
+        if ((s->flags & SIDE_F_HELD) || s->stash) {
+            stash_append(c, s, p, len);
+            return;
+        }
+        size_t n = dispatch(c, id, p, len);
+        if (n == 0 && !(s->flags & SIDE_F_HELD) && !(c->flags & CONN_F_CLOSING))
+            s->flags |= SIDE_F_HELD;
+        p += n;
+        len -= n;
+    }
+}
+
+static void side_process_stash(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    while (s->stash && !(s->flags & SIDE_F_HELD) && !(c->flags & CONN_F_CLOSING)) {
+        size_t n = dispatch(c, id, s->stash + s->stash_off, s->stash_len - s->stash_off);
+        if (c->flags & CONN_F_CLOSING)
+            return;
+        s->stash_off += n;
+        if (s->stash_off == s->stash_len) {
+            free(s->stash);
+            s->stash = NULL;
+            s->stash_len = s->stash_off = 0;
+        } else if (n == 0 && !(s->flags & SIDE_F_HELD)) {
+            s->flags |= SIDE_F_HELD;
+        }
+    }
+}
+
+static void side_on_eof(struct conn *c, enum side_id id, const char *why)
+{
+    struct side *s = &c->sides[id];
+    if (s->flags & SIDE_F_EOF)
+        return;
+    s->flags |= SIDE_F_EOF;
+    conn_update_reading(c, id);
+    switch (c->state) {
+    case CONN_S_HTTP:
+        relay_on_eof(c, id);
+        break;
+    case CONN_S_PIPE:
+        pipe_on_eof(c, id);
+        break;
+    case CONN_S_FIRST:
+        if (id == SIDE_CLIENT && !http_parser_in_message(&c->req_parser)) {
+            conn_close(c, "client closed");
+            break;
+        }
+        /* fall through */
+    default:
+        conn_close(c, why);
+    }
+}
+
+/* Decrypt what the side's TLS layer holds and pass it on, driving the handshake first. The
+ * plaintext buffer is on the stack: a consumer on one side may resume the other side, whose
+ * processing must not overwrite the bytes still being consumed here. */
+static void side_process_tls(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    char plain[CONN_PLAIN_BUF];
+    while (!(c->flags & CONN_F_CLOSING) && s->tls && !(s->flags & SIDE_F_HELD) && !s->stash) {
+        if (!tls_handshake_done(s->tls)) {
+            int r = tls_handshake(s->tls);
+            if (conn_flush_tls(c, id) < 0)
+                return;
+            if (r == TLS_AGAIN)
+                return;
+            if (r != TLS_DONE) {
+                struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = "TLS",
+                                       .action = "deny", .severity = LOG_SEV_MEDIUM,
+                                       .reason = tls_last_error(s->tls), .overflow = -1};
+                ev.status = id == SIDE_UPSTREAM ? 502 : 0;
+                conn_log(c, &ev);
+                if (id == SIDE_UPSTREAM)
+                    conn_respond_error(c, 502, "upstream_tls_failed",
+                                       "the upstream's TLS certificate or handshake was refused");
+                else
+                    conn_close(c, "client tls handshake failed");
+                return;
+            }
+            proxy_on_handshake_done(c, id);
+            continue;
+        }
+        size_t n = 0;
+        int r = tls_read(s->tls, plain, sizeof plain, &n);
+        if (tls_out_pending(s->tls) && conn_flush_tls(c, id) < 0)
+            return;
+        if (r == TLS_DONE) {
+            side_consume(c, id, plain, n);
+        } else if (r == TLS_AGAIN) {
+            return;
+        } else if (r == TLS_EOF) {
+            side_on_eof(c, id, "tls close_notify");
+            return;
+        } else {
+            log_msg(LOG_INFO, "conn %llu: %s tls: %s", (unsigned long long)c->id,
+                    id == SIDE_CLIENT ? "client" : "upstream", tls_last_error(s->tls));
+            conn_close(c, "tls error");
+            return;
+        }
+    }
+}
+
+void conn_release(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    s->flags &= ~SIDE_F_HELD;
+    s->flags |= SIDE_F_KICK;
+    if (!(c->flags & CONN_F_KICKED)) {
+        c->flags |= CONN_F_KICKED;
+        conn_ref(c);
+        c->kick_next = c->w->kicks;
+        c->w->kicks = c;
+        uv_idle_start(&c->w->kick, conn_on_kick);
+    }
+}
+
+static void side_kick(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if (!(s->flags & SIDE_F_KICK))
+        return;
+    /* The release is newer than any hold its own parser set on the way out. */
+    s->flags &= ~(SIDE_F_KICK | SIDE_F_HELD);
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    if (c->state == CONN_S_FIRST || c->state == CONN_S_HTTP)
+        relay_resume(c, id);
+    side_process_stash(c, id);
+    if (!(s->flags & SIDE_F_HELD) && !s->stash)
+        side_process_tls(c, id);
+    conn_update_reading(c, id);
+}
+
+void conn_on_kick(uv_idle_t *idle)
+{
+    struct worker *w = idle->data;
+    while (w->kicks) {
+        struct conn *c = w->kicks;
+        w->kicks = c->kick_next;
+        c->kick_next = NULL;
+        c->flags &= ~CONN_F_KICKED;
+        side_kick(c, SIDE_UPSTREAM);
+        side_kick(c, SIDE_CLIENT);
+        conn_unref(c);
+    }
+    uv_idle_stop(idle);
+}
+
+/* Feed bytes that were stashed as plaintext but are really ciphertext (the client's
+ * ClientHello sent right behind CONNECT) into the side's new TLS layer. */
+int conn_stash_to_tls(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if (!s->stash)
+        return 0;
+    int r = tls_feed(s->tls, s->stash + s->stash_off, s->stash_len - s->stash_off);
+    free(s->stash);
+    s->stash = NULL;
+    s->stash_len = s->stash_off = 0;
+    return r;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = stream->data;
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    enum side_id id = side_of(c, stream);
+    struct side *s = &c->sides[id];
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF) {
+            side_on_eof(c, id, id == SIDE_CLIENT ? "client closed" : "upstream closed");
+        } else {
+            conn_close(c, id == SIDE_CLIENT ? "client read error" : "upstream read error");
+        }
+        return;
+    }
+    s->bytes_in += (uint64_t)nread;
+    conn_touch(c);
+    if (s->tls) {
+        if (tls_feed(s->tls, buf->base, (size_t)nread) < 0) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        side_process_tls(c, id);
+    } else {
+        side_consume(c, id, buf->base, (size_t)nread);
+    }
+    if (!(c->flags & CONN_F_CLOSING))
+        conn_update_reading(c, id);
+}
+
+/* ---- finishing --------------------------------------------------------------------------- */
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->pending_shutdowns--;
+    /* Our FIN is out. Keep reading (and discarding) a little so that unread client bytes do
+     * not turn our close into a reset that destroys the answer in flight. */
+    if (!(c->flags & CONN_F_CLOSING)) {
+        if (status < 0 || (c->sides[SIDE_CLIENT].flags & SIDE_F_EOF))
+            conn_close(c, "finished");
+        else
+            conn_set_deadline(c, 2000, 0, "linger");
+    }
+    conn_unref(c);
+}
+
+void conn_finish(struct conn *c, const char *reason)
+{
+    if (c->flags & CONN_F_CLOSING)
+        return;
+    if (c->state == CONN_S_LINGER)
+        return;
+    conn_set_state(c, CONN_S_LINGER);
+    log_msg(LOG_DEBUG, "conn %llu: finish: %s", (unsigned long long)c->id, reason);
+    struct side *cs = &c->sides[SIDE_CLIENT];
+    /* The upstream has nothing more to give us. */
+    struct side *us = &c->sides[SIDE_UPSTREAM];
+    if (us->flags & SIDE_F_OPEN) {
+        us->flags &= ~(SIDE_F_OPEN | SIDE_F_READING | SIDE_F_CONNECTED);
+        uv_close((uv_handle_t *)&us->tcp, on_handle_closed);
+    }
+    cs->flags &= ~(SIDE_F_PAUSED | SIDE_F_HELD);
+    if (!(cs->flags & SIDE_F_CONNECTED)) {
+        conn_close(c, reason);
+        return;
+    }
+    if (cs->tls && tls_handshake_done(cs->tls)) {
+        tls_close_notify(cs->tls);
+        if (conn_flush_tls(c, SIDE_CLIENT) < 0)
+            return;
+    }
+    cs->flags |= SIDE_F_SHUT;
+    cs->shutdown_req.data = c;
+    if (uv_shutdown(&cs->shutdown_req, (uv_stream_t *)&cs->tcp, on_linger_shutdown) == 0) {
+        c->pending_shutdowns++;
+        conn_ref(c);
+        /* Bounded wait for the queued answer to drain to a slow client. */
+        conn_set_timeout(c, 30000, 0, "linger");
+        conn_update_reading(c, SIDE_CLIENT);
+    } else {
+        conn_close(c, reason);
+    }
+}
+
+void conn_respond_error(struct conn *c, int status, const char *error, const char *detail)
+{
+    struct http_buf body = {0}, head = {0};
+    const char *reason = status == 400   ? "Bad Request"
+                         : status == 403 ? "Forbidden"
+                         : status == 408 ? "Request Timeout"
+                         : status == 413 ? "Content Too Large"
+                         : status == 414 ? "URI Too Long"
+                         : status == 421 ? "Misdirected Request"
+                         : status == 431 ? "Request Header Fields Too Large"
+                         : status == 502 ? "Bad Gateway"
+                         : status == 503 ? "Service Unavailable"
+                         : status == 504 ? "Gateway Timeout"
+                                         : "Error";
+    /* Only static text and validated, normalised names go into the body: never a request
+     * byte that could carry a secret or a placeholder. */
+    http_buf_printf(&body, "{\"error\":\"%s\",\"detail\":\"%s\"", error, detail);
+    if (c->target.host[0])
+        http_buf_printf(&body, ",\"host\":\"%s\",\"port\":%u", c->target.host,
+                        (unsigned)c->target.port);
+    http_buf_puts(&body, "}\n");
+    http_buf_printf(&head,
+                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                    "Connection: close\r\n%s\r\n",
+                    status, reason, body.len,
+                    status == 403 || status == 421 ? "X-Airlock-Decision: deny\r\n" : "");
+    if (!head.failed && !body.failed) {
+        uv_buf_t bufs[2] = {uv_buf_init(head.data, (unsigned)head.len),
+                            uv_buf_init(body.data, (unsigned)body.len)};
+        struct side *cs = &c->sides[SIDE_CLIENT];
+        /* Inside a tunnel whose client TLS is not up yet there is no way to answer in HTTP. */
+        if (!cs->tls || tls_handshake_done(cs->tls))
+            conn_writev(c, SIDE_CLIENT, bufs, 2);
+    }
+    http_buf_free(&head);
+    http_buf_free(&body);
+    conn_finish(c, detail);
+}
+
+/* ---- accept ------------------------------------------------------------------------------ */
+
+static int side_init(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    int r = uv_tcp_init(&c->w->loop, &s->tcp);
+    if (r < 0)
+        return r;
+    s->tcp.data = c;
+    s->flags |= SIDE_F_OPEN;
+    conn_ref(c);
+    return 0;
+}
+
+int conn_init_upstream(struct conn *c)
+{
+    return side_init(c, SIDE_UPSTREAM);
+}
+
+/* Close the upstream handle only (a failed connect attempt, before the next address). */
+void conn_close_upstream(struct conn *c, uv_close_cb cb)
+{
+    struct side *s = &c->sides[SIDE_UPSTREAM];
+    if (!(s->flags & SIDE_F_OPEN))
+        return;
+    s->flags = 0;
+    uv_close((uv_handle_t *)&s->tcp, cb);
+}
+
+void conn_accept(struct worker *w, uv_stream_t *listener)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        /* Accept and drop, or the listener would wake us again at once. */
+        uv_tcp_t tmp;
+        if (uv_tcp_init(&w->loop, &tmp) == 0) {
+            if (uv_accept(listener, (uv_stream_t *)&tmp) == 0)
+                log_msg(LOG_ERROR, "out of memory: connection dropped");
+            uv_close((uv_handle_t *)&tmp, NULL);
+        }
+        return;
+    }
+    c->w = w;
+    c->id = atomic_fetch_add(&next_conn_id, 1);
+    c->refs = 1; /* held until the end of this function */
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    conn_ref(c);
+    relay_init(c);
+    if (side_init(c, SIDE_CLIENT) < 0 ||
+        uv_accept(listener, (uv_stream_t *)&c->sides[SIDE_CLIENT].tcp) < 0) {
+        conn_close(c, "accept failed");
+        conn_unref(c);
+        return;
+    }
+    struct side *cs = &c->sides[SIDE_CLIENT];
+    cs->flags |= SIDE_F_CONNECTED;
+    uv_tcp_nodelay(&cs->tcp, 1);
+    int len = sizeof c->peer_addr;
+    uv_tcp_getpeername(&cs->tcp, (struct sockaddr *)&c->peer_addr, &len);
+    len = sizeof c->local_addr;
+    uv_tcp_getsockname(&cs->tcp, (struct sockaddr *)&c->local_addr, &len);
+    if (c->peer_addr.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&c->peer_addr;
+        uv_ip4_name(a, c->peer_ip, sizeof c->peer_ip);
+        c->peer_port = ntohs(a->sin_port);
+    } else if (c->peer_addr.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&c->peer_addr;
+        uv_ip6_name(a, c->peer_ip, sizeof c->peer_ip);
+        c->peer_port = ntohs(a->sin6_port);
+    }
+    const struct server_config *cfg = w->server->cfg;
+    size_t n = atomic_fetch_add(&live_conns, 1) + 1;
+    c->flags |= CONN_F_COUNTED;
+    if (cfg->max_connections && n > cfg->max_connections) {
+        log_msg(LOG_WARN, "connection from %s refused: --max-connections %zu reached", c->peer_ip,
+                cfg->max_connections);
+        conn_respond_error(c, 503, "too_many_connections",
+                           "airlock is at its connection limit; retry later");
+        conn_unref(c);
+        return;
+    }
+    if (w->draining) {
+        conn_close(c, "draining");
+        conn_unref(c);
+        return;
+    }
+    /* Until the first byte: the keep-alive idle timeout; from it, the head deadline. */
+    conn_set_timeout(c, cfg->idle_timeout_ms, 0, "idle before first request");
+    conn_update_reading(c, SIDE_CLIENT);
+    conn_unref(c);
+}
+
+void conn_head_started(struct conn *c)
+{
+    const struct server_config *cfg = c->w->server->cfg;
+    conn_set_deadline(c, cfg->head_timeout_ms, 408, "request head not complete in time");
+}
+
+size_t conn_live_count(void)
+{
+    return atomic_load(&live_conns);
+}

@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: MIT */
+/* main: the command line of DESIGN.md ("Command line"), and nothing else: `ca init`, `check`,
+ * `run` and `env`. Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airlock/ca.h"
+#include "airlock/policy.h"
+#include "airlock/server.h"
+
+static const char usage[] =
+    "usage:\n"
+    "  airlock ca init [--dir DIR] [--force]\n"
+    "  airlock check --policy FILE [--providers FILE]\n"
+    "  airlock run [--listen HOST:PORT]... [--ca-dir DIR] [--policy FILE] [--providers FILE]\n"
+    "              [--upstream-ca FILE] [--admin HOST:PORT] [--admin-public] [--log FILE]\n"
+    "              [--log-format text|json] [--log-level debug|info|warn|error] [--workers N]\n"
+    "              [--idle-timeout S] [--drain-timeout S] [--max-connections N]\n"
+    "              [--binary-identity on|off] [--connect-timeout S] [--handshake-timeout S]\n"
+    "              [--head-timeout S] [--response-timeout S] [--tunnel-idle-timeout S]\n"
+    "  airlock env [--listen HOST:PORT] [--ca-dir DIR] [--providers FILE]\n"
+    "              [--format export|dotenv]\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "airlock: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%s", usage);
+    return 1;
+}
+
+/* Seconds (fractions allowed) as milliseconds. */
+static int parse_seconds(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v < 0 || v > 1e7)
+        return -1;
+    *ms = (uint64_t)(v * 1000.0 + 0.5);
+    return 0;
+}
+
+static int parse_count(const char *s, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int cmd_ca(int argc, char **argv)
+{
+    const char *dir = "certs";
+    bool force = false;
+    if (argc < 1 || strcmp(argv[0], "init") != 0)
+        return usage_error("unknown ca command");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--force"))
+            force = true;
+        else
+            return usage_error("ca init: unexpected argument %s", argv[i]);
+    }
+    char err[512];
+    if (ca_create(dir, force, err, sizeof err) < 0) {
+        fprintf(stderr, "airlock: ca init: %s\n", err);
+        return 1;
+    }
+    printf("created %s/ca.pem, %s/ca.key (0600), %s/bundle.pem and %s/wgetrc\n", dir, dir, dir,
+           dir);
+    return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    const char *policy = NULL, *providers = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--policy") && i + 1 < argc)
+            policy = argv[++i];
+        else if (!strcmp(argv[i], "--providers") && i + 1 < argc)
+            providers = argv[++i];
+        else
+            return usage_error("check: unexpected argument %s", argv[i]);
+    }
+    if (!policy)
+        return usage_error("check: --policy FILE is required");
+    char *errors = NULL;
+    struct policy *p = policy_load_file(policy, &errors);
+    if (!p) {
+        fprintf(stderr, "%s: invalid\n%s", policy, errors ? errors : "");
+        if (errors && errors[0] && errors[strlen(errors) - 1] != '\n')
+            fputc('\n', stderr);
+        free(errors);
+        return 1;
+    }
+    printf("%s: ok (%zu endpoints)\n", policy, policy_endpoint_count(p));
+    policy_unref(p);
+    if (providers) {
+        /* TODO(#4): providers validation lands with credential injection. */
+        fprintf(stderr, "%s: providers are not supported by this build yet\n", providers);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct server_config cfg;
+    server_config_defaults(&cfg);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        unsigned long n;
+        uint64_t *ms = NULL;
+        if (!strcmp(a, "--admin-public")) {
+            cfg.admin_public = true;
+            continue;
+        }
+        if (!v)
+            return usage_error("run: %s needs a value", a);
+        i++;
+        if (!strcmp(a, "--listen")) {
+            if (cfg.nlisten == SERVER_MAX_LISTEN)
+                return usage_error("run: too many --listen addresses");
+            cfg.listen[cfg.nlisten++] = v;
+        } else if (!strcmp(a, "--ca-dir")) {
+            cfg.ca_dir = v;
+        } else if (!strcmp(a, "--policy")) {
+            cfg.policy_file = v;
+        } else if (!strcmp(a, "--providers")) {
+            cfg.providers_file = v;
+        } else if (!strcmp(a, "--upstream-ca")) {
+            cfg.upstream_ca = v;
+        } else if (!strcmp(a, "--admin")) {
+            cfg.admin = v;
+        } else if (!strcmp(a, "--log")) {
+            cfg.log_file = v;
+        } else if (!strcmp(a, "--log-format")) {
+            if (!strcmp(v, "text"))
+                cfg.log_format = LOG_TEXT;
+            else if (!strcmp(v, "json"))
+                cfg.log_format = LOG_JSON;
+            else
+                return usage_error("run: --log-format is text or json, not %s", v);
+        } else if (!strcmp(a, "--log-level")) {
+            if (!strcmp(v, "debug"))
+                cfg.log_level = LOG_DEBUG;
+            else if (!strcmp(v, "info"))
+                cfg.log_level = LOG_INFO;
+            else if (!strcmp(v, "warn"))
+                cfg.log_level = LOG_WARN;
+            else if (!strcmp(v, "error"))
+                cfg.log_level = LOG_ERROR;
+            else
+                return usage_error("run: unknown --log-level %s", v);
+        } else if (!strcmp(a, "--workers")) {
+            if (parse_count(v, &n) < 0 || n > 64)
+                return usage_error("run: --workers takes 0 (one per core) to 64, not %s", v);
+            cfg.workers = (unsigned)n;
+        } else if (!strcmp(a, "--max-connections")) {
+            if (parse_count(v, &n) < 0)
+                return usage_error("run: --max-connections takes a number, not %s", v);
+            cfg.max_connections = n;
+        } else if (!strcmp(a, "--binary-identity")) {
+            if (strcmp(v, "on") && strcmp(v, "off"))
+                return usage_error("run: --binary-identity is on or off, not %s", v);
+            cfg.binary_identity_off = !strcmp(v, "off");
+        } else if (!strcmp(a, "--idle-timeout")) {
+            ms = &cfg.idle_timeout_ms;
+        } else if (!strcmp(a, "--drain-timeout")) {
+            ms = &cfg.drain_timeout_ms;
+        } else if (!strcmp(a, "--connect-timeout")) {
+            ms = &cfg.connect_timeout_ms;
+        } else if (!strcmp(a, "--handshake-timeout")) {
+            ms = &cfg.handshake_timeout_ms;
+        } else if (!strcmp(a, "--head-timeout")) {
+            ms = &cfg.head_timeout_ms;
+        } else if (!strcmp(a, "--response-timeout")) {
+            ms = &cfg.response_timeout_ms;
+        } else if (!strcmp(a, "--tunnel-idle-timeout")) {
+            ms = &cfg.tunnel_idle_timeout_ms;
+        } else {
+            return usage_error("run: unknown option %s", a);
+        }
+        if (ms && parse_seconds(v, ms) < 0)
+            return usage_error("run: %s takes seconds", a);
+    }
+    return server_run(&cfg);
+}
+
+static int cmd_env(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:3128", *ca_dir = "certs", *format = "export";
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--listen") && i + 1 < argc)
+            listen = argv[++i];
+        else if (!strcmp(argv[i], "--ca-dir") && i + 1 < argc)
+            ca_dir = argv[++i];
+        else if (!strcmp(argv[i], "--providers") && i + 1 < argc)
+            ++i; /* TODO(#4): placeholder lines */
+        else if (!strcmp(argv[i], "--format") && i + 1 < argc)
+            format = argv[++i];
+        else
+            return usage_error("env: unexpected argument %s", argv[i]);
+    }
+    bool dotenv = !strcmp(format, "dotenv");
+    if (!dotenv && strcmp(format, "export"))
+        return usage_error("env: --format is export or dotenv, not %s", format);
+    char dir[PATH_MAX];
+    if (!realpath(ca_dir, dir)) {
+        fprintf(stderr, "airlock: env: %s: %s (run `airlock ca init --dir %s` first)\n", ca_dir,
+                strerror(errno), ca_dir);
+        return 1;
+    }
+    char proxy[300];
+    snprintf(proxy, sizeof proxy, "http://%s", listen);
+    const char *pre = dotenv ? "" : "export ";
+    const char *proxy_vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WSS_PROXY",
+                                "http_proxy", "https_proxy", "all_proxy", "wss_proxy"};
+    for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
+        printf("%s%s=%s\n", pre, proxy_vars[i], proxy);
+    printf("%sNO_PROXY=localhost,127.0.0.1,::1\n%sno_proxy=localhost,127.0.0.1,::1\n", pre, pre);
+    printf("%sNODE_USE_ENV_PROXY=1\n", pre);
+    const char *bundle_vars[] = {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                                 "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO"};
+    for (size_t i = 0; i < sizeof bundle_vars / sizeof bundle_vars[0]; i++)
+        printf("%s%s=%s/bundle.pem\n", pre, bundle_vars[i], dir);
+    printf("%sNODE_EXTRA_CA_CERTS=%s/ca.pem\n%sDENO_CERT=%s/ca.pem\n", pre, dir, pre, dir);
+    printf("%sWGETRC=%s/wgetrc\n", pre, dir);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "ca"))
+        return cmd_ca(argc - 2, argv + 2);
+    if (!strcmp(cmd, "check"))
+        return cmd_check(argc - 2, argv + 2);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "env"))
+        return cmd_env(argc - 2, argv + 2);
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    return usage_error("unknown command %s", cmd);
+}

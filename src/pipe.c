@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/* pipe: raw bytes both ways once a connection is UPGRADED (through both TLS layers) or for a
+ * `protocol: tcp` endpoint (plain). No parsing and no age limit; backpressure comes from
+ * conn_write, and an EOF on one side becomes a half-close towards the other. The connection
+ * closes when both directions have finished. */
+#include "airlock/pipe.h"
+
+#include "airlock/log.h"
+#include "airlock/server.h"
+
+void pipe_start(struct conn *c, size_t upstream_overflow)
+{
+    const struct server_config *cfg = c->w->server->cfg;
+    struct side *cs = &c->sides[SIDE_CLIENT];
+    conn_set_state(c, CONN_S_PIPE);
+    /* Only the operator's idle timeout (off by default) ends a quiet piped connection. */
+    conn_set_timeout(c, cfg->tunnel_idle_timeout_ms, 0, "tunnel idle timeout");
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                           .activity = c->protocol == POLICY_TCP ? "PIPE" : "UPGRADE",
+                           .action = "allow", .severity = LOG_SEV_INFO,
+                           .l7_decision = c->protocol == POLICY_TCP ? "allow" : "allow_upgrade",
+                           .relay_outcome = "upgraded",
+                           .overflow = (long)(upstream_overflow + (cs->stash ? cs->stash_len -
+                                                                                   cs->stash_off
+                                                                             : 0))};
+    conn_log(c, &ev);
+    /* The client's bytes that came behind its upgrade request go first (the upstream's overflow
+     * is handed to pipe_on_data by the caller). */
+    conn_release(c, SIDE_CLIENT);
+    conn_update_reading(c, SIDE_UPSTREAM);
+}
+
+size_t pipe_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    conn_write(c, id == SIDE_CLIENT ? SIDE_UPSTREAM : SIDE_CLIENT, p, len);
+    return len;
+}
+
+void pipe_on_eof(struct conn *c, enum side_id id)
+{
+    enum side_id to = id == SIDE_CLIENT ? SIDE_UPSTREAM : SIDE_CLIENT;
+    /* Pass the half-close on (close_notify and FIN once the queued bytes are out). */
+    conn_shutdown_side(c, to);
+    if ((c->sides[SIDE_CLIENT].flags & SIDE_F_EOF) && (c->sides[SIDE_UPSTREAM].flags & SIDE_F_EOF) &&
+        c->pending_shutdowns == 0)
+        conn_close(c, "both sides closed");
+}

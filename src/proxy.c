@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/* proxy: what the first request of a client connection leads to. CONNECT: every L4 decision
+ * (policy, binary identity, SSRF) and, for rest endpoints, the verified upstream TLS handshake
+ * happen before the client is answered, so a refusal is a 403 or 502 instead of a 200 followed
+ * by a silent close. An absolute-form http:// request turns the connection into a forward
+ * proxy whose requests go through the same relay. */
+#include "airlock/proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airlock/ca.h"
+#include "airlock/log.h"
+#include "airlock/netguard.h"
+#include "airlock/peer.h"
+#include "airlock/pipe.h"
+#include "airlock/policy.h"
+#include "airlock/relay.h"
+#include "airlock/server.h"
+#include "airlock/target.h"
+#include "airlock/tls.h"
+
+static void start_dial(struct conn *c);
+
+static void log_connect(struct conn *c, const char *action, int status, const char *reason)
+{
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                           .activity = c->flags & CONN_F_FORWARD ? "FORWARD" : "CONNECT",
+                           .action = action, .severity = status >= 400 ? LOG_SEV_MEDIUM
+                                                                        : LOG_SEV_INFO,
+                           .status = status, .reason = reason, .overflow = -1};
+    conn_log(c, &ev);
+}
+
+int proxy_on_first_head(struct conn *c, struct http_head *head)
+{
+    struct authority a;
+    snprintf(c->ex.method, sizeof c->ex.method, "%.*s", (int)head->method_len, head->method);
+    if (head->method_id == HTTP_CONNECT) {
+        /* RFC 9112 §3.2.3: authority form, port required; strict host forms only. */
+        bool ok = target_parse_authority(head->target, head->target_len, true, 0, &a) == 0;
+        http_head_free(head);
+        if (!ok) {
+            log_connect(c, "deny", 400, "malformed CONNECT authority");
+            conn_respond_error(c, 400, "bad_request",
+                               "CONNECT needs host:port with a DNS name, a dotted-quad IPv4 "
+                               "address or a bracketed IPv6 address");
+            return HTTP_HEAD_ERROR;
+        }
+        c->flags |= CONN_F_TUNNEL;
+        c->target = a;
+        return HTTP_HEAD_CONTINUE;
+    }
+    const char *path;
+    size_t path_len;
+    if (head->target_len == 0 || head->target[0] == '/' ||
+        target_parse_absolute(head->target, head->target_len, &a, &path, &path_len) < 0) {
+        http_head_free(head);
+        log_connect(c, "deny", 400, "first request is neither CONNECT nor absolute-form");
+        conn_respond_error(c, 400, "bad_request",
+                           "airlock is a proxy: send CONNECT host:port, or an absolute-form "
+                           "http:// request");
+        return HTTP_HEAD_ERROR;
+    }
+    c->flags |= CONN_F_FORWARD;
+    c->target = a;
+    c->ex.req = head;
+    start_dial(c);
+    /* The head waits for the upstream connection; the parser resumes after it. */
+    return c->flags & CONN_F_CLOSING ? HTTP_HEAD_ERROR : HTTP_HEAD_PAUSE;
+}
+
+void proxy_on_connect_complete(struct conn *c)
+{
+    start_dial(c);
+}
+
+/* ---- dialing ----------------------------------------------------------------------------- */
+
+static void on_dialed(struct conn *c, int status, const char *why)
+{
+    const struct server_config *cfg = c->w->server->cfg;
+    if (status == NETGUARD_SSRF) {
+        struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "SSRF",
+                               .action = "deny", .severity = LOG_SEV_HIGH, .status = 403,
+                               .reason = why, .l7_decision = "deny", .overflow = -1};
+        conn_log(c, &ev);
+        conn_respond_error(c, 403, "ssrf_denied",
+                           "the destination resolves to an address that this policy does not "
+                           "allow (private, loopback, link-local or metadata)");
+        return;
+    }
+    if (status != NETGUARD_OK) {
+        log_connect(c, "deny", 502, why);
+        conn_respond_error(c, 502, "upstream_connect_failed", "could not connect to the upstream");
+        return;
+    }
+    if ((c->flags & CONN_F_TUNNEL) && c->protocol == POLICY_REST) {
+        struct side *us = &c->sides[SIDE_UPSTREAM];
+        us->tls = tls_client_new(c->w->server->upstream_ctx, c->target.host, c->target.port);
+        if (!us->tls) {
+            conn_respond_error(c, 502, "internal_error", "out of memory");
+            return;
+        }
+        conn_set_state(c, CONN_S_UPSTREAM_TLS);
+        conn_set_timeout(c, cfg->handshake_timeout_ms, 502, "upstream TLS handshake timed out");
+        conn_update_reading(c, SIDE_UPSTREAM);
+        tls_handshake(us->tls); /* queues the ClientHello */
+        conn_flush_tls(c, SIDE_UPSTREAM);
+        return;
+    }
+    if (c->flags & CONN_F_TUNNEL) {
+        /* protocol tcp: no TLS termination, no parsing; bytes go through untouched. */
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        log_connect(c, "allow", 200, NULL);
+        if (conn_write(c, SIDE_CLIENT, ok, sizeof ok - 1) < 0)
+            return;
+        pipe_start(c, 0);
+        return;
+    }
+    /* Forward proxy: the held request goes out now. */
+    log_connect(c, "allow", 0, NULL);
+    conn_set_state(c, CONN_S_HTTP);
+    conn_update_reading(c, SIDE_UPSTREAM);
+    if (relay_start_request(c) == HTTP_HEAD_ERROR)
+        return;
+    conn_release(c, SIDE_CLIENT);
+}
+
+static void dial_checked(struct conn *c)
+{
+    const struct server_config *cfg = c->w->server->cfg;
+    struct policy *pol = server_policy(c->w->server);
+    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
+                               .binary_identity_off = cfg->binary_identity_off};
+    struct policy_l4 d;
+    policy_check_l4(pol, c->target.host, c->target.port, &peer, &d);
+    if (c->policy)
+        policy_unref(c->policy);
+    c->policy = pol;
+    c->policy_name = d.policy_name;
+    if (d.verdict != POLICY_ALLOW) {
+        log_connect(c, "deny", 403, d.reason);
+        conn_respond_error(c, 403, "policy_denied",
+                           d.reason ? d.reason : "no endpoint of the policy allows this host and port");
+        return;
+    }
+    c->protocol = d.protocol;
+    if ((c->flags & CONN_F_FORWARD) && c->protocol == POLICY_TCP) {
+        conn_respond_error(c, 403, "policy_denied",
+                           "this endpoint is tcp-only: use CONNECT");
+        return;
+    }
+    c->on_dialed = on_dialed;
+    conn_set_timeout(c, cfg->connect_timeout_ms, 502, "upstream connect timed out");
+    netguard_dial(c);
+}
+
+/* Binary identity reads /proc, which blocks: it runs on libuv's thread pool. */
+struct peer_job {
+    struct conn *c;
+    struct sockaddr_storage peer, local;
+    struct peer_exes exes;
+    int result;
+};
+
+static void peer_work(uv_work_t *req)
+{
+    struct peer_job *job = req->data;
+    job->result = peer_identify((struct sockaddr *)&job->peer, (struct sockaddr *)&job->local,
+                                &job->exes);
+}
+
+static void peer_after(uv_work_t *req, int status)
+{
+    struct peer_job *job = req->data;
+    struct conn *c = job->c;
+    c->peer_work_active = false;
+    c->peer_known = true;
+    if (status == 0 && job->result == 0 && job->exes.n > 0) {
+        c->exe_paths = calloc(job->exes.n + 1, sizeof *c->exe_paths);
+        if (c->exe_paths) {
+            for (size_t i = 0; i < job->exes.n; i++) {
+                c->exe_paths[i] = job->exes.paths[i];
+                job->exes.paths[i] = NULL;
+            }
+        }
+    }
+    peer_exes_free(&job->exes);
+    free(job);
+    if (!(c->flags & CONN_F_CLOSING))
+        dial_checked(c);
+    conn_unref(c);
+}
+
+static void start_dial(struct conn *c)
+{
+    const struct server_config *cfg = c->w->server->cfg;
+    conn_set_state(c, CONN_S_DIALING);
+    c->sides[SIDE_CLIENT].flags |= SIDE_F_HELD;
+    conn_update_reading(c, SIDE_CLIENT);
+    struct policy *pol = server_policy(c->w->server);
+    bool need_peer = !c->peer_known && !cfg->binary_identity_off && policy_uses_binaries(pol);
+    policy_unref(pol);
+    if (!need_peer) {
+        dial_checked(c);
+        return;
+    }
+    struct peer_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        conn_respond_error(c, 502, "internal_error", "out of memory");
+        return;
+    }
+    job->c = c;
+    job->peer = c->peer_addr;
+    job->local = c->local_addr;
+    c->peer_work.data = job;
+    if (uv_queue_work(&c->w->loop, &c->peer_work, peer_work, peer_after) < 0) {
+        free(job);
+        c->peer_known = true;
+        dial_checked(c);
+        return;
+    }
+    c->peer_work_active = true;
+    conn_ref(c);
+}
+
+static void on_upstream_closed_for_redial(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (!(c->flags & CONN_F_CLOSING)) {
+        relay_reset_response_parser(c);
+        start_dial(c);
+    }
+    conn_unref(c);
+}
+
+void proxy_redial(struct conn *c)
+{
+    c->sides[SIDE_CLIENT].flags |= SIDE_F_HELD;
+    conn_update_reading(c, SIDE_CLIENT);
+    conn_close_upstream(c, on_upstream_closed_for_redial);
+}
+
+/* ---- TLS handshakes ---------------------------------------------------------------------- */
+
+void proxy_on_handshake_done(struct conn *c, enum side_id id)
+{
+    const struct server_config *cfg = c->w->server->cfg;
+    if (id == SIDE_UPSTREAM) {
+        /* The upstream is verified: only now does the client hear 200. */
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        log_connect(c, "allow", 200, NULL);
+        if (conn_write(c, SIDE_CLIENT, ok, sizeof ok - 1) < 0)
+            return;
+        struct server *s = c->w->server;
+        X509 *leaf = ca_leaf(s->ca, c->target.host);
+        struct side *cs = &c->sides[SIDE_CLIENT];
+        if (leaf)
+            cs->tls = tls_server_new(s->client_ctx, leaf, ca_leaf_key(s->ca), ca_cert(s->ca),
+                                     c->target.host);
+        X509_free(leaf);
+        if (!cs->tls) {
+            conn_close(c, "could not mint a certificate");
+            return;
+        }
+        conn_set_state(c, CONN_S_CLIENT_TLS);
+        conn_set_timeout(c, cfg->handshake_timeout_ms, 0, "client TLS handshake timed out");
+        if (conn_stash_to_tls(c, SIDE_CLIENT) < 0) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        conn_release(c, SIDE_CLIENT);
+        /* Until the client speaks, the upstream only needs watching for its close. */
+        conn_update_reading(c, SIDE_UPSTREAM);
+        return;
+    }
+    /* The client trusts us: parse its requests. */
+    conn_set_state(c, CONN_S_HTTP);
+    relay_reset_request_parser(c);
+    conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
+}

@@ -1,0 +1,682 @@
+/* SPDX-License-Identifier: MIT */
+/* relay: one HTTP/1.1 exchange at a time on a client connection. The request parser also reads
+ * the connection's first request and hands it to proxy.c. Requests are checked (authority,
+ * canonical path, L7 policy) and re-serialised upstream from the parsed fields; responses are
+ * re-serialised and their bodies streamed as they arrive. Every exchange ends in one outcome:
+ * REUSABLE (parse the next request), CONSUMED (finish the connection) or UPGRADED (pipe). */
+#include "airlock/relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include "airlock/log.h"
+#include "airlock/path.h"
+#include "airlock/pipe.h"
+#include "airlock/policy.h"
+#include "airlock/proxy.h"
+#include "airlock/server.h"
+
+const char *relay_outcome_name(enum relay_outcome o)
+{
+    switch (o) {
+    case RELAY_REUSABLE:
+        return "reusable";
+    case RELAY_CONSUMED:
+        return "consumed";
+    case RELAY_UPGRADED:
+        return "upgraded";
+    }
+    return "?";
+}
+
+static int on_req_head(void *owner, struct http_head *head);
+static int on_req_body(void *owner, const char *p, size_t len);
+static int on_req_complete(void *owner, const struct http_head *trailers);
+static int on_resp_head(void *owner, struct http_head *head);
+static int on_resp_body(void *owner, const char *p, size_t len);
+static int on_resp_complete(void *owner, const struct http_head *trailers);
+
+static const struct http_parser_cbs request_cbs = {
+    .on_head = on_req_head, .on_body = on_req_body, .on_complete = on_req_complete};
+static const struct http_parser_cbs response_cbs = {
+    .on_head = on_resp_head, .on_body = on_resp_body, .on_complete = on_resp_complete};
+
+void relay_init(struct conn *c)
+{
+    http_parser_init(&c->req_parser, HTTP_KIND_REQUEST, &request_cbs, c);
+    http_parser_init(&c->resp_parser, HTTP_KIND_RESPONSE, &response_cbs, c);
+    c->req_parser_init = c->resp_parser_init = true;
+}
+
+static void exchange_reset(struct conn *c)
+{
+    http_head_free(c->ex.req);
+    memset(&c->ex, 0, sizeof c->ex);
+}
+
+void relay_deinit(struct conn *c)
+{
+    exchange_reset(c);
+    if (c->req_parser_init)
+        http_parser_deinit(&c->req_parser);
+    if (c->resp_parser_init)
+        http_parser_deinit(&c->resp_parser);
+    c->req_parser_init = c->resp_parser_init = false;
+}
+
+void relay_reset_request_parser(struct conn *c)
+{
+    http_parser_deinit(&c->req_parser);
+    http_parser_init(&c->req_parser, HTTP_KIND_REQUEST, &request_cbs, c);
+}
+
+void relay_reset_response_parser(struct conn *c)
+{
+    http_parser_deinit(&c->resp_parser);
+    http_parser_init(&c->resp_parser, HTTP_KIND_RESPONSE, &response_cbs, c);
+}
+
+/* ---- logging ----------------------------------------------------------------------------- */
+
+static void log_request(struct conn *c, const char *action, const char *decision, int status,
+                        const char *reason, enum log_severity sev)
+{
+    struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .activity = "REQUEST", .action = action,
+                           .severity = sev, .method = c->ex.method, .path = c->ex.log_path,
+                           .status = status, .l7_decision = decision, .reason = reason,
+                           .overflow = -1};
+    conn_log(c, &ev);
+}
+
+static void log_finding(struct conn *c, const char *reason)
+{
+    struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "FINDING",
+                           .action = "deny", .severity = LOG_SEV_HIGH, .method = c->ex.method,
+                           .path = c->ex.log_path, .status = 502, .l7_decision = "deny",
+                           .reason = reason, .overflow = -1};
+    conn_log(c, &ev);
+}
+
+/* ---- the policy's refusal ------------------------------------------------------------------ */
+
+/* A 403 an agent can act on (DESIGN.md "Policy"): the decision, the rule that is missing, and a
+ * next step. Method and path are the parsed, canonical ones; no query string. */
+static void respond_denied(struct conn *c, const struct policy_l7 *d)
+{
+    struct http_buf body = {0}, head = {0};
+    http_buf_printf(&body,
+                    "{\"error\":\"policy_denied\",\"detail\":\"%s\",\"policy\":%s%s%s,"
+                    "\"host\":\"%s\",\"port\":%u,\"method\":\"%s\",\"path\":\"",
+                    d->reason ? d->reason : "denied", d->policy_name ? "\"" : "",
+                    d->policy_name ? d->policy_name : "null", d->policy_name ? "\"" : "",
+                    c->target.host, (unsigned)c->target.port, c->ex.method);
+    /* The canonical path holds only printable ASCII without '"' or '\\' escapes beyond what
+     * JSON allows? Not guaranteed: escape it. */
+    for (const char *p = c->ex.log_path; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            http_buf_printf(&body, "\\%c", *p);
+        else
+            http_buf_append(&body, p, 1);
+    }
+    http_buf_printf(&body,
+                    "\",\"rule_missing\":%s,\"next_steps\":\"Ask the operator to add this rule to "
+                    "the policy '%s', or use an allowed method and path.\"}\n",
+                    d->rule_missing[0] ? d->rule_missing : "null",
+                    d->policy_name ? d->policy_name : "for this host");
+    http_buf_printf(&head,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+                    "Content-Length: %zu\r\nConnection: close\r\nX-Airlock-Decision: deny\r\n\r\n",
+                    body.len);
+    if (!head.failed && !body.failed) {
+        uv_buf_t bufs[2] = {uv_buf_init(head.data, (unsigned)head.len),
+                            uv_buf_init(body.data, (unsigned)body.len)};
+        conn_writev(c, SIDE_CLIENT, bufs, 2);
+    }
+    http_buf_free(&head);
+    http_buf_free(&body);
+    conn_finish(c, "policy denied");
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+static int on_req_head(void *owner, struct http_head *head)
+{
+    struct conn *c = owner;
+    if (c->state == CONN_S_FIRST)
+        return proxy_on_first_head(c, head);
+    if (c->ex.active) {
+        /* The parser pauses after each request, so this cannot happen; refuse if it does. */
+        http_head_free(head);
+        conn_respond_error(c, 400, "bad_request", "request received before the previous ended");
+        return HTTP_HEAD_ERROR;
+    }
+    c->ex.req = head;
+    return relay_start_request(c);
+}
+
+/* Sec-WebSocket-Accept for a key (RFC 6455 §4.2.2): base64(SHA-1(key + GUID)). */
+static void websocket_accept(const char *key, size_t key_len, char out[32])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char md[SHA_DIGEST_LENGTH];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    out[0] = '\0';
+    if (!ctx)
+        return;
+    if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) && EVP_DigestUpdate(ctx, key, key_len) &&
+        EVP_DigestUpdate(ctx, guid, sizeof guid - 1) && EVP_DigestFinal_ex(ctx, md, NULL))
+        EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH);
+    EVP_MD_CTX_free(ctx);
+}
+
+static bool field_is(const struct http_field *f, const char *name)
+{
+    return f->name_len == strlen(name) && strncasecmp(f->name, name, f->name_len) == 0;
+}
+
+/* Rebuild the request head from parsed fields (RFC 9112 §3, RFC 9110 §7.6.1): the canonical
+ * target, hop-by-hop fields dropped, our own framing and connection fields added. */
+static int write_request_head(struct conn *c, const char *path, const char *query, bool has_query)
+{
+    struct http_head *h = c->ex.req;
+    struct http_buf b = {0};
+    http_buf_append(&b, h->method, h->method_len);
+    http_buf_puts(&b, " ");
+    http_buf_puts(&b, path);
+    if (has_query) {
+        http_buf_puts(&b, "?");
+        http_buf_puts(&b, query);
+    }
+    http_buf_puts(&b, " HTTP/1.1\r\n");
+    /* Host first (RFC 9112 §3.2): in a tunnel as the client sent it (checked against the
+     * CONNECT authority); for a forward request rebuilt from the absolute URI. */
+    if (c->flags & CONN_F_FORWARD) {
+        char host[TARGET_HOST_MAX + 16];
+        struct authority a = c->target;
+        if (a.port == 80)
+            a.port_present = false;
+        if (a.port_present || a.kind == TARGET_IPV6) {
+            target_format(&a, host, sizeof host);
+            if (!a.port_present) /* strip ":80" but keep the brackets */
+                *strrchr(host, ':') = '\0';
+        } else {
+            snprintf(host, sizeof host, "%s", a.host);
+        }
+        http_buf_printf(&b, "Host: %s\r\n", host);
+    } else {
+        const struct http_field *hf = http_head_find(h, "host");
+        http_buf_puts(&b, "Host: ");
+        http_buf_append(&b, hf->value, hf->value_len);
+        http_buf_puts(&b, "\r\n");
+    }
+    for (size_t i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (field_is(f, "host"))
+            continue;
+        if (http_field_is_hop_by_hop(h, f)) {
+            /* "TE: trailers" is the one hop-by-hop value worth passing on (gRPC needs it). */
+            if (!(field_is(f, "te") && f->value_len == 8 && !strncasecmp(f->value, "trailers", 8)))
+                continue;
+        }
+        if (h->chunked && field_is(f, "content-length"))
+            continue;
+        http_buf_append(&b, f->name, f->name_len);
+        http_buf_puts(&b, ": ");
+        http_buf_append(&b, f->value, f->value_len);
+        http_buf_puts(&b, "\r\n");
+    }
+    if (c->ex.upgrade_asked)
+        http_buf_puts(&b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    else if (c->ex.close_after)
+        http_buf_puts(&b, "Connection: close\r\n");
+    if (h->chunked) {
+        http_buf_puts(&b, "Transfer-Encoding: chunked\r\n");
+        c->ex.req_chunked_out = true;
+    }
+    http_buf_puts(&b, "\r\n");
+    int r = -1;
+    if (!b.failed)
+        r = conn_write(c, SIDE_UPSTREAM, b.data, b.len);
+    else
+        conn_respond_error(c, 502, "internal_error", "out of memory");
+    http_buf_free(&b);
+    return r;
+}
+
+int relay_start_request(struct conn *c)
+{
+    struct http_head *h = c->ex.req;
+    const struct server_config *cfg = c->w->server->cfg;
+    struct exchange *ex = &c->ex;
+    ex->active = true;
+    snprintf(ex->method, sizeof ex->method, "%.*s", (int)h->method_len, h->method);
+    ex->head_request = h->method_id == HTTP_HEAD;
+    ex->close_after = !h->keep_alive || c->w->draining;
+
+    if (h->method_id == HTTP_CONNECT) {
+        conn_respond_error(c, 400, "bad_request", "CONNECT inside a tunnel is not supported");
+        return HTTP_HEAD_ERROR;
+    }
+    /* The request's authority must be the tunnel's (DESIGN.md "Policy"; RFC 9110 §7.4). */
+    const char *target = h->target;
+    size_t target_len = h->target_len;
+    struct authority req_auth;
+    if (c->flags & CONN_F_FORWARD) {
+        if (target_parse_absolute(h->target, h->target_len, &req_auth, &target, &target_len) < 0) {
+            conn_respond_error(c, 400, "bad_request",
+                               "a forward-proxy request needs an absolute http:// target");
+            return HTTP_HEAD_ERROR;
+        }
+        if (strcmp(req_auth.host, c->target.host) != 0 || req_auth.port != c->target.port) {
+            /* Another origin on the same proxy connection: dial it, then resume here. */
+            c->target = req_auth;
+            ex->active = false;
+            proxy_redial(c);
+            return HTTP_HEAD_PAUSE;
+        }
+    } else {
+        if (target_len == 0 || target[0] != '/') {
+            if (target_parse_absolute(target, target_len, &req_auth, &target, &target_len) < 0 &&
+                !(target_len == 1 && target[0] == '*')) {
+                conn_respond_error(c, 400, "bad_request", "unsupported request-target form");
+                return HTTP_HEAD_ERROR;
+            }
+        }
+        const struct http_field *hf = http_head_find(h, "host");
+        if (!hf || target_parse_authority(hf->value, hf->value_len, false, 0, &req_auth) < 0 ||
+            !target_authority_matches(&c->target, &req_auth)) {
+            struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "FINDING",
+                                   .action = "deny", .severity = LOG_SEV_MEDIUM,
+                                   .method = ex->method, .status = 421, .l7_decision = "deny",
+                                   .reason = "request authority differs from the CONNECT authority",
+                                   .overflow = -1};
+            conn_log(c, &ev);
+            conn_respond_error(c, 421, "request_authority_mismatch",
+                               "the request's Host must name the CONNECT host and port");
+            return HTTP_HEAD_ERROR;
+        }
+    }
+
+    /* One canonical path: what the policy sees is what goes upstream. */
+    char path[PATH_MAX_LEN + 1], query[PATH_MAX_LEN + 1];
+    bool has_query = false;
+    enum path_result pr = PATH_BAD;
+    if (target_len == 1 && target[0] == '*' && h->method_id == HTTP_OPTIONS) {
+        strcpy(path, "*");
+        pr = PATH_OK;
+    } else {
+        pr = path_canonicalize(target, target_len, path, sizeof path, query, sizeof query,
+                               &has_query);
+    }
+    snprintf(ex->log_path, sizeof ex->log_path, "%s", pr == PATH_OK ? path : "");
+    if (pr != PATH_OK) {
+        log_request(c, "deny", "deny", pr == PATH_TOO_LONG ? 414 : 400, "malformed path",
+                    LOG_SEV_LOW);
+        conn_respond_error(c, pr == PATH_TOO_LONG ? 414 : 400,
+                           pr == PATH_TOO_LONG ? "uri_too_long" : "bad_request",
+                           pr == PATH_TOO_LONG ? "the request path is too long"
+                                               : "the request path is malformed or ambiguous");
+        return HTTP_HEAD_ERROR;
+    }
+
+    /* L7 policy, on the snapshot current now (a reload applies to the next request). */
+    struct policy *pol = server_policy(c->w->server);
+    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
+                               .binary_identity_off = cfg->binary_identity_off};
+    struct policy_l7 d;
+    policy_check_l7(pol, c->target.host, c->target.port, &peer, ex->method, path, &d);
+    if (c->policy)
+        policy_unref(c->policy);
+    c->policy = pol; /* keeps d's borrowed strings alive */
+    if (d.policy_name)
+        c->policy_name = d.policy_name;
+    if (d.verdict == POLICY_DENY) {
+        log_request(c, "deny", "deny", 403, d.reason, LOG_SEV_MEDIUM);
+        respond_denied(c, &d);
+        return HTTP_HEAD_ERROR;
+    }
+    ex->audit = d.verdict == POLICY_AUDIT;
+
+    /* A websocket upgrade is forwarded only when the client really asked for one (a GET with
+     * Upgrade: websocket, Connection: upgrade and a key); any other Upgrade is hop-by-hop and
+     * dropped, so the upstream has no reason to switch (RFC 9110 §7.8). */
+    const struct http_field *key = http_head_find(h, "sec-websocket-key");
+    if (h->upgrade && h->method_id == HTTP_GET && key &&
+        http_head_has_token(h, "upgrade", "websocket")) {
+        ex->upgrade_asked = true;
+        websocket_accept(key->value, key->value_len, ex->ws_accept);
+    }
+
+    if (write_request_head(c, path, query, has_query) < 0)
+        return HTTP_HEAD_ERROR;
+    conn_set_timeout(c, cfg->response_timeout_ms, 504, "no response from upstream in time");
+    if (ex->audit)
+        log_request(c, "audit", "audit", 0, d.reason, LOG_SEV_LOW);
+    return HTTP_HEAD_CONTINUE;
+}
+
+static int write_chunked(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    char hdr[24];
+    int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+    uv_buf_t bufs[3] = {uv_buf_init(hdr, (unsigned)n), uv_buf_init((char *)p, (unsigned)len),
+                        uv_buf_init("\r\n", 2)};
+    return conn_writev(c, id, bufs, 3);
+}
+
+static int write_last_chunk(struct conn *c, enum side_id id, const struct http_head *trailers)
+{
+    struct http_buf b = {0};
+    http_buf_puts(&b, "0\r\n");
+    for (size_t i = 0; trailers && i < trailers->nfields; i++) {
+        const struct http_field *f = &trailers->fields[i];
+        http_buf_append(&b, f->name, f->name_len);
+        http_buf_puts(&b, ": ");
+        http_buf_append(&b, f->value, f->value_len);
+        http_buf_puts(&b, "\r\n");
+    }
+    http_buf_puts(&b, "\r\n");
+    int r = b.failed ? -1 : conn_write(c, id, b.data, b.len);
+    http_buf_free(&b);
+    return r;
+}
+
+static int on_req_body(void *owner, const char *p, size_t len)
+{
+    struct conn *c = owner;
+    if (c->flags & CONN_F_CLOSING || c->state != CONN_S_HTTP)
+        return -1;
+    int r = c->ex.req_chunked_out ? write_chunked(c, SIDE_UPSTREAM, p, len)
+                                  : conn_write(c, SIDE_UPSTREAM, p, len);
+    return r < 0 ? -1 : 0;
+}
+
+static void exchange_end(struct conn *c, enum relay_outcome outcome);
+
+static int on_req_complete(void *owner, const struct http_head *trailers)
+{
+    struct conn *c = owner;
+    if (c->flags & CONN_F_CLOSING)
+        return -1;
+    if (c->state == CONN_S_FIRST) /* CONNECT: the tunnel takes over (HTTP_UPGRADE follows) */
+        return 0;
+    if (c->ex.req_chunked_out && write_last_chunk(c, SIDE_UPSTREAM, trailers) < 0)
+        return -1;
+    c->ex.req_done = true;
+    /* One exchange at a time: a pipelined next request waits until this one ends. */
+    return HTTP_PAUSE_BODY;
+}
+
+/* ---- responses --------------------------------------------------------------------------- */
+
+static bool valid_websocket_101(const struct conn *c, const struct http_head *h)
+{
+    const struct http_field *accept = http_head_find(h, "sec-websocket-accept");
+    return c->ex.upgrade_asked && http_head_has_token(h, "connection", "upgrade") &&
+           http_head_has_token(h, "upgrade", "websocket") && accept &&
+           accept->value_len == strlen(c->ex.ws_accept) &&
+           memcmp(accept->value, c->ex.ws_accept, accept->value_len) == 0;
+}
+
+static int write_response_head(struct conn *c, const struct http_head *h, bool upgrade)
+{
+    struct http_buf b = {0};
+    http_buf_printf(&b, "HTTP/1.1 %d ", h->status);
+    http_buf_append(&b, h->reason, h->reason_len);
+    http_buf_puts(&b, "\r\n");
+    for (size_t i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (http_field_is_hop_by_hop(h, f))
+            continue;
+        if (c->ex.resp_chunked_out && field_is(f, "content-length"))
+            continue;
+        http_buf_append(&b, f->name, f->name_len);
+        http_buf_puts(&b, ": ");
+        http_buf_append(&b, f->value, f->value_len);
+        http_buf_puts(&b, "\r\n");
+    }
+    if (upgrade)
+        http_buf_puts(&b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    else if (h->status >= 200 && c->ex.close_after)
+        http_buf_puts(&b, "Connection: close\r\n");
+    if (c->ex.resp_chunked_out)
+        http_buf_puts(&b, "Transfer-Encoding: chunked\r\n");
+    http_buf_puts(&b, "\r\n");
+    int r = b.failed ? -1 : conn_write(c, SIDE_CLIENT, b.data, b.len);
+    http_buf_free(&b);
+    return r;
+}
+
+static int on_resp_head(void *owner, struct http_head *head)
+{
+    struct conn *c = owner;
+    struct exchange *ex = &c->ex;
+    int status = head->status;
+    if (!ex->active) {
+        /* An answer nobody asked for (a 408 before closing an idle connection, say). */
+        http_head_free(head);
+        conn_finish(c, "upstream sent a response without a request");
+        return HTTP_HEAD_ERROR;
+    }
+    if (status == 101) {
+        if (!valid_websocket_101(c, head)) {
+            http_head_free(head);
+            log_finding(c, ex->upgrade_asked ? "invalid 101 Switching Protocols"
+                                             : "unsolicited 101 Switching Protocols");
+            conn_respond_error(c, 502, "unsolicited_upgrade",
+                               "the upstream switched protocols without a valid websocket "
+                               "upgrade that the client asked for");
+            return HTTP_HEAD_ERROR;
+        }
+        ex->status = 101;
+        ex->upgraded = true;
+        int r = write_response_head(c, head, true);
+        http_head_free(head);
+        return r < 0 ? HTTP_HEAD_ERROR : HTTP_HEAD_CONTINUE;
+    }
+    if (status < 200) {
+        /* Interim responses go on to an HTTP/1.1 client (RFC 9110 §15.2) and the final one is
+         * still to come. */
+        ex->interim = true;
+        int r = 0;
+        if (!(ex->req && ex->req->version_minor == 0))
+            r = write_response_head(c, head, false);
+        http_head_free(head);
+        return r < 0 ? HTTP_HEAD_ERROR : HTTP_HEAD_CONTINUE;
+    }
+    ex->status = status;
+    bool no_body = ex->head_request || status == 204 || status == 304;
+    bool client_http10 = ex->req && ex->req->version_minor == 0;
+    if (!head->keep_alive)
+        ex->close_after = true;
+    if (!no_body && !head->has_content_length) {
+        if (head->chunked && !client_http10) {
+            ex->resp_chunked_out = true;
+        } else {
+            /* Read until close (RFC 9112 §6.3): the client sees the same framing. */
+            ex->resp_until_close = !head->chunked;
+            ex->close_after = true;
+        }
+    }
+    int r = write_response_head(c, head, false);
+    ex->resp_head_sent = true;
+    log_request(c, ex->audit ? "audit" : "allow", ex->audit ? "audit" : "allow", status, NULL,
+                LOG_SEV_INFO);
+    http_head_free(head);
+    if (r < 0)
+        return HTTP_HEAD_ERROR;
+    if (no_body)
+        return HTTP_HEAD_NO_BODY;
+    return HTTP_HEAD_CONTINUE;
+}
+
+static int on_resp_body(void *owner, const char *p, size_t len)
+{
+    struct conn *c = owner;
+    if (c->flags & CONN_F_CLOSING || c->state != CONN_S_HTTP)
+        return -1;
+    int r = c->ex.resp_chunked_out ? write_chunked(c, SIDE_CLIENT, p, len)
+                                   : conn_write(c, SIDE_CLIENT, p, len);
+    return r < 0 ? -1 : 0;
+}
+
+static int on_resp_complete(void *owner, const struct http_head *trailers)
+{
+    struct conn *c = owner;
+    struct exchange *ex = &c->ex;
+    if (c->flags & CONN_F_CLOSING)
+        return -1;
+    if (ex->interim) {
+        ex->interim = false;
+        return 0;
+    }
+    if (ex->upgraded)
+        return 0; /* HTTP_UPGRADE follows: relay_on_data switches to the pipe */
+    if (ex->resp_chunked_out && write_last_chunk(c, SIDE_CLIENT, trailers) < 0)
+        return -1;
+    ex->resp_done = true;
+    if (!ex->req_done) {
+        /* Answered before the request ended (an early 4xx, say): the rest of the request body
+         * cannot be told apart from a next request without reading it all; close instead. */
+        exchange_end(c, RELAY_CONSUMED);
+        return -1;
+    }
+    exchange_end(c, ex->close_after ? RELAY_CONSUMED : RELAY_REUSABLE);
+    return c->flags & CONN_F_CLOSING ? -1 : HTTP_PAUSE_BODY;
+}
+
+/* The exchange is over: act on its outcome. */
+static void exchange_end(struct conn *c, enum relay_outcome outcome)
+{
+    const struct server_config *cfg = c->w->server->cfg;
+    if (outcome == RELAY_REUSABLE && c->w->draining)
+        outcome = RELAY_CONSUMED;
+    log_msg(LOG_DEBUG, "conn %llu: exchange %s %d: %s", (unsigned long long)c->id, c->ex.method,
+            c->ex.status, relay_outcome_name(outcome));
+    bool upgrade_refused = c->ex.upgrade_asked || (c->ex.req && c->ex.req->upgrade);
+    exchange_reset(c);
+    if (outcome == RELAY_CONSUMED) {
+        conn_finish(c, "exchange consumed the connection");
+        return;
+    }
+    conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
+    if (upgrade_refused)
+        c->flags |= CONN_F_RESUME_AFTER_UPGRADE;
+    /* The parsers resume on the next loop turn (we are inside one of them now). The upstream
+     * stays readable between exchanges so that its close is seen at once. */
+    conn_release(c, SIDE_UPSTREAM);
+    conn_release(c, SIDE_CLIENT);
+}
+
+void relay_resume(struct conn *c, enum side_id id)
+{
+    if (id == SIDE_UPSTREAM) {
+        http_parser_resume(&c->resp_parser);
+    } else if (c->flags & CONN_F_RESUME_AFTER_UPGRADE) {
+        c->flags &= ~CONN_F_RESUME_AFTER_UPGRADE;
+        http_parser_resume_after_upgrade(&c->req_parser);
+    } else {
+        http_parser_resume(&c->req_parser);
+    }
+    /* llhttp runs the steps it owes after a pause (a bodiless request paused at its head
+     * completes only now) on the next execute, even an empty one. */
+    relay_on_data(c, id, "", 0);
+}
+
+/* ---- data ------------------------------------------------------------------------------- */
+
+size_t relay_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    struct http_parser *hp = id == SIDE_CLIENT ? &c->req_parser : &c->resp_parser;
+    struct side *s = &c->sides[id];
+    bool idle_before = id == SIDE_CLIENT && !http_parser_in_message(hp);
+    size_t consumed = 0;
+    enum http_exec_status st = http_parser_execute(hp, p, len, &consumed);
+    if (c->flags & CONN_F_CLOSING || c->state == CONN_S_LINGER)
+        return len;
+    if (idle_before && http_parser_in_message(hp) && !c->ex.active)
+        conn_head_started(c);
+    switch (st) {
+    case HTTP_OK:
+        return len;
+    case HTTP_PAUSED:
+        /* A message ended (one exchange at a time), or a head waits for a dial: the side reads
+         * again when the exchange ends or the dial is done (conn_release). */
+        s->flags |= SIDE_F_HELD;
+        return consumed;
+    case HTTP_UPGRADE:
+        if (id == SIDE_CLIENT) {
+            if (c->state == CONN_S_FIRST) {
+                proxy_on_connect_complete(c);
+                if (!(c->flags & CONN_F_CLOSING))
+                    s->flags |= SIDE_F_HELD;
+                return consumed;
+            }
+            /* A websocket request: what follows is the client's side of the new protocol,
+             * which waits until the upstream's 101 (or is parsed as HTTP after a refusal). */
+            s->flags |= SIDE_F_HELD;
+            return consumed;
+        }
+        /* The upstream's 101: everything after its head is the new protocol. */
+        pipe_start(c, len - consumed);
+        return consumed;
+    case HTTP_ERROR:
+    default:
+        if (id == SIDE_CLIENT) {
+            struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .activity = "REQUEST",
+                                   .action = "deny", .severity = LOG_SEV_LOW,
+                                   .status = hp->error_status ? hp->error_status : 400,
+                                   .l7_decision = "deny", .reason = hp->error_reason,
+                                   .overflow = -1};
+            conn_log(c, &ev);
+            if (c->ex.resp_head_sent)
+                conn_close(c, "malformed request");
+            else
+                conn_respond_error(c, hp->error_status ? hp->error_status : 400,
+                                   hp->error_status == 431   ? "header_too_large"
+                                   : hp->error_status == 414 ? "uri_too_long"
+                                                             : "bad_request",
+                                   hp->error_reason ? hp->error_reason : "malformed request");
+        } else {
+            log_msg(LOG_INFO, "conn %llu: upstream sent a malformed response: %s",
+                    (unsigned long long)c->id, hp->error_reason ? hp->error_reason : "?");
+            if (c->ex.resp_head_sent)
+                conn_close(c, "malformed response");
+            else
+                conn_respond_error(c, 502, "bad_upstream_response",
+                                   "the upstream's response was malformed");
+        }
+        return len;
+    }
+}
+
+void relay_on_eof(struct conn *c, enum side_id id)
+{
+    struct exchange *ex = &c->ex;
+    if (id == SIDE_CLIENT) {
+        if (!ex->active || !ex->req_done) {
+            conn_close(c, ex->active ? "client closed mid-request" : "client closed");
+            return;
+        }
+        /* The client half-closed after its request: answer it, then close. */
+        ex->close_after = true;
+        return;
+    }
+    if (!ex->active) {
+        conn_finish(c, "upstream closed");
+        return;
+    }
+    if (http_parser_finish(&c->resp_parser) == 0 && (ex->resp_done || c->flags & CONN_F_CLOSING ||
+                                                      c->state == CONN_S_LINGER))
+        return;
+    if (!ex->resp_head_sent) {
+        conn_respond_error(c, 502, "upstream_closed", "the upstream closed before it answered");
+        return;
+    }
+    /* Cut mid-body: close without a clean end so the client sees the truncation. */
+    conn_close(c, "upstream closed mid-response");
+}

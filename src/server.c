@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: MIT */
+/* server: start-up, workers and signals. The main thread loads the CA, TLS contexts and policy,
+ * starts one worker thread per core (each with its own loop and SO_REUSEPORT listener) and then
+ * only handles signals: SIGHUP reloads the policy (validated first, swapped as a snapshot),
+ * SIGUSR1 reopens the log, SIGTERM/SIGINT drain and stop. */
+#include "airlock/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "airlock/ca.h"
+#include "airlock/conn.h"
+#include "airlock/policy.h"
+#include "airlock/target.h"
+#include "airlock/tls.h"
+
+#define MAX_WORKERS 64
+
+enum worker_request { WORKER_RUN = 0, WORKER_DRAIN = 1, WORKER_STOP = 2 };
+
+static struct server the_server;
+static struct worker *workers[MAX_WORKERS];
+static atomic_int worker_requests[MAX_WORKERS];
+static unsigned nworkers;
+
+void server_config_defaults(struct server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->ca_dir = "certs";
+    cfg->policy_file = "policy/default.json";
+    cfg->log_format = isatty(STDERR_FILENO) ? LOG_TEXT : LOG_JSON;
+    cfg->log_level = LOG_INFO;
+    cfg->idle_timeout_ms = 120000;
+    cfg->drain_timeout_ms = 30000;
+    cfg->connect_timeout_ms = 10000;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->head_timeout_ms = 30000;
+    cfg->response_timeout_ms = 300000;
+    cfg->tunnel_idle_timeout_ms = 0;
+}
+
+struct policy *server_policy(struct server *s)
+{
+    uv_mutex_lock(&s->policy_lock);
+    struct policy *p = s->policy;
+    policy_ref(p);
+    uv_mutex_unlock(&s->policy_lock);
+    return p;
+}
+
+/* ---- listening sockets ------------------------------------------------------------------- */
+
+static int parse_listen(const char *text, struct sockaddr_storage *ss)
+{
+    struct authority a;
+    if (target_parse_authority(text, strlen(text), true, 0, &a) < 0) {
+        /* port 0 (any free port) is refused by the strict parser; allow it here */
+        const char *colon = strrchr(text, ':');
+        if (!colon || strcmp(colon, ":0") != 0)
+            return -1;
+        char host[TARGET_HOST_MAX + 8];
+        snprintf(host, sizeof host, "%.*s:1", (int)(colon - text), text);
+        if (target_parse_authority(host, strlen(host), true, 0, &a) < 0)
+            return -1;
+        a.port = 0;
+    }
+    const char *ip = a.host;
+    if (a.kind == TARGET_DNS) {
+        if (strcmp(a.host, "localhost") != 0)
+            return -1;
+        ip = "127.0.0.1";
+    }
+    if (a.kind == TARGET_IPV6)
+        return uv_ip6_addr(ip, a.port, (struct sockaddr_in6 *)ss);
+    return uv_ip4_addr(ip, a.port, (struct sockaddr_in *)ss);
+}
+
+/* A listening socket with SO_REUSEPORT, so every worker accepts on the same port and the
+ * kernel spreads connections. libuv 1.44 cannot set the option itself. */
+static int open_listener(struct sockaddr_storage *ss)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)ss, len) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    /* Port 0: every later worker binds the port the first one got. */
+    getsockname(fd, (struct sockaddr *)ss, &len);
+    return fd;
+}
+
+/* ---- workers ----------------------------------------------------------------------------- */
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct worker *w = listener->data;
+    if (status < 0) {
+        log_msg(LOG_WARN, "accept: %s", uv_strerror(status));
+        return;
+    }
+    conn_accept(w, listener);
+}
+
+static void close_listeners(struct worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
+            uv_close((uv_handle_t *)&w->listeners[i], NULL);
+}
+
+static void on_wakeup(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    int req = atomic_load(&worker_requests[w->index]);
+    if (req >= WORKER_DRAIN && !w->draining) {
+        w->draining = true;
+        close_listeners(w);
+        /* Idle connections go now; busy ones end after their exchange (relay). */
+        for (struct conn *c = w->conns, *next; c; c = next) {
+            next = c->next;
+            bool idle = (c->state == CONN_S_FIRST && !http_parser_in_message(&c->req_parser)) ||
+                        (c->state == CONN_S_HTTP && !c->ex.active);
+            if (idle)
+                conn_finish(c, "draining");
+        }
+    }
+    if (req == WORKER_STOP && !w->stopping) {
+        w->stopping = true;
+        for (struct conn *c = w->conns; c; c = c->next)
+            conn_close(c, "stopping");
+        uv_close((uv_handle_t *)&w->wakeup, NULL);
+        uv_close((uv_handle_t *)&w->kick, NULL);
+    }
+}
+
+static void worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static int worker_start(struct worker *w, const int *fds, size_t nfds)
+{
+    int r = uv_loop_init(&w->loop);
+    if (r < 0)
+        return r;
+    uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+    w->wakeup.data = w;
+    uv_idle_init(&w->loop, &w->kick);
+    w->kick.data = w;
+    for (size_t i = 0; i < nfds; i++) {
+        uv_tcp_t *l = &w->listeners[i];
+        uv_tcp_init(&w->loop, l);
+        l->data = w;
+        w->nlisteners++;
+        if ((r = uv_tcp_open(l, fds[i])) < 0 || (r = uv_listen((uv_stream_t *)l, 1024, on_accept)) < 0)
+            return r;
+    }
+    return uv_thread_create(&w->thread, worker_main, w);
+}
+
+static void tell_workers(enum worker_request req)
+{
+    for (unsigned i = 0; i < nworkers; i++) {
+        atomic_store(&worker_requests[i], req);
+        uv_async_send(&workers[i]->wakeup);
+    }
+}
+
+/* ---- signals and drain ------------------------------------------------------------------- */
+
+static uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+static uv_timer_t drain_timer;
+static uint64_t drain_started;
+static bool stopping;
+
+static void reload_policy(void)
+{
+    struct server *s = &the_server;
+    char *errors = NULL;
+    struct policy *p = policy_load_file(s->cfg->policy_file, &errors);
+    if (!p) {
+        log_msg(LOG_ERROR, "policy reload failed, keeping the current policy:\n%s",
+                errors ? errors : "unknown error");
+        free(errors);
+        return;
+    }
+    uv_mutex_lock(&s->policy_lock);
+    struct policy *old = s->policy;
+    s->policy = p;
+    uv_mutex_unlock(&s->policy_lock);
+    policy_unref(old);
+    log_msg(LOG_INFO, "policy reloaded from %s (%zu endpoints)", s->cfg->policy_file,
+            policy_endpoint_count(p));
+}
+
+static void stop_main_handles(void)
+{
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
+    uv_close((uv_handle_t *)&sig_usr1, NULL);
+    uv_close((uv_handle_t *)&drain_timer, NULL);
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    uint64_t waited = uv_now(t->loop) - drain_started;
+    if (conn_live_count() == 0 || waited >= the_server.cfg->drain_timeout_ms) {
+        if (conn_live_count())
+            log_msg(LOG_WARN, "drain timeout: closing %zu connections", conn_live_count());
+        tell_workers(WORKER_STOP);
+        stop_main_handles();
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    if (signum == SIGHUP) {
+        reload_policy();
+        return;
+    }
+    if (signum == SIGUSR1) {
+        log_reopen();
+        return;
+    }
+    if (stopping) {
+        /* A second SIGTERM/SIGINT: stop now. */
+        uv_timer_stop(&drain_timer);
+        drain_started = 0;
+        the_server.cfg = the_server.cfg;
+        tell_workers(WORKER_STOP);
+        stop_main_handles();
+        return;
+    }
+    stopping = true;
+    log_msg(LOG_INFO, "%s: draining (up to %llu ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+            (unsigned long long)the_server.cfg->drain_timeout_ms);
+    tell_workers(WORKER_DRAIN);
+    drain_started = uv_now(h->loop);
+    uv_timer_start(&drain_timer, on_drain_tick, 50, 50);
+}
+
+/* ---- run --------------------------------------------------------------------------------- */
+
+int server_run(const struct server_config *cfg)
+{
+    struct server *s = &the_server;
+    char err[512];
+    int rc = 1;
+    int fds[SERVER_MAX_LISTEN * MAX_WORKERS];
+    size_t nfds = 0;
+    uv_loop_t *main_loop = NULL;
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    uv_mutex_init(&s->policy_lock);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (log_open(cfg->log_file, cfg->log_format, cfg->log_level) < 0) {
+        fprintf(stderr, "airlock: cannot open log file %s: %s\n", cfg->log_file, strerror(errno));
+        goto out;
+    }
+    if (!ca_exists(cfg->ca_dir)) {
+        if (ca_create(cfg->ca_dir, false, err, sizeof err) < 0) {
+            log_msg(LOG_ERROR, "cannot create the CA in %s: %s", cfg->ca_dir, err);
+            goto out;
+        }
+        log_msg(LOG_INFO, "created a new CA in %s (trust %s/ca.pem in the sandbox)", cfg->ca_dir,
+                cfg->ca_dir);
+    }
+    if (!(s->ca = ca_load(cfg->ca_dir, err, sizeof err))) {
+        log_msg(LOG_ERROR, "cannot load the CA from %s: %s", cfg->ca_dir, err);
+        goto out;
+    }
+    if (!(s->client_ctx = tls_server_ctx_new(err, sizeof err)) ||
+        !(s->upstream_ctx = tls_client_ctx_new(cfg->upstream_ca, err, sizeof err))) {
+        log_msg(LOG_ERROR, "TLS setup: %s", err);
+        goto out;
+    }
+    char *errors = NULL;
+    if (!(s->policy = policy_load_file(cfg->policy_file, &errors))) {
+        log_msg(LOG_ERROR, "invalid policy %s:\n%s", cfg->policy_file, errors ? errors : "");
+        free(errors);
+        goto out;
+    }
+
+    nworkers = cfg->workers ? cfg->workers : uv_available_parallelism();
+    if (nworkers > MAX_WORKERS)
+        nworkers = MAX_WORKERS;
+    const char *listen_default[] = {"127.0.0.1:3128"};
+    const char *const *listen = cfg->nlisten ? cfg->listen : listen_default;
+    size_t nlisten = cfg->nlisten ? cfg->nlisten : 1;
+    struct sockaddr_storage addrs[SERVER_MAX_LISTEN];
+    for (size_t i = 0; i < nlisten; i++) {
+        if (parse_listen(listen[i], &addrs[i]) < 0) {
+            log_msg(LOG_ERROR, "--listen %s: expected IP:PORT or [IPv6]:PORT", listen[i]);
+            goto out;
+        }
+    }
+    rc = 2;
+    for (unsigned wi = 0; wi < nworkers; wi++) {
+        for (size_t i = 0; i < nlisten; i++) {
+            int fd = open_listener(&addrs[i]);
+            if (fd < 0) {
+                log_msg(LOG_ERROR, "cannot listen on %s: %s", listen[i], strerror(-fd));
+                goto out;
+            }
+            fds[nfds++] = fd;
+        }
+    }
+    for (size_t i = 0; i < nlisten; i++) {
+        char ip[64];
+        if (addrs[i].ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&addrs[i], ip, sizeof ip);
+        else
+            uv_ip4_name((struct sockaddr_in *)&addrs[i], ip, sizeof ip);
+        unsigned port = ntohs(((struct sockaddr_in *)&addrs[i])->sin_port);
+        log_msg(LOG_INFO, "listening on %s%s%s:%u (%u workers, policy %s: %zu endpoints)",
+                addrs[i].ss_family == AF_INET6 ? "[" : "", ip,
+                addrs[i].ss_family == AF_INET6 ? "]" : "", port, nworkers, cfg->policy_file,
+                policy_endpoint_count(s->policy));
+    }
+
+    main_loop = uv_default_loop();
+    uv_signal_init(main_loop, &sig_term);
+    uv_signal_init(main_loop, &sig_int);
+    uv_signal_init(main_loop, &sig_hup);
+    uv_signal_init(main_loop, &sig_usr1);
+    uv_timer_init(main_loop, &drain_timer);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    uv_signal_start(&sig_usr1, on_signal, SIGUSR1);
+
+    unsigned started = 0;
+    for (unsigned wi = 0; wi < nworkers; wi++) {
+        struct worker *w = calloc(1, sizeof *w);
+        if (!w) {
+            log_msg(LOG_ERROR, "out of memory");
+            break;
+        }
+        w->server = s;
+        w->index = wi;
+        workers[wi] = w;
+        int r = worker_start(w, fds + wi * nlisten, nlisten);
+        if (r < 0) {
+            log_msg(LOG_ERROR, "worker %u: %s", wi, uv_strerror(r));
+            uv_loop_close(&w->loop);
+            free(w);
+            workers[wi] = NULL;
+            break;
+        }
+        for (size_t i = 0; i < nlisten; i++)
+            fds[wi * nlisten + i] = -1; /* the worker's listener owns it now */
+        started++;
+    }
+    nworkers = started;
+    if (started == 0) {
+        stop_main_handles();
+        uv_run(main_loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    uv_run(main_loop, UV_RUN_DEFAULT);
+    rc = 0;
+    for (unsigned wi = 0; wi < nworkers; wi++) {
+        uv_thread_join(&workers[wi]->thread);
+        if (uv_loop_close(&workers[wi]->loop) != 0)
+            log_msg(LOG_WARN, "worker %u: handles left open at exit", wi);
+        free(workers[wi]);
+        workers[wi] = NULL;
+    }
+    log_msg(LOG_INFO, "stopped");
+
+out:
+    for (size_t i = 0; i < nfds; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    if (main_loop)
+        uv_loop_close(main_loop);
+    if (s->policy)
+        policy_unref(s->policy);
+    SSL_CTX_free(s->client_ctx);
+    SSL_CTX_free(s->upstream_ctx);
+    ca_free(s->ca);
+    uv_mutex_destroy(&s->policy_lock);
+    log_close();
+    return rc;
+}
