@@ -30,7 +30,7 @@ enum path_result path_canonicalize(const char *target, size_t len, char *path_ou
 
 /* Anchored, case-sensitive glob over a canonical path: '*' matches within one segment (any
  * run of non-'/' characters, also part of a segment), '**' as a whole segment matches zero or
- * more whole segments, and a trailing "/**" also matches the path without it. Linear in
+ * more whole segments, and a trailing '**' segment also matches the path without it. Linear in
  * strlen(path) * strlen(glob) at worst; never exponential. */
 bool path_glob_match(const char *glob, const char *path);
 

@@ -66,7 +66,7 @@ struct policy_l7 {
     const char *reason;      /* static text on DENY/AUDIT: "method not allowed by access
                               * read-only", "matched deny rule", "no rule allows method and path" */
     char rule_missing[512];  /* on DENY/AUDIT: the JSON of a rule that would allow it, e.g.
-                              * {"method":"POST","path":"/repos/*\/*\/issues"} */
+                              * {"method":"POST","path":"/repos/o/r/issues"} */
 };
 
 /* L7: the request is allowed when some endpoint matching host and port (and peer) allows the

@@ -1,0 +1,1617 @@
+/* SPDX-License-Identifier: MIT */
+/* policy: loads the network policy JSON, validates every field (collecting every error with its
+ * JSON path, never stopping at the first), and builds an immutable snapshot: the endpoints in
+ * declaration order, strings in a private arena, and a hash index keyed by exact host or
+ * wildcard suffix. No cJSON tree outlives a load; the only field ever written after a load is
+ * the atomic reference count. */
+#include "airlock/policy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "airlock/addr.h"
+#include "airlock/path.h"
+
+#define HOST_MAX         253
+#define NAME_MAX_LEN     64
+#define MAX_ERRORS       100
+#define MAX_FILE_SIZE    (16u << 20)
+#define ARENA_BLOCK_SIZE (64u << 10)
+#define JSON_PATH_MAX    512
+#define SHOW_MAX         96
+
+enum host_kind {
+    HOST_EXACT,      /* "api.github.com", "127.0.0.1", "::1" */
+    HOST_ONE_LABEL,  /* "*.example.com": host is the suffix "example.com" */
+    HOST_ANY_LABELS, /* "**.example.com" */
+};
+
+enum access {
+    ACCESS_NONE = 0, /* only rules allow */
+    ACCESS_READ_ONLY,
+    ACCESS_READ_WRITE,
+    ACCESS_FULL,
+};
+
+struct rule {
+    const char *method; /* NULL for "*" */
+    const char *glob;
+};
+
+struct port_range {
+    uint16_t lo, hi;
+};
+
+/* One "binaries" entry: an exact executable, or for a glob entry (a directory followed by a
+ * '**' segment) that directory with its trailing '/'. */
+struct binary {
+    const char *path;
+    size_t len;
+    bool subtree;
+};
+
+struct endpoint {
+    const char *policy_name;
+    const char *host; /* exact host, or the suffix after a wildcard label */
+    enum host_kind kind;
+    enum policy_protocol protocol;
+    enum access access;
+    bool audit;
+    bool has_binaries; /* the network policy names binaries */
+    uint32_t index;    /* declaration order: earlier wins where an answer names one endpoint */
+    size_t nports, nrules, ndeny, nips, nbinaries;
+    const struct port_range *ports;
+    const struct rule *rules;
+    const struct rule *deny;
+    const struct addr_cidr *ips;
+    const struct binary *binaries; /* shared by every endpoint of the network policy */
+};
+
+/* Hash slot: every endpoint whose host field equals key, as a run of p->order. */
+struct slot {
+    const char *key;
+    uint32_t first, count;
+};
+
+struct block {
+    struct block *next;
+    size_t used, cap;
+    alignas(max_align_t) unsigned char data[];
+};
+
+struct policy {
+    atomic_uint refs;
+    char *source;
+    struct block *arena;
+    struct endpoint *endpoints;
+    size_t nendpoints;
+    uint32_t *order;    /* endpoint indices sorted by (host, index) */
+    struct slot *slots; /* open addressing, nslots a power of two, NULL key = empty */
+    size_t nslots;
+    bool uses_binaries;
+};
+
+/* Validation state: the snapshot being built, the current JSON path and the error text. */
+struct loader {
+    struct policy *p;
+    char path[JSON_PATH_MAX];
+    size_t path_len;
+    char *err;
+    size_t err_len, err_cap;
+    unsigned nerr;
+    bool oom;
+    bool want_text;
+    size_t next_endpoint;
+};
+
+/* ---- arena ---- */
+
+static void *arena_alloc(struct loader *ld, size_t size)
+{
+    struct policy *p = ld->p;
+    size_t align = alignof(max_align_t);
+    size = (size + align - 1) & ~(align - 1);
+    if (size == 0)
+        size = align;
+
+    struct block *b = p->arena;
+    if (!b || b->cap - b->used < size) {
+        size_t cap = size > ARENA_BLOCK_SIZE ? size : ARENA_BLOCK_SIZE;
+        b = calloc(1, sizeof(*b) + cap);
+        if (!b) {
+            ld->oom = true;
+            return NULL;
+        }
+        b->cap = cap;
+        b->next = p->arena;
+        p->arena = b;
+    }
+    void *r = b->data + b->used;
+    b->used += size;
+    return r;
+}
+
+static char *arena_strndup(struct loader *ld, const char *s, size_t n)
+{
+    char *d = arena_alloc(ld, n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void policy_free(struct policy *p)
+{
+    if (!p)
+        return;
+    struct block *b = p->arena;
+    while (b) {
+        struct block *next = b->next;
+        free(b);
+        b = next;
+    }
+    free(p->source);
+    free(p);
+}
+
+/* ---- error collection ---- */
+
+/* Quote a user string for an error line: printable ASCII as is, the rest escaped, long strings
+ * cut, so one hostile key cannot forge a second error line. */
+static const char *show(char buf[SHOW_MAX], const char *s)
+{
+    size_t w = 0;
+    for (; *s && w + 8 < SHOW_MAX; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            buf[w++] = '\\';
+            buf[w++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            w += (size_t)snprintf(buf + w, SHOW_MAX - w, "\\x%02x", c);
+        } else {
+            buf[w++] = (char)c;
+        }
+    }
+    if (*s) {
+        memcpy(buf + w, "...", 3);
+        w += 3;
+    }
+    buf[w] = '\0';
+    return buf;
+}
+
+static void err_append(struct loader *ld, const char *s, size_t n)
+{
+    if (ld->err_len + n + 1 > ld->err_cap) {
+        size_t cap = ld->err_cap ? ld->err_cap * 2 : 1024;
+        while (cap < ld->err_len + n + 1)
+            cap *= 2;
+        char *e = realloc(ld->err, cap);
+        if (!e) {
+            ld->oom = true;
+            return;
+        }
+        ld->err = e;
+        ld->err_cap = cap;
+    }
+    memcpy(ld->err + ld->err_len, s, n);
+    ld->err_len += n;
+    ld->err[ld->err_len] = '\0';
+}
+
+/* One error line: "<json path>: <message>". */
+__attribute__((format(printf, 2, 3))) static void fail(struct loader *ld, const char *fmt, ...)
+{
+    char line[JSON_PATH_MAX + 512];
+    va_list ap;
+
+    ld->nerr++;
+    if (!ld->want_text || ld->nerr > MAX_ERRORS)
+        return;
+    int n = snprintf(line, sizeof(line), "%s: ", ld->path_len ? ld->path : "(root)");
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if ((size_t)n >= sizeof(line) - 1)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    err_append(ld, line, (size_t)n);
+}
+
+static bool is_ident(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void path_append(struct loader *ld, const char *s)
+{
+    size_t n = strlen(s);
+    if (ld->path_len + n >= sizeof(ld->path))
+        n = sizeof(ld->path) - 1 - ld->path_len;
+    memcpy(ld->path + ld->path_len, s, n);
+    ld->path_len += n;
+    ld->path[ld->path_len] = '\0';
+}
+
+/* Enter a key: ".key" (no dot at the root), or ["key"] when the key is not a plain word. Returns
+ * the length to restore with path_pop. */
+static size_t path_key(struct loader *ld, const char *key)
+{
+    size_t old = ld->path_len;
+    char buf[SHOW_MAX];
+    if (is_ident(key)) {
+        if (ld->path_len)
+            path_append(ld, ".");
+        path_append(ld, key);
+    } else {
+        path_append(ld, "[\"");
+        path_append(ld, show(buf, key));
+        path_append(ld, "\"]");
+    }
+    return old;
+}
+
+static size_t path_index(struct loader *ld, size_t i)
+{
+    size_t old = ld->path_len;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "[%zu]", i);
+    path_append(ld, buf);
+    return old;
+}
+
+static void path_pop(struct loader *ld, size_t old)
+{
+    ld->path_len = old;
+    ld->path[old] = '\0';
+}
+
+/* fail() at path + "." + key. */
+__attribute__((format(printf, 3, 4))) static void fail_at(struct loader *ld, const char *key,
+                                                          const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t old = path_key(ld, key);
+    fail(ld, "%s", msg);
+    path_pop(ld, old);
+}
+
+/* ---- JSON helpers ---- */
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Duplicate keys are errors: cJSON keeps both and a lookup sees only the first, so the policy
+ * would silently differ from what a reader of the file believes. Large objects (thousands of
+ * policies) are sorted rather than compared pairwise. */
+static void check_duplicates(struct loader *ld, const cJSON *obj)
+{
+    size_t n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        n++;
+    if (n <= 16) {
+        for (const cJSON *c = obj->child; c; c = c->next) {
+            for (const cJSON *d = obj->child; d != c; d = d->next) {
+                if (strcmp(d->string, c->string) == 0) {
+                    fail_at(ld, c->string, "duplicate key");
+                    break;
+                }
+            }
+        }
+        return;
+    }
+    const char **keys = malloc(n * sizeof(*keys));
+    if (!keys) {
+        ld->oom = true;
+        return;
+    }
+    n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        keys[n++] = c->string;
+    qsort(keys, n, sizeof(*keys), cmp_key);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(keys[i - 1], keys[i]) == 0 && (i < 2 || strcmp(keys[i - 2], keys[i]) != 0))
+            fail_at(ld, keys[i], "duplicate key");
+    }
+    free(keys);
+}
+
+/* Unknown keys are errors: a typo such as "deny_rule" must not silently widen a policy, nor
+ * "endpoint" silently narrow it. allowed NULL accepts any key (a map keyed by name). */
+static void check_keys(struct loader *ld, const cJSON *obj, const char *const *allowed)
+{
+    check_duplicates(ld, obj);
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        bool known = allowed == NULL;
+        for (const char *const *a = allowed; a && *a; a++)
+            known = known || strcmp(*a, c->string) == 0;
+        if (!known) {
+            char list[256] = "";
+            for (const char *const *a = allowed; *a; a++) {
+                strncat(list, a == allowed ? "" : ", ", sizeof(list) - strlen(list) - 1);
+                strncat(list, *a, sizeof(list) - strlen(list) - 1);
+            }
+            fail_at(ld, c->string, "unknown key (allowed: %s)", list);
+        }
+    }
+}
+
+static const char *json_type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsNumber(v))
+        return "a number";
+    if (cJSON_IsBool(v))
+        return "a boolean";
+    if (cJSON_IsNull(v))
+        return "null";
+    if (cJSON_IsArray(v))
+        return "an array";
+    if (cJSON_IsObject(v))
+        return "an object";
+    return "invalid";
+}
+
+/* A JSON number that is an integer within [lo, hi]. */
+static bool json_int(const cJSON *v, long lo, long hi, long *out)
+{
+    if (!cJSON_IsNumber(v))
+        return false;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d) || d < (double)lo || d > (double)hi)
+        return false;
+    *out = (long)d;
+    return true;
+}
+
+/* A string member that must be one of choices; returns its index, -1 when absent, -2 on error. */
+static int json_choice(struct loader *ld, const cJSON *obj, const char *key,
+                       const char *const *choices)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return -1;
+    if (cJSON_IsString(v)) {
+        for (int i = 0; choices[i]; i++) {
+            if (strcmp(v->valuestring, choices[i]) == 0)
+                return i;
+        }
+    }
+    char list[128] = "", buf[SHOW_MAX];
+    for (int i = 0; choices[i]; i++) {
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s\"%s\"", i ? " or " : "",
+                 choices[i]);
+    }
+    if (cJSON_IsString(v))
+        fail_at(ld, key, "\"%s\" must be %s", show(buf, v->valuestring), list);
+    else
+        fail_at(ld, key, "must be %s, not %s", list, json_type_name(v));
+    return -2;
+}
+
+/* ---- hosts ---- */
+
+static bool is_label_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* A lower-cased DNS name: LDH labels (underscore allowed, as target.h accepts) of 1..63
+ * octets, and a last label that is not all digits (that would be an IPv4 form target.h
+ * refuses, so the endpoint could never match). Returns the number of labels, 0 if invalid. */
+static size_t dns_labels(const char *s)
+{
+    size_t labels = 0;
+    const char *label = s;
+    bool numeric = true;
+
+    for (const char *c = s;; c++) {
+        if (*c == '.' || *c == '\0') {
+            size_t n = (size_t)(c - label);
+            if (n == 0 || n > 63)
+                return 0;
+            labels++;
+            if (*c == '\0')
+                break;
+            label = c + 1;
+            numeric = true;
+            continue;
+        }
+        if (!is_label_char(*c))
+            return 0;
+        numeric = numeric && *c >= '0' && *c <= '9';
+    }
+    return numeric ? 0 : labels;
+}
+
+static bool is_metadata_ip(const char *text, int family)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        if (inet_pton(AF_INET, text, &sin->sin_addr) != 1)
+            return false;
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, text, &sin6->sin6_addr) != 1)
+            return false;
+    }
+    return addr_classify((const struct sockaddr *)&ss) == ADDR_METADATA;
+}
+
+/* Lower-case, drop one trailing dot and IPv6 brackets, and print IP literals the way target.h
+ * normalises request hosts (inet_ntop), so that "::0001" in a policy matches "::1". Returns
+ * false when the text is not an address and not a name; *family tells which it was. */
+static bool normalise_host(const char *in, char *out, size_t cap, int *family)
+{
+    size_t n = strlen(in);
+    *family = 0;
+    if (n && in[n - 1] == '.')
+        n--;
+    if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
+        in++;
+        n -= 2;
+        *family = AF_INET6;
+    }
+    if (n == 0 || n >= cap || n > HOST_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (in[i] >= 'A' && in[i] <= 'Z') ? (char)(in[i] + 32) : in[i];
+    out[n] = '\0';
+
+    unsigned char bin[16];
+    if (*family == AF_INET6 || strchr(out, ':')) {
+        *family = AF_INET6;
+        return inet_pton(AF_INET6, out, bin) == 1 && inet_ntop(AF_INET6, bin, out, (socklen_t)cap);
+    }
+    if (inet_pton(AF_INET, out, bin) == 1) {
+        *family = AF_INET;
+        return inet_ntop(AF_INET, bin, out, (socklen_t)cap) != NULL;
+    }
+    return true;
+}
+
+static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "host");
+    char host[HOST_MAX + 64], buf[SHOW_MAX];
+    int family;
+
+    if (!v) {
+        fail_at(ld, "host", "required");
+        return;
+    }
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+        fail_at(ld, "host", "must be a non-empty string");
+        return;
+    }
+    const char *text = v->valuestring;
+    show(buf, text);
+
+    if (strchr(text, '*')) {
+        if (strcmp(text, "*") == 0 || strcmp(text, "**") == 0 || strcmp(text, "*.") == 0) {
+            fail_at(ld, "host", "bare wildcard \"%s\" would match every host", buf);
+            return;
+        }
+        size_t stars = text[1] == '*' ? 2 : 1;
+        if (text[0] != '*' || text[stars] != '.' || strchr(text + stars, '*')) {
+            fail_at(ld, "host",
+                    "\"%s\": a wildcard is allowed only as the whole first label "
+                    "(\"*.example.com\" or \"**.example.com\")",
+                    buf);
+            return;
+        }
+        const char *suffix = text + stars + 1;
+        if (!normalise_host(suffix, host, sizeof(host), &family) || family != 0 ||
+            dns_labels(host) == 0) {
+            fail_at(ld, "host", "\"%s\": not a valid wildcard host name", buf);
+            return;
+        }
+        if (dns_labels(host) < 2) {
+            fail_at(ld, "host", "wildcard \"%s\" covers a top-level domain", buf);
+            return;
+        }
+        e->kind = stars == 1 ? HOST_ONE_LABEL : HOST_ANY_LABELS;
+    } else {
+        if (!normalise_host(text, host, sizeof(host), &family) ||
+            (family == 0 && dns_labels(host) == 0)) {
+            fail_at(ld, "host", "\"%s\" is not a host name or IP address", buf);
+            return;
+        }
+        if ((family && is_metadata_ip(host, family)) || (!family && addr_is_metadata_name(host))) {
+            fail_at(ld, "host",
+                    "\"%s\" is a cloud metadata service, which is refused always; "
+                    "remove this endpoint",
+                    buf);
+            return;
+        }
+        e->kind = HOST_EXACT;
+    }
+    e->host = arena_strndup(ld, host, strlen(host));
+}
+
+/* ---- ports ---- */
+
+/* "LOW-HIGH": decimal digits only, 1..65535, LOW <= HIGH. */
+static bool parse_range(const char *s, struct port_range *r)
+{
+    unsigned long v[2];
+    for (int i = 0; i < 2; i++) {
+        size_t digits = 0;
+        v[i] = 0;
+        while (s[digits] >= '0' && s[digits] <= '9' && digits < 6) {
+            v[i] = v[i] * 10 + (unsigned long)(s[digits] - '0');
+            digits++;
+        }
+        if (digits == 0 || v[i] < 1 || v[i] > 65535)
+            return false;
+        s += digits;
+        if (i == 0 && *s++ != '-')
+            return false;
+    }
+    if (*s != '\0' || v[0] > v[1])
+        return false;
+    r->lo = (uint16_t)v[0];
+    r->hi = (uint16_t)v[1];
+    return true;
+}
+
+static void load_ports(struct loader *ld, const cJSON *obj, struct endpoint *e)
+{
+    const cJSON *port = cJSON_GetObjectItemCaseSensitive(obj, "port");
+    const cJSON *ports = cJSON_GetObjectItemCaseSensitive(obj, "ports");
+    char buf[SHOW_MAX];
+    long n;
+
+    if (port && ports) {
+        fail_at(ld, "ports", "give \"port\" or \"ports\", not both");
+        return;
+    }
+    if (!port && !ports) {
+        fail(ld, "needs \"port\" or \"ports\"");
+        return;
+    }
+    if (port) {
+        if (!json_int(port, 1, 65535, &n)) {
+            fail_at(ld, "port", "must be an integer from 1 to 65535");
+            return;
+        }
+        struct port_range *r = arena_alloc(ld, sizeof(*r));
+        if (r) {
+            r->lo = r->hi = (uint16_t)n;
+            e->ports = r;
+            e->nports = 1;
+        }
+        return;
+    }
+    if (!cJSON_IsArray(ports) || cJSON_GetArraySize(ports) == 0) {
+        fail_at(ld, "ports", "must be a non-empty array of ports and \"LOW-HIGH\" ranges");
+        return;
+    }
+    size_t count = (size_t)cJSON_GetArraySize(ports);
+    struct port_range *r = arena_alloc(ld, count * sizeof(*r));
+    size_t i = 0;
+    size_t old = path_key(ld, "ports");
+    for (const cJSON *c = ports->child; c; c = c->next, i++) {
+        size_t o = path_index(ld, i);
+        struct port_range pr = {0, 0};
+        if (json_int(c, 1, 65535, &n)) {
+            pr.lo = pr.hi = (uint16_t)n;
+        } else if (!cJSON_IsString(c)) {
+            fail(ld, "must be an integer from 1 to 65535 or a \"LOW-HIGH\" string");
+        } else if (!parse_range(c->valuestring, &pr)) {
+            fail(ld, "\"%s\" is not a \"LOW-HIGH\" range of ports 1 to 65535",
+                 show(buf, c->valuestring));
+        }
+        if (r)
+            r[i] = pr;
+        path_pop(ld, o);
+    }
+    path_pop(ld, old);
+    e->ports = r;
+    e->nports = count;
+}
+
+/* ---- rules ---- */
+
+/* RFC 9110 §5.6.2 token characters. */
+static bool is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static void check_method(struct loader *ld, const char *m)
+{
+    char buf[SHOW_MAX];
+    if (strcmp(m, "*") == 0)
+        return;
+    bool lower = false;
+    for (const char *c = m; *c; c++) {
+        if (!is_tchar(*c) || *c == '*') {
+            fail_at(ld, "method", "\"%s\" is not a method name (or \"*\" for any)", show(buf, m));
+            return;
+        }
+        lower = lower || (*c >= 'a' && *c <= 'z');
+    }
+    if (*m == '\0') {
+        fail_at(ld, "method", "must not be empty");
+    } else if (lower) {
+        /* Methods are case-sensitive (RFC 9110 §9.1): "delete" in a deny rule would not stop
+         * DELETE, so a lower-case name is almost surely a typo that widens the policy. */
+        fail_at(ld, "method", "\"%s\": methods are case-sensitive; write them in upper case",
+                show(buf, m));
+    }
+}
+
+/* Explain why path_glob_valid refused a glob. */
+static void fail_glob(struct loader *ld, const char *glob)
+{
+    char buf[SHOW_MAX], canon[PATH_MAX_LEN + 1], cbuf[SHOW_MAX];
+    bool has_query = false;
+    const char *dd = strstr(glob, "**");
+
+    if (glob[0] != '/') {
+        fail_at(ld, "path", "\"%s\" must start with '/'", show(buf, glob));
+        return;
+    }
+    for (; dd; dd = strstr(dd + 2, "**")) {
+        if (dd[-1] != '/' || (dd[2] != '/' && dd[2] != '\0')) {
+            fail_at(ld, "path", "\"%s\": '**' is allowed only as a whole segment", show(buf, glob));
+            return;
+        }
+    }
+    if (path_canonicalize(glob, strlen(glob), canon, sizeof(canon), NULL, 0, &has_query) ==
+            PATH_OK &&
+        !has_query) {
+        fail_at(ld, "path",
+                "\"%s\" is not in canonical form, so it could never match; write \"%s\"",
+                show(buf, glob), show(cbuf, canon));
+        return;
+    }
+    fail_at(ld, "path",
+            "\"%s\" is not a valid path glob (a query, '#', a space, a control "
+            "character, a backslash, an invalid or refused escape, or above the root)",
+            show(buf, glob));
+}
+
+static const struct rule *load_rules(struct loader *ld, const cJSON *obj, const char *key,
+                                     size_t *count)
+{
+    static const char *const keys[] = {"method", "path", NULL};
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *count = 0;
+    if (!arr)
+        return NULL;
+    if (!cJSON_IsArray(arr)) {
+        fail_at(ld, key, "must be an array of {\"method\": ..., \"path\": ...}");
+        return NULL;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    struct rule *rules = arena_alloc(ld, n * sizeof(*rules));
+    size_t old = path_key(ld, key), i = 0;
+    for (const cJSON *c = arr->child; c; c = c->next, i++) {
+        size_t o = path_index(ld, i);
+        struct rule r = {NULL, NULL};
+        if (!cJSON_IsObject(c)) {
+            fail(ld, "must be an object {\"method\": ..., \"path\": ...}");
+            path_pop(ld, o);
+            continue;
+        }
+        check_keys(ld, c, keys);
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "method");
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(c, "path");
+        if (!m)
+            fail_at(ld, "method", "required");
+        else if (!cJSON_IsString(m))
+            fail_at(ld, "method", "must be a string");
+        else
+            check_method(ld, m->valuestring);
+        if (!p)
+            fail_at(ld, "path", "required");
+        else if (!cJSON_IsString(p))
+            fail_at(ld, "path", "must be a string");
+        else if (!path_glob_valid(p->valuestring))
+            fail_glob(ld, p->valuestring);
+        if (cJSON_IsString(m) && strcmp(m->valuestring, "*") != 0)
+            r.method = arena_strndup(ld, m->valuestring, strlen(m->valuestring));
+        if (cJSON_IsString(p))
+            r.glob = arena_strndup(ld, p->valuestring, strlen(p->valuestring));
+        if (rules)
+            rules[i] = r;
+        path_pop(ld, o);
+    }
+    path_pop(ld, old);
+    *count = n;
+    return rules;
+}
+
+static void load_ips(struct loader *ld, const cJSON *obj, struct endpoint *e)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, "allowed_ips");
+    char buf[SHOW_MAX];
+    if (!arr)
+        return;
+    if (!cJSON_IsArray(arr)) {
+        fail_at(ld, "allowed_ips", "must be an array of CIDR strings such as \"10.0.0.0/8\"");
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    struct addr_cidr *ips = arena_alloc(ld, n * sizeof(*ips));
+    size_t old = path_key(ld, "allowed_ips"), i = 0;
+    for (const cJSON *c = arr->child; c; c = c->next, i++) {
+        size_t o = path_index(ld, i);
+        struct addr_cidr cidr;
+        memset(&cidr, 0, sizeof(cidr));
+        if (!cJSON_IsString(c))
+            fail(ld, "must be a CIDR string such as \"10.0.0.0/8\"");
+        else if (addr_cidr_parse(c->valuestring, &cidr) != 0)
+            fail(ld, "\"%s\" is not an address or CIDR block (host bits must be zero)",
+                 show(buf, c->valuestring));
+        if (ips)
+            ips[i] = cidr;
+        path_pop(ld, o);
+    }
+    path_pop(ld, old);
+    e->ips = ips;
+    e->nips = n;
+}
+
+/* ---- endpoints, binaries, policies ---- */
+
+static void load_endpoint(struct loader *ld, const cJSON *obj, struct endpoint *e)
+{
+    static const char *const keys[] = {"host",        "port",   "ports", "protocol",
+                                       "enforcement", "access", "rules", "deny_rules",
+                                       "allowed_ips", NULL};
+    static const char *const protocols[] = {"rest", "tcp", NULL};
+    static const char *const enforcements[] = {"enforce", "audit", NULL};
+    static const char *const accesses[] = {"read-only", "read-write", "full", NULL};
+
+    if (!cJSON_IsObject(obj)) {
+        fail(ld, "must be an object");
+        return;
+    }
+    check_keys(ld, obj, keys);
+    load_host(ld, obj, e);
+    load_ports(ld, obj, e);
+
+    int proto = json_choice(ld, obj, "protocol", protocols);
+    int enf = json_choice(ld, obj, "enforcement", enforcements);
+    int acc = json_choice(ld, obj, "access", accesses);
+    e->protocol = proto == 1 ? POLICY_TCP : POLICY_REST;
+    e->audit = enf == 1;
+    e->access = acc == 0   ? ACCESS_READ_ONLY
+                : acc == 1 ? ACCESS_READ_WRITE
+                : acc == 2 ? ACCESS_FULL
+                           : ACCESS_NONE;
+    e->rules = load_rules(ld, obj, "rules", &e->nrules);
+    e->deny = load_rules(ld, obj, "deny_rules", &e->ndeny);
+    load_ips(ld, obj, e);
+
+    if (e->protocol == POLICY_TCP) {
+        /* A tcp endpoint is piped without parsing: HTTP rules there would be a promise the
+         * proxy cannot keep. */
+        static const char *const l7[] = {"access", "rules", "deny_rules"};
+        for (size_t i = 0; i < 3; i++) {
+            if (cJSON_GetObjectItemCaseSensitive(obj, l7[i]))
+                fail_at(ld, l7[i], "a tcp endpoint is not parsed, so it takes no \"%s\"", l7[i]);
+        }
+        if (e->audit)
+            fail_at(ld, "enforcement",
+                    "audit applies to HTTP rules, which a tcp endpoint does not have");
+    } else if (proto != -2 && acc == -1 && e->nrules == 0) {
+        const cJSON *rules = cJSON_GetObjectItemCaseSensitive(obj, "rules");
+        if (!rules || cJSON_IsArray(rules))
+            fail(ld, "a rest endpoint needs \"access\" or \"rules\"");
+    }
+}
+
+static bool has_dot_or_empty_segment(const char *p)
+{
+    for (const char *s = p + 1;; s++) {
+        const char *end = strchr(s, '/');
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+            return true;
+        if (!end)
+            return false;
+        s = end;
+    }
+}
+
+/* Exact entries and the directory of a glob entry are resolved with realpath, because
+ * /proc/PID/exe names the resolved file ("/usr/bin/python3" is a symlink on most systems).
+ * A path that does not exist here is kept as written. */
+static void load_binary(struct loader *ld, const char *text, struct binary *b)
+{
+    char buf[SHOW_MAX], dir[PATH_MAX];
+    size_t n = strlen(text);
+    bool subtree = n >= 3 && strcmp(text + n - 3, "/**") == 0;
+    size_t base = subtree ? n - 3 : n;
+
+    if (text[0] != '/') {
+        fail(ld, "\"%s\" must be an absolute path", show(buf, text));
+        return;
+    }
+    if (memchr(text, '*', base)) {
+        fail(ld, "\"%s\": a wildcard is allowed only as a trailing \"/**\"", show(buf, text));
+        return;
+    }
+    if (base >= sizeof(dir)) {
+        fail(ld, "\"%s\" is too long", show(buf, text));
+        return;
+    }
+    memcpy(dir, text, base);
+    dir[base] = '\0';
+    if (base > 0 && has_dot_or_empty_segment(dir)) {
+        fail(ld, "\"%s\" must not contain empty, \".\" or \"..\" segments", show(buf, text));
+        return;
+    }
+
+    char *real = base ? realpath(dir, NULL) : NULL;
+    const char *use = real ? real : dir;
+    size_t ulen = strlen(use);
+    if (subtree) {
+        /* Stored with its trailing '/', so the glob for /opt/app never covers /opt/application. */
+        char *s = arena_alloc(ld, ulen + 2);
+        if (s) {
+            memcpy(s, use, ulen);
+            s[ulen] = '/';
+            s[ulen + 1] = '\0';
+            if (ulen == 1) /* the root itself: any absolute path */
+                s[1] = '\0';
+        }
+        b->path = s;
+        b->len = s ? strlen(s) : 0;
+    } else {
+        b->path = arena_strndup(ld, use, ulen);
+        b->len = ulen;
+    }
+    b->subtree = subtree;
+    free(real);
+}
+
+static const struct binary *load_binaries(struct loader *ld, const cJSON *obj, size_t *count)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, "binaries");
+    *count = 0;
+    if (!arr)
+        return NULL;
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0) {
+        fail_at(ld, "binaries",
+                "must be a non-empty array of absolute paths (omit it to allow any process)");
+        return NULL;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    struct binary *bins = arena_alloc(ld, n * sizeof(*bins));
+    size_t old = path_key(ld, "binaries"), i = 0;
+    for (const cJSON *c = arr->child; c; c = c->next, i++) {
+        size_t o = path_index(ld, i);
+        struct binary b = {NULL, 0, false};
+        if (!cJSON_IsString(c))
+            fail(ld, "must be a string");
+        else
+            load_binary(ld, c->valuestring, &b);
+        if (bins)
+            bins[i] = b;
+        path_pop(ld, o);
+    }
+    path_pop(ld, old);
+    *count = n;
+    ld->p->uses_binaries = true;
+    return bins;
+}
+
+static void load_network_policy(struct loader *ld, const cJSON *obj)
+{
+    static const char *const keys[] = {"endpoints", "binaries", NULL};
+    const char *name = obj->string;
+
+    size_t old = path_key(ld, name);
+    if (!is_ident(name) || strlen(name) > NAME_MAX_LEN)
+        fail(ld, "policy names are 1 to %d letters, digits, '_' or '-'", NAME_MAX_LEN);
+    if (!cJSON_IsObject(obj)) {
+        fail(ld, "must be an object with \"endpoints\"");
+        path_pop(ld, old);
+        return;
+    }
+    check_keys(ld, obj, keys);
+
+    const char *stored = arena_strndup(ld, name, strlen(name));
+    size_t nbins;
+    const struct binary *bins = load_binaries(ld, obj, &nbins);
+    bool has_binaries = cJSON_GetObjectItemCaseSensitive(obj, "binaries") != NULL;
+
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(obj, "endpoints");
+    if (!eps) {
+        fail_at(ld, "endpoints", "required");
+    } else if (!cJSON_IsArray(eps) || cJSON_GetArraySize(eps) == 0) {
+        fail_at(ld, "endpoints", "must be a non-empty array of endpoint objects");
+    } else {
+        size_t o = path_key(ld, "endpoints"), i = 0;
+        for (const cJSON *c = eps->child; c; c = c->next, i++) {
+            size_t oi = path_index(ld, i);
+            struct endpoint *e = &ld->p->endpoints[ld->next_endpoint];
+            e->index = (uint32_t)ld->next_endpoint++;
+            e->policy_name = stored;
+            e->binaries = bins;
+            e->nbinaries = nbins;
+            e->has_binaries = has_binaries;
+            load_endpoint(ld, c, e);
+            path_pop(ld, oi);
+        }
+        path_pop(ld, o);
+    }
+    path_pop(ld, old);
+}
+
+/* ---- index ---- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+struct sort_key {
+    const char *host;
+    uint32_t index;
+};
+
+/* Ties broken by declaration order, so each slot's run is in declaration order too. */
+static int cmp_sort_key(const void *a, const void *b)
+{
+    const struct sort_key *x = a, *y = b;
+    int c = strcmp(x->host, y->host);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int build_index(struct loader *ld)
+{
+    struct policy *p = ld->p;
+    size_t n = p->nendpoints;
+
+    p->nslots = 8;
+    while (p->nslots < 2 * n)
+        p->nslots *= 2;
+    p->slots = arena_alloc(ld, p->nslots * sizeof(*p->slots));
+    p->order = arena_alloc(ld, (n ? n : 1) * sizeof(*p->order));
+    if (!p->slots || !p->order)
+        return -1;
+    memset(p->slots, 0, p->nslots * sizeof(*p->slots));
+
+    /* qsort has no context argument, so sort (host, index) pairs; a temporary array keeps
+     * the comparator free of global state (two threads may load policies at once). */
+    struct sort_key *keys = malloc((n ? n : 1) * sizeof(*keys));
+    if (!keys)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        keys[i].host = p->endpoints[i].host;
+        keys[i].index = (uint32_t)i;
+    }
+    qsort(keys, n, sizeof(*keys), cmp_sort_key);
+    for (size_t i = 0; i < n; i++)
+        p->order[i] = keys[i].index;
+    free(keys);
+
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        const char *key = p->endpoints[p->order[i]].host;
+        while (j < n && strcmp(p->endpoints[p->order[j]].host, key) == 0)
+            j++;
+        size_t s = (size_t)hash_str(key) & (p->nslots - 1);
+        while (p->slots[s].key)
+            s = (s + 1) & (p->nslots - 1);
+        p->slots[s].key = key;
+        p->slots[s].first = (uint32_t)i;
+        p->slots[s].count = (uint32_t)(j - i);
+        i = j;
+    }
+    return 0;
+}
+
+static const struct slot *find_slot(const struct policy *p, const char *key)
+{
+    size_t s = (size_t)hash_str(key) & (p->nslots - 1);
+    while (p->slots[s].key) {
+        if (strcmp(p->slots[s].key, key) == 0)
+            return &p->slots[s];
+        s = (s + 1) & (p->nslots - 1);
+    }
+    return NULL;
+}
+
+/* ---- load ---- */
+
+static void line_col(const char *start, const char *at, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (const char *c = start; c < at && *c; c++) {
+        if (*c == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static void load_root(struct loader *ld, const cJSON *root)
+{
+    static const char *const keys[] = {"version", "network_policies", NULL};
+
+    if (!cJSON_IsObject(root)) {
+        fail(ld, "must be an object with \"version\" and \"network_policies\"");
+        return;
+    }
+    check_keys(ld, root, keys);
+
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
+    long v;
+    if (!version)
+        fail_at(ld, "version", "required (1)");
+    else if (!json_int(version, 1, 1, &v))
+        fail_at(ld, "version", "unsupported; must be 1");
+
+    const cJSON *np = cJSON_GetObjectItemCaseSensitive(root, "network_policies");
+    if (!np) {
+        fail_at(ld, "network_policies", "required");
+        return;
+    }
+    if (!cJSON_IsObject(np)) {
+        fail_at(ld, "network_policies", "must be an object keyed by policy name");
+        return;
+    }
+
+    /* One array for every endpoint; counting first keeps the snapshot to a few allocations. */
+    size_t total = 0;
+    for (const cJSON *pol = np->child; pol; pol = pol->next) {
+        const cJSON *eps = cJSON_GetObjectItemCaseSensitive(pol, "endpoints");
+        if (cJSON_IsArray(eps))
+            total += (size_t)cJSON_GetArraySize(eps);
+    }
+    if (total > UINT32_MAX / 2) {
+        fail_at(ld, "network_policies", "too many endpoints");
+        return;
+    }
+    ld->p->endpoints = arena_alloc(ld, (total ? total : 1) * sizeof(struct endpoint));
+    if (!ld->p->endpoints)
+        return;
+    memset(ld->p->endpoints, 0, (total ? total : 1) * sizeof(struct endpoint));
+
+    size_t old = path_key(ld, "network_policies");
+    check_keys(ld, np, NULL);
+    for (const cJSON *pol = np->child; pol; pol = pol->next)
+        load_network_policy(ld, pol);
+    path_pop(ld, old);
+    ld->p->nendpoints = ld->next_endpoint;
+}
+
+static struct policy *finish(struct loader *ld, char **errors)
+{
+    if (ld->oom) {
+        ld->path_len = 0;
+        ld->path[0] = '\0';
+        fail(ld, "out of memory");
+    }
+    if (ld->nerr == 0 && !ld->oom) {
+        free(ld->err);
+        if (errors)
+            *errors = NULL;
+        return ld->p;
+    }
+    if (ld->nerr > MAX_ERRORS && ld->want_text) {
+        char line[64];
+        int n = snprintf(line, sizeof(line), "... and %u more errors\n", ld->nerr - MAX_ERRORS);
+        err_append(ld, line, (size_t)n);
+    }
+    policy_free(ld->p);
+    if (errors) {
+        *errors = ld->err;
+        if (!*errors)
+            *errors = strdup("(root): out of memory\n");
+    } else {
+        free(ld->err);
+    }
+    return NULL;
+}
+
+struct policy *policy_parse(const char *json, size_t len, char **errors)
+{
+    struct loader ld;
+    memset(&ld, 0, sizeof(ld));
+    if (!json) {
+        json = "";
+        len = 0;
+    }
+    ld.want_text = errors != NULL;
+    if (errors)
+        *errors = NULL;
+
+    ld.p = calloc(1, sizeof(*ld.p));
+    if (!ld.p) {
+        ld.oom = true;
+        return finish(&ld, errors);
+    }
+    atomic_init(&ld.p->refs, 1);
+    ld.p->source = malloc(len + 1);
+    if (!ld.p->source) {
+        ld.oom = true;
+        return finish(&ld, errors);
+    }
+    memcpy(ld.p->source, json, len);
+    ld.p->source[len] = '\0';
+
+    /* cJSON stops at a NUL; whatever followed it would be silently ignored. */
+    if (memchr(json, '\0', len)) {
+        fail(&ld, "contains a NUL byte");
+        return finish(&ld, errors);
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(ld.p->source, &end, 1);
+    if (!root) {
+        int line, col;
+        line_col(ld.p->source, end ? end : ld.p->source, &line, &col);
+        fail(&ld, "invalid JSON near line %d, column %d", line, col);
+        return finish(&ld, errors);
+    }
+    load_root(&ld, root);
+    cJSON_Delete(root);
+    if (ld.nerr == 0 && !ld.oom && build_index(&ld) != 0)
+        ld.oom = true;
+    return finish(&ld, errors);
+}
+
+struct policy *policy_load_file(const char *path, char **errors)
+{
+    char buf[SHOW_MAX], line[SHOW_MAX + 128];
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    const char *why = NULL;
+    char *text = NULL;
+
+    if (errors)
+        *errors = NULL;
+    if (!f) {
+        why = strerror(errno);
+    } else if (fstat(fileno(f), &st) != 0) {
+        why = strerror(errno);
+    } else if (!S_ISREG(st.st_mode)) {
+        why = "not a regular file";
+    } else if ((uintmax_t)st.st_size > MAX_FILE_SIZE) {
+        why = "larger than 16 MiB";
+    } else if (!(text = malloc((size_t)st.st_size + 1))) {
+        why = "out of memory";
+    } else if (fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size || ferror(f)) {
+        why = "read failed";
+    }
+    if (f)
+        fclose(f);
+    if (why) {
+        free(text);
+        if (errors) {
+            snprintf(line, sizeof(line), "%s: cannot read: %s\n", show(buf, path), why);
+            *errors = strdup(line);
+        }
+        return NULL;
+    }
+    struct policy *p = policy_parse(text, (size_t)st.st_size, errors);
+    free(text);
+    return p;
+}
+
+void policy_ref(struct policy *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void policy_unref(struct policy *p)
+{
+    if (!p)
+        return;
+    /* Release so our reads of the snapshot happen before whoever frees it; the freeing thread
+     * acquires to see everyone else's. */
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_release) == 1) {
+        atomic_thread_fence(memory_order_acquire);
+        policy_free(p);
+    }
+}
+
+size_t policy_endpoint_count(const struct policy *p)
+{
+    return p->nendpoints;
+}
+
+const char *policy_source(const struct policy *p)
+{
+    return p->source;
+}
+
+bool policy_uses_binaries(const struct policy *p)
+{
+    return p->uses_binaries;
+}
+
+/* ---- decisions ---- */
+
+static bool port_matches(const struct endpoint *e, uint16_t port)
+{
+    for (size_t i = 0; i < e->nports; i++) {
+        if (port >= e->ports[i].lo && port <= e->ports[i].hi)
+            return true;
+    }
+    return false;
+}
+
+/* The peer runs (or descends from) one of the policy's executables. An unknown peer matches
+ * only when identity checking is off: failing closed is the point of naming binaries. */
+static bool peer_matches(const struct endpoint *e, const struct policy_peer *peer)
+{
+    if (!e->has_binaries || (peer && peer->binary_identity_off))
+        return true;
+    if (!peer || !peer->exe_paths)
+        return false;
+    for (const char *const *x = peer->exe_paths; *x; x++) {
+        for (size_t i = 0; i < e->nbinaries; i++) {
+            const struct binary *b = &e->binaries[i];
+            if (b->subtree ? strncmp(*x, b->path, b->len) == 0 : strcmp(*x, b->path) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+typedef void (*visit_fn)(const struct endpoint *e, void *ctx);
+
+/* Call fn for every endpoint whose host pattern matches host (already normalised), in no
+ * particular order: the exact slot, then one slot per parent domain for wildcards. A name has
+ * at most 127 labels, so this is a bounded number of hash probes whatever the policy size. */
+static void for_each_host_match(const struct policy *p, const char *host, visit_fn fn, void *ctx)
+{
+    const struct slot *s = find_slot(p, host);
+    for (uint32_t i = 0; s && i < s->count; i++) {
+        const struct endpoint *e = &p->endpoints[p->order[s->first + i]];
+        if (e->kind == HOST_EXACT)
+            fn(e, ctx);
+    }
+    if (host[0] == '.')
+        return;
+    const char *first_dot = strchr(host, '.');
+    for (const char *d = first_dot; d; d = strchr(d + 1, '.')) {
+        if (d[1] == '\0' || d[-1] == '.')
+            return;
+        s = find_slot(p, d + 1);
+        for (uint32_t i = 0; s && i < s->count; i++) {
+            const struct endpoint *e = &p->endpoints[p->order[s->first + i]];
+            if (e->kind == HOST_ANY_LABELS || (e->kind == HOST_ONE_LABEL && d == first_dot))
+                fn(e, ctx);
+        }
+    }
+}
+
+/* Hosts should arrive normalised (target.h); lower-case and strip a trailing dot anyway, so a
+ * caller that forgot can only be refused, never let through by a case mismatch. */
+static bool normalise_query_host(const char *host, char out[HOST_MAX + 2])
+{
+    size_t n = host ? strlen(host) : 0;
+    if (n && host[n - 1] == '.')
+        n--;
+    if (n == 0 || n > HOST_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (host[i] >= 'A' && host[i] <= 'Z') ? (char)(host[i] + 32) : host[i];
+    out[n] = '\0';
+    return true;
+}
+
+struct l4_ctx {
+    uint16_t port;
+    const struct policy_peer *peer;
+    const struct endpoint *best;        /* lowest index matching host, port and peer */
+    const struct endpoint *bin_refused; /* lowest index matching host and port only */
+};
+
+static void visit_l4(const struct endpoint *e, void *arg)
+{
+    struct l4_ctx *c = arg;
+    if (!port_matches(e, c->port))
+        return;
+    if (!peer_matches(e, c->peer)) {
+        if (!c->bin_refused || e->index < c->bin_refused->index)
+            c->bin_refused = e;
+        return;
+    }
+    if (!c->best || e->index < c->best->index)
+        c->best = e;
+}
+
+void policy_check_l4(const struct policy *p, const char *host, uint16_t port,
+                     const struct policy_peer *peer, struct policy_l4 *out)
+{
+    char h[HOST_MAX + 2];
+    struct l4_ctx c = {port, peer, NULL, NULL};
+
+    if (normalise_query_host(host, h))
+        for_each_host_match(p, h, visit_l4, &c);
+    memset(out, 0, sizeof(*out));
+    if (c.best) {
+        out->verdict = POLICY_ALLOW;
+        out->protocol = c.best->protocol;
+        out->policy_name = c.best->policy_name;
+    } else if (c.bin_refused) {
+        out->verdict = POLICY_DENY;
+        out->policy_name = c.bin_refused->policy_name;
+        out->reason = "binary not allowed";
+    } else {
+        out->verdict = POLICY_DENY;
+        out->reason = "no endpoint matches host and port";
+    }
+}
+
+static bool method_in(const char *m, const char *const *set)
+{
+    for (; *set; set++) {
+        if (strcmp(m, *set) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool access_allows(enum access a, const char *method)
+{
+    static const char *const ro[] = {"GET", "HEAD", "OPTIONS", NULL};
+    static const char *const rw[] = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", NULL};
+    switch (a) {
+    case ACCESS_FULL:
+        return true;
+    case ACCESS_READ_WRITE:
+        return method_in(method, rw);
+    case ACCESS_READ_ONLY:
+        return method_in(method, ro);
+    case ACCESS_NONE:
+        break;
+    }
+    return false;
+}
+
+static bool rule_matches(const struct rule *r, const char *method, const char *path)
+{
+    return (!r->method || strcmp(r->method, method) == 0) && path_glob_match(r->glob, path);
+}
+
+/* NULL when e allows the request, else the static reason it refuses. Deny rules first: they
+ * win over the preset and every allow rule. */
+static const char *endpoint_refusal(const struct endpoint *e, const char *method, const char *path)
+{
+    for (size_t i = 0; i < e->ndeny; i++) {
+        if (rule_matches(&e->deny[i], method, path))
+            return "matched deny rule";
+    }
+    if (access_allows(e->access, method))
+        return NULL;
+    for (size_t i = 0; i < e->nrules; i++) {
+        if (rule_matches(&e->rules[i], method, path))
+            return NULL;
+    }
+    switch (e->access) {
+    case ACCESS_READ_ONLY:
+        return "method not allowed by access read-only";
+    case ACCESS_READ_WRITE:
+        return "method not allowed by access read-write";
+    default:
+        return "no rule allows method and path";
+    }
+}
+
+struct l7_ctx {
+    uint16_t port;
+    const struct policy_peer *peer;
+    const char *method, *path;
+    const struct endpoint *allow; /* lowest index that allows */
+    const struct endpoint *audit; /* lowest index in audit mode that refuses */
+    const char *audit_reason;
+    const struct endpoint *deny; /* highest index that refuses ("last denied") */
+    const char *deny_reason;
+    const struct endpoint *bin_refused;
+};
+
+static void visit_l7(const struct endpoint *e, void *arg)
+{
+    struct l7_ctx *c = arg;
+    if (e->protocol != POLICY_REST || !port_matches(e, c->port))
+        return;
+    if (!peer_matches(e, c->peer)) {
+        if (!c->bin_refused || e->index < c->bin_refused->index)
+            c->bin_refused = e;
+        return;
+    }
+    /* Once something allows, only an earlier allowing endpoint can change the answer. */
+    if (c->allow && e->index > c->allow->index)
+        return;
+    const char *why = endpoint_refusal(e, c->method, c->path);
+    if (!why) {
+        c->allow = e;
+    } else if (e->audit) {
+        if (!c->audit || e->index < c->audit->index) {
+            c->audit = e;
+            c->audit_reason = why;
+        }
+    } else if (!c->deny || e->index > c->deny->index) {
+        c->deny = e;
+        c->deny_reason = why;
+    }
+}
+
+/* Append s as JSON string content (without quotes); false when it does not fit. */
+static bool json_escape(char *out, size_t cap, size_t *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char tmp[6];
+        size_t k = 0;
+        if (ch == '"' || ch == '\\') {
+            tmp[k++] = '\\';
+            tmp[k++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            /* Bytes above 0x7e are not UTF-8 we vouch for; \u00XX keeps the text valid JSON. */
+            memcpy(tmp, "\\u00", 4);
+            tmp[4] = hex[ch >> 4];
+            tmp[5] = hex[ch & 15];
+            k = 6;
+        } else {
+            tmp[k++] = (char)ch;
+        }
+        if (*w + k >= cap)
+            return false;
+        memcpy(out + *w, tmp, k);
+        *w += k;
+    }
+    return true;
+}
+
+static bool append_raw(char *out, size_t cap, size_t *w, const char *s)
+{
+    size_t n = strlen(s);
+    if (*w + n >= cap)
+        return false;
+    memcpy(out + *w, s, n + 1);
+    *w += n;
+    return true;
+}
+
+static bool format_rule(char *out, size_t cap, const char *method, const char *path, size_t plen,
+                        bool globstar)
+{
+    size_t w = 0;
+    return append_raw(out, cap, &w, "{\"method\":\"") &&
+           json_escape(out, cap, &w, method, strlen(method)) &&
+           append_raw(out, cap, &w, "\",\"path\":\"") && json_escape(out, cap, &w, path, plen) &&
+           (!globstar || append_raw(out, cap, &w, "/**")) && append_raw(out, cap, &w, "\"}");
+}
+
+/* The rule an operator could add to allow this request. When the path is too long for the
+ * buffer, a shorter prefix with a trailing globstar still allows it, so suggest that. */
+static void rule_missing(char *out, size_t cap, const char *method, const char *path)
+{
+    size_t plen = strlen(path);
+    if (format_rule(out, cap, method, path, plen, false))
+        return;
+    while (plen > 0) {
+        while (plen > 0 && path[plen - 1] != '/')
+            plen--;
+        if (plen > 0)
+            plen--; /* the '/' too: the globstar suffix brings its own */
+        if (format_rule(out, cap, method, path, plen, true))
+            return;
+    }
+    if (!format_rule(out, cap, "*", "", 0, true))
+        out[0] = '\0';
+}
+
+void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
+                     const struct policy_peer *peer, const char *method, const char *path,
+                     struct policy_l7 *out)
+{
+    char h[HOST_MAX + 2];
+    struct l7_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.port = port;
+    c.peer = peer;
+    c.method = method ? method : "";
+    c.path = path ? path : "";
+
+    if (normalise_query_host(host, h))
+        for_each_host_match(p, h, visit_l7, &c);
+    memset(out, 0, sizeof(*out));
+    if (c.allow) {
+        out->verdict = POLICY_ALLOW;
+        out->policy_name = c.allow->policy_name;
+        return;
+    }
+    if (c.audit) {
+        out->verdict = POLICY_AUDIT;
+        out->policy_name = c.audit->policy_name;
+        out->reason = c.audit_reason;
+    } else if (c.deny) {
+        out->verdict = POLICY_DENY;
+        out->policy_name = c.deny->policy_name;
+        out->reason = c.deny_reason;
+    } else if (c.bin_refused) {
+        out->verdict = POLICY_DENY;
+        out->policy_name = c.bin_refused->policy_name;
+        out->reason = "binary not allowed";
+    } else {
+        out->verdict = POLICY_DENY;
+        out->reason = "no endpoint matches host and port";
+    }
+    rule_missing(out->rule_missing, sizeof(out->rule_missing), c.method,
+                 c.path[0] == '/' ? c.path : "/");
+}
+
+struct ip_ctx {
+    uint16_t port;
+    const struct sockaddr *sa;
+    bool allowed;
+};
+
+static void visit_ip(const struct endpoint *e, void *arg)
+{
+    struct ip_ctx *c = arg;
+    if (c->allowed || !port_matches(e, c->port))
+        return;
+    for (size_t i = 0; i < e->nips; i++) {
+        if (addr_cidr_contains(&e->ips[i], c->sa)) {
+            c->allowed = true;
+            return;
+        }
+    }
+}
+
+bool policy_ip_allowed(const struct policy *p, const char *host, uint16_t port,
+                       const struct sockaddr *sa)
+{
+    char h[HOST_MAX + 2];
+    struct ip_ctx c = {port, sa, false};
+    if (sa && normalise_query_host(host, h))
+        for_each_host_match(p, h, visit_ip, &c);
+    return c.allowed;
+}
