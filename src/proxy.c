@@ -104,7 +104,9 @@ static void on_dialed(struct conn *c, int status, const char *why)
             return;
         }
         conn_set_state(c, CONN_S_UPSTREAM_TLS);
-        conn_set_timeout(c, cfg->handshake_timeout_ms, 502, "upstream TLS handshake timed out");
+        /* "Connecting" to an upstream ends with its verified TLS handshake, so one timeout
+         * (--connect-timeout) bounds both. */
+        conn_set_timeout(c, cfg->connect_timeout_ms, 502, "upstream TLS handshake timed out");
         conn_update_reading(c, SIDE_UPSTREAM);
         tls_handshake(us->tls); /* queues the ClientHello */
         conn_flush_tls(c, SIDE_UPSTREAM);

@@ -173,6 +173,16 @@ static void websocket_accept(const char *key, size_t key_len, char out[32])
     EVP_MD_CTX_free(ctx);
 }
 
+/* Log fields are bounded; a longer path is cut (the log says what, not all of it). */
+static void copy_truncated(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static bool field_is(const struct http_field *f, const char *name)
 {
     return f->name_len == strlen(name) && strncasecmp(f->name, name, f->name_len) == 0;
@@ -312,7 +322,7 @@ int relay_start_request(struct conn *c)
         pr = path_canonicalize(target, target_len, path, sizeof path, query, sizeof query,
                                &has_query);
     }
-    snprintf(ex->log_path, sizeof ex->log_path, "%s", pr == PATH_OK ? path : "");
+    copy_truncated(ex->log_path, sizeof ex->log_path, pr == PATH_OK ? path : "");
     if (pr != PATH_OK) {
         log_request(c, "deny", "deny", pr == PATH_TOO_LONG ? 414 : 400, "malformed path",
                     LOG_SEV_LOW);
