@@ -709,7 +709,42 @@ void conn_finish(struct conn *c, const char *reason)
     }
 }
 
-void conn_respond_error(struct conn *c, int status, const char *error, const char *detail)
+static void json_string(struct http_buf *b, const char *s)
+{
+    http_buf_puts(b, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            http_buf_printf(b, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            http_buf_printf(b, "\\u%04x", ch);
+        else
+            http_buf_append(b, s, 1);
+    }
+    http_buf_puts(b, "\"");
+}
+
+/* One sentence an agent can act on, per refusal. */
+static const char *next_steps(const char *error, bool l7)
+{
+    if (!strcmp(error, "policy_denied"))
+        return l7 ? "Use an allowed method and path, or ask the operator to add rule_missing to "
+                    "the policy."
+                  : "Use a destination the policy allows, or ask the operator to add an endpoint "
+                    "for this host and port.";
+    if (!strcmp(error, "ssrf_denied"))
+        return "The name resolves to a private, loopback, link-local or metadata address; if "
+               "that is intended, the operator must list it in the endpoint's allowed_ips.";
+    if (!strcmp(error, "request_authority_mismatch"))
+        return "Send requests only for the host and port of the CONNECT tunnel; open a new "
+               "tunnel for another host.";
+    if (!strcmp(error, "credential_endpoint_mismatch"))
+        return "Use this placeholder only with the hosts its provider names.";
+    return NULL;
+}
+
+void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
+                         const char *rule_missing)
 {
     struct http_buf body = {0}, head = {0};
     const char *reason = status == 400   ? "Bad Request"
@@ -723,12 +758,38 @@ void conn_respond_error(struct conn *c, int status, const char *error, const cha
                          : status == 503 ? "Service Unavailable"
                          : status == 504 ? "Gateway Timeout"
                                          : "Error";
-    /* Only static text and validated, normalised names go into the body: never a request
-     * byte that could carry a secret or a placeholder. */
-    http_buf_printf(&body, "{\"error\":\"%s\",\"detail\":\"%s\"", error, detail);
-    if (c->target.host[0])
-        http_buf_printf(&body, ",\"host\":\"%s\",\"port\":%u", c->target.host,
-                        (unsigned)c->target.port);
+    /* Only static text and parsed, normalised values go into the body (DESIGN.md "Policy"):
+     * never raw request bytes, a query string, a placeholder or a secret. */
+    bool in_request = c->ex.method[0] && c->state != CONN_S_FIRST && c->ex.active;
+    http_buf_puts(&body, "{\"error\":");
+    json_string(&body, error);
+    http_buf_puts(&body, ",\"detail\":");
+    json_string(&body, detail ? detail : "");
+    if (c->target.host[0]) {
+        http_buf_puts(&body, ",\"policy\":");
+        if (c->policy_name)
+            json_string(&body, c->policy_name);
+        else
+            http_buf_puts(&body, "null");
+        http_buf_puts(&body, ",\"host\":");
+        json_string(&body, c->target.host);
+        http_buf_printf(&body, ",\"port\":%u", (unsigned)c->target.port);
+    }
+    if (c->ex.method[0]) {
+        http_buf_puts(&body, ",\"method\":");
+        json_string(&body, c->ex.method);
+    }
+    if (in_request && c->ex.log_path[0]) {
+        http_buf_puts(&body, ",\"path\":");
+        json_string(&body, c->ex.log_path);
+    }
+    if (rule_missing && rule_missing[0])
+        http_buf_printf(&body, ",\"rule_missing\":%s", rule_missing);
+    const char *next = next_steps(error, in_request);
+    if (next) {
+        http_buf_puts(&body, ",\"next_steps\":");
+        json_string(&body, next);
+    }
     http_buf_puts(&body, "}\n");
     http_buf_printf(&head,
                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
@@ -746,6 +807,11 @@ void conn_respond_error(struct conn *c, int status, const char *error, const cha
     http_buf_free(&head);
     http_buf_free(&body);
     conn_finish(c, detail);
+}
+
+void conn_respond_error(struct conn *c, int status, const char *error, const char *detail)
+{
+    conn_respond_denied(c, status, error, detail, NULL);
 }
 
 /* ---- accept ------------------------------------------------------------------------------ */

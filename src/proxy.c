@@ -143,9 +143,14 @@ static void dial_checked(struct conn *c)
     c->policy = pol;
     c->policy_name = d.policy_name;
     if (d.verdict != POLICY_ALLOW) {
+        /* The endpoint that would allow it: the host is normalised (LDH or an IP literal). */
+        char rule[TARGET_HOST_MAX + 64];
+        snprintf(rule, sizeof rule, "{\"host\":\"%s\",\"port\":%u}", c->target.host,
+                 (unsigned)c->target.port);
         log_connect(c, "deny", 403, d.reason);
-        conn_respond_error(c, 403, "policy_denied",
-                           d.reason ? d.reason : "no endpoint of the policy allows this host and port");
+        conn_respond_denied(c, 403, "policy_denied",
+                            d.reason ? d.reason : "no endpoint of the policy allows this host and port",
+                            rule);
         return;
     }
     c->protocol = d.protocol;

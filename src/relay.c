@@ -101,46 +101,6 @@ static void log_finding(struct conn *c, const char *reason)
     conn_log(c, &ev);
 }
 
-/* ---- the policy's refusal ------------------------------------------------------------------ */
-
-/* A 403 an agent can act on (DESIGN.md "Policy"): the decision, the rule that is missing, and a
- * next step. Method and path are the parsed, canonical ones; no query string. */
-static void respond_denied(struct conn *c, const struct policy_l7 *d)
-{
-    struct http_buf body = {0}, head = {0};
-    http_buf_printf(&body,
-                    "{\"error\":\"policy_denied\",\"detail\":\"%s\",\"policy\":%s%s%s,"
-                    "\"host\":\"%s\",\"port\":%u,\"method\":\"%s\",\"path\":\"",
-                    d->reason ? d->reason : "denied", d->policy_name ? "\"" : "",
-                    d->policy_name ? d->policy_name : "null", d->policy_name ? "\"" : "",
-                    c->target.host, (unsigned)c->target.port, c->ex.method);
-    /* The canonical path holds only printable ASCII without '"' or '\\' escapes beyond what
-     * JSON allows? Not guaranteed: escape it. */
-    for (const char *p = c->ex.log_path; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            http_buf_printf(&body, "\\%c", *p);
-        else
-            http_buf_append(&body, p, 1);
-    }
-    http_buf_printf(&body,
-                    "\",\"rule_missing\":%s,\"next_steps\":\"Ask the operator to add this rule to "
-                    "the policy '%s', or use an allowed method and path.\"}\n",
-                    d->rule_missing[0] ? d->rule_missing : "null",
-                    d->policy_name ? d->policy_name : "for this host");
-    http_buf_printf(&head,
-                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
-                    "Content-Length: %zu\r\nConnection: close\r\nX-Airlock-Decision: deny\r\n\r\n",
-                    body.len);
-    if (!head.failed && !body.failed) {
-        uv_buf_t bufs[2] = {uv_buf_init(head.data, (unsigned)head.len),
-                            uv_buf_init(body.data, (unsigned)body.len)};
-        conn_writev(c, SIDE_CLIENT, bufs, 2);
-    }
-    http_buf_free(&head);
-    http_buf_free(&body);
-    conn_finish(c, "policy denied");
-}
-
 /* ---- requests ---------------------------------------------------------------------------- */
 
 static int on_req_head(void *owner, struct http_head *head)
@@ -346,7 +306,7 @@ int relay_start_request(struct conn *c)
         c->policy_name = d.policy_name;
     if (d.verdict == POLICY_DENY) {
         log_request(c, "deny", "deny", 403, d.reason, LOG_SEV_MEDIUM);
-        respond_denied(c, &d);
+        conn_respond_denied(c, 403, "policy_denied", d.reason, d.rule_missing);
         return HTTP_HEAD_ERROR;
     }
     ex->audit = d.verdict == POLICY_AUDIT;

@@ -188,6 +188,10 @@ void conn_touch(struct conn *c);
 /* Answer the client with an error (JSON body; Connection: close) and finish. error is the
  * JSON "error" value; detail a sentence; both static. */
 void conn_respond_error(struct conn *c, int status, const char *error, const char *detail);
+/* The same with DESIGN.md's full deny body: policy, host, port, method, path, rule_missing (a
+ * JSON object text, or NULL) and next_steps. */
+void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
+                         const char *rule_missing);
 
 /* Like conn_write with several spans: one TLS flush (one socket write) for all of them. */
 int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs);
