@@ -72,4 +72,10 @@ bool creds_contains_secret(const struct creds_provider *p, const char *s, size_t
 void creds_redact_secret(const struct creds_provider *p, const char *s, size_t len,
                          struct http_buf *out);
 
+/* Wipe (OPENSSL_cleanse, the whole capacity) and free a buffer that received a secret from
+ * creds_substitute, creds_substitute_header or creds_inject_value; http_buf_free alone would
+ * leave the secret in freed heap memory. Appends made by creds grow the buffer by copy-and-wipe,
+ * but http_buf_append grows it with realloc, which does not wipe the old block. */
+void creds_buf_wipe(struct http_buf *b);
+
 #endif

@@ -1,0 +1,1527 @@
+/* SPDX-License-Identifier: MIT */
+/* creds: loads the providers file into an immutable, refcounted snapshot and performs every
+ * placeholder and secret rewrite. Owns the secrets: each lives in its own anonymous mapping that
+ * is excluded from core dumps (and locked when the limit allows) and is wiped before it is
+ * unmapped; scratch buffers that held secret bytes are wiped before they are freed. Error text
+ * names JSON paths, variables and files, never a secret nor a placeholder value. */
+#include "airlock/creds.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#define PLACEHOLDER_MIN 16
+#define PLACEHOLDER_MAX 128
+#define SECRET_MAX      (64u << 10)
+#define NAME_MAX_LEN    64
+#define HOST_MAX        253
+#define MAX_ERRORS      100
+#define MAX_FILE_SIZE   (16u << 20)
+#define JSON_PATH_MAX   512
+#define SHOW_MAX        96
+#define SECRET_TOKEN    "{secret}"
+#define NO_MATCH        SIZE_MAX
+
+struct port_range {
+    uint16_t lo, hi;
+};
+
+struct endpoint {
+    char *host; /* normalised: lower case, no trailing dot, IPv6 without brackets */
+    struct port_range *ports;
+    size_t nports;
+};
+
+/* Whole anonymous pages that hold secret bytes and nothing else. */
+struct vault {
+    char *base;
+    size_t size;
+};
+
+struct creds_provider {
+    char *name;
+    char *placeholder;
+    size_t placeholder_len;
+    uint8_t kmp[PLACEHOLDER_MAX]; /* kmp[i]: longest proper border of placeholder[0..i] */
+    char *env_var;
+    struct endpoint *endpoints;
+    size_t nendpoints;
+    char *inject_header; /* NULL without "inject" */
+    char *inject_format;
+    struct vault vault;
+    const char *secret; /* in vault, NUL-terminated */
+    size_t secret_len;
+    const char *secret_pct; /* in vault: the secret percent-encoded, NUL-terminated */
+    size_t secret_pct_len;
+};
+
+struct creds {
+    atomic_uint refs;
+    size_t count;
+    struct creds_provider *providers;
+};
+
+/* Validation state: the snapshot being built, the current JSON path and the error text. */
+struct loader {
+    struct creds *c;
+    char path[JSON_PATH_MAX];
+    size_t path_len;
+    struct http_buf err;
+    unsigned nerr;
+    bool oom;
+    bool want_text;
+};
+
+/* ---- secret memory ---- */
+
+static int vault_alloc(struct vault *v, size_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t ps = page > 0 ? (size_t)page : 4096;
+    size_t size = len ? (len + ps - 1) / ps * ps : ps;
+
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    /* A crashing daemon must not write its secrets into a core file that ends up in a bug
+     * report, and the heap cannot be marked per allocation: hence pages of their own. */
+    if (madvise(p, size, MADV_DONTDUMP) != 0) {
+        int err = -errno;
+        munmap(p, size);
+        return err;
+    }
+    /* Keep them out of swap as well when RLIMIT_MEMLOCK allows; unprivileged daemons often get
+     * only a few pages, and a secret in swap is a lesser risk than refusing to start. */
+    (void)mlock(p, size);
+    v->base = p;
+    v->size = size;
+    return 0;
+}
+
+static void vault_free(struct vault *v)
+{
+    if (!v->base)
+        return;
+    OPENSSL_cleanse(v->base, v->size);
+    munmap(v->base, v->size);
+    v->base = NULL;
+    v->size = 0;
+}
+
+/* Wipe and free a scratch block that may have held secret bytes. */
+static void scratch_free(void *p, size_t len)
+{
+    if (!p)
+        return;
+    OPENSSL_cleanse(p, len);
+    free(p);
+}
+
+/* Append to a buffer that may hold secret bytes. http_buf_append grows with realloc, which
+ * would leave the old block, secrets and all, in freed heap memory; so growth here copies into
+ * a fresh block and wipes the old one, and http_buf_append then always finds room. */
+static void sappend(struct http_buf *b, const char *p, size_t n)
+{
+    if (b->failed || n == 0)
+        return;
+    if (b->cap - b->len <= n) {
+        if (n >= SIZE_MAX / 4 - b->len) {
+            b->failed = true;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len <= n)
+            cap *= 2;
+        char *d = malloc(cap);
+        if (!d) {
+            b->failed = true;
+            return;
+        }
+        if (b->len)
+            memcpy(d, b->data, b->len);
+        scratch_free(b->data, b->cap);
+        b->data = d;
+        b->cap = cap;
+    }
+    http_buf_append(b, p, n);
+}
+
+void creds_buf_wipe(struct http_buf *b)
+{
+    if (b->data)
+        OPENSSL_cleanse(b->data, b->cap);
+    http_buf_free(b);
+}
+
+/* ---- snapshot lifetime ---- */
+
+static void provider_deinit(struct creds_provider *p)
+{
+    free(p->name);
+    free(p->placeholder);
+    free(p->env_var);
+    for (size_t i = 0; i < p->nendpoints; i++) {
+        free(p->endpoints[i].host);
+        free(p->endpoints[i].ports);
+    }
+    free(p->endpoints);
+    free(p->inject_header);
+    free(p->inject_format);
+    vault_free(&p->vault);
+}
+
+static void creds_free(struct creds *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->count; i++)
+        provider_deinit(&c->providers[i]);
+    free(c->providers);
+    free(c);
+}
+
+void creds_ref(struct creds *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void creds_unref(struct creds *c)
+{
+    if (!c)
+        return;
+    /* Release so this thread's reads happen before the free; the freeing thread acquires. */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_release) == 1) {
+        atomic_thread_fence(memory_order_acquire);
+        creds_free(c);
+    }
+}
+
+/* ---- error collection ---- */
+
+/* Quote a user string for an error line: printable ASCII as is, the rest escaped, long strings
+ * cut, so that a hostile key cannot forge a second line. */
+static const char *show(char buf[SHOW_MAX], const char *s)
+{
+    size_t w = 0;
+    for (; *s && w + 8 < SHOW_MAX; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            buf[w++] = '\\';
+            buf[w++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            w += (size_t)snprintf(buf + w, SHOW_MAX - w, "\\x%02x", ch);
+        } else {
+            buf[w++] = (char)ch;
+        }
+    }
+    if (*s) {
+        memcpy(buf + w, "...", 3);
+        w += 3;
+    }
+    buf[w] = '\0';
+    return buf;
+}
+
+/* One error line: "<json path>: <message>". */
+__attribute__((format(printf, 2, 3))) static void fail(struct loader *ld, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    ld->nerr++;
+    if (!ld->want_text || ld->nerr > MAX_ERRORS)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    http_buf_printf(&ld->err, "%s: %s\n", ld->path_len ? ld->path : "(root)", msg);
+}
+
+static bool is_word(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void path_append(struct loader *ld, const char *s)
+{
+    size_t n = strlen(s);
+    if (ld->path_len + n >= sizeof(ld->path))
+        n = sizeof(ld->path) - 1 - ld->path_len;
+    memcpy(ld->path + ld->path_len, s, n);
+    ld->path_len += n;
+    ld->path[ld->path_len] = '\0';
+}
+
+/* Enter ".key", or ["key"] when the key is not a plain word; returns what path_pop restores. */
+static size_t path_key(struct loader *ld, const char *key)
+{
+    size_t old = ld->path_len;
+    char buf[SHOW_MAX];
+    if (is_word(key)) {
+        if (ld->path_len)
+            path_append(ld, ".");
+        path_append(ld, key);
+    } else {
+        path_append(ld, "[\"");
+        path_append(ld, show(buf, key));
+        path_append(ld, "\"]");
+    }
+    return old;
+}
+
+static size_t path_index(struct loader *ld, size_t i)
+{
+    size_t old = ld->path_len;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "[%zu]", i);
+    path_append(ld, buf);
+    return old;
+}
+
+static void path_pop(struct loader *ld, size_t old)
+{
+    ld->path_len = old;
+    ld->path[old] = '\0';
+}
+
+/* fail() at path + "." + key. */
+__attribute__((format(printf, 3, 4))) static void fail_at(struct loader *ld, const char *key,
+                                                          const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t old = path_key(ld, key);
+    fail(ld, "%s", msg);
+    path_pop(ld, old);
+}
+
+static char *dup_str(struct loader *ld, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        ld->oom = true;
+    return d;
+}
+
+/* ---- JSON helpers ---- */
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Unknown keys are errors (a typo such as "endpoint" must not silently drop a binding), and so
+ * are duplicates: cJSON keeps both and a lookup sees only the first, so two providers of one
+ * name would quietly become one. allowed NULL accepts any key (a map keyed by name). */
+static void check_keys(struct loader *ld, const cJSON *obj, const char *const *allowed)
+{
+    size_t n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        n++;
+    if (n > 1) {
+        const char **keys = malloc(n * sizeof(*keys));
+        if (!keys) {
+            ld->oom = true;
+            return;
+        }
+        n = 0;
+        for (const cJSON *c = obj->child; c; c = c->next)
+            keys[n++] = c->string;
+        qsort(keys, n, sizeof(*keys), cmp_key);
+        for (size_t i = 1; i < n; i++) {
+            if (strcmp(keys[i - 1], keys[i]) == 0 && (i < 2 || strcmp(keys[i - 2], keys[i]) != 0))
+                fail_at(ld, keys[i], "duplicate key");
+        }
+        free(keys);
+    }
+    if (!allowed)
+        return;
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        bool known = false;
+        for (const char *const *a = allowed; *a; a++)
+            known = known || strcmp(*a, c->string) == 0;
+        if (!known) {
+            char list[128] = "";
+            for (const char *const *a = allowed; *a; a++) {
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         a == allowed ? "" : ", ", *a);
+            }
+            fail_at(ld, c->string, "unknown key (allowed: %s)", list);
+        }
+    }
+}
+
+static const cJSON *member(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+/* A JSON number that is an integer within [lo, hi]. */
+static bool json_int(const cJSON *v, long lo, long hi, long *out)
+{
+    if (!cJSON_IsNumber(v))
+        return false;
+    double d = v->valuedouble;
+    /* Range first: the cast back is defined only for values a long can hold (NaN fails both
+     * comparisons). No floor(), so that creds needs no libm. */
+    if (!(d >= (double)lo && d <= (double)hi) || (double)(long)d != d)
+        return false;
+    *out = (long)d;
+    return true;
+}
+
+/* ---- placeholder ---- */
+
+/* The KMP failure function lets the percent-decoding matcher run in one pass: it cannot back up
+ * in its input, because a decoded byte may have come from three input bytes. */
+static void kmp_init(struct creds_provider *p)
+{
+    const char *ph = p->placeholder;
+    size_t k = 0;
+    p->kmp[0] = 0;
+    for (size_t i = 1; i < p->placeholder_len; i++) {
+        while (k > 0 && ph[i] != ph[k])
+            k = p->kmp[k - 1];
+        if (ph[i] == ph[k])
+            k++;
+        p->kmp[i] = (uint8_t)k;
+    }
+}
+
+/* Placeholder text is never quoted back: an operator who pasted the real token into this field
+ * must not find it in a log or in `airlock check` output. */
+static void load_placeholder(struct loader *ld, const cJSON *obj, struct creds_provider *p)
+{
+    const cJSON *v = member(obj, "placeholder");
+    if (!v) {
+        fail_at(ld, "placeholder", "required");
+        return;
+    }
+    if (!cJSON_IsString(v)) {
+        fail_at(ld, "placeholder", "must be a string");
+        return;
+    }
+    size_t n = strlen(v->valuestring);
+    if (n < PLACEHOLDER_MIN) {
+        fail_at(ld, "placeholder",
+                "is %zu characters long; at least %d are needed so that it cannot occur by "
+                "chance",
+                n, PLACEHOLDER_MIN);
+        return;
+    }
+    if (n > PLACEHOLDER_MAX) {
+        fail_at(ld, "placeholder", "is %zu characters long; at most %d are allowed", n,
+                PLACEHOLDER_MAX);
+        return;
+    }
+    /* Only characters that survive every encoding a client may apply (URL, header, base64
+     * payload) unchanged, so that a decoded comparison is always byte for byte. */
+    if (!is_word(v->valuestring)) {
+        fail_at(ld, "placeholder", "may contain only letters, digits, '_' and '-'");
+        return;
+    }
+    p->placeholder = dup_str(ld, v->valuestring);
+    if (p->placeholder) {
+        p->placeholder_len = n;
+        kmp_init(p);
+    }
+}
+
+/* Two providers must not share a placeholder, nor may one contain the other: the request would
+ * name both, and substituting the shorter one would corrupt the longer. */
+static void check_placeholders(struct loader *ld)
+{
+    const struct creds *c = ld->c;
+    for (size_t j = 1; j < c->count; j++) {
+        const struct creds_provider *b = &c->providers[j];
+        if (!b->placeholder)
+            continue;
+        for (size_t i = 0; i < j; i++) {
+            const struct creds_provider *a = &c->providers[i];
+            char buf[SHOW_MAX];
+            if (!a->placeholder || !a->name)
+                continue;
+            const char *why = NULL;
+            if (strcmp(a->placeholder, b->placeholder) == 0)
+                why = "is shared with provider";
+            else if (strstr(a->placeholder, b->placeholder) ||
+                     strstr(b->placeholder, a->placeholder))
+                why = "overlaps (one contains the other) the placeholder of provider";
+            if (why) {
+                size_t old = path_key(ld, "providers");
+                path_key(ld, b->name ? b->name : "");
+                fail_at(ld, "placeholder", "%s \"%s\"", why, show(buf, a->name));
+                path_pop(ld, old);
+                break;
+            }
+        }
+    }
+}
+
+/* ---- secret ---- */
+
+static bool is_unreserved(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_' || ch == '~';
+}
+
+/* RFC 3986 §2.3: everything but unreserved characters is escaped, so the secret reads back
+ * as itself from a path segment and from a query value alike ('&', '=', '+', '/' included). */
+static size_t pct_encode(const char *s, size_t len, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t w = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (is_unreserved(ch)) {
+            if (out)
+                out[w] = (char)ch;
+            w++;
+        } else {
+            if (out) {
+                out[w] = '%';
+                out[w + 1] = hex[ch >> 4];
+                out[w + 2] = hex[ch & 15];
+            }
+            w += 3;
+        }
+    }
+    return w;
+}
+
+/* Check the secret and move it into the provider's vault with its percent-encoded form. origin
+ * names where it came from for the error text ("environment variable X"). */
+static void set_secret(struct loader *ld, struct creds_provider *p, const char *s, size_t len,
+                       const char *origin)
+{
+    if (len == 0) {
+        fail(ld, "%s is empty", origin);
+        return;
+    }
+    if (len > SECRET_MAX) {
+        fail(ld, "%s is longer than %u bytes", origin, SECRET_MAX);
+        return;
+    }
+    /* The secret goes into header values and request lines: CR or LF would split them (request
+     * smuggling), and NUL truncates it for any C consumer. */
+    if (memchr(s, '\r', len) || memchr(s, '\n', len) || memchr(s, '\0', len)) {
+        fail(ld, "%s contains CR, LF or NUL, which no header value may carry", origin);
+        return;
+    }
+    size_t pct_len = pct_encode(s, len, NULL);
+    int err = vault_alloc(&p->vault, len + 1 + pct_len + 1);
+    if (err) {
+        fail(ld, "cannot allocate memory excluded from core dumps for %s: %s", origin,
+             strerror(-err));
+        return;
+    }
+    char *base = p->vault.base;
+    memcpy(base, s, len);
+    base[len] = '\0';
+    pct_encode(s, len, base + len + 1);
+    base[len + 1 + pct_len] = '\0';
+    p->secret = base;
+    p->secret_len = len;
+    p->secret_pct = base + len + 1;
+    p->secret_pct_len = pct_len;
+}
+
+static void secret_from_env(struct loader *ld, const cJSON *v, struct creds_provider *p)
+{
+    char buf[SHOW_MAX], origin[SHOW_MAX + 32];
+    if (!cJSON_IsString(v) || !*v->valuestring || strchr(v->valuestring, '=')) {
+        fail_at(ld, "env", "must be the name of an environment variable");
+        return;
+    }
+    const char *name = v->valuestring;
+    p->env_var = dup_str(ld, name);
+    snprintf(origin, sizeof(origin), "environment variable %s", show(buf, name));
+    const char *value = getenv(name);
+    if (!value) {
+        fail(ld, "%s is not set", origin);
+        return;
+    }
+    set_secret(ld, p, value, strlen(value), origin);
+}
+
+/* read() until EOF or until cap bytes; the count, or -errno. */
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static void secret_from_file(struct loader *ld, const cJSON *v, struct creds_provider *p)
+{
+    char buf[SHOW_MAX], origin[SHOW_MAX + 32];
+    struct vault tmp = {NULL, 0};
+    const char *why = NULL;
+    ssize_t n = 0;
+    struct stat st;
+
+    if (!cJSON_IsString(v) || !*v->valuestring) {
+        fail_at(ld, "file", "must be a non-empty path");
+        return;
+    }
+    const char *path = v->valuestring;
+    snprintf(origin, sizeof(origin), "file \"%s\"", show(buf, path));
+
+    /* Plain read(2) into pages of our own: stdio would keep a copy in its heap buffer. One byte
+     * more than the limit is read to tell a file at the limit from a longer one. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int err;
+    if (fd < 0) {
+        why = strerror(errno);
+    } else if (fstat(fd, &st) != 0) {
+        why = strerror(errno);
+    } else if (!S_ISREG(st.st_mode)) {
+        why = "not a regular file";
+    } else if ((err = vault_alloc(&tmp, SECRET_MAX + 1)) != 0) {
+        why = strerror(-err);
+    } else if ((n = read_all(fd, tmp.base, SECRET_MAX + 1)) < 0) {
+        why = strerror((int)-n);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (why) {
+        fail(ld, "%s: cannot read: %s", origin, why);
+    } else {
+        /* Files written by echo or an editor end with a newline that is not part of the
+         * secret: drop exactly one; anything else is refused by set_secret. */
+        size_t len = (size_t)n;
+        if (len && tmp.base[len - 1] == '\n') {
+            len--;
+            if (len && tmp.base[len - 1] == '\r')
+                len--;
+        }
+        set_secret(ld, p, tmp.base, len, origin);
+    }
+    vault_free(&tmp);
+}
+
+static void load_secret(struct loader *ld, const cJSON *obj, struct creds_provider *p)
+{
+    static const char *const keys[] = {"env", "file", NULL};
+    const cJSON *v = member(obj, "secret");
+    if (!v) {
+        fail_at(ld, "secret", "required: {\"env\": NAME} or {\"file\": PATH}");
+        return;
+    }
+    size_t old = path_key(ld, "secret");
+    /* Not quoted back: a literal string here is most likely the secret itself. */
+    if (!cJSON_IsObject(v)) {
+        fail(ld, "must be {\"env\": NAME} or {\"file\": PATH}, never the secret itself");
+        path_pop(ld, old);
+        return;
+    }
+    check_keys(ld, v, keys);
+    const cJSON *env = member(v, "env");
+    const cJSON *file = member(v, "file");
+    if (env && file)
+        fail(ld, "give \"env\" or \"file\", not both");
+    else if (!env && !file)
+        fail(ld, "needs \"env\" or \"file\"");
+    else if (env)
+        secret_from_env(ld, env, p);
+    else
+        secret_from_file(ld, file, p);
+    path_pop(ld, old);
+}
+
+/* ---- endpoints ---- */
+
+static bool is_label_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+}
+
+/* A lower-cased DNS name as target.h accepts it: labels of 1..63 octets, and a last label that
+ * is not all digits (target.h refuses such names, so the endpoint could never match). */
+static bool is_dns_name(const char *s)
+{
+    const char *label = s;
+    bool numeric = true;
+    for (const char *ch = s;; ch++) {
+        if (*ch == '.' || *ch == '\0') {
+            size_t n = (size_t)(ch - label);
+            if (n == 0 || n > 63)
+                return false;
+            if (*ch == '\0')
+                return !numeric;
+            label = ch + 1;
+            numeric = true;
+            continue;
+        }
+        if (!is_label_char(*ch))
+            return false;
+        numeric = numeric && *ch >= '0' && *ch <= '9';
+    }
+}
+
+/* Lower-case, drop one trailing dot and IPv6 brackets; IP literals are printed back by
+ * inet_ntop as target.h does, so "::0001" here matches a request for "::1". false when the text
+ * is neither a name nor an address. */
+static bool normalise_host(const char *in, size_t n, char *out, size_t cap, bool validate)
+{
+    bool bracketed = false;
+    if (n && in[n - 1] == '.')
+        n--;
+    if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
+        in++;
+        n -= 2;
+        bracketed = true;
+    }
+    if (n == 0 || n >= cap || n > HOST_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (in[i] >= 'A' && in[i] <= 'Z') ? (char)(in[i] + 32) : in[i];
+    out[n] = '\0';
+    if (!validate)
+        return true;
+
+    unsigned char bin[16];
+    if (bracketed || strchr(out, ':')) {
+        return inet_pton(AF_INET6, out, bin) == 1 &&
+               inet_ntop(AF_INET6, bin, out, (socklen_t)cap) != NULL;
+    }
+    if (inet_pton(AF_INET, out, bin) == 1)
+        return inet_ntop(AF_INET, bin, out, (socklen_t)cap) != NULL;
+    return is_dns_name(out);
+}
+
+static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
+{
+    const cJSON *v = member(obj, "host");
+    char host[HOST_MAX + 64], buf[SHOW_MAX];
+
+    if (!v) {
+        fail_at(ld, "host", "required");
+        return;
+    }
+    if (!cJSON_IsString(v) || !*v->valuestring) {
+        fail_at(ld, "host", "must be a non-empty string");
+        return;
+    }
+    /* A secret goes to hosts its owner named one by one: a wildcard would hand it to any name
+     * under a domain, including ones a third party can register or take over. */
+    if (strchr(v->valuestring, '*')) {
+        fail_at(ld, "host", "wildcard hosts are not allowed for credentials");
+        return;
+    }
+    if (!normalise_host(v->valuestring, strlen(v->valuestring), host, sizeof(host), true)) {
+        fail_at(ld, "host", "\"%s\" is not a host name or IP address", show(buf, v->valuestring));
+        return;
+    }
+    e->host = dup_str(ld, host);
+}
+
+/* "LOW-HIGH": decimal digits only, 1..65535, LOW <= HIGH (the policy's form). */
+static bool parse_range(const char *s, struct port_range *r)
+{
+    unsigned long v[2];
+    for (int i = 0; i < 2; i++) {
+        size_t digits = 0;
+        v[i] = 0;
+        while (s[digits] >= '0' && s[digits] <= '9' && digits < 6) {
+            v[i] = v[i] * 10 + (unsigned long)(s[digits] - '0');
+            digits++;
+        }
+        if (digits == 0 || v[i] < 1 || v[i] > 65535)
+            return false;
+        s += digits;
+        if (i == 0 && *s++ != '-')
+            return false;
+    }
+    if (*s != '\0' || v[0] > v[1])
+        return false;
+    r->lo = (uint16_t)v[0];
+    r->hi = (uint16_t)v[1];
+    return true;
+}
+
+static void load_ports(struct loader *ld, const cJSON *obj, struct endpoint *e)
+{
+    const cJSON *port = member(obj, "port");
+    const cJSON *ports = member(obj, "ports");
+    char buf[SHOW_MAX];
+    long n;
+
+    if (port && ports) {
+        fail_at(ld, "ports", "give \"port\" or \"ports\", not both");
+        return;
+    }
+    if (!port && !ports) {
+        fail(ld, "needs \"port\" or \"ports\"");
+        return;
+    }
+    if (port) {
+        if (!json_int(port, 1, 65535, &n)) {
+            fail_at(ld, "port", "must be an integer from 1 to 65535");
+            return;
+        }
+        e->ports = malloc(sizeof(*e->ports));
+        if (!e->ports) {
+            ld->oom = true;
+            return;
+        }
+        e->ports[0].lo = e->ports[0].hi = (uint16_t)n;
+        e->nports = 1;
+        return;
+    }
+    if (!cJSON_IsArray(ports) || cJSON_GetArraySize(ports) == 0) {
+        fail_at(ld, "ports", "must be a non-empty array of ports and \"LOW-HIGH\" ranges");
+        return;
+    }
+    size_t count = (size_t)cJSON_GetArraySize(ports);
+    e->ports = calloc(count, sizeof(*e->ports));
+    if (!e->ports) {
+        ld->oom = true;
+        return;
+    }
+    size_t i = 0;
+    size_t old = path_key(ld, "ports");
+    for (const cJSON *c = ports->child; c; c = c->next, i++) {
+        size_t o = path_index(ld, i);
+        if (json_int(c, 1, 65535, &n)) {
+            e->ports[i].lo = e->ports[i].hi = (uint16_t)n;
+        } else if (!cJSON_IsString(c)) {
+            fail(ld, "must be an integer from 1 to 65535 or a \"LOW-HIGH\" string");
+        } else if (!parse_range(c->valuestring, &e->ports[i])) {
+            fail(ld, "\"%s\" is not a \"LOW-HIGH\" range of ports 1 to 65535",
+                 show(buf, c->valuestring));
+        }
+        path_pop(ld, o);
+    }
+    path_pop(ld, old);
+    e->nports = count;
+}
+
+static void load_endpoints(struct loader *ld, const cJSON *obj, struct creds_provider *p)
+{
+    static const char *const keys[] = {"host", "port", "ports", NULL};
+    const cJSON *v = member(obj, "endpoints");
+    if (!v) {
+        fail_at(ld, "endpoints", "required");
+        return;
+    }
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0) {
+        fail_at(ld, "endpoints", "must be a non-empty array of {\"host\", \"port\" or \"ports\"}");
+        return;
+    }
+    size_t count = (size_t)cJSON_GetArraySize(v);
+    p->endpoints = calloc(count, sizeof(*p->endpoints));
+    if (!p->endpoints) {
+        ld->oom = true;
+        return;
+    }
+    p->nendpoints = count;
+    size_t old = path_key(ld, "endpoints");
+    size_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        size_t o = path_index(ld, i);
+        if (!cJSON_IsObject(c)) {
+            fail(ld, "must be an object with \"host\" and \"port\" or \"ports\"");
+        } else {
+            check_keys(ld, c, keys);
+            load_host(ld, c, &p->endpoints[i]);
+            load_ports(ld, c, &p->endpoints[i]);
+        }
+        path_pop(ld, o);
+    }
+    path_pop(ld, old);
+}
+
+/* ---- inject ---- */
+
+/* RFC 9110 §5.6.2 token characters. */
+static bool is_tchar(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool ascii_caseeq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = (*a >= 'A' && *a <= 'Z') ? (char)(*a + 32) : *a;
+        char y = (*b >= 'A' && *b <= 'Z') ? (char)(*b + 32) : *b;
+        if (x != y)
+            return false;
+    }
+    return *a == *b;
+}
+
+/* Fields that frame the message or belong to one hop (RFC 9110 §7.6.1): the relay rewrites or
+ * drops them, so injecting a secret there would either break framing or never arrive. */
+static bool is_reserved_field(const char *name)
+{
+    static const char *const reserved[] = {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "upgrade",
+        NULL,
+    };
+    for (const char *const *r = reserved; *r; r++) {
+        if (ascii_caseeq(name, *r))
+            return true;
+    }
+    return false;
+}
+
+static void load_inject(struct loader *ld, const cJSON *obj, struct creds_provider *p)
+{
+    static const char *const keys[] = {"header", "format", NULL};
+    const cJSON *v = member(obj, "inject");
+    char buf[SHOW_MAX];
+    if (!v)
+        return;
+    size_t old = path_key(ld, "inject");
+    if (!cJSON_IsObject(v)) {
+        fail(ld, "must be an object with \"header\" and optionally \"format\"");
+        goto out;
+    }
+    check_keys(ld, v, keys);
+
+    const cJSON *h = member(v, "header");
+    if (!h) {
+        fail_at(ld, "header", "required");
+    } else if (!cJSON_IsString(h) || !*h->valuestring) {
+        fail_at(ld, "header", "must be a header field name");
+    } else {
+        bool token = true;
+        for (const char *ch = h->valuestring; *ch; ch++)
+            token = token && is_tchar(*ch);
+        if (!token)
+            fail_at(ld, "header", "\"%s\" is not a header field name", show(buf, h->valuestring));
+        else if (is_reserved_field(h->valuestring))
+            fail_at(ld, "header", "\"%s\" frames the message or is hop-by-hop; it cannot be set",
+                    show(buf, h->valuestring));
+        else
+            p->inject_header = dup_str(ld, h->valuestring);
+    }
+
+    const cJSON *f = member(v, "format");
+    if (!f) {
+        p->inject_format = dup_str(ld, SECRET_TOKEN);
+    } else if (!cJSON_IsString(f)) {
+        fail_at(ld, "format", "must be a string containing \"" SECRET_TOKEN "\"");
+    } else if (!strstr(f->valuestring, SECRET_TOKEN)) {
+        fail_at(ld, "format", "must contain \"" SECRET_TOKEN "\"");
+    } else {
+        bool ctl = false;
+        for (const char *ch = f->valuestring; *ch; ch++)
+            ctl = ctl || ((unsigned char)*ch < 0x20 && *ch != '\t') || *ch == 0x7f;
+        /* The format becomes a header value: CR or LF in it would inject whole fields. */
+        if (ctl)
+            fail_at(ld, "format", "must not contain control characters");
+        else
+            p->inject_format = dup_str(ld, f->valuestring);
+    }
+out:
+    path_pop(ld, old);
+}
+
+/* ---- load ---- */
+
+/* "anthropic" -> "ANTHROPIC_TOKEN", "my-api" -> "MY_API_TOKEN". */
+static char *derive_env_var(struct loader *ld, const char *name)
+{
+    size_t n = strlen(name);
+    char *v = malloc(n + sizeof("_TOKEN"));
+    if (!v) {
+        ld->oom = true;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 32);
+        else if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')))
+            ch = '_';
+        v[i] = ch;
+    }
+    memcpy(v + n, "_TOKEN", sizeof("_TOKEN"));
+    return v;
+}
+
+static void load_provider(struct loader *ld, const cJSON *obj, struct creds_provider *p)
+{
+    static const char *const keys[] = {"placeholder", "secret", "endpoints", "inject", NULL};
+    size_t old = path_key(ld, obj->string);
+
+    /* Names reach logs and environment variable names: keep them plain. */
+    if (!is_word(obj->string) || strlen(obj->string) > NAME_MAX_LEN)
+        fail(ld, "provider names are 1 to %d letters, digits, '_' or '-'", NAME_MAX_LEN);
+    p->name = dup_str(ld, obj->string);
+    if (!cJSON_IsObject(obj)) {
+        fail(ld, "must be an object with \"placeholder\", \"secret\" and \"endpoints\"");
+        goto out;
+    }
+    check_keys(ld, obj, keys);
+    load_placeholder(ld, obj, p);
+    load_endpoints(ld, obj, p);
+    load_inject(ld, obj, p);
+    /* Loaded even when the rest has errors, so that one `airlock check` reports a missing
+     * variable or an unreadable file together with everything else. */
+    load_secret(ld, obj, p);
+    if (!p->env_var && p->name)
+        p->env_var = derive_env_var(ld, p->name);
+out:
+    path_pop(ld, old);
+}
+
+static void load_root(struct loader *ld, const cJSON *root)
+{
+    static const char *const keys[] = {"version", "providers", NULL};
+    long version;
+
+    if (!cJSON_IsObject(root)) {
+        fail(ld, "must be an object with \"version\" and \"providers\"");
+        return;
+    }
+    check_keys(ld, root, keys);
+    const cJSON *v = member(root, "version");
+    if (!v)
+        fail_at(ld, "version", "required (1)");
+    else if (!json_int(v, 1, 1, &version))
+        fail_at(ld, "version", "unsupported; must be 1");
+
+    const cJSON *providers = member(root, "providers");
+    if (!providers) {
+        fail_at(ld, "providers", "required");
+        return;
+    }
+    if (!cJSON_IsObject(providers)) {
+        fail_at(ld, "providers", "must be an object keyed by provider name");
+        return;
+    }
+    size_t count = (size_t)cJSON_GetArraySize(providers);
+    ld->c->providers = calloc(count ? count : 1, sizeof(*ld->c->providers));
+    if (!ld->c->providers) {
+        ld->oom = true;
+        return;
+    }
+    size_t old = path_key(ld, "providers");
+    check_keys(ld, providers, NULL);
+    for (const cJSON *c = providers->child; c; c = c->next)
+        load_provider(ld, c, &ld->c->providers[ld->c->count++]);
+    path_pop(ld, old);
+    check_placeholders(ld);
+}
+
+static void line_col(const char *start, const char *at, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (const char *ch = start; ch < at && *ch; ch++) {
+        if (*ch == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static struct creds *finish(struct loader *ld, char **errors)
+{
+    if (ld->oom) {
+        path_pop(ld, 0);
+        fail(ld, "out of memory");
+    }
+    if (ld->nerr == 0) {
+        http_buf_free(&ld->err);
+        return ld->c;
+    }
+    if (ld->nerr > MAX_ERRORS && ld->want_text)
+        http_buf_printf(&ld->err, "... and %u more errors\n", ld->nerr - MAX_ERRORS);
+    creds_free(ld->c);
+    if (errors) {
+        if (ld->err.failed || !ld->err.data) {
+            http_buf_free(&ld->err);
+            *errors = strdup("(root): out of memory\n");
+        } else {
+            *errors = ld->err.data;
+        }
+    } else {
+        http_buf_free(&ld->err);
+    }
+    return NULL;
+}
+
+struct creds *creds_parse(const char *json, size_t len, char **errors)
+{
+    struct loader ld;
+    memset(&ld, 0, sizeof(ld));
+    ld.want_text = errors != NULL;
+    if (errors)
+        *errors = NULL;
+    if (!json) {
+        json = "";
+        len = 0;
+    }
+    ld.c = calloc(1, sizeof(*ld.c));
+    if (!ld.c) {
+        ld.oom = true;
+        return finish(&ld, errors);
+    }
+    atomic_init(&ld.c->refs, 1);
+
+    /* cJSON stops at a NUL; whatever followed it would be silently ignored. */
+    if (memchr(json, '\0', len)) {
+        fail(&ld, "contains a NUL byte");
+        return finish(&ld, errors);
+    }
+    /* cJSON wants the text NUL-terminated to refuse trailing garbage, and ours may not be. */
+    char *text = malloc(len + 1);
+    if (!text) {
+        ld.oom = true;
+        return finish(&ld, errors);
+    }
+    memcpy(text, json, len);
+    text[len] = '\0';
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    if (!root) {
+        int line, col;
+        line_col(text, end ? end : text, &line, &col);
+        free(text);
+        fail(&ld, "invalid JSON near line %d, column %d", line, col);
+        return finish(&ld, errors);
+    }
+    free(text);
+    load_root(&ld, root);
+    cJSON_Delete(root);
+    return finish(&ld, errors);
+}
+
+struct creds *creds_load_file(const char *path, char **errors)
+{
+    char buf[SHOW_MAX];
+    struct stat st;
+    const char *why = NULL;
+    char *text = NULL;
+    ssize_t n = 0;
+
+    if (errors)
+        *errors = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        why = strerror(errno);
+    else if (fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if ((uintmax_t)st.st_size > MAX_FILE_SIZE)
+        why = "larger than 16 MiB";
+    else if (!(text = malloc((size_t)st.st_size + 1)))
+        why = "out of memory";
+    else if ((n = read_all(fd, text, (size_t)st.st_size + 1)) < 0)
+        why = strerror((int)-n);
+    else if ((size_t)n > (size_t)st.st_size)
+        why = "changed while being read";
+    if (fd >= 0)
+        close(fd);
+    if (why) {
+        free(text);
+        if (errors) {
+            struct http_buf e = {NULL, 0, 0, false};
+            http_buf_printf(&e, "%s: cannot read: %s\n", show(buf, path), why);
+            *errors = e.failed ? strdup("(root): out of memory\n") : e.data;
+            if (e.failed)
+                http_buf_free(&e);
+        }
+        return NULL;
+    }
+    struct creds *c = creds_parse(text, (size_t)n, errors);
+    free(text);
+    return c;
+}
+
+/* ---- accessors ---- */
+
+size_t creds_count(const struct creds *c)
+{
+    return c->count;
+}
+
+const struct creds_provider *creds_at(const struct creds *c, size_t i)
+{
+    return i < c->count ? &c->providers[i] : NULL;
+}
+
+const char *creds_provider_name(const struct creds_provider *p)
+{
+    return p->name;
+}
+
+const char *creds_placeholder(const struct creds_provider *p)
+{
+    return p->placeholder;
+}
+
+const char *creds_env_var(const struct creds_provider *p)
+{
+    return p->env_var;
+}
+
+const char *creds_inject_header(const struct creds_provider *p)
+{
+    return p->inject_header;
+}
+
+bool creds_binds(const struct creds_provider *p, const char *host, uint16_t port)
+{
+    char norm[HOST_MAX + 64];
+    if (!host || !normalise_host(host, strlen(host), norm, sizeof(norm), false))
+        return false;
+    for (size_t i = 0; i < p->nendpoints; i++) {
+        const struct endpoint *e = &p->endpoints[i];
+        if (strcmp(e->host, norm) != 0)
+            continue;
+        for (size_t j = 0; j < e->nports; j++) {
+            if (port >= e->ports[j].lo && port <= e->ports[j].hi)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* ---- placeholder matching ---- */
+
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* One token of percent-encoded text (RFC 3986 §2.1): "%XY" (either case) is one byte, anything
+ * else is itself. '%' is never a hex digit, so token boundaries do not depend on where a scan
+ * starts, as long as it does not start inside an escape. Returns the token's length. */
+static size_t next_token(const char *s, size_t len, size_t i, unsigned char *out)
+{
+    if (s[i] == '%' && len - i >= 3) {
+        int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+        if (hi >= 0 && lo >= 0) {
+            *out = (unsigned char)(hi << 4 | lo);
+            return 3;
+        }
+    }
+    *out = (unsigned char)s[i];
+    return 1;
+}
+
+struct match {
+    size_t start, end; /* byte offsets, end exclusive; start NO_MATCH when there is none */
+};
+
+/* The first occurrence at or after from of the placeholder in the decoded token stream (raw
+ * bytes, escapes, or any mix). KMP over tokens, with a ring of the last n token offsets to find
+ * where the match began: one pass, O(len). */
+static void find_decoded(const struct creds_provider *p, const char *s, size_t len, size_t from,
+                         struct match *m)
+{
+    size_t ring[PLACEHOLDER_MAX];
+    size_t n = p->placeholder_len, q = 0, r = 0;
+    const unsigned char *ph = (const unsigned char *)p->placeholder;
+
+    for (size_t i = from; i < len;) {
+        unsigned char ch;
+        ring[r] = i;
+        r = r + 1 == n ? 0 : r + 1;
+        i += next_token(s, len, i, &ch);
+        while (q > 0 && ph[q] != ch)
+            q = p->kmp[q - 1];
+        if (ph[q] == ch)
+            q++;
+        if (q == n) {
+            /* The ring is full and r is its oldest slot: the match's first token. */
+            m->start = ring[r];
+            m->end = i;
+            return;
+        }
+    }
+    m->start = m->end = NO_MATCH;
+}
+
+static void find_raw(const char *s, size_t len, size_t from, const char *needle, size_t n,
+                     struct match *m)
+{
+    const char *hit = len > from ? memmem(s + from, len - from, needle, n) : NULL;
+    if (hit) {
+        m->start = (size_t)(hit - s);
+        m->end = m->start + n;
+    } else {
+        m->start = m->end = NO_MATCH;
+    }
+}
+
+/* Walks the occurrences of a placeholder: raw ones (memmem, which also finds one that begins
+ * inside an escape such as "%4AIRLOCK...": a header value is never percent-decoded) and
+ * decoded ones. Each search's next hit is kept while it still lies ahead, so a text is scanned
+ * about once by each search however many occurrences it holds. */
+struct scan {
+    const struct creds_provider *p;
+    const char *s;
+    size_t len;
+    struct match raw, dec;
+    bool raw_known, dec_known;
+};
+
+static bool scan_next(struct scan *sc, size_t pos, struct match *m)
+{
+    if (!sc->raw_known || (sc->raw.start != NO_MATCH && sc->raw.start < pos)) {
+        find_raw(sc->s, sc->len, pos, sc->p->placeholder, sc->p->placeholder_len, &sc->raw);
+        sc->raw_known = true;
+    }
+    if (!sc->dec_known || (sc->dec.start != NO_MATCH && sc->dec.start < pos)) {
+        find_decoded(sc->p, sc->s, sc->len, pos, &sc->dec);
+        sc->dec_known = true;
+    }
+    /* At an equal start both are the same bytes: a raw occurrence has no '%' to decode. */
+    *m = sc->raw.start <= sc->dec.start ? sc->raw : sc->dec;
+    return m->start != NO_MATCH;
+}
+
+/* Standard base64 (RFC 4648 §4) with optional padding, as clients build Basic credentials.
+ * Returns a malloc'd, NUL-terminated buffer (wipe it with scratch_free) or NULL. */
+static char *b64_decode(const char *in, size_t n, size_t *out_len)
+{
+    size_t data = n;
+    while (data > 0 && in[data - 1] == '=')
+        data--;
+    for (size_t i = 0; i < data; i++) {
+        char ch = in[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '+' || ch == '/'))
+            return NULL;
+    }
+    size_t padded = (data + 3) / 4 * 4;
+    if (data == 0 || data % 4 == 1 || (n != data && n != padded) || padded > INT_MAX / 2)
+        return NULL;
+    size_t pad = padded - data;
+
+    /* EVP_DecodeBlock wants whole quads and counts padding as output bytes. */
+    char *quads = malloc(padded);
+    char *out = malloc(padded / 4 * 3 + 1);
+    int got = -1;
+    if (quads && out) {
+        memcpy(quads, in, data);
+        memset(quads + data, '=', pad);
+        got = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)quads, (int)padded);
+    }
+    scratch_free(quads, padded);
+    if (got < (int)pad) {
+        scratch_free(out, padded / 4 * 3 + 1);
+        return NULL;
+    }
+    *out_len = (size_t)got - pad;
+    out[*out_len] = '\0';
+    return out;
+}
+
+static bool is_ows(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* "Basic <token68>" (RFC 7617 §2; the scheme is case-insensitive, RFC 9110 §11.1): the offset
+ * and length of the base64. */
+static bool basic_split(const char *s, size_t len, size_t *b64, size_t *b64_len)
+{
+    static const char scheme[] = "basic";
+    size_t i = 0, end = len;
+    while (i < len && is_ows(s[i]))
+        i++;
+    if (len - i < sizeof(scheme))
+        return false;
+    for (size_t k = 0; k < sizeof(scheme) - 1; k++) {
+        char ch = s[i + k];
+        if ((ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch) != scheme[k])
+            return false;
+    }
+    i += sizeof(scheme) - 1;
+    if (!is_ows(s[i]))
+        return false;
+    while (i < len && is_ows(s[i]))
+        i++;
+    while (end > i && is_ows(s[end - 1]))
+        end--;
+    if (end == i)
+        return false;
+    *b64 = i;
+    *b64_len = end - i;
+    return true;
+}
+
+/* The decoded user-pass of a Basic value, or NULL. Wipe it with scratch_free(d, *len + 1). */
+static char *basic_decode(const char *s, size_t len, size_t *b64, size_t *b64_len, size_t *dlen)
+{
+    if (!basic_split(s, len, b64, b64_len))
+        return NULL;
+    return b64_decode(s + *b64, *b64_len, dlen);
+}
+
+bool creds_appears(const struct creds_provider *p, const char *s, size_t len)
+{
+    struct match m;
+    size_t b64, b64_len, dlen;
+
+    if (!s || len == 0)
+        return false;
+    find_raw(s, len, 0, p->placeholder, p->placeholder_len, &m);
+    if (m.start != NO_MATCH)
+        return true;
+    find_decoded(p, s, len, 0, &m);
+    if (m.start != NO_MATCH)
+        return true;
+    /* A user-pass is compared raw: RFC 7617 has no percent-decoding of it, so a server sees
+     * exactly the decoded bytes. */
+    char *d = basic_decode(s, len, &b64, &b64_len, &dlen);
+    bool found = d && memmem(d, dlen, p->placeholder, p->placeholder_len);
+    scratch_free(d, d ? dlen + 1 : 0);
+    return found;
+}
+
+/* ---- substitution ---- */
+
+void creds_substitute(const struct creds_provider *p, const char *s, size_t len,
+                      enum creds_mode mode, struct http_buf *out)
+{
+    struct scan sc = {p, s, len, {0, 0}, {0, 0}, false, false};
+    struct match m;
+    size_t pos = 0;
+
+    if (!s || len == 0)
+        return;
+    while (scan_next(&sc, pos, &m)) {
+        sappend(out, s + pos, m.start - pos);
+        if (mode == CREDS_SECRET)
+            sappend(out, p->secret, p->secret_len);
+        else if (mode == CREDS_SECRET_PCT)
+            sappend(out, p->secret_pct, p->secret_pct_len);
+        else
+            sappend(out, CREDS_REDACTED, sizeof(CREDS_REDACTED) - 1);
+        pos = m.end;
+    }
+    sappend(out, s + pos, len - pos);
+}
+
+/* Append s with every raw occurrence of needle replaced by with. */
+static void replace_raw(const char *s, size_t len, const char *needle, size_t n, const char *with,
+                        size_t with_len, struct http_buf *out)
+{
+    struct match m;
+    size_t pos = 0;
+    for (find_raw(s, len, 0, needle, n, &m); m.start != NO_MATCH;
+         find_raw(s, len, pos, needle, n, &m)) {
+        sappend(out, s + pos, m.start - pos);
+        sappend(out, with, with_len);
+        pos = m.end;
+    }
+    sappend(out, s + pos, len - pos);
+}
+
+void creds_substitute_header(const struct creds_provider *p, const char *value, size_t len,
+                             struct http_buf *out)
+{
+    size_t b64, b64_len, dlen;
+    char *d = value && len ? basic_decode(value, len, &b64, &b64_len, &dlen) : NULL;
+
+    /* When the decoded user-pass names no placeholder (say the token itself happens to be
+     * valid base64), the value is plain text like any other scheme's. */
+    if (!d || !memmem(d, dlen, p->placeholder, p->placeholder_len)) {
+        scratch_free(d, d ? dlen + 1 : 0);
+        creds_substitute(p, value, len, CREDS_SECRET, out);
+        return;
+    }
+    struct http_buf plain = {NULL, 0, 0, false};
+    replace_raw(d, dlen, p->placeholder, p->placeholder_len, p->secret, p->secret_len, &plain);
+    scratch_free(d, dlen + 1);
+
+    size_t enc_cap = plain.len / 3 * 4 + 5;
+    char *enc = plain.failed || plain.len > INT_MAX / 2 ? NULL : malloc(enc_cap);
+    if (!enc) {
+        out->failed = true;
+    } else {
+        int n = EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)plain.data,
+                                (int)plain.len);
+        sappend(out, value, b64);
+        sappend(out, enc, (size_t)n);
+        sappend(out, value + b64 + b64_len, len - b64 - b64_len);
+    }
+    scratch_free(enc, enc_cap);
+    creds_buf_wipe(&plain);
+}
+
+void creds_inject_value(const struct creds_provider *p, struct http_buf *out)
+{
+    const char *f = p->inject_format ? p->inject_format : SECRET_TOKEN;
+    const char *hit;
+    while ((hit = strstr(f, SECRET_TOKEN)) != NULL) {
+        sappend(out, f, (size_t)(hit - f));
+        sappend(out, p->secret, p->secret_len);
+        f = hit + sizeof(SECRET_TOKEN) - 1;
+    }
+    sappend(out, f, strlen(f));
+}
+
+bool creds_contains_secret(const struct creds_provider *p, const char *s, size_t len)
+{
+    return s && len && memmem(s, len, p->secret, p->secret_len) != NULL;
+}
+
+void creds_redact_secret(const struct creds_provider *p, const char *s, size_t len,
+                         struct http_buf *out)
+{
+    if (!s || len == 0)
+        return;
+    replace_raw(s, len, p->secret, p->secret_len, p->placeholder, p->placeholder_len, out);
+}
