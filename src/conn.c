@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "airlock/creds.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
@@ -104,6 +106,8 @@ static void conn_free(struct conn *c)
     }
     if (c->policy)
         policy_unref(c->policy);
+    if (c->creds)
+        creds_unref(c->creds);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -111,8 +115,12 @@ static void conn_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    if (c->flags & CONN_F_COUNTED)
+    if (c->flags & CONN_F_COUNTED) {
         atomic_fetch_sub(&live_conns, 1);
+        metrics_gauge_add(G_CONN_ACTIVE, -1);
+    }
+    if (c->flags & CONN_F_UPGRADE_GAUGE)
+        metrics_gauge_add(G_UPGRADES_ACTIVE, -1);
     free(c);
 }
 
@@ -265,6 +273,7 @@ static int side_write_raw(struct conn *c, enum side_id id, const uv_buf_t *bufs,
     if (total == 0)
         return 0;
     s->bytes_out += total;
+    metrics_add(M_BYTES_OUT, total);
     conn_touch(c);
     size_t skip = 0;
     if (s->tcp.write_queue_size == 0) {
@@ -525,6 +534,7 @@ static void side_process_tls(struct conn *c, enum side_id id)
             if (r == TLS_AGAIN)
                 return;
             if (r != TLS_DONE) {
+                metrics_inc(id == SIDE_CLIENT ? M_TLS_FAILURES_CLIENT : M_TLS_FAILURES_UPSTREAM);
                 struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = "TLS",
                                        .action = "deny", .severity = LOG_SEV_MEDIUM,
                                        .reason = tls_last_error(s->tls), .overflow = -1};
@@ -537,6 +547,7 @@ static void side_process_tls(struct conn *c, enum side_id id)
                     conn_close(c, "client tls handshake failed");
                 return;
             }
+            metrics_inc(id == SIDE_CLIENT ? M_TLS_HANDSHAKES_CLIENT : M_TLS_HANDSHAKES_UPSTREAM);
             proxy_on_handshake_done(c, id);
             continue;
         }
@@ -640,6 +651,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     s->bytes_in += (uint64_t)nread;
+    metrics_add(M_BYTES_IN, (uint64_t)nread);
     conn_touch(c);
     if (s->tls) {
         if (tls_feed(s->tls, buf->base, (size_t)nread) < 0) {
@@ -893,6 +905,8 @@ void conn_accept(struct worker *w, uv_stream_t *listener)
     const struct server_config *cfg = w->server->cfg;
     size_t n = atomic_fetch_add(&live_conns, 1) + 1;
     c->flags |= CONN_F_COUNTED;
+    metrics_inc(M_CONN_ACCEPTED);
+    metrics_gauge_add(G_CONN_ACTIVE, 1);
     if (cfg->max_connections && n > cfg->max_connections) {
         log_msg(LOG_WARN, "connection from %s refused: --max-connections %zu reached", c->peer_ip,
                 cfg->max_connections);
@@ -916,6 +930,23 @@ void conn_head_started(struct conn *c)
 {
     const struct server_config *cfg = c->w->server->cfg;
     conn_set_deadline(c, cfg->head_timeout_ms, 408, "request head not complete in time");
+}
+
+void conn_recheck_policy(struct conn *c, struct policy *p)
+{
+    if (c->state != CONN_S_PIPE || (c->flags & CONN_F_CLOSING))
+        return;
+    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
+                               .binary_identity_off = c->w->server->cfg->binary_identity_off};
+    struct policy_l4 d;
+    policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
+    if (d.verdict == POLICY_ALLOW)
+        return;
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = "CLOSE", .action = "deny",
+                           .severity = LOG_SEV_MEDIUM, .relay_outcome = "upgraded",
+                           .reason = "policy reload: endpoint no longer allowed", .overflow = -1};
+    conn_log(c, &ev);
+    conn_close(c, "policy reload: endpoint no longer allowed");
 }
 
 size_t conn_live_count(void)

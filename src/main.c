@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "airlock/ca.h"
+#include "airlock/creds.h"
 #include "airlock/policy.h"
 #include "airlock/server.h"
 
@@ -110,9 +111,17 @@ static int cmd_check(int argc, char **argv)
     printf("%s: ok (%zu endpoints)\n", policy, policy_endpoint_count(p));
     policy_unref(p);
     if (providers) {
-        /* TODO(#4): providers validation lands with credential injection. */
-        fprintf(stderr, "%s: providers are not supported by this build yet\n", providers);
-        return 1;
+        struct creds *cr = creds_load_file(providers, &errors);
+        if (!cr) {
+            fprintf(stderr, "%s: invalid\n%s", providers, errors ? errors : "");
+            if (errors && errors[0] && errors[strlen(errors) - 1] != '\n')
+                fputc('\n', stderr);
+            free(errors);
+            return 1;
+        }
+        /* Names and placeholders only: never a secret. */
+        printf("%s: ok (%zu providers)\n", providers, creds_count(cr));
+        creds_unref(cr);
     }
     return 0;
 }
@@ -205,13 +214,14 @@ static int cmd_run(int argc, char **argv)
 static int cmd_env(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:3128", *ca_dir = "certs", *format = "export";
+    const char *providers = NULL;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--listen") && i + 1 < argc)
             listen = argv[++i];
         else if (!strcmp(argv[i], "--ca-dir") && i + 1 < argc)
             ca_dir = argv[++i];
         else if (!strcmp(argv[i], "--providers") && i + 1 < argc)
-            ++i; /* TODO(#4): placeholder lines */
+            providers = argv[++i];
         else if (!strcmp(argv[i], "--format") && i + 1 < argc)
             format = argv[++i];
         else
@@ -241,6 +251,21 @@ static int cmd_env(int argc, char **argv)
         printf("%s%s=%s/bundle.pem\n", pre, bundle_vars[i], dir);
     printf("%sNODE_EXTRA_CA_CERTS=%s/ca.pem\n%sDENO_CERT=%s/ca.pem\n", pre, dir, pre, dir);
     printf("%sWGETRC=%s/wgetrc\n", pre, dir);
+    if (providers) {
+        /* The sandbox gets each provider's placeholder, never its secret. */
+        char *errors = NULL;
+        struct creds *cr = creds_load_file(providers, &errors);
+        if (!cr) {
+            fprintf(stderr, "%s: invalid\n%s", providers, errors ? errors : "");
+            free(errors);
+            return 1;
+        }
+        for (size_t i = 0; i < creds_count(cr); i++) {
+            const struct creds_provider *p = creds_at(cr, i);
+            printf("%s%s=%s\n", pre, creds_env_var(p), creds_placeholder(p));
+        }
+        creds_unref(cr);
+    }
     return 0;
 }
 

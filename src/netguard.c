@@ -11,6 +11,7 @@
 
 #include "airlock/addr.h"
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/policy.h"
 #include "airlock/server.h"
 
@@ -54,6 +55,7 @@ static void on_connect(uv_connect_t *req, int status)
     struct side *us = &c->sides[SIDE_UPSTREAM];
     us->flags |= SIDE_F_CONNECTED;
     uv_tcp_nodelay(&us->tcp, 1);
+    metrics_observe_ms(H_UPSTREAM_CONNECT, uv_now(&c->w->loop) - c->dial_started);
     dial_done(c, NETGUARD_OK, NULL);
 }
 
@@ -152,6 +154,7 @@ void netguard_dial(struct conn *c)
     const char *host = c->target.host;
     c->ndial = 0;
     c->dial_error = 0;
+    c->dial_started = uv_now(&c->w->loop);
     if (addr_is_metadata_name(host)) {
         dial_done(c, NETGUARD_SSRF, "cloud metadata name");
         return;

@@ -6,6 +6,7 @@
 #include "airlock/pipe.h"
 
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/server.h"
 
 void pipe_start(struct conn *c, size_t upstream_overflow)
@@ -24,6 +25,10 @@ void pipe_start(struct conn *c, size_t upstream_overflow)
                                                                                    cs->stash_off
                                                                              : 0))};
     conn_log(c, &ev);
+    if (c->protocol != POLICY_TCP)
+        metrics_inc(M_TUNNELS_UPGRADED);
+    metrics_gauge_add(G_UPGRADES_ACTIVE, 1);
+    c->flags |= CONN_F_UPGRADE_GAUGE;
     /* The client's bytes that came behind its upgrade request go first (the upstream's overflow
      * is handed to pipe_on_data by the caller). */
     conn_release(c, SIDE_CLIENT);

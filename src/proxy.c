@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "airlock/ca.h"
+#include "airlock/creds.h"
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/netguard.h"
 #include "airlock/peer.h"
 #include "airlock/pipe.h"
@@ -25,6 +27,7 @@ static void start_dial(struct conn *c);
 
 static void log_connect(struct conn *c, const char *action, int status, const char *reason)
 {
+    metrics_inc(strcmp(action, "allow") ? M_CONNECT_DENY : M_CONNECT_ALLOW);
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
                            .activity = c->flags & CONN_F_FORWARD ? "FORWARD" : "CONNECT",
                            .action = action, .severity = status >= 400 ? LOG_SEV_MEDIUM
@@ -82,6 +85,8 @@ static void on_dialed(struct conn *c, int status, const char *why)
 {
     const struct server_config *cfg = c->w->server->cfg;
     if (status == NETGUARD_SSRF) {
+        metrics_inc(M_SSRF_DENIED);
+        metrics_inc(M_CONNECT_DENY);
         struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "SSRF",
                                .action = "deny", .severity = LOG_SEV_HIGH, .status = 403,
                                .reason = why, .l7_decision = "deny", .overflow = -1};
@@ -92,6 +97,7 @@ static void on_dialed(struct conn *c, int status, const char *why)
         return;
     }
     if (status != NETGUARD_OK) {
+        metrics_inc(M_UPSTREAM_CONNECT_FAILURES);
         log_connect(c, "deny", 502, why);
         conn_respond_error(c, 502, "upstream_connect_failed", "could not connect to the upstream");
         return;
@@ -154,6 +160,23 @@ static void dial_checked(struct conn *c)
         return;
     }
     c->protocol = d.protocol;
+    if (c->protocol == POLICY_TCP) {
+        /* Nothing is substituted in bytes we do not inspect: a provider bound to a tcp endpoint
+         * would either leak its placeholder or wrongly look protected. */
+        struct creds *cr = server_creds(c->w->server);
+        bool bound = false;
+        for (size_t i = 0; cr && i < creds_count(cr) && !bound; i++)
+            bound = creds_binds(creds_at(cr, i), c->target.host, c->target.port);
+        if (cr)
+            creds_unref(cr);
+        if (bound) {
+            log_connect(c, "deny", 403, "a credential provider is bound to a tcp endpoint");
+            conn_respond_error(c, 403, "uninspected_credentials",
+                               "a credential provider names this endpoint, but its protocol is "
+                               "tcp: airlock cannot inject credentials into uninspected bytes");
+            return;
+        }
+    }
     if ((c->flags & CONN_F_FORWARD) && c->protocol == POLICY_TCP) {
         conn_respond_error(c, 403, "policy_denied",
                            "this endpoint is tcp-only: use CONNECT");

@@ -13,7 +13,9 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "airlock/creds.h"
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/path.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
@@ -85,6 +87,9 @@ void relay_reset_response_parser(struct conn *c)
 static void log_request(struct conn *c, const char *action, const char *decision, int status,
                         const char *reason, enum log_severity sev)
 {
+    metrics_inc(!strcmp(decision, "deny")    ? M_REQ_DENY
+                : !strcmp(decision, "audit") ? M_REQ_AUDIT
+                                             : M_REQ_ALLOW);
     struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .activity = "REQUEST", .action = action,
                            .severity = sev, .method = c->ex.method, .path = c->ex.log_path,
                            .status = status, .l7_decision = decision, .reason = reason,
@@ -94,6 +99,7 @@ static void log_request(struct conn *c, const char *action, const char *decision
 
 static void log_finding(struct conn *c, const char *reason)
 {
+    metrics_inc(M_FINDINGS);
     struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "FINDING",
                            .action = "deny", .severity = LOG_SEV_HIGH, .method = c->ex.method,
                            .path = c->ex.log_path, .status = 502, .l7_decision = "deny",
@@ -148,18 +154,62 @@ static bool field_is(const struct http_field *f, const char *name)
     return f->name_len == strlen(name) && strncasecmp(f->name, name, f->name_len) == 0;
 }
 
+/* Append text with every used provider's placeholder replaced by its secret. */
+static void append_with_secrets(struct conn *c, struct http_buf *b, const char *p, size_t len,
+                                enum creds_mode mode)
+{
+    struct exchange *ex = &c->ex;
+    const struct creds_provider *hit = NULL;
+    for (unsigned i = 0; i < ex->ncreds_used && !hit; i++)
+        if (creds_appears(ex->creds_used[i], p, len))
+            hit = ex->creds_used[i];
+    if (!hit) {
+        http_buf_append(b, p, len);
+        return;
+    }
+    if (mode == CREDS_SECRET) {
+        creds_substitute_header(hit, p, len, b);
+        return;
+    }
+    /* A path or query may carry placeholders of two providers: substitute one at a time. */
+    struct http_buf cur = {0};
+    http_buf_append(&cur, p, len);
+    for (unsigned i = 0; i < ex->ncreds_used; i++) {
+        if (!creds_appears(ex->creds_used[i], cur.data, cur.len))
+            continue;
+        struct http_buf next = {0};
+        creds_substitute(ex->creds_used[i], cur.data, cur.len, mode, &next);
+        creds_buf_wipe(&cur);
+        cur = next;
+    }
+    http_buf_append(b, cur.data, cur.len);
+    creds_buf_wipe(&cur);
+}
+
+static bool injected_header(const struct conn *c, const struct http_field *f)
+{
+    for (unsigned i = 0; i < c->ex.ncreds_used; i++) {
+        const char *h = creds_inject_header(c->ex.creds_used[i]);
+        if (h && f->name_len == strlen(h) && strncasecmp(f->name, h, f->name_len) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Rebuild the request head from parsed fields (RFC 9112 §3, RFC 9110 §7.6.1): the canonical
- * target, hop-by-hop fields dropped, our own framing and connection fields added. */
+ * target, hop-by-hop fields dropped, our own framing and connection fields added, and the
+ * placeholders of the providers bound to this endpoint replaced by their secrets. The buffer
+ * that held secrets is wiped. */
 static int write_request_head(struct conn *c, const char *path, const char *query, bool has_query)
 {
     struct http_head *h = c->ex.req;
     struct http_buf b = {0};
     http_buf_append(&b, h->method, h->method_len);
     http_buf_puts(&b, " ");
-    http_buf_puts(&b, path);
+    append_with_secrets(c, &b, path, strlen(path), CREDS_SECRET_PCT);
     if (has_query) {
         http_buf_puts(&b, "?");
-        http_buf_puts(&b, query);
+        append_with_secrets(c, &b, query, strlen(query), CREDS_SECRET_PCT);
     }
     http_buf_puts(&b, " HTTP/1.1\r\n");
     /* Host first (RFC 9112 §3.2): in a tunnel as the client sent it (checked against the
@@ -185,7 +235,7 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
     }
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (field_is(f, "host"))
+        if (field_is(f, "host") || injected_header(c, f))
             continue;
         if (http_field_is_hop_by_hop(h, f)) {
             /* "TE: trailers" is the one hop-by-hop value worth passing on (gRPC needs it). */
@@ -196,7 +246,15 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
             continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
-        http_buf_append(&b, f->value, f->value_len);
+        append_with_secrets(c, &b, f->value, f->value_len, CREDS_SECRET);
+        http_buf_puts(&b, "\r\n");
+    }
+    for (unsigned i = 0; i < c->ex.ncreds_used; i++) {
+        const char *name = creds_inject_header(c->ex.creds_used[i]);
+        if (!name)
+            continue;
+        http_buf_printf(&b, "%s: ", name);
+        creds_inject_value(c->ex.creds_used[i], &b);
         http_buf_puts(&b, "\r\n");
     }
     if (c->ex.upgrade_asked)
@@ -213,8 +271,68 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         r = conn_write(c, SIDE_UPSTREAM, b.data, b.len);
     else
         conn_respond_error(c, 502, "internal_error", "out of memory");
-    http_buf_free(&b);
+    creds_buf_wipe(&b);
     return r;
+}
+
+/* Which providers this request involves. A placeholder for a host or port its provider does not
+ * name (or outside a verified TLS tunnel: a forward-proxy request is plain HTTP) is refused
+ * before anything is forwarded. Returns false when the request was refused. The redacted path
+ * (placeholders as [CREDENTIAL]) is what the policy and the log see. */
+static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
+{
+    /* path: in, the canonical path; out, the same with placeholders as [CREDENTIAL]. */
+    struct exchange *ex = &c->ex;
+    struct http_head *h = ex->req;
+    if (c->creds)
+        creds_unref(c->creds);
+    c->creds = server_creds(c->w->server);
+    ex->ncreds_used = 0;
+    if (!c->creds)
+        return true;
+    bool inspected = (c->flags & CONN_F_TUNNEL) && c->protocol == POLICY_REST;
+    const struct creds_provider *mismatch = NULL;
+    for (size_t i = 0; i < creds_count(c->creds); i++) {
+        const struct creds_provider *p = creds_at(c->creds, i);
+        bool appears = creds_appears(p, h->target, h->target_len);
+        for (size_t f = 0; f < h->nfields && !appears; f++)
+            appears = creds_appears(p, h->fields[f].value, h->fields[f].value_len);
+        bool binds = inspected && creds_binds(p, c->target.host, c->target.port);
+        if (appears) {
+            struct http_buf red = {0};
+            creds_substitute(p, path, strlen(path), CREDS_REDACT, &red);
+            if (!red.failed && red.len < path_cap) {
+                memcpy(path, red.data, red.len);
+                path[red.len] = '\0';
+            }
+            http_buf_free(&red);
+            if (!binds && !mismatch)
+                mismatch = p;
+        }
+        if (binds && (appears || creds_inject_header(p)) &&
+            ex->ncreds_used < sizeof ex->creds_used / sizeof ex->creds_used[0])
+            ex->creds_used[ex->ncreds_used++] = p;
+    }
+    copy_truncated(ex->log_path, sizeof ex->log_path, path);
+    if (!mismatch)
+        return true;
+    struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "FINDING",
+                           .action = "deny", .severity = LOG_SEV_HIGH, .method = ex->method,
+                           .path = ex->log_path, .status = 403, .l7_decision = "deny",
+                           .reason = creds_provider_name(mismatch), .overflow = -1};
+    /* The log names the provider (and the host, from the connection), never the secret. */
+    log_msg(LOG_WARN, "conn %llu: placeholder of provider %s sent to %s:%u, which it does not "
+            "name: refused", (unsigned long long)c->id, creds_provider_name(mismatch),
+            c->target.host, (unsigned)c->target.port);
+    conn_log(c, &ev);
+    metrics_inc(M_FINDINGS);
+    metrics_inc(M_REQ_DENY);
+    conn_respond_error(c, 403, "credential_endpoint_mismatch",
+                       inspected ? "a credential placeholder was sent to a host or port its "
+                                   "provider does not name"
+                                 : "credential placeholders are only substituted inside "
+                                   "HTTPS tunnels, never over plain HTTP");
+    return false;
 }
 
 int relay_start_request(struct conn *c)
@@ -265,6 +383,8 @@ int relay_start_request(struct conn *c)
                                    .reason = "request authority differs from the CONNECT authority",
                                    .overflow = -1};
             conn_log(c, &ev);
+            metrics_inc(M_FINDINGS);
+            metrics_inc(M_REQ_DENY);
             conn_respond_error(c, 421, "request_authority_mismatch",
                                "the request's Host must name the CONNECT host and port");
             return HTTP_HEAD_ERROR;
@@ -283,6 +403,12 @@ int relay_start_request(struct conn *c)
                                &has_query);
     }
     copy_truncated(ex->log_path, sizeof ex->log_path, pr == PATH_OK ? path : "");
+    char policy_path[PATH_MAX_LEN + 1] = "";
+    if (pr == PATH_OK) {
+        memcpy(policy_path, path, strlen(path) + 1);
+        if (!resolve_credentials(c, policy_path, sizeof policy_path))
+            return HTTP_HEAD_ERROR;
+    }
     if (pr != PATH_OK) {
         log_request(c, "deny", "deny", pr == PATH_TOO_LONG ? 414 : 400, "malformed path",
                     LOG_SEV_LOW);
@@ -298,7 +424,7 @@ int relay_start_request(struct conn *c)
     struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
                                .binary_identity_off = cfg->binary_identity_off};
     struct policy_l7 d;
-    policy_check_l7(pol, c->target.host, c->target.port, &peer, ex->method, path, &d);
+    policy_check_l7(pol, c->target.host, c->target.port, &peer, ex->method, policy_path, &d);
     if (c->policy)
         policy_unref(c->policy);
     c->policy = pol; /* keeps d's borrowed strings alive */
@@ -324,6 +450,7 @@ int relay_start_request(struct conn *c)
     if (write_request_head(c, path, query, has_query) < 0)
         return HTTP_HEAD_ERROR;
     conn_set_timeout(c, cfg->response_timeout_ms, 504, "no response from upstream in time");
+    ex->sent_at = uv_now(&c->w->loop);
     if (ex->audit)
         log_request(c, "audit", "audit", 0, d.reason, LOG_SEV_LOW);
     return HTTP_HEAD_CONTINUE;
@@ -392,6 +519,20 @@ static bool valid_websocket_101(const struct conn *c, const struct http_head *h)
            memcmp(accept->value, c->ex.ws_accept, accept->value_len) == 0;
 }
 
+/* An upstream that echoes a secret back (in a redirect, an error field) must not hand it to
+ * the agent: the secret becomes the placeholder again. */
+static void append_redacting_secrets(struct conn *c, struct http_buf *b, const char *p, size_t len)
+{
+    for (unsigned i = 0; i < c->ex.ncreds_used; i++) {
+        const struct creds_provider *pr = c->ex.creds_used[i];
+        if (creds_contains_secret(pr, p, len)) {
+            creds_redact_secret(pr, p, len, b);
+            return;
+        }
+    }
+    http_buf_append(b, p, len);
+}
+
 static int write_response_head(struct conn *c, const struct http_head *h, bool upgrade)
 {
     struct http_buf b = {0};
@@ -406,7 +547,7 @@ static int write_response_head(struct conn *c, const struct http_head *h, bool u
             continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
-        http_buf_append(&b, f->value, f->value_len);
+        append_redacting_secrets(c, &b, f->value, f->value_len);
         http_buf_puts(&b, "\r\n");
     }
     if (upgrade)
@@ -459,6 +600,7 @@ static int on_resp_head(void *owner, struct http_head *head)
         return r < 0 ? HTTP_HEAD_ERROR : HTTP_HEAD_CONTINUE;
     }
     ex->status = status;
+    metrics_observe_ms(H_TIME_TO_FIRST_BYTE, uv_now(&c->w->loop) - ex->sent_at);
     bool no_body = ex->head_request || status == 204 || status == 304;
     bool client_http10 = ex->req && ex->req->version_minor == 0;
     if (!head->keep_alive)
@@ -528,6 +670,7 @@ static void exchange_end(struct conn *c, enum relay_outcome outcome)
     log_msg(LOG_DEBUG, "conn %llu: exchange %s %d: %s", (unsigned long long)c->id, c->ex.method,
             c->ex.status, relay_outcome_name(outcome));
     bool upgrade_refused = c->ex.upgrade_asked || (c->ex.req && c->ex.req->upgrade);
+    metrics_inc(outcome == RELAY_CONSUMED ? M_TUNNELS_CONSUMED : M_TUNNELS_REUSABLE);
     exchange_reset(c);
     if (outcome == RELAY_CONSUMED) {
         conn_finish(c, "exchange consumed the connection");

@@ -16,6 +16,8 @@
 
 #include "airlock/ca.h"
 #include "airlock/conn.h"
+#include "airlock/creds.h"
+#include "airlock/metrics.h"
 #include "airlock/policy.h"
 #include "airlock/target.h"
 #include "airlock/tls.h"
@@ -25,6 +27,7 @@
 enum worker_request { WORKER_RUN = 0, WORKER_DRAIN = 1, WORKER_STOP = 2 };
 
 static struct server the_server;
+static atomic_uint reload_generation; /* bumped by every successful reload */
 static struct worker *workers[MAX_WORKERS];
 static atomic_int worker_requests[MAX_WORKERS];
 static unsigned nworkers;
@@ -52,6 +55,16 @@ struct policy *server_policy(struct server *s)
     policy_ref(p);
     uv_mutex_unlock(&s->policy_lock);
     return p;
+}
+
+struct creds *server_creds(struct server *s)
+{
+    uv_mutex_lock(&s->policy_lock);
+    struct creds *c = s->creds;
+    if (c)
+        creds_ref(c);
+    uv_mutex_unlock(&s->policy_lock);
+    return c;
 }
 
 /* ---- listening sockets ------------------------------------------------------------------- */
@@ -140,6 +153,18 @@ static void on_wakeup(uv_async_t *a)
                 conn_finish(c, "draining");
         }
     }
+    unsigned gen = atomic_load(&reload_generation);
+    if (gen != w->seen_reload && !w->stopping) {
+        /* A reload: live piped connections stay only if the new policy still allows them
+         * (requests inside tunnels pick the new snapshot up on their own). */
+        w->seen_reload = gen;
+        struct policy *p = server_policy(w->server);
+        for (struct conn *c = w->conns, *next; c; c = next) {
+            next = c->next;
+            conn_recheck_policy(c, p);
+        }
+        policy_unref(p);
+    }
     if (req == WORKER_STOP && !w->stopping) {
         w->stopping = true;
         for (struct conn *c = w->conns; c; c = c->next)
@@ -183,6 +208,13 @@ static void tell_workers(enum worker_request req)
     }
 }
 
+static void tell_workers_reloaded(void)
+{
+    atomic_fetch_add(&reload_generation, 1);
+    for (unsigned i = 0; i < nworkers; i++)
+        uv_async_send(&workers[i]->wakeup);
+}
+
 /* ---- signals and drain ------------------------------------------------------------------- */
 
 static uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
@@ -194,20 +226,39 @@ static void reload_policy(void)
 {
     struct server *s = &the_server;
     char *errors = NULL;
+    /* Both files are validated before either is swapped: a half-applied reload could pair a
+     * new policy with stale credentials. */
     struct policy *p = policy_load_file(s->cfg->policy_file, &errors);
     if (!p) {
         log_msg(LOG_ERROR, "policy reload failed, keeping the current policy:\n%s",
                 errors ? errors : "unknown error");
         free(errors);
+        metrics_inc(M_POLICY_RELOADS_FAILED);
+        return;
+    }
+    struct creds *cr = NULL;
+    if (s->cfg->providers_file &&
+        !(cr = creds_load_file(s->cfg->providers_file, &errors))) {
+        log_msg(LOG_ERROR, "providers reload failed, keeping the current policy and providers:\n%s",
+                errors ? errors : "unknown error");
+        free(errors);
+        policy_unref(p);
+        metrics_inc(M_POLICY_RELOADS_FAILED);
         return;
     }
     uv_mutex_lock(&s->policy_lock);
     struct policy *old = s->policy;
+    struct creds *old_creds = s->creds;
     s->policy = p;
+    s->creds = cr;
     uv_mutex_unlock(&s->policy_lock);
     policy_unref(old);
-    log_msg(LOG_INFO, "policy reloaded from %s (%zu endpoints)", s->cfg->policy_file,
-            policy_endpoint_count(p));
+    if (old_creds)
+        creds_unref(old_creds);
+    metrics_inc(M_POLICY_RELOADS_OK);
+    log_msg(LOG_INFO, "policy reloaded from %s (%zu endpoints%s)", s->cfg->policy_file,
+            policy_endpoint_count(p), cr ? ", providers reloaded" : "");
+    tell_workers_reloaded();
 }
 
 static void stop_main_handles(void)
@@ -296,6 +347,11 @@ int server_run(const struct server_config *cfg)
     char *errors = NULL;
     if (!(s->policy = policy_load_file(cfg->policy_file, &errors))) {
         log_msg(LOG_ERROR, "invalid policy %s:\n%s", cfg->policy_file, errors ? errors : "");
+        free(errors);
+        goto out;
+    }
+    if (cfg->providers_file && !(s->creds = creds_load_file(cfg->providers_file, &errors))) {
+        log_msg(LOG_ERROR, "invalid providers %s:\n%s", cfg->providers_file, errors ? errors : "");
         free(errors);
         goto out;
     }
@@ -395,6 +451,8 @@ out:
         uv_loop_close(main_loop);
     if (s->policy)
         policy_unref(s->policy);
+    if (s->creds)
+        creds_unref(s->creds);
     SSL_CTX_free(s->client_ctx);
     SSL_CTX_free(s->upstream_ctx);
     ca_free(s->ca);

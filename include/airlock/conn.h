@@ -20,6 +20,8 @@
 struct server;
 struct worker;
 struct tls;
+struct creds;
+struct creds_provider;
 
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
  * they start again (STYLE.md §5). */
@@ -41,6 +43,7 @@ struct worker {
     struct conn *conns; /* intrusive list of live connections */
     size_t nconns;
     bool draining, stopping;
+    unsigned seen_reload; /* the reload generation this worker has applied */
     char read_buf[CONN_READ_BUF];
     char plain_buf[CONN_PLAIN_BUF];
     char out_buf[CONN_READ_BUF];
@@ -87,6 +90,7 @@ struct side {
 #define CONN_F_COUNTED 0x08 /* counted against max_connections */
 #define CONN_F_KICKED  0x10 /* on the worker's kick list */
 #define CONN_F_RESUME_AFTER_UPGRADE 0x20 /* the client's upgrade was refused: parse HTTP on */
+#define CONN_F_UPGRADE_GAUGE 0x40 /* counted in the upgrades-active gauge */
 
 /* One HTTP exchange inside the connection (relay.c). */
 struct exchange {
@@ -106,7 +110,12 @@ struct exchange {
     bool interim;           /* the response being parsed is a 1xx */
     bool upgraded;          /* a valid 101 went to the client */
     int status;
+    uint64_t sent_at;       /* loop time the request head went upstream (time to first byte) */
     char ws_accept[32];     /* the Sec-WebSocket-Accept the 101 must carry */
+    /* providers whose secret this request carries (placeholder or inject), bound to this
+     * host and port; borrowed from conn.creds */
+    const struct creds_provider *creds_used[4];
+    unsigned ncreds_used;
 };
 
 struct conn {
@@ -131,6 +140,7 @@ struct conn {
     enum policy_protocol protocol;
     const char *policy_name;    /* static within the snapshot we hold */
     struct policy *policy;      /* the snapshot of the current decision, a reference */
+    struct creds *creds;        /* the providers snapshot of the current request, or NULL */
     char **exe_paths;           /* peer executables (NULL-terminated) or NULL */
     bool peer_known;
     struct http_parser req_parser, resp_parser;
@@ -144,6 +154,7 @@ struct conn {
     struct sockaddr_storage dial_addrs[8];
     size_t ndial, dial_next;
     int dial_error;
+    uint64_t dial_started;
     void (*on_dialed)(struct conn *c, int status, const char *why);
     unsigned pending_shutdowns;
     bool timer_absolute;        /* the deadline does not move with activity (head timeout) */
@@ -202,6 +213,9 @@ int conn_init_upstream(struct conn *c);
 void conn_close_upstream(struct conn *c, uv_close_cb cb);
 /* The first byte of a request head arrived: the head deadline starts. */
 void conn_head_started(struct conn *c);
+/* After a policy reload: close the connection if it is piped (upgraded or tcp) and no
+ * endpoint of the new policy allows its host and port any more. */
+void conn_recheck_policy(struct conn *c, struct policy *p);
 /* Connections alive in the process (all workers). */
 size_t conn_live_count(void);
 

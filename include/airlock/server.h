@@ -50,6 +50,7 @@ void server_config_defaults(struct server_config *cfg);
 int server_run(const struct server_config *cfg);
 
 struct policy;
+struct creds;
 struct ca;
 
 /* Shared state every worker reads. */
@@ -58,11 +59,14 @@ struct server {
     struct ca *ca;
     SSL_CTX *client_ctx; /* towards clients: we are the server */
     SSL_CTX *upstream_ctx;
-    uv_mutex_t policy_lock;
+    uv_mutex_t policy_lock; /* guards both snapshots below */
     struct policy *policy;
+    struct creds *creds; /* NULL without --providers */
 };
 
 /* The current policy snapshot, as a new reference (policy_unref when done). */
 struct policy *server_policy(struct server *s);
+/* The current providers snapshot as a new reference (creds_unref), or NULL when none. */
+struct creds *server_creds(struct server *s);
 
 #endif
