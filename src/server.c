@@ -218,6 +218,11 @@ static void tell_workers_reloaded(void)
 /* ---- signals and drain ------------------------------------------------------------------- */
 
 static uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+/* File watches: the directories of the policy and providers files (editors replace a file by
+ * renaming a new one over it, which an inode watch on the file itself would miss). */
+static uv_fs_event_t watch_policy, watch_providers;
+static bool watch_policy_on, watch_providers_on;
+static uv_timer_t reload_debounce;
 static uv_timer_t drain_timer;
 static uint64_t drain_started;
 static bool stopping;
@@ -261,8 +266,61 @@ static void reload_policy(void)
     tell_workers_reloaded();
 }
 
+static void on_reload_debounced(uv_timer_t *t)
+{
+    log_msg(LOG_INFO, "policy or providers file changed: reloading");
+    reload_policy();
+}
+
+static void on_watched_change(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    const char *want = h->data;
+    if (status < 0 || (filename && strcmp(filename, want) != 0))
+        return;
+    /* Writers often produce several events per save: reload once they settle. */
+    uv_timer_start(&reload_debounce, on_reload_debounced, 200, 0);
+}
+
+static bool watch_file(uv_loop_t *loop, uv_fs_event_t *h, const char *path)
+{
+    static char dirs[2][4096];
+    static int used;
+    if (!path || used == 2)
+        return false;
+    char *dir = dirs[used++];
+    snprintf(dir, sizeof dirs[0], "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = path;
+    if (slash) {
+        *slash = '\0';
+        base = path + (slash - dir) + 1;
+        if (dir[0] == '\0')
+            strcpy(dir, "/");
+    } else {
+        strcpy(dir, ".");
+    }
+    uv_fs_event_init(loop, h);
+    h->data = (void *)base;
+    if (uv_fs_event_start(h, on_watched_change, dir, 0) < 0) {
+        log_msg(LOG_WARN, "cannot watch %s for changes; reload with SIGHUP", path);
+        uv_close((uv_handle_t *)h, NULL);
+        return false;
+    }
+    return true;
+}
+
 static void stop_main_handles(void)
 {
+    static bool stopped;
+    if (stopped)
+        return;
+    stopped = true;
+    if (watch_policy_on)
+        uv_close((uv_handle_t *)&watch_policy, NULL);
+    if (watch_providers_on)
+        uv_close((uv_handle_t *)&watch_providers, NULL);
+    watch_policy_on = watch_providers_on = false;
+    uv_close((uv_handle_t *)&reload_debounce, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -399,6 +457,9 @@ int server_run(const struct server_config *cfg)
     uv_signal_init(main_loop, &sig_hup);
     uv_signal_init(main_loop, &sig_usr1);
     uv_timer_init(main_loop, &drain_timer);
+    uv_timer_init(main_loop, &reload_debounce);
+    watch_policy_on = watch_file(main_loop, &watch_policy, cfg->policy_file);
+    watch_providers_on = watch_file(main_loop, &watch_providers, cfg->providers_file);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
