@@ -188,18 +188,23 @@ static void on_timer(uv_timer_t *t)
         conn_close(c, "linger timeout");
         return;
     }
-    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = "TIMEOUT",
-                           .action = "deny", .severity = LOG_SEV_LOW,
-                           .reason = c->timeout_reason, .status = c->timeout_status, .overflow = -1};
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                           .activity = "TIMEOUT",
+                           .action = "deny",
+                           .severity = LOG_SEV_LOW,
+                           .reason = c->timeout_reason,
+                           .status = c->timeout_status,
+                           .overflow = -1};
     conn_log(c, &ev);
-    bool can_answer = c->timeout_status &&
-                      (c->state == CONN_S_FIRST || c->state == CONN_S_DIALING ||
-                       c->state == CONN_S_UPSTREAM_TLS ||
-                       (c->state == CONN_S_HTTP && !c->ex.resp_head_sent));
+    bool can_answer =
+        c->timeout_status &&
+        (c->state == CONN_S_FIRST || c->state == CONN_S_DIALING ||
+         c->state == CONN_S_UPSTREAM_TLS || (c->state == CONN_S_HTTP && !c->ex.resp_head_sent));
     if (can_answer)
-        conn_respond_error(c, c->timeout_status, c->timeout_status == 408 ? "request_timeout"
-                                                 : c->timeout_status == 504 ? "upstream_timeout"
-                                                                            : "upstream_failed",
+        conn_respond_error(c, c->timeout_status,
+                           c->timeout_status == 408   ? "request_timeout"
+                           : c->timeout_status == 504 ? "upstream_timeout"
+                                                      : "upstream_failed",
                            c->timeout_reason);
     else
         conn_close(c, c->timeout_reason);
@@ -236,7 +241,8 @@ static void on_write(uv_write_t *req, int status)
     if (c->flags & CONN_F_CLOSING)
         return;
     if (status < 0) {
-        conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? "peer reset" : "write failed");
+        conn_close(c,
+                   status == UV_EPIPE || status == UV_ECONNRESET ? "peer reset" : "write failed");
         return;
     }
     enum side_id id = side_of(c, stream);
@@ -535,9 +541,12 @@ static void side_process_tls(struct conn *c, enum side_id id)
                 return;
             if (r != TLS_DONE) {
                 metrics_inc(id == SIDE_CLIENT ? M_TLS_FAILURES_CLIENT : M_TLS_FAILURES_UPSTREAM);
-                struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = "TLS",
-                                       .action = "deny", .severity = LOG_SEV_MEDIUM,
-                                       .reason = tls_last_error(s->tls), .overflow = -1};
+                struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                                       .activity = "TLS",
+                                       .action = "deny",
+                                       .severity = LOG_SEV_MEDIUM,
+                                       .reason = tls_last_error(s->tls),
+                                       .overflow = -1};
                 ev.status = id == SIDE_UPSTREAM ? 502 : 0;
                 conn_log(c, &ev);
                 if (id == SIDE_UPSTREAM)
@@ -942,9 +951,13 @@ void conn_recheck_policy(struct conn *c, struct policy *p)
     policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
     if (d.verdict == POLICY_ALLOW)
         return;
-    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = "CLOSE", .action = "deny",
-                           .severity = LOG_SEV_MEDIUM, .relay_outcome = "upgraded",
-                           .reason = "policy reload: endpoint no longer allowed", .overflow = -1};
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                           .activity = "CLOSE",
+                           .action = "deny",
+                           .severity = LOG_SEV_MEDIUM,
+                           .relay_outcome = "upgraded",
+                           .reason = "policy reload: endpoint no longer allowed",
+                           .overflow = -1};
     conn_log(c, &ev);
     conn_close(c, "policy reload: endpoint no longer allowed");
 }

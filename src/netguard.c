@@ -171,8 +171,8 @@ void netguard_dial(struct conn *c)
         vet_and_dial(c);
         return;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_ADDRCONFIG};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
     c->gai_req.data = c;
     int r = uv_getaddrinfo(&c->w->loop, &c->gai_req, on_resolved, host, NULL, &hints);
     if (r < 0) {

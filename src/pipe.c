@@ -16,14 +16,14 @@ void pipe_start(struct conn *c, size_t upstream_overflow)
     conn_set_state(c, CONN_S_PIPE);
     /* Only the operator's idle timeout (off by default) ends a quiet piped connection. */
     conn_set_timeout(c, cfg->tunnel_idle_timeout_ms, 0, "tunnel idle timeout");
-    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = c->protocol == POLICY_TCP ? "PIPE" : "UPGRADE",
-                           .action = "allow", .severity = LOG_SEV_INFO,
-                           .l7_decision = c->protocol == POLICY_TCP ? "allow" : "allow_upgrade",
-                           .relay_outcome = "upgraded",
-                           .overflow = (long)(upstream_overflow + (cs->stash ? cs->stash_len -
-                                                                                   cs->stash_off
-                                                                             : 0))};
+    struct log_event ev = {
+        .class_uid = LOG_CLASS_NETWORK,
+        .activity = c->protocol == POLICY_TCP ? "PIPE" : "UPGRADE",
+        .action = "allow",
+        .severity = LOG_SEV_INFO,
+        .l7_decision = c->protocol == POLICY_TCP ? "allow" : "allow_upgrade",
+        .relay_outcome = "upgraded",
+        .overflow = (long)(upstream_overflow + (cs->stash ? cs->stash_len - cs->stash_off : 0))};
     conn_log(c, &ev);
     if (c->protocol != POLICY_TCP)
         metrics_inc(M_TUNNELS_UPGRADED);
@@ -46,7 +46,7 @@ void pipe_on_eof(struct conn *c, enum side_id id)
     enum side_id to = id == SIDE_CLIENT ? SIDE_UPSTREAM : SIDE_CLIENT;
     /* Pass the half-close on (close_notify and FIN once the queued bytes are out). */
     conn_shutdown_side(c, to);
-    if ((c->sides[SIDE_CLIENT].flags & SIDE_F_EOF) && (c->sides[SIDE_UPSTREAM].flags & SIDE_F_EOF) &&
-        c->pending_shutdowns == 0)
+    if ((c->sides[SIDE_CLIENT].flags & SIDE_F_EOF) &&
+        (c->sides[SIDE_UPSTREAM].flags & SIDE_F_EOF) && c->pending_shutdowns == 0)
         conn_close(c, "both sides closed");
 }

@@ -30,9 +30,11 @@ static void log_connect(struct conn *c, const char *action, int status, const ch
     metrics_inc(strcmp(action, "allow") ? M_CONNECT_DENY : M_CONNECT_ALLOW);
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
                            .activity = c->flags & CONN_F_FORWARD ? "FORWARD" : "CONNECT",
-                           .action = action, .severity = status >= 400 ? LOG_SEV_MEDIUM
-                                                                        : LOG_SEV_INFO,
-                           .status = status, .reason = reason, .overflow = -1};
+                           .action = action,
+                           .severity = status >= 400 ? LOG_SEV_MEDIUM : LOG_SEV_INFO,
+                           .status = status,
+                           .reason = reason,
+                           .overflow = -1};
     conn_log(c, &ev);
 }
 
@@ -87,9 +89,14 @@ static void on_dialed(struct conn *c, int status, const char *why)
     if (status == NETGUARD_SSRF) {
         metrics_inc(M_SSRF_DENIED);
         metrics_inc(M_CONNECT_DENY);
-        struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "SSRF",
-                               .action = "deny", .severity = LOG_SEV_HIGH, .status = 403,
-                               .reason = why, .l7_decision = "deny", .overflow = -1};
+        struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
+                               .activity = "SSRF",
+                               .action = "deny",
+                               .severity = LOG_SEV_HIGH,
+                               .status = 403,
+                               .reason = why,
+                               .l7_decision = "deny",
+                               .overflow = -1};
         conn_log(c, &ev);
         conn_respond_error(c, 403, "ssrf_denied",
                            "the destination resolves to an address that this policy does not "
@@ -154,9 +161,9 @@ static void dial_checked(struct conn *c)
         snprintf(rule, sizeof rule, "{\"host\":\"%s\",\"port\":%u}", c->target.host,
                  (unsigned)c->target.port);
         log_connect(c, "deny", 403, d.reason);
-        conn_respond_denied(c, 403, "policy_denied",
-                            d.reason ? d.reason : "no endpoint of the policy allows this host and port",
-                            rule);
+        conn_respond_denied(
+            c, 403, "policy_denied",
+            d.reason ? d.reason : "no endpoint of the policy allows this host and port", rule);
         return;
     }
     c->protocol = d.protocol;
@@ -178,8 +185,7 @@ static void dial_checked(struct conn *c)
         }
     }
     if ((c->flags & CONN_F_FORWARD) && c->protocol == POLICY_TCP) {
-        conn_respond_error(c, 403, "policy_denied",
-                           "this endpoint is tcp-only: use CONNECT");
+        conn_respond_error(c, 403, "policy_denied", "this endpoint is tcp-only: use CONNECT");
         return;
     }
     c->on_dialed = on_dialed;
@@ -198,8 +204,8 @@ struct peer_job {
 static void peer_work(uv_work_t *req)
 {
     struct peer_job *job = req->data;
-    job->result = peer_identify((struct sockaddr *)&job->peer, (struct sockaddr *)&job->local,
-                                &job->exes);
+    job->result =
+        peer_identify((struct sockaddr *)&job->peer, (struct sockaddr *)&job->local, &job->exes);
 }
 
 static void peer_after(uv_work_t *req, int status)

@@ -90,9 +90,15 @@ static void log_request(struct conn *c, const char *action, const char *decision
     metrics_inc(!strcmp(decision, "deny")    ? M_REQ_DENY
                 : !strcmp(decision, "audit") ? M_REQ_AUDIT
                                              : M_REQ_ALLOW);
-    struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .activity = "REQUEST", .action = action,
-                           .severity = sev, .method = c->ex.method, .path = c->ex.log_path,
-                           .status = status, .l7_decision = decision, .reason = reason,
+    struct log_event ev = {.class_uid = LOG_CLASS_HTTP,
+                           .activity = "REQUEST",
+                           .action = action,
+                           .severity = sev,
+                           .method = c->ex.method,
+                           .path = c->ex.log_path,
+                           .status = status,
+                           .l7_decision = decision,
+                           .reason = reason,
                            .overflow = -1};
     conn_log(c, &ev);
 }
@@ -100,10 +106,16 @@ static void log_request(struct conn *c, const char *action, const char *decision
 static void log_finding(struct conn *c, const char *reason)
 {
     metrics_inc(M_FINDINGS);
-    struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "FINDING",
-                           .action = "deny", .severity = LOG_SEV_HIGH, .method = c->ex.method,
-                           .path = c->ex.log_path, .status = 502, .l7_decision = "deny",
-                           .reason = reason, .overflow = -1};
+    struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
+                           .activity = "FINDING",
+                           .action = "deny",
+                           .severity = LOG_SEV_HIGH,
+                           .method = c->ex.method,
+                           .path = c->ex.log_path,
+                           .status = 502,
+                           .l7_decision = "deny",
+                           .reason = reason,
+                           .overflow = -1};
     conn_log(c, &ev);
 }
 
@@ -316,14 +328,22 @@ static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
     copy_truncated(ex->log_path, sizeof ex->log_path, path);
     if (!mismatch)
         return true;
-    struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "FINDING",
-                           .action = "deny", .severity = LOG_SEV_HIGH, .method = ex->method,
-                           .path = ex->log_path, .status = 403, .l7_decision = "deny",
-                           .reason = creds_provider_name(mismatch), .overflow = -1};
+    struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
+                           .activity = "FINDING",
+                           .action = "deny",
+                           .severity = LOG_SEV_HIGH,
+                           .method = ex->method,
+                           .path = ex->log_path,
+                           .status = 403,
+                           .l7_decision = "deny",
+                           .reason = creds_provider_name(mismatch),
+                           .overflow = -1};
     /* The log names the provider (and the host, from the connection), never the secret. */
-    log_msg(LOG_WARN, "conn %llu: placeholder of provider %s sent to %s:%u, which it does not "
-            "name: refused", (unsigned long long)c->id, creds_provider_name(mismatch),
-            c->target.host, (unsigned)c->target.port);
+    log_msg(LOG_WARN,
+            "conn %llu: placeholder of provider %s sent to %s:%u, which it does not "
+            "name: refused",
+            (unsigned long long)c->id, creds_provider_name(mismatch), c->target.host,
+            (unsigned)c->target.port);
     conn_log(c, &ev);
     metrics_inc(M_FINDINGS);
     metrics_inc(M_REQ_DENY);
@@ -377,9 +397,13 @@ int relay_start_request(struct conn *c)
         const struct http_field *hf = http_head_find(h, "host");
         if (!hf || target_parse_authority(hf->value, hf->value_len, false, 0, &req_auth) < 0 ||
             !target_authority_matches(&c->target, &req_auth)) {
-            struct log_event ev = {.class_uid = LOG_CLASS_FINDING, .activity = "FINDING",
-                                   .action = "deny", .severity = LOG_SEV_MEDIUM,
-                                   .method = ex->method, .status = 421, .l7_decision = "deny",
+            struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
+                                   .activity = "FINDING",
+                                   .action = "deny",
+                                   .severity = LOG_SEV_MEDIUM,
+                                   .method = ex->method,
+                                   .status = 421,
+                                   .l7_decision = "deny",
                                    .reason = "request authority differs from the CONNECT authority",
                                    .overflow = -1};
             conn_log(c, &ev);
@@ -740,10 +764,13 @@ size_t relay_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
     case HTTP_ERROR:
     default:
         if (id == SIDE_CLIENT) {
-            struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .activity = "REQUEST",
-                                   .action = "deny", .severity = LOG_SEV_LOW,
+            struct log_event ev = {.class_uid = LOG_CLASS_HTTP,
+                                   .activity = "REQUEST",
+                                   .action = "deny",
+                                   .severity = LOG_SEV_LOW,
                                    .status = hp->error_status ? hp->error_status : 400,
-                                   .l7_decision = "deny", .reason = hp->error_reason,
+                                   .l7_decision = "deny",
+                                   .reason = hp->error_reason,
                                    .overflow = -1};
             conn_log(c, &ev);
             if (c->ex.resp_head_sent)
@@ -783,8 +810,8 @@ void relay_on_eof(struct conn *c, enum side_id id)
         conn_finish(c, "upstream closed");
         return;
     }
-    if (http_parser_finish(&c->resp_parser) == 0 && (ex->resp_done || c->flags & CONN_F_CLOSING ||
-                                                      c->state == CONN_S_LINGER))
+    if (http_parser_finish(&c->resp_parser) == 0 &&
+        (ex->resp_done || c->flags & CONN_F_CLOSING || c->state == CONN_S_LINGER))
         return;
     if (!ex->resp_head_sent) {
         conn_respond_error(c, 502, "upstream_closed", "the upstream closed before it answered");

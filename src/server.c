@@ -106,8 +106,8 @@ static int open_listener(struct sockaddr_storage *ss)
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (ss->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
+    socklen_t len =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (bind(fd, (struct sockaddr *)ss, len) < 0) {
         int e = -errno;
         close(fd);
@@ -194,7 +194,8 @@ static int worker_start(struct worker *w, const int *fds, size_t nfds)
         uv_tcp_init(&w->loop, l);
         l->data = w;
         w->nlisteners++;
-        if ((r = uv_tcp_open(l, fds[i])) < 0 || (r = uv_listen((uv_stream_t *)l, 1024, on_accept)) < 0)
+        if ((r = uv_tcp_open(l, fds[i])) < 0 ||
+            (r = uv_listen((uv_stream_t *)l, 1024, on_accept)) < 0)
             return r;
     }
     return uv_thread_create(&w->thread, worker_main, w);
@@ -242,8 +243,7 @@ static void reload_policy(void)
         return;
     }
     struct creds *cr = NULL;
-    if (s->cfg->providers_file &&
-        !(cr = creds_load_file(s->cfg->providers_file, &errors))) {
+    if (s->cfg->providers_file && !(cr = creds_load_file(s->cfg->providers_file, &errors))) {
         log_msg(LOG_ERROR, "providers reload failed, keeping the current policy and providers:\n%s",
                 errors ? errors : "unknown error");
         free(errors);

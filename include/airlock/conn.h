@@ -26,9 +26,9 @@ struct creds_provider;
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
  * they start again (STYLE.md §5). */
 #define CONN_HIGH_WATER (256 * 1024)
-#define CONN_LOW_WATER (64 * 1024)
-#define CONN_READ_BUF (64 * 1024)  /* per worker: one socket read */
-#define CONN_PLAIN_BUF (16 * 1024) /* per worker: one TLS record of plaintext */
+#define CONN_LOW_WATER  (64 * 1024)
+#define CONN_READ_BUF   (64 * 1024) /* per worker: one socket read */
+#define CONN_PLAIN_BUF  (16 * 1024) /* per worker: one TLS record of plaintext */
 
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every
  * connection on this loop shares (a read callback consumes its buffer before returning). */
@@ -78,40 +78,40 @@ struct side {
     uv_tcp_t tcp;
     struct tls *tls; /* NULL while the side is plain */
     unsigned flags;
-    char *stash;     /* plaintext received but not yet parsed (parser paused) */
+    char *stash; /* plaintext received but not yet parsed (parser paused) */
     size_t stash_len, stash_off;
     uint64_t bytes_in, bytes_out;
     uv_shutdown_t shutdown_req;
 };
 
-#define CONN_F_CLOSING 0x01
-#define CONN_F_TUNNEL  0x02 /* came in by CONNECT */
-#define CONN_F_FORWARD 0x04 /* absolute-form forward proxy */
-#define CONN_F_COUNTED 0x08 /* counted against max_connections */
-#define CONN_F_KICKED  0x10 /* on the worker's kick list */
+#define CONN_F_CLOSING              0x01
+#define CONN_F_TUNNEL               0x02 /* came in by CONNECT */
+#define CONN_F_FORWARD              0x04 /* absolute-form forward proxy */
+#define CONN_F_COUNTED              0x08 /* counted against max_connections */
+#define CONN_F_KICKED               0x10 /* on the worker's kick list */
 #define CONN_F_RESUME_AFTER_UPGRADE 0x20 /* the client's upgrade was refused: parse HTTP on */
-#define CONN_F_UPGRADE_GAUGE 0x40 /* counted in the upgrades-active gauge */
+#define CONN_F_UPGRADE_GAUGE        0x40 /* counted in the upgrades-active gauge */
 
 /* One HTTP exchange inside the connection (relay.c). */
 struct exchange {
-    struct http_head *req;  /* the request head until the exchange ends */
+    struct http_head *req; /* the request head until the exchange ends */
     char method[24];
-    char log_path[256];     /* canonical path (no query) for the log, truncated */
-    bool active;            /* a request head was received */
+    char log_path[256]; /* canonical path (no query) for the log, truncated */
+    bool active;        /* a request head was received */
     bool req_done, resp_done;
-    bool req_chunked_out;   /* we re-chunk the request body upstream */
-    bool resp_chunked_out;  /* we re-chunk the response body to the client */
-    bool resp_head_sent;    /* a final response head went to the client */
-    bool resp_until_close;  /* the response body ends when the upstream closes */
-    bool close_after;       /* Connection: close from either side, or HTTP/1.0 */
-    bool upgrade_asked;     /* a websocket upgrade the client asked for, forwarded upstream */
-    bool head_request;      /* HEAD: the response has no body */
+    bool req_chunked_out;  /* we re-chunk the request body upstream */
+    bool resp_chunked_out; /* we re-chunk the response body to the client */
+    bool resp_head_sent;   /* a final response head went to the client */
+    bool resp_until_close; /* the response body ends when the upstream closes */
+    bool close_after;      /* Connection: close from either side, or HTTP/1.0 */
+    bool upgrade_asked;    /* a websocket upgrade the client asked for, forwarded upstream */
+    bool head_request;     /* HEAD: the response has no body */
     bool audit;
-    bool interim;           /* the response being parsed is a 1xx */
-    bool upgraded;          /* a valid 101 went to the client */
+    bool interim;  /* the response being parsed is a 1xx */
+    bool upgraded; /* a valid 101 went to the client */
     int status;
-    uint64_t sent_at;       /* loop time the request head went upstream (time to first byte) */
-    char ws_accept[32];     /* the Sec-WebSocket-Accept the 101 must carry */
+    uint64_t sent_at;   /* loop time the request head went upstream (time to first byte) */
+    char ws_accept[32]; /* the Sec-WebSocket-Accept the 101 must carry */
     /* providers whose secret this request carries (placeholder or inject), bound to this
      * host and port; borrowed from conn.creds */
     const struct creds_provider *creds_used[4];
@@ -131,17 +131,17 @@ struct conn {
     uint64_t timer_deadline_ms; /* 0 = none */
     uint64_t timeout_ms;        /* the idle timeout the timer enforces now */
     const char *timeout_reason;
-    int timeout_status;         /* answered when the timer fires (408, 504, 502) or 0 */
+    int timeout_status; /* answered when the timer fires (408, 504, 502) or 0 */
     uint64_t last_activity;
     struct sockaddr_storage peer_addr, local_addr;
     char peer_ip[48];
     uint16_t peer_port;
-    struct authority target;    /* CONNECT authority, or the forward proxy's current upstream */
+    struct authority target; /* CONNECT authority, or the forward proxy's current upstream */
     enum policy_protocol protocol;
-    const char *policy_name;    /* static within the snapshot we hold */
-    struct policy *policy;      /* the snapshot of the current decision, a reference */
-    struct creds *creds;        /* the providers snapshot of the current request, or NULL */
-    char **exe_paths;           /* peer executables (NULL-terminated) or NULL */
+    const char *policy_name; /* static within the snapshot we hold */
+    struct policy *policy;   /* the snapshot of the current decision, a reference */
+    struct creds *creds;     /* the providers snapshot of the current request, or NULL */
+    char **exe_paths;        /* peer executables (NULL-terminated) or NULL */
     bool peer_known;
     struct http_parser req_parser, resp_parser;
     bool req_parser_init, resp_parser_init;
@@ -157,7 +157,7 @@ struct conn {
     uint64_t dial_started;
     void (*on_dialed)(struct conn *c, int status, const char *why);
     unsigned pending_shutdowns;
-    bool timer_absolute;        /* the deadline does not move with activity (head timeout) */
+    bool timer_absolute; /* the deadline does not move with activity (head timeout) */
 };
 
 /* Accept one client from the listener. */

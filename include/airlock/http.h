@@ -13,9 +13,9 @@
 
 #include <llhttp.h>
 
-#define HTTP_HEAD_MAX (32 * 1024) /* start line + fields of one head, else 431 */
-#define HTTP_TARGET_MAX 8192      /* request-target bytes, else 414 */
-#define HTTP_FIELDS_MAX 128       /* fields in one head (or trailer section), else 431 */
+#define HTTP_HEAD_MAX   (32 * 1024) /* start line + fields of one head, else 431 */
+#define HTTP_TARGET_MAX 8192        /* request-target bytes, else 414 */
+#define HTTP_FIELDS_MAX 128         /* fields in one head (or trailer section), else 431 */
 
 struct http_field {
     const char *name;
@@ -48,11 +48,11 @@ struct http_head {
      * before on_head can answer HTTP_HEAD_NO_BODY, so for a HEAD response without framing it
      * is false; llhttp_should_keep_alive(&p->llhttp) inside on_complete knows better. upgrade
      * is also set for CONNECT: it is true exactly when HTTP_UPGRADE follows the message. */
-    bool keep_alive;          /* llhttp_should_keep_alive() */
-    bool chunked;             /* Transfer-Encoding ends in chunked */
-    bool has_content_length;  /* Content-Length present (and valid) */
+    bool keep_alive;         /* llhttp_should_keep_alive() */
+    bool chunked;            /* Transfer-Encoding ends in chunked */
+    bool has_content_length; /* Content-Length present (and valid) */
     uint64_t content_length;
-    bool upgrade;             /* Connection: upgrade and an Upgrade field (request), or 101 */
+    bool upgrade; /* Connection: upgrade and an Upgrade field (request), or 101 */
 };
 
 void http_head_free(struct http_head *h);

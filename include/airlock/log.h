@@ -26,10 +26,10 @@ uint64_t log_dropped(void);
 
 /* OCSF classes used (class_uid). */
 enum log_class {
-    LOG_CLASS_NETWORK = 4001,   /* connections, tunnels */
-    LOG_CLASS_HTTP = 4002,      /* requests */
-    LOG_CLASS_FINDING = 2004,   /* detection findings: unsolicited 101, credential or authority
-                                 * mismatch, SSRF attempt */
+    LOG_CLASS_NETWORK = 4001, /* connections, tunnels */
+    LOG_CLASS_HTTP = 4002,    /* requests */
+    LOG_CLASS_FINDING = 2004, /* detection findings: unsolicited 101, credential or authority
+                               * mismatch, SSRF attempt */
 };
 
 enum log_severity { LOG_SEV_INFO = 1, LOG_SEV_LOW = 2, LOG_SEV_MEDIUM = 3, LOG_SEV_HIGH = 4 };
@@ -37,13 +37,13 @@ enum log_severity { LOG_SEV_INFO = 1, LOG_SEV_LOW = 2, LOG_SEV_MEDIUM = 3, LOG_S
 /* One event. Unset strings are NULL, unset numbers 0. */
 struct log_event {
     enum log_class class_uid;
-    const char *activity;      /* "CONNECT", "REQUEST", "UPGRADE", "CLOSE", "DENY" ... short verb
-                                * for the text line; activity_name in JSON */
-    const char *action;        /* "allow" | "deny" | "audit" */
+    const char *activity; /* "CONNECT", "REQUEST", "UPGRADE", "CLOSE", "DENY" ... short verb
+                           * for the text line; activity_name in JSON */
+    const char *action;   /* "allow" | "deny" | "audit" */
     enum log_severity severity;
-    const char *src_ip;        /* client */
+    const char *src_ip; /* client */
     uint16_t src_port;
-    const char *dst_host;      /* CONNECT or request authority host */
+    const char *dst_host; /* CONNECT or request authority host */
     uint16_t dst_port;
     const char *method;
     const char *path;          /* canonical path without query, placeholders redacted */
@@ -54,7 +54,7 @@ struct log_event {
     const char *reason;        /* status_detail */
     const char *process;       /* actor.process path when known */
     uint64_t bytes_in, bytes_out;
-    long overflow;             /* upgrade overflow bytes; -1 when not applicable */
+    long overflow; /* upgrade overflow bytes; -1 when not applicable */
     uint64_t conn_id;
 };
 

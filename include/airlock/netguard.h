@@ -10,8 +10,8 @@
 
 enum netguard_status {
     NETGUARD_OK = 0,
-    NETGUARD_SSRF = -1,    /* refused by the guard: answer 403 ssrf_denied */
-    NETGUARD_FAILED = -2,  /* resolution or connect failed: answer 502 */
+    NETGUARD_SSRF = -1,   /* refused by the guard: answer 403 ssrf_denied */
+    NETGUARD_FAILED = -2, /* resolution or connect failed: answer 502 */
 };
 
 /* Resolve, vet and connect c->target with the policy snapshot c->policy. Calls
