@@ -1,0 +1,82 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The airlock sidecar's entrypoint (POSIX sh). Makes sure the per-sandbox CA exists in a
+# directory the agent's container shares, readable by the agent except for the private key,
+# then replaces itself with `airlock run` so that signals (SIGTERM drains, SIGHUP reloads)
+# reach airlock directly. Extra arguments are passed on to `airlock run`.
+#
+#   AIRLOCK_BIN        the airlock executable      (default: airlock, found on PATH)
+#   AIRLOCK_CA_DIR     the shared CA directory     (default: /airlock/ca)
+#   AIRLOCK_LISTEN     the proxy address           (default: 127.0.0.1:3128)
+#   AIRLOCK_POLICY     the policy file             (default: /etc/airlock/policy.json)
+#   AIRLOCK_PROVIDERS  the providers file          (default: none, no credential injection)
+#   AIRLOCK_ADMIN      the health/metrics address  (default: 127.0.0.1:9090)
+#   AIRLOCK_INIT_ONLY  when 1: prepare the CA and exit 0 (for an init container)
+set -eu
+
+bin=${AIRLOCK_BIN:-airlock}
+ca_dir=${AIRLOCK_CA_DIR:-/airlock/ca}
+
+log() {
+    printf 'entrypoint: %s\n' "$*" >&2
+}
+
+# Files written from here on are readable by others (the agent runs as another user); the
+# key is narrowed to 0600 below.
+umask 022
+
+if ! mkdir -p "$ca_dir"; then
+    log "cannot create the CA directory $ca_dir"
+    exit 1
+fi
+
+if [ -s "$ca_dir/ca.pem" ] && [ -s "$ca_dir/ca.key" ]; then
+    log "using the CA in $ca_dir"
+else
+    # Half a CA (a crashed init, a hand-deleted file) is useless: make a new one. The CA is
+    # per sandbox, so nothing outside this pod trusts the old one.
+    force=
+    if [ -e "$ca_dir/ca.pem" ] || [ -e "$ca_dir/ca.key" ]; then
+        log "incomplete CA in $ca_dir: replacing it"
+        force=--force
+    fi
+    # shellcheck disable=SC2086 # $force is empty or one word
+    "$bin" ca init --dir "$ca_dir" $force >&2
+fi
+
+# The directory and the public files must be readable by the agent's user; the key only by
+# airlock. Ignore chmod failures on files another user owns (a read-only shared CA): the
+# checks below still refuse a key that others can read.
+chmod 0755 "$ca_dir" 2>/dev/null || true
+for f in ca.pem bundle.pem wgetrc; do
+    if [ -e "$ca_dir/$f" ]; then
+        chmod 0644 "$ca_dir/$f" 2>/dev/null || true
+    fi
+done
+chmod 0600 "$ca_dir/ca.key" 2>/dev/null || true
+
+# Refuse to serve with a CA key that other users can read: anyone holding it can mint
+# certificates that the agent trusts. `ls -ln` is the POSIX way to see a mode; columns 5-10
+# are the group and other bits.
+# shellcheck disable=SC2012 # one known file name, only its mode is read
+key_others=$(ls -ln "$ca_dir/ca.key" | cut -c5-10)
+if [ "$key_others" != "------" ]; then
+    log "$ca_dir/ca.key is open to group or others and cannot be narrowed to 0600"
+    exit 1
+fi
+
+if [ "${AIRLOCK_INIT_ONLY:-0}" = 1 ]; then
+    log "CA ready in $ca_dir"
+    exit 0
+fi
+
+policy=${AIRLOCK_POLICY:-/etc/airlock/policy.json}
+listen=${AIRLOCK_LISTEN:-127.0.0.1:3128}
+admin=${AIRLOCK_ADMIN:-127.0.0.1:9090}
+
+# Build the argument list in front of the caller's own arguments (POSIX sh has no arrays).
+set -- --admin "$admin" --log-format json "$@"
+if [ -n "${AIRLOCK_PROVIDERS:-}" ]; then
+    set -- --providers "$AIRLOCK_PROVIDERS" "$@"
+fi
+exec "$bin" run --listen "$listen" --ca-dir "$ca_dir" --policy "$policy" "$@"
