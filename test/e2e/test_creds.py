@@ -1,0 +1,371 @@
+# SPDX-License-Identifier: MIT
+"""Credential injection through the binary (`--providers`): placeholder substitution in header
+values, Bearer and Basic credentials, query values and path segments, header injection,
+endpoint binding, redaction towards the policy and the client, and the secret canary: a random
+secret per run that must never reach the client, airlock's output or its log. Also `airlock
+check --providers` and `airlock env --providers`."""
+
+import base64
+import json
+import os
+import re
+import secrets
+import urllib.parse
+
+from harness import LOOPBACK4, build_request, check, check_eq, read_response
+from support import (check_deny, connect_raw, echo_authorization_handler, forward_recorded_client,
+                     loopback_ep, open_recorded_tunnel, policy_doc, providers_doc,
+                     recording_handler, run_cli, start_airlock, tcp_echo_server, wait_log,
+                     write_json)
+
+PLACEHOLDER = "AIRLOCK_PLACEHOLDER_TEST_0123456789"
+SECRET_ENV = "AIRLOCK_E2E_CANARY_SECRET"
+# One random canary per run; only unreserved characters, so it looks the same percent-encoded.
+SECRET = "airlockcanary" + secrets.token_hex(16)
+# A canary that needs percent-encoding in a query ('&' and '+' would change its meaning).
+SPECIAL_SECRET = "airlockcanary-" + secrets.token_hex(8) + "&x+y"
+SECOND_PLACEHOLDER = "AIRLOCK_PLACEHOLDER_SECOND_9876543210"
+SECOND_SECRET = "airlocksecond" + secrets.token_hex(16)
+
+
+def _leak_forms(secret):
+    """The shapes in which a leaked secret could show up."""
+    return {secret, urllib.parse.quote(secret, safe=""),
+            base64.b64encode(("user:" + secret).encode()).decode()}
+
+
+class Setup:
+    """One provider ("test", bound to the first upstream) and airlock with a policy allowing
+    every upstream. `log` collects every byte any client of this setup received."""
+
+    def __init__(self, env, secret=SECRET, access="full", inject=None, handler=recording_handler,
+                 others=0, forward_others=False, source="env", args=(), second_provider=False):
+        self.env = env
+        self.secret = secret
+        self.log = bytearray()
+        self.up = env.upstream(handler)
+        self.others = [env.upstream(recording_handler, tls=not forward_others)
+                       for _ in range(others)]
+        eps = [loopback_ep(LOOPBACK4, self.up.port, access=access)]
+        eps += [loopback_ep(LOOPBACK4, o.port, access="full") for o in self.others]
+        extra_env = {}
+        if source == "env":
+            src = {"env": SECRET_ENV}
+            extra_env[SECRET_ENV] = secret
+        else:
+            path = env.path("secret.txt")
+            with open(path, "w") as f:
+                f.write(secret + "\n")
+            os.chmod(path, 0o600)
+            src = {"file": path}
+        prov = {"placeholder": PLACEHOLDER, "secret": src,
+                "endpoints": [{"host": LOOPBACK4, "port": self.up.port}]}
+        if inject is not None:
+            prov["inject"] = inject
+        provs = {"test": prov}
+        self.secrets = [secret]
+        if second_provider:
+            # The first other upstream belongs to a second provider with its own secret.
+            provs["second"] = {"placeholder": SECOND_PLACEHOLDER,
+                               "secret": {"env": SECRET_ENV + "_2"},
+                               "endpoints": [{"host": LOOPBACK4, "port": self.others[0].port}]}
+            extra_env[SECRET_ENV + "_2"] = SECOND_SECRET
+            self.secrets.append(SECOND_SECRET)
+        self.al = start_airlock(env, policy_doc({"apis": eps}), providers=providers_doc(provs),
+                                extra_env=extra_env, args=args)
+
+    def tunnel(self, up=None):
+        return open_recorded_tunnel(self.al, LOOPBACK4, (up or self.up).port, self.log)
+
+    def upstream_request(self, up=None):
+        up = up or self.up
+        check_eq(len(up.requests), 1, "requests that reached the upstream")
+        return up.requests[0]
+
+    def finish(self):
+        """The canary (see no_secret_anywhere)."""
+        no_secret_anywhere(self.al, self.log, self.secrets)
+
+
+def no_secret_anywhere(al, received, secret_list):
+    """The canary: no secret is in what the clients received, nor (after a clean stop, which
+    flushes the log) in airlock's stdout, stderr or log file."""
+    al.stop()
+    places = [("what the client received", bytes(received).decode("latin-1")),
+              ("airlock's stdout/stderr", al.stderr_text()),
+              ("airlock's log file", al.log_text())]
+    for secret in secret_list:
+        for what, text in places:
+            for form in _leak_forms(secret):
+                check(form not in text, "a secret (%s) appears in %s" % (
+                    "as is" if form == secret else "encoded", what))
+
+
+def _get(c, target, headers=()):
+    r = c.request("GET", target, list(headers))
+    check_eq(r.status, 200, "status of GET %s (body %r)" % (target, r.body[:300]))
+    return r
+
+
+# ----- substitution ----------------------------------------------------------------------------
+
+def test_placeholder_as_whole_header_value_becomes_secret(env):
+    s = Setup(env)
+    _get(s.tunnel(), "/h", [("X-Api-Key", PLACEHOLDER)])
+    check_eq(s.upstream_request().headers.get("x-api-key"), SECRET, "X-Api-Key upstream")
+    s.finish()
+
+
+def test_bearer_placeholder_becomes_bearer_secret(env):
+    s = Setup(env)
+    _get(s.tunnel(), "/bearer", [("Authorization", "Bearer " + PLACEHOLDER)])
+    check_eq(s.upstream_request().headers.get("authorization"), "Bearer " + SECRET,
+             "Authorization upstream")
+    s.finish()
+
+
+def test_basic_credential_placeholder_is_substituted_inside_base64(env):
+    s = Setup(env)
+    cred = base64.b64encode(("user:" + PLACEHOLDER).encode()).decode()
+    _get(s.tunnel(), "/basic", [("Authorization", "Basic " + cred)])
+    got = s.upstream_request().headers.get("authorization", "")
+    check(got.startswith("Basic "), "Authorization upstream is not Basic: %r" % got[:20])
+    try:
+        decoded = base64.b64decode(got[len("Basic "):], validate=True).decode()
+    except ValueError as e:
+        raise AssertionError("Authorization upstream is not valid base64 (%s)" % e)
+    check(decoded == "user:" + SECRET,
+          "Basic credential upstream does not decode to user:<secret> (it has %d chars)" %
+          len(decoded))
+    s.finish()
+
+
+def test_query_value_placeholder_becomes_secret(env):
+    s = Setup(env)
+    _get(s.tunnel(), "/search?key=%s&q=1" % PLACEHOLDER)
+    check_eq(s.upstream_request().target, "/search?key=%s&q=1" % SECRET, "target upstream")
+    s.finish()
+
+
+def test_query_value_secret_with_reserved_characters_is_percent_encoded(env):
+    s = Setup(env, secret=SPECIAL_SECRET)
+    _get(s.tunnel(), "/search?key=%s&q=1" % PLACEHOLDER)
+    target = s.upstream_request().target
+    path, _, query = target.partition("?")
+    check_eq(path, "/search", "path upstream")
+    params = query.split("&")
+    check_eq(len(params), 2, "query parameters upstream (a raw '&' splits the secret)")
+    name, _, value = params[0].partition("=")
+    check_eq(name, "key", "first parameter name upstream")
+    check("+" not in value and "&" not in value,
+          "the secret's '+' or '&' reached the upstream query unencoded")
+    check(urllib.parse.unquote(value) == SPECIAL_SECRET,
+          "the key parameter upstream does not percent-decode to the secret")
+    check_eq(params[1], "q=1", "second parameter upstream")
+    s.finish()
+
+
+def test_path_segment_placeholder_becomes_secret(env):
+    s = Setup(env)
+    _get(s.tunnel(), "/bot%s/sendMessage" % PLACEHOLDER)
+    check_eq(s.upstream_request().target, "/bot%s/sendMessage" % SECRET, "target upstream")
+    s.finish()
+
+
+def test_percent_encoded_placeholder_in_query_is_substituted(env):
+    s = Setup(env)
+    encoded = "%41" + PLACEHOLDER[1:]
+    _get(s.tunnel(), "/search?key=" + encoded)
+    check_eq(s.upstream_request().target, "/search?key=" + SECRET, "target upstream")
+    s.finish()
+
+
+def test_secret_from_file_is_substituted(env):
+    s = Setup(env, source="file")
+    _get(s.tunnel(), "/file", [("X-Api-Key", PLACEHOLDER)])
+    check_eq(s.upstream_request().headers.get("x-api-key"), SECRET,
+             "X-Api-Key upstream (secret file with a trailing newline)")
+    s.finish()
+
+
+# ----- inject ----------------------------------------------------------------------------------
+
+INJECT = {"header": "Authorization", "format": "Bearer {secret}"}
+
+
+def test_inject_sets_header_when_client_sent_none(env):
+    s = Setup(env, inject=INJECT)
+    _get(s.tunnel(), "/inject")
+    check_eq(s.upstream_request().headers.get_all("authorization"), ["Bearer " + SECRET],
+             "Authorization fields upstream")
+    s.finish()
+
+
+def test_inject_replaces_client_header(env):
+    s = Setup(env, inject=INJECT)
+    _get(s.tunnel(), "/inject", [("Authorization", "xyz")])
+    check_eq(s.upstream_request().headers.get_all("authorization"), ["Bearer " + SECRET],
+             "Authorization fields upstream")
+    s.finish()
+
+
+# ----- binding and redaction -------------------------------------------------------------------
+
+def _finding(line):
+    return line.get("class_uid") == 2004 or "credential" in json.dumps(line).lower()
+
+
+def test_placeholder_to_unnamed_endpoint_gets_403_and_nothing_forwarded(env):
+    s = Setup(env, others=1)
+    other = s.others[0]
+    c = s.tunnel(other)
+    c.send_request("GET", "/leak", [("X-Api-Key", PLACEHOLDER)])
+    j = check_deny(read_response(c.reader), "credential_endpoint_mismatch")
+    check(PLACEHOLDER not in json.dumps(j), "the placeholder appears in the deny body")
+    closed, _ = c.wait_closed(5)
+    check(closed, "tunnel still open after credential_endpoint_mismatch")
+    check_eq(len(other.requests), 0, "requests that reached the unnamed upstream")
+    check_eq(len(s.up.requests), 0, "requests that reached the provider's upstream")
+    check(wait_log(s.al, _finding), "no finding logged for the mismatch:\n" +
+          s.al.log_text()[-3000:])
+    s.finish()
+
+
+def test_placeholder_to_another_providers_endpoint_gets_403(env):
+    s = Setup(env, others=1, second_provider=True)
+    other = s.others[0]
+    c = s.tunnel(other)
+    c.send_request("GET", "/cross", [("Authorization", "Bearer " + PLACEHOLDER)])
+    check_deny(read_response(c.reader), "credential_endpoint_mismatch")
+    check_eq(len(other.requests), 0, "requests that reached the other provider's upstream")
+    s.finish()
+
+
+def test_placeholder_via_forward_proxy_gets_403(env):
+    s = Setup(env, others=1, forward_others=True)
+    plain = s.others[0]
+    c = forward_recorded_client(s.al, s.log)
+    auth = "%s:%d" % (LOOPBACK4, plain.port)
+    c.send(build_request("GET", "http://%s/fwd?key=%s" % (auth, PLACEHOLDER), [("Host", auth)]))
+    j = check_deny(read_response(c.reader), "credential_endpoint_mismatch")
+    check(PLACEHOLDER not in json.dumps(j), "the placeholder appears in the deny body")
+    check_eq(len(plain.requests), 0, "requests that reached the plain upstream")
+    s.finish()
+
+
+def test_policy_sees_credential_marker_in_path(env):
+    s = Setup(env, access="read-only")
+    c = s.tunnel()
+    c.send_request("POST", "/bot%s/sendMessage?chat=%s" % (PLACEHOLDER, PLACEHOLDER), body=b"x")
+    r = read_response(c.reader)
+    j = check_deny(r, "policy_denied")
+    check_eq(j.get("path"), "/bot[CREDENTIAL]/sendMessage", "path in the deny body")
+    check(PLACEHOLDER not in r.body.decode("latin-1"), "the placeholder appears in the deny body")
+    check_eq(len(s.up.requests), 0, "requests that reached the upstream")
+    s.finish()
+
+
+def test_secret_echoed_in_response_header_reaches_client_as_placeholder(env):
+    s = Setup(env, handler=echo_authorization_handler)
+    r = _get(s.tunnel(), "/reflect", [("Authorization", "Bearer " + PLACEHOLDER)])
+    check_eq(s.upstream_request().headers.get("authorization"), "Bearer " + SECRET,
+             "Authorization upstream")
+    echo = r.headers.get("x-echo", "")
+    check(SECRET not in echo, "the client received the secret in X-Echo")
+    check_eq(echo, "Bearer " + PLACEHOLDER, "X-Echo as the client sees it")
+    s.finish()
+
+
+def test_secret_absent_from_text_log_and_output(env):
+    # Every path a credential takes, with the human log format at its most verbose.
+    s = Setup(env, others=1, args=["--log-format", "text", "--log-level", "debug"])
+    c = s.tunnel()
+    cred = base64.b64encode(("user:" + PLACEHOLDER).encode()).decode()
+    _get(c, "/bot%s/send?key=%s" % (PLACEHOLDER, PLACEHOLDER),
+         [("X-Api-Key", PLACEHOLDER), ("Authorization", "Basic " + cred)])
+    _get(c, "/again", [("Authorization", "Bearer " + PLACEHOLDER)])
+    check_eq(len(s.up.requests), 2, "requests that reached the upstream")
+    check(SECRET in s.up.requests[1].headers.get("authorization", ""),
+          "the secret did not reach the upstream")
+    c = s.tunnel(s.others[0])
+    c.send_request("GET", "/leak?key=" + PLACEHOLDER)
+    check_deny(read_response(c.reader), "credential_endpoint_mismatch")
+    s.finish()
+    check(s.al.log_text().strip(), "the text log is empty")
+
+
+def test_tcp_endpoint_with_provider_gets_403_uninspected_credentials(env):
+    srv = tcp_echo_server(env)
+    pol = policy_doc({"raw": [loopback_ep(LOOPBACK4, srv.port, protocol="tcp")]})
+    prov = providers_doc({"test": {"placeholder": PLACEHOLDER, "secret": {"env": SECRET_ENV},
+                                   "endpoints": [{"host": LOOPBACK4, "port": srv.port}]}})
+    al = start_airlock(env, pol, providers=prov, extra_env={SECRET_ENV: SECRET})
+    log = bytearray()
+    resp, sock, _ = connect_raw(al, LOOPBACK4, srv.port, log)
+    check_deny(resp, "uninspected_credentials")
+    check_eq(srv.accepts, 0, "connections made to the tcp upstream")
+    no_secret_anywhere(al, log, [SECRET])
+
+
+# ----- airlock check / airlock env -------------------------------------------------------------
+
+def _cli_files(env, provider):
+    pol = write_json(env.path("cli-policy.json"), policy_doc({"gh": [
+        {"host": "api.github.com", "port": 443, "access": "read-only"}]}))
+    prov = write_json(env.path("cli-providers.json"), providers_doc({"github": provider}))
+    return pol, prov
+
+
+def _provider(**over):
+    p = {"placeholder": PLACEHOLDER, "secret": {"env": SECRET_ENV},
+         "endpoints": [{"host": "api.github.com", "port": 443}],
+         "inject": {"header": "Authorization", "format": "Bearer {secret}"}}
+    p.update(over)
+    return p
+
+
+def _check_cli(env, provider, extra_env):
+    pol, prov = _cli_files(env, provider)
+    base = dict((k, v) for k, v in os.environ.items() if k != SECRET_ENV)
+    return run_cli(env, ["check", "--policy", pol, "--providers", prov], extra_env=extra_env,
+                   base_env=base)
+
+
+def _check_fails_naming(env, provider, extra_env, want):
+    rc, out, _ = _check_cli(env, provider, extra_env)
+    check_eq(rc, 1, "exit code of check (output %r)" % out.replace(SECRET, "<SECRET>"))
+    check(SECRET not in out, "check printed the secret")
+    check(want in out, "check output does not name %s: %r" % (want, out))
+
+
+def test_check_valid_providers_exits_0_without_printing_secret(env):
+    rc, out, _ = _check_cli(env, _provider(), {SECRET_ENV: SECRET})
+    check_eq(rc, 0, "exit code of check (output %r)" % out.replace(SECRET, "<SECRET>"))
+    check(SECRET not in out, "check printed the secret")
+
+
+def test_check_missing_secret_env_names_json_path(env):
+    _check_fails_naming(env, _provider(), {}, "providers.github.")
+
+
+def test_check_short_placeholder_names_json_path(env):
+    _check_fails_naming(env, _provider(placeholder="AIRLOCK_SHORT"), {SECRET_ENV: SECRET},
+                        "providers.github.placeholder")
+
+
+def test_check_wildcard_host_names_json_path(env):
+    _check_fails_naming(env, _provider(endpoints=[{"host": "*.github.com", "port": 443}]),
+                        {SECRET_ENV: SECRET}, "providers.github.endpoints[0].host")
+
+
+def test_env_prints_placeholder_never_secret(env):
+    ca = env.path("env-ca")
+    rc, out, _ = run_cli(env, ["ca", "init", "--dir", ca])
+    check_eq(rc, 0, "exit code of ca init (output %r)" % out)
+    _, prov = _cli_files(env, _provider())
+    rc, out, _ = run_cli(env, ["env", "--ca-dir", ca, "--providers", prov],
+                         extra_env={SECRET_ENV: SECRET})
+    check_eq(rc, 0, "exit code of env (output %r)" % out.replace(SECRET, "<SECRET>"))
+    check(SECRET not in out, "env printed the secret")
+    want = re.compile(r"^(export )?%s=%s$" % (SECRET_ENV, PLACEHOLDER), re.M)
+    check(want.search(out), "no line %s=%s in env output: %r" % (SECRET_ENV, PLACEHOLDER, out))

@@ -1,0 +1,396 @@
+# SPDX-License-Identifier: MIT
+"""The policy engine and its guards through the binary: L7 access presets, rules and deny
+rules with the deny body, canonical paths, audit mode, the SSRF guard, protocol tcp endpoints,
+binary identity, hot reload under traffic, and `airlock check` error paths."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from harness import (LOOPBACK4, WS_TEXT, Skip, WebSocketClient, check, check_eq,
+                     connect_tunnel_resp, open_tunnel, read_response, ws_upgrade_request)
+from support import (TcpEchoServer, check_deny, ep, loopback_ep, policy_doc, recv_exact,
+                     recv_to_eof, reload, run_cli, start_airlock, tcp_echo_server, wait_log,
+                     write_json)
+
+
+def _one_endpoint(env, name, **extra):
+    """An upstream (the harness echo app) and airlock with one loopback endpoint for it in the
+    network policy `name`: (upstream, airlock)."""
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({name: [loopback_ep(LOOPBACK4, up.port, **extra)]}))
+    return up, al
+
+
+def _denied(c, up, method, target, error="policy_denied", status=403):
+    """Send one request that must be refused: the deny answer's JSON body; the tunnel closes
+    and the upstream gets no request."""
+    before = len(up.requests)
+    c.send_request(method, target)
+    r = read_response(c.reader, method)
+    j = check_deny(r, error, status)
+    closed, _ = c.wait_closed(5)
+    check(closed, "tunnel still open after the %d for %s %s" % (status, method, target))
+    check_eq(len(up.requests) - before, 0, "requests that reached the upstream")
+    return j
+
+
+def _allowed(c, method, target, body=None):
+    r = c.request(method, target, body=body)
+    check_eq(r.status, 200, "status of %s %s (body %r)" % (method, target, r.body[:300]))
+    return r
+
+
+# ----- L7 access, rules, deny rules ------------------------------------------------------------
+
+def test_read_only_allows_get_and_head(env):
+    up, al = _one_endpoint(env, "ro", access="read-only")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    r = _allowed(c, "GET", "/repos/o/r")
+    check_eq(r.json()["method"], "GET", "method seen upstream")
+    r = c.request("HEAD", "/repos/o/r")
+    check_eq(r.status, 200, "HEAD status")
+    check_eq(len(up.requests), 2, "requests that reached the upstream")
+
+
+def test_read_only_post_gets_403_with_agent_readable_json_body(env):
+    up, al = _one_endpoint(env, "ro_policy", access="read-only")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    j = _denied(c, up, "POST", "/items/./new?token=querysecret42")
+    check(isinstance(j.get("detail"), str) and j["detail"], "detail missing or empty: %r" % j)
+    check_eq(j.get("policy"), "ro_policy", "policy")
+    check_eq(j.get("host"), LOOPBACK4, "host")
+    check_eq(j.get("port"), up.port, "port")
+    check_eq(j.get("method"), "POST", "method")
+    check_eq(j.get("path"), "/items/new", "path (canonical, without the query)")
+    rm = j.get("rule_missing")
+    check(isinstance(rm, dict) and "method" in rm and "path" in rm,
+          "rule_missing is not an object with method and path: %r" % (rm,))
+    check_eq(rm.get("method"), "POST", "rule_missing.method")
+    check(isinstance(j.get("next_steps"), str) and j["next_steps"].strip(),
+          "next_steps missing or empty: %r" % j)
+    raw = repr(j)
+    check("querysecret42" not in raw and "token" not in raw,
+          "the query string leaked into the deny body: %r" % j)
+
+
+def test_rule_allows_post_on_glob_path(env):
+    up, al = _one_endpoint(env, "gh", access="read-only",
+                           rules=[{"method": "POST", "path": "/repos/*/*/issues"}])
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    r = _allowed(c, "POST", "/repos/octo/hello/issues", body=b'{"title": "t"}')
+    check_eq(r.json()["method"], "POST", "method seen upstream")
+    check_eq(r.json()["target"], "/repos/octo/hello/issues", "target seen upstream")
+
+
+def test_rule_glob_star_does_not_cross_segments(env):
+    up, al = _one_endpoint(env, "gh", access="read-only",
+                           rules=[{"method": "POST", "path": "/repos/*/*/issues"}])
+    for target in ("/repos/octo/issues", "/repos/a/b/c/issues", "/repos/octo/hello/pulls"):
+        c = open_tunnel(al, LOOPBACK4, up.port)
+        j = _denied(c, up, "POST", target)
+        check_eq(j.get("path"), target, "path in the deny body")
+
+
+def test_deny_rule_wins_over_full_access_and_covers_bare_prefix(env):
+    up, al = _one_endpoint(env, "full_but_admin", access="full",
+                           deny_rules=[{"method": "*", "path": "/admin/**"}])
+    for method, target in (("GET", "/admin"), ("GET", "/admin/users/1"), ("DELETE", "/admin/x")):
+        c = open_tunnel(al, LOOPBACK4, up.port)
+        j = _denied(c, up, method, target)
+        check_eq(j.get("method"), method, "method in the deny body")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "DELETE", "/administrator")
+    _allowed(c, "POST", "/public/admin")
+
+
+def test_read_write_allows_put_and_patch_but_not_delete(env):
+    up, al = _one_endpoint(env, "rw", access="read-write")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    check_eq(_allowed(c, "PUT", "/doc/1", body=b"put").json()["method"], "PUT", "method upstream")
+    check_eq(_allowed(c, "PATCH", "/doc/1", body=b"patch").json()["method"], "PATCH",
+             "method upstream")
+    check_eq(_allowed(c, "POST", "/doc", body=b"post").json()["method"], "POST", "method upstream")
+    j = _denied(c, up, "DELETE", "/doc/1")
+    check_eq(j.get("method"), "DELETE", "method in the deny body")
+
+
+# ----- canonical paths -------------------------------------------------------------------------
+
+def test_canonical_path_goes_upstream(env):
+    up, al = _one_endpoint(env, "canon", access="full")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    r = _allowed(c, "GET", "/a/./b/../c//d;x=1/%7Euser?q=%2F")
+    check_eq(r.json()["target"], "/a/c/d/~user?q=%2F", "target seen upstream")
+
+
+def test_policy_matches_the_canonical_path(env):
+    # A deny rule on /a/c/** catches a request that spells the path differently.
+    up, al = _one_endpoint(env, "canon", access="full",
+                           deny_rules=[{"method": "*", "path": "/a/c/**"}])
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    j = _denied(c, up, "GET", "/a/./b/../%63//;p=1/d")
+    check_eq(j.get("path"), "/a/c/d", "canonical path in the deny body")
+
+
+def _bad_path(env, target):
+    up, al = _one_endpoint(env, "canon", access="full")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    c.send_request("GET", target)
+    r = read_response(c.reader)
+    check_eq(r.status, 400, "status for %r" % target)
+    closed, _ = c.wait_closed(5)
+    check(closed, "tunnel still open after 400 for %r" % target)
+    check_eq(len(up.requests), 0, "requests that reached the upstream")
+
+
+def test_path_climbing_above_root_gets_400(env):
+    _bad_path(env, "/a/%2e%2e/%2e%2e/etc")
+
+
+def test_encoded_slash_in_path_gets_400(env):
+    _bad_path(env, "/a%2Fb")
+
+
+def test_double_encoded_dot_in_path_gets_400(env):
+    _bad_path(env, "/%252e%252e/x")
+
+
+# ----- audit mode ------------------------------------------------------------------------------
+
+def test_audit_mode_forwards_refused_request_and_logs_audit(env):
+    up, al = _one_endpoint(env, "audited", access="read-only", enforcement="audit")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    r = c.request("POST", "/would-be-denied", body=b"payload")
+    check_eq(r.status, 200, "status of an audited POST (body %r)" % r.body[:300])
+    check_eq(len(up.requests), 1, "requests that reached the upstream")
+    check_eq(up.requests[0].method, "POST", "method seen upstream")
+    check_eq(up.requests[0].target, "/would-be-denied", "target seen upstream")
+
+    def audit(line):
+        u = line.get("unmapped")
+        return isinstance(u, dict) and u.get("l7_decision") == "audit"
+    check(wait_log(al, audit), "no log line with unmapped.l7_decision == \"audit\":\n" +
+          al.log_text()[-3000:])
+
+
+# ----- SSRF guard ------------------------------------------------------------------------------
+
+def _ssrf_denied(env, host):
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({"no_ips": [ep(host, up.port, access="full")]}))
+    resp, sock = connect_tunnel_resp(al, host, up.port)
+    check_deny(resp, "ssrf_denied")
+    closed, _ = resp.reader.wait_eof(5)
+    check(closed, "connection still open after the ssrf 403")
+    time.sleep(0.3)
+    check_eq(up.accepts, 0, "connections made to the loopback upstream")
+
+
+def test_ssrf_loopback_ip_without_allowed_ips_gets_403(env):
+    _ssrf_denied(env, LOOPBACK4)
+
+
+def test_ssrf_localhost_without_allowed_ips_gets_403(env):
+    _ssrf_denied(env, "localhost")
+
+
+def test_loopback_with_allowed_ips_is_reachable(env):
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({"lo": [
+        ep(LOOPBACK4, up.port, access="full", allowed_ips=["127.0.0.0/8"])]}))
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "GET", "/through")
+    check_eq(up.accepts, 1, "upstream connections")
+
+
+def _check_refuses(env, endpoints, want_path):
+    path = write_json(env.path("metadata.json"), policy_doc({"x": endpoints}))
+    rc, out, _ = run_cli(env, ["check", "--policy", path])
+    check_eq(rc, 1, "exit code of check (output %r)" % out)
+    check(want_path in out, "error does not name %s: %r" % (want_path, out))
+
+
+def test_check_rejects_metadata_ip_endpoint(env):
+    _check_refuses(env, [ep("169.254.169.254", 80, access="full",
+                            allowed_ips=["169.254.0.0/16"])],
+                   "network_policies.x.endpoints[0].host")
+
+
+def test_check_rejects_metadata_hostname_endpoint(env):
+    _check_refuses(env, [ep("api.example.com", 443, access="read-only"),
+                         ep("metadata.google.internal", 80, access="full")],
+                   "network_policies.x.endpoints[1].host")
+
+
+# ----- protocol tcp ----------------------------------------------------------------------------
+
+# Bytes that an HTTP parser or a TLS layer would not pass through untouched.
+TCP_PAYLOAD = (b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n" + bytes(range(256)) +
+               b"\r\n\r\n\x16\x03\x01\x00\x05hello\x00\xff" + bytes(range(255, -1, -1)) * 64)
+
+
+def _tcp_tunnel(env):
+    srv = tcp_echo_server(env)
+    al = start_airlock(env, policy_doc({"raw": [loopback_ep(LOOPBACK4, srv.port,
+                                                            protocol="tcp")]}))
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, srv.port)
+    check_eq(resp.status, 200, "CONNECT status for a tcp endpoint (%r)" % resp.body[:300])
+    return srv, al, sock
+
+
+def test_tcp_endpoint_pipes_bytes_untouched_both_ways(env):
+    srv, al, sock = _tcp_tunnel(env)
+    sock.sendall(TCP_PAYLOAD)
+    back = recv_exact(sock, len(TCP_PAYLOAD))
+    check(back == TCP_PAYLOAD, "echoed bytes differ from the bytes sent")
+    check(bytes(srv.received) == TCP_PAYLOAD, "bytes the tcp upstream received differ")
+    sock.sendall(b"\r\n\r\n")
+    check_eq(recv_exact(sock, 4), b"\r\n\r\n", "second echo")
+
+
+def test_tcp_endpoint_half_close_delivers_final_reply_then_eof(env):
+    srv, al, sock = _tcp_tunnel(env)
+    sock.sendall(TCP_PAYLOAD)
+    check(recv_exact(sock, len(TCP_PAYLOAD)) == TCP_PAYLOAD, "echo before the half-close")
+    sock.shutdown(socket.SHUT_WR)
+    rest = recv_to_eof(sock)
+    check_eq(rest, TcpEchoServer.FINAL + str(len(TCP_PAYLOAD)).encode(),
+             "bytes after the client's half-close")
+    check_eq(srv.eofs, 1, "EOFs the tcp upstream saw")
+
+
+# ----- binary identity -------------------------------------------------------------------------
+
+def _curl():
+    path = shutil.which("curl")
+    if not path:
+        raise Skip("curl is not installed")
+    return os.path.realpath(path)
+
+
+def _binaries_airlock(env, binaries, args=()):
+    up = env.upstream()
+    doc = policy_doc({"tools": {"endpoints": [loopback_ep(LOOPBACK4, up.port, access="full")],
+                                "binaries": binaries}})
+    return up, start_airlock(env, doc, args=args)
+
+
+def test_binaries_lets_listed_curl_through(env):
+    curl = _curl()
+    up, al = _binaries_airlock(env, [curl])
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": env.tmp}
+    r = subprocess.run([curl, "-q", "-sS", "--max-time", "10",
+                        "--proxy", "http://%s:%d" % (LOOPBACK4, al.port), "--cacert", al.ca_pem,
+                        "https://%s:%d/from-curl" % (LOOPBACK4, up.port)],
+                       capture_output=True, timeout=30, stdin=subprocess.DEVNULL, env=clean)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check_eq(r.returncode, 0, "curl exit code (output %r)" % out[-1000:])
+    check('"/from-curl"' in out, "curl did not get the upstream's echo: %r" % out[-1000:])
+    check_eq(len(up.requests), 1, "requests that reached the upstream")
+
+
+def test_binaries_refuses_unlisted_process(env):
+    up, al = _binaries_airlock(env, [_curl()])
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port)
+    check_deny(resp, "policy_denied")
+    time.sleep(0.3)
+    check_eq(up.accepts, 0, "connections made to the upstream")
+
+
+def test_binary_identity_off_lets_unlisted_process_through(env):
+    up, al = _binaries_airlock(env, [_curl()], args=["--binary-identity", "off"])
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "GET", "/from-python")
+
+
+# ----- reload under traffic --------------------------------------------------------------------
+
+def _xy_policy(port, paths):
+    return policy_doc({"xy": [loopback_ep(LOOPBACK4, port,
+                                          rules=[{"method": "GET", "path": p} for p in paths])]})
+
+
+def test_reload_applies_to_next_request_on_same_tunnel(env):
+    up = env.upstream()
+    al = start_airlock(env, _xy_policy(up.port, ["/x"]))
+    # Policy A refuses /y (on its own tunnel: a 403 closes the connection).
+    _denied(open_tunnel(al, LOOPBACK4, up.port), up, "GET", "/y")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "GET", "/x")
+    reload(al, _xy_policy(up.port, ["/x", "/y"]))
+    r = _allowed(c, "GET", "/y")
+    check_eq(r.json()["target"], "/y", "target seen upstream after the reload")
+    check_eq(up.accepts, 2, "upstream connections (the tunnel was kept across the reload)")
+
+
+def test_reload_with_invalid_policy_keeps_old_policy(env):
+    up = env.upstream()
+    al = start_airlock(env, _xy_policy(up.port, ["/x"]))
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "GET", "/x")
+    reload(al, '{"version": 1, "network_policies": {"xy": {"endpoints": [ {"host": "*"')
+    _allowed(c, "GET", "/x")
+    _allowed(open_tunnel(al, LOOPBACK4, up.port), "GET", "/x")
+    _denied(open_tunnel(al, LOOPBACK4, up.port), up, "GET", "/y")
+
+
+def _open_ws(al, port):
+    c = open_tunnel(al, LOOPBACK4, port)
+    req, _ = ws_upgrade_request(c.host)
+    c.send(req)
+    r = read_response(c.reader)
+    check_eq(r.status, 101, "status of the upgrade")
+    ws = WebSocketClient(c.sock, c.reader)
+    check_eq(ws.recv(), (WS_TEXT, b"hello from upstream"), "first server frame")
+    return ws
+
+
+def _ws_policy(ports):
+    return policy_doc({"ws": [loopback_ep(LOOPBACK4, p, access="full") for p in ports]})
+
+
+def test_reload_keeping_endpoint_keeps_websocket_open(env):
+    up = env.upstream()
+    other = env.upstream()
+    al = start_airlock(env, _ws_policy([up.port]))
+    ws = _open_ws(al, up.port)
+    reload(al, _ws_policy([other.port, up.port]))
+    ws.send(WS_TEXT, b"after reload")
+    check_eq(ws.recv(), (WS_TEXT, b"after reload"), "echo after a reload that keeps the endpoint")
+    ws.close()
+
+
+def test_reload_removing_endpoint_closes_websocket(env):
+    up = env.upstream()
+    other = env.upstream()
+    al = start_airlock(env, _ws_policy([up.port]))
+    ws = _open_ws(al, up.port)
+    write_json(al.policy_path, _ws_policy([other.port]))
+    al.proc.send_signal(signal.SIGHUP)
+    closed, _ = ws.reader.wait_eof(2.0)
+    check(closed, "WebSocket still open 2 s after a reload that removed its endpoint")
+    check(al.alive(), "airlock exited after the reload")
+
+
+# ----- airlock check ---------------------------------------------------------------------------
+
+def test_check_reports_each_error_with_its_json_path(env):
+    doc = policy_doc({"x": [
+        {"host": "bad host!", "ports": [443, "9000-8000"], "access": "read-only"},
+        {"host": "ok.example.com", "port": 443},
+        {"host": "a*.example.com", "port": 70000, "access": "everything"},
+    ]})
+    path = write_json(env.path("bad.json"), doc)
+    rc, out, _ = run_cli(env, ["check", "--policy", path])
+    check_eq(rc, 1, "exit code of check on a policy with several errors (output %r)" % out)
+    for want in ("network_policies.x.endpoints[0].host",
+                 "network_policies.x.endpoints[0].ports[1]",
+                 "network_policies.x.endpoints[1]",
+                 "network_policies.x.endpoints[2].host",
+                 "network_policies.x.endpoints[2].port",
+                 "network_policies.x.endpoints[2].access"):
+        check(want in out, "check output does not name %s: %r" % (want, out))
