@@ -748,9 +748,9 @@ size_t relay_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
     case HTTP_UPGRADE:
         if (id == SIDE_CLIENT) {
             if (c->state == CONN_S_FIRST) {
+                /* The dial holds the client (its next bytes are TLS); a refusal decided on the
+                 * spot has already moved the connection to its lingering close. */
                 proxy_on_connect_complete(c);
-                if (!(c->flags & CONN_F_CLOSING))
-                    s->flags |= SIDE_F_HELD;
                 return consumed;
             }
             /* A websocket request: what follows is the client's side of the new protocol,
