@@ -767,6 +767,9 @@ static const char *next_steps(const char *error, bool l7)
 void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
                          const char *rule_missing)
 {
+    /* One answer per connection: after the first, the connection is already finishing. */
+    if (c->state == CONN_S_LINGER || (c->flags & CONN_F_CLOSING))
+        return;
     struct http_buf body = {0}, head = {0};
     const char *reason = status == 400   ? "Bad Request"
                          : status == 403 ? "Forbidden"

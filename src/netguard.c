@@ -38,10 +38,16 @@ static const char *vet(struct conn *c, const struct sockaddr *sa)
 
 static void dial_next(struct conn *c);
 
+/* The dial was abandoned (the connection answered, timed out or closed meanwhile). */
+static bool abandoned(const struct conn *c)
+{
+    return (c->flags & CONN_F_CLOSING) || c->state != CONN_S_DIALING;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
-    if (c->flags & CONN_F_CLOSING)
+    if (abandoned(c))
         return;
     if (status < 0) {
         c->dial_error = status;
@@ -62,7 +68,7 @@ static void on_connect(uv_connect_t *req, int status)
 static void on_retry_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
-    if (!(c->flags & CONN_F_CLOSING))
+    if (!abandoned(c))
         dial_next(c);
     conn_unref(c);
 }
@@ -132,7 +138,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct conn *c = req->data;
     c->gai_active = false;
-    if (!(c->flags & CONN_F_CLOSING)) {
+    if (!abandoned(c)) {
         if (status < 0) {
             dial_done(c, NETGUARD_FAILED, uv_strerror(status));
         } else {

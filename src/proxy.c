@@ -225,7 +225,7 @@ static void peer_after(uv_work_t *req, int status)
     }
     peer_exes_free(&job->exes);
     free(job);
-    if (!(c->flags & CONN_F_CLOSING))
+    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_DIALING)
         dial_checked(c);
     conn_unref(c);
 }
@@ -265,7 +265,7 @@ static void start_dial(struct conn *c)
 static void on_upstream_closed_for_redial(uv_handle_t *h)
 {
     struct conn *c = h->data;
-    if (!(c->flags & CONN_F_CLOSING)) {
+    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_HTTP) {
         relay_reset_response_parser(c);
         start_dial(c);
     }
