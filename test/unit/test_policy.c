@@ -1057,15 +1057,8 @@ static void test_snapshot(void)
 
 /* ---- scale ---- */
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* 1,000 endpoints (exact, one-label and any-label wildcards) must decide in microseconds:
- * measured and printed, not asserted. */
+/* 1,000 endpoints (exact, one-label and any-label wildcards) load and decide correctly; how
+ * fast is measured by test/bench/bench_policy.c (scripts/bench), never here. */
 static void test_scale(void)
 {
     size_t cap = 256 * 1024, w = 0;
@@ -1093,9 +1086,7 @@ static void test_scale(void)
     }
     w += (size_t)snprintf(json + w, cap - w, "}}");
     char *errors = NULL;
-    double t0 = now_seconds();
     struct policy *p = policy_parse(json, w, &errors);
-    double t_load = now_seconds() - t0;
     if (!p)
         fprintf(stderr, "%s", errors);
     CHECK(p != NULL);
@@ -1113,17 +1104,13 @@ static void test_scale(void)
     enum { N = 20000 };
     char host[64];
     unsigned allowed = 0;
-    t0 = now_seconds();
     for (int i = 0; i < N; i++) {
         struct policy_l7 o;
         snprintf(host, sizeof(host), "a.b.c.d.h%d.example.com", i % 1000);
         allowed += l4(p, host + (i % 2 ? 8 : 0), 443) == POLICY_ALLOW;
         allowed += l7(p, host + 8, 443, "POST", "/v1/abc/x", &o) == POLICY_ALLOW;
     }
-    double dt = now_seconds() - t0;
     CHECK(allowed > 0);
-    printf("1000 endpoints: load %.2f ms, %.2f us per L4+L7 decision pair\n", t_load * 1e3,
-           dt * 1e6 / N);
     policy_unref(p);
 }
 
