@@ -54,6 +54,12 @@ static void counter(struct http_buf *out, const char *name, const char *help, ui
                     (unsigned long long)v);
 }
 
+static void gauge(struct http_buf *out, const char *name, const char *help, enum metric_gauge g)
+{
+    http_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name,
+                    (long long)atomic_load_explicit(&gauges[g], memory_order_relaxed));
+}
+
 static void labelled(struct http_buf *out, const char *name, const char *help, const char *label,
                      const char *const *values, const enum metric_counter *ms, size_t n)
 {
@@ -88,10 +94,7 @@ void metrics_render(struct http_buf *out)
 {
     counter(out, "airlock_connections_accepted_total", "Client connections accepted.",
             get(M_CONN_ACCEPTED));
-    http_buf_printf(out,
-                    "# HELP airlock_connections_active Client connections open now.\n"
-                    "# TYPE airlock_connections_active gauge\nairlock_connections_active %lld\n",
-                    (long long)atomic_load(&gauges[G_CONN_ACTIVE]));
+    gauge(out, "airlock_connections_active", "Client connections open now.", G_CONN_ACTIVE);
     static const char *const outcomes[] = {"reusable", "consumed", "upgraded"};
     static const enum metric_counter outcome_m[] = {M_TUNNELS_REUSABLE, M_TUNNELS_CONSUMED,
                                                     M_TUNNELS_UPGRADED};
@@ -105,10 +108,8 @@ void metrics_render(struct http_buf *out)
     static const char *const allow_deny[] = {"allow", "deny"};
     labelled(out, "airlock_connects_total", "CONNECT and forward-proxy decisions.", "decision",
              allow_deny, connect_m, 2);
-    http_buf_printf(out,
-                    "# HELP airlock_upgrades_active Upgraded or piped connections open now.\n"
-                    "# TYPE airlock_upgrades_active gauge\nairlock_upgrades_active %lld\n",
-                    (long long)atomic_load(&gauges[G_UPGRADES_ACTIVE]));
+    gauge(out, "airlock_upgrades_active", "Upgraded or piped connections open now.",
+          G_UPGRADES_ACTIVE);
     counter(out, "airlock_bytes_received_total", "Bytes read from clients and upstreams.",
             get(M_BYTES_IN));
     counter(out, "airlock_bytes_sent_total", "Bytes written to clients and upstreams.",

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "airlock/admin.h"
 #include "airlock/ca.h"
 #include "airlock/conn.h"
 #include "airlock/creds.h"
@@ -326,6 +327,7 @@ static void stop_main_handles(void)
     uv_close((uv_handle_t *)&sig_hup, NULL);
     uv_close((uv_handle_t *)&sig_usr1, NULL);
     uv_close((uv_handle_t *)&drain_timer, NULL);
+    admin_stop();
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -359,6 +361,7 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     stopping = true;
+    admin_set_draining();
     log_msg(LOG_INFO, "%s: draining (up to %llu ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
             (unsigned long long)the_server.cfg->drain_timeout_ms);
     tell_workers(WORKER_DRAIN);
@@ -464,6 +467,16 @@ int server_run(const struct server_config *cfg)
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
     uv_signal_start(&sig_usr1, on_signal, SIGUSR1);
+    /* Before any worker starts, so that a bad --admin is a configuration error (exit 1) with
+     * nothing to stop yet. */
+    if (cfg->admin &&
+        admin_start(main_loop, s, cfg->admin, cfg->admin_public, err, sizeof err) < 0) {
+        log_msg(LOG_ERROR, "%s", err);
+        rc = 1;
+        stop_main_handles();
+        uv_run(main_loop, UV_RUN_DEFAULT);
+        goto out;
+    }
 
     unsigned started = 0;
     for (unsigned wi = 0; wi < nworkers; wi++) {
