@@ -867,17 +867,32 @@ void conn_close_upstream(struct conn *c, uv_close_cb cb)
     uv_close((uv_handle_t *)&s->tcp, cb);
 }
 
+static void on_refused_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Out of memory: accept and drop the connection, or libuv stops watching the listener until
+ * someone accepts. The handle lives on the heap until its close callback. */
+static void refuse_unaccepted(struct worker *w, uv_stream_t *listener)
+{
+    uv_tcp_t *tmp = malloc(sizeof *tmp);
+    if (!tmp)
+        return;
+    if (uv_tcp_init(&w->loop, tmp) < 0) {
+        free(tmp);
+        return;
+    }
+    if (uv_accept(listener, (uv_stream_t *)tmp) == 0)
+        log_msg(LOG_ERROR, "out of memory: connection dropped");
+    uv_close((uv_handle_t *)tmp, on_refused_closed);
+}
+
 void conn_accept(struct worker *w, uv_stream_t *listener)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
-        /* Accept and drop, or the listener would wake us again at once. */
-        uv_tcp_t tmp;
-        if (uv_tcp_init(&w->loop, &tmp) == 0) {
-            if (uv_accept(listener, (uv_stream_t *)&tmp) == 0)
-                log_msg(LOG_ERROR, "out of memory: connection dropped");
-            uv_close((uv_handle_t *)&tmp, NULL);
-        }
+        refuse_unaccepted(w, listener);
         return;
     }
     c->w = w;
