@@ -35,6 +35,7 @@ const char *relay_outcome_name(enum relay_outcome o)
     return "?";
 }
 
+static void log_exchange(struct conn *c, const char *outcome, const char *reason);
 static int on_req_head(void *owner, struct http_head *head);
 static int on_req_body(void *owner, const char *p, size_t len);
 static int on_req_complete(void *owner, const struct http_head *trailers);
@@ -62,6 +63,8 @@ static void exchange_reset(struct conn *c)
 
 void relay_deinit(struct conn *c)
 {
+    /* A connection that ends mid-exchange still leaves its request's line. */
+    log_exchange(c, "consumed", "connection closed before the exchange ended");
     exchange_reset(c);
     if (c->req_parser_init)
         http_parser_deinit(&c->req_parser);
@@ -84,9 +87,11 @@ void relay_reset_response_parser(struct conn *c)
 
 /* ---- logging ----------------------------------------------------------------------------- */
 
-static void log_request(struct conn *c, const char *action, const char *decision, int status,
-                        const char *reason, enum log_severity sev)
+static void log_request_outcome(struct conn *c, const char *action, const char *decision,
+                                int status, const char *reason, enum log_severity sev,
+                                const char *outcome)
 {
+    c->ex.logged = true;
     metrics_inc(!strcmp(decision, "deny")    ? M_REQ_DENY
                 : !strcmp(decision, "audit") ? M_REQ_AUDIT
                                              : M_REQ_ALLOW);
@@ -99,8 +104,28 @@ static void log_request(struct conn *c, const char *action, const char *decision
                            .status = status,
                            .l7_decision = decision,
                            .reason = reason,
+                           .relay_outcome = outcome,
                            .overflow = -1};
     conn_log(c, &ev);
+}
+
+static void log_request(struct conn *c, const char *action, const char *decision, int status,
+                        const char *reason, enum log_severity sev)
+{
+    log_request_outcome(c, action, decision, status, reason, sev,
+                        !strcmp(decision, "deny") ? "consumed" : NULL);
+}
+
+/* An allowed (or audited) request is logged once, when its exchange ends, with its outcome. */
+static void log_exchange(struct conn *c, const char *outcome, const char *reason)
+{
+    struct exchange *ex = &c->ex;
+    if (ex->logged || !ex->active || !ex->status)
+        return;
+    const char *decision = ex->audit ? "audit" : ex->upgraded ? "allow_upgrade" : "allow";
+    log_request_outcome(c, ex->audit ? "audit" : "allow", decision, ex->status,
+                        reason ? reason : ex->audit_reason, ex->audit ? LOG_SEV_LOW : LOG_SEV_INFO,
+                        outcome);
 }
 
 static void log_finding(struct conn *c, const char *reason)
@@ -476,7 +501,7 @@ int relay_start_request(struct conn *c)
     conn_set_timeout(c, cfg->response_timeout_ms, 504, "no response from upstream in time");
     ex->sent_at = uv_now(&c->w->loop);
     if (ex->audit)
-        log_request(c, "audit", "audit", 0, d.reason, LOG_SEV_LOW);
+        ex->audit_reason = d.reason;
     return HTTP_HEAD_CONTINUE;
 }
 
@@ -609,6 +634,7 @@ static int on_resp_head(void *owner, struct http_head *head)
         }
         ex->status = 101;
         ex->upgraded = true;
+        log_exchange(c, "upgraded", NULL);
         int r = write_response_head(c, head, true);
         http_head_free(head);
         return r < 0 ? HTTP_HEAD_ERROR : HTTP_HEAD_CONTINUE;
@@ -640,8 +666,6 @@ static int on_resp_head(void *owner, struct http_head *head)
     }
     int r = write_response_head(c, head, false);
     ex->resp_head_sent = true;
-    log_request(c, ex->audit ? "audit" : "allow", ex->audit ? "audit" : "allow", status, NULL,
-                LOG_SEV_INFO);
     http_head_free(head);
     if (r < 0)
         return HTTP_HEAD_ERROR;
@@ -694,6 +718,7 @@ static void exchange_end(struct conn *c, enum relay_outcome outcome)
     log_msg(LOG_DEBUG, "conn %llu: exchange %s %d: %s", (unsigned long long)c->id, c->ex.method,
             c->ex.status, relay_outcome_name(outcome));
     bool upgrade_refused = c->ex.upgrade_asked || (c->ex.req && c->ex.req->upgrade);
+    log_exchange(c, relay_outcome_name(outcome), NULL);
     metrics_inc(outcome == RELAY_CONSUMED ? M_TUNNELS_CONSUMED : M_TUNNELS_REUSABLE);
     exchange_reset(c);
     if (outcome == RELAY_CONSUMED) {

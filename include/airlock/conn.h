@@ -109,6 +109,8 @@ struct exchange {
     bool audit;
     bool interim;  /* the response being parsed is a 1xx */
     bool upgraded; /* a valid 101 went to the client */
+    bool logged;   /* the request's line is written */
+    const char *audit_reason; /* why the policy would have refused (audit), static */
     int status;
     uint64_t sent_at;   /* loop time the request head went upstream (time to first byte) */
     char ws_accept[32]; /* the Sec-WebSocket-Accept the 101 must carry */
