@@ -806,6 +806,62 @@ static void test_matcher_long(void)
     creds_unref(c);
 }
 
+/* A placeholder that arrives split across two reads (two TCP segments, two TLS records) is
+ * still found and substituted: heads are assembled whole by the http module before any
+ * credential is looked for. Every split point inside the head is tried. */
+static int split_on_head(void *owner, struct http_head *head)
+{
+    struct http_head **out = owner;
+    http_head_free(*out);
+    *out = head;
+    return HTTP_HEAD_CONTINUE;
+}
+
+static int split_on_body(void *owner, const char *p, size_t len)
+{
+    return 0;
+}
+
+static int split_on_complete(void *owner, const struct http_head *trailers)
+{
+    return 0;
+}
+
+static void test_placeholder_split_across_reads(void)
+{
+    struct creds *c = load_ok(doc(env_secret(), ep443(), ""));
+    if (!c)
+        return;
+    const struct creds_provider *p = creds_at(c, 0);
+    static const struct http_parser_cbs cbs = {split_on_head, split_on_body, split_on_complete};
+    static const char req[] = "GET /bot" PH "/send HTTP/1.1\r\nHost: api.github.com\r\n"
+                              "Authorization: Bearer " PH "\r\n\r\n";
+    size_t len = sizeof req - 1;
+    size_t ok = 0;
+    for (size_t split = 1; split < len; split++) {
+        struct http_head *head = NULL;
+        struct http_parser hp;
+        http_parser_init(&hp, HTTP_KIND_REQUEST, &cbs, &head);
+        size_t used = 0;
+        http_parser_execute(&hp, req, split, &used);
+        http_parser_execute(&hp, req + split, len - split, &used);
+        const struct http_field *auth = head ? http_head_find(head, "authorization") : NULL;
+        if (auth && creds_appears(p, auth->value, auth->value_len) &&
+            creds_appears(p, head->target, head->target_len)) {
+            struct http_buf b = {NULL, 0, 0, false};
+            creds_substitute_header(p, auth->value, auth->value_len, &b);
+            if (b.data && b.len == strlen("Bearer " SECRET) &&
+                memcmp(b.data, "Bearer " SECRET, b.len) == 0)
+                ok++;
+            creds_buf_wipe(&b);
+        }
+        http_head_free(head);
+        http_parser_deinit(&hp);
+    }
+    CHECK_EQ(ok, len - 1);
+    creds_unref(c);
+}
+
 int main(void)
 {
     setenv(ENV_OK, SECRET, 1);
@@ -821,6 +877,7 @@ int main(void)
     RUN(test_inject_and_echo);
     RUN(test_matcher_random);
     RUN(test_matcher_long);
+    RUN(test_placeholder_split_across_reads);
     cleanup();
     return test_report();
 }
