@@ -95,6 +95,7 @@ static void conn_free(struct conn *c)
 {
     struct worker *w = c->w;
     relay_deinit(c);
+    free(c->dial_addrs);
     for (int i = 0; i < 2; i++) {
         tls_free(c->sides[i].tls);
         free(c->sides[i].stash);
@@ -329,6 +330,7 @@ static int side_write_raw(struct conn *c, enum side_id id, const uv_buf_t *bufs,
 int conn_flush_tls(struct conn *c, enum side_id id)
 {
     struct side *s = &c->sides[id];
+    s->flags &= ~SIDE_F_DIRTY;
     if (!s->tls)
         return 0;
     size_t n;
@@ -358,6 +360,12 @@ int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned 
             conn_close(c, "tls write failed");
             return -1;
         }
+    }
+    /* Inside a read callback the records of one socket read leave in one write at its end
+     * (a 64 KiB read is four 16 KiB records: one syscall, not four). */
+    if (c->flags & CONN_F_CORKED) {
+        s->flags |= SIDE_F_DIRTY;
+        return 0;
     }
     return conn_flush_tls(c, id);
 }
@@ -667,7 +675,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             conn_close(c, "out of memory");
             return;
         }
+        c->flags |= CONN_F_CORKED;
         side_process_tls(c, id);
+        c->flags &= ~CONN_F_CORKED;
+        for (int i = 0; i < 2; i++)
+            if ((c->sides[i].flags & SIDE_F_DIRTY) && !(c->flags & CONN_F_CLOSING))
+                conn_flush_tls(c, (enum side_id)i);
     } else {
         side_consume(c, id, buf->base, (size_t)nread);
     }

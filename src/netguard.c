@@ -17,6 +17,9 @@
 
 static void dial_done(struct conn *c, int status, const char *why)
 {
+    free(c->dial_addrs);
+    c->dial_addrs = NULL;
+    c->ndial = 0;
     void (*cb)(struct conn *, int, const char *) = c->on_dialed;
     c->on_dialed = NULL;
     if (cb)
@@ -121,7 +124,7 @@ static void vet_and_dial(struct conn *c)
 
 static void add_candidate(struct conn *c, const struct sockaddr *sa, uint16_t port)
 {
-    if (c->ndial >= sizeof c->dial_addrs / sizeof c->dial_addrs[0])
+    if (c->ndial >= NETGUARD_MAX_ADDRS)
         return;
     struct sockaddr_storage *ss = &c->dial_addrs[c->ndial++];
     memset(ss, 0, sizeof *ss);
@@ -160,6 +163,12 @@ void netguard_dial(struct conn *c)
     const char *host = c->target.host;
     c->ndial = 0;
     c->dial_error = 0;
+    free(c->dial_addrs);
+    c->dial_addrs = calloc(NETGUARD_MAX_ADDRS, sizeof *c->dial_addrs);
+    if (!c->dial_addrs) {
+        dial_done(c, NETGUARD_FAILED, "out of memory");
+        return;
+    }
     c->dial_started = uv_now(&c->w->loop);
     if (addr_is_metadata_name(host)) {
         dial_done(c, NETGUARD_SSRF, "cloud metadata name");

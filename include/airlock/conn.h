@@ -73,6 +73,7 @@ enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
 #define SIDE_F_EOF       0x20 /* the peer finished sending (TCP FIN or close_notify) */
 #define SIDE_F_SHUT      0x40 /* we sent our close_notify and FIN */
 #define SIDE_F_KICK      0x80 /* queued to resume on the next loop turn */
+#define SIDE_F_DIRTY     0x100 /* TLS output waits for the end of the read (corked) */
 
 struct side {
     uv_tcp_t tcp;
@@ -91,6 +92,7 @@ struct side {
 #define CONN_F_KICKED               0x10 /* on the worker's kick list */
 #define CONN_F_RESUME_AFTER_UPGRADE 0x20 /* the client's upgrade was refused: parse HTTP on */
 #define CONN_F_UPGRADE_GAUGE        0x40 /* counted in the upgrades-active gauge */
+#define CONN_F_CORKED  0x80 /* inside a read callback: TLS output is flushed at its end */
 
 /* One HTTP exchange inside the connection (relay.c). */
 struct exchange {
@@ -153,7 +155,7 @@ struct conn {
     uv_connect_t connect_req;
     uv_work_t peer_work;
     bool gai_active, peer_work_active;
-    struct sockaddr_storage dial_addrs[8];
+    struct sockaddr_storage *dial_addrs; /* NETGUARD_MAX_ADDRS, only while dialing */
     size_t ndial, dial_next;
     int dial_error;
     uint64_t dial_started;

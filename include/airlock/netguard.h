@@ -8,6 +8,8 @@
 
 #include "airlock/conn.h"
 
+#define NETGUARD_MAX_ADDRS 8 /* vetted addresses tried in order */
+
 enum netguard_status {
     NETGUARD_OK = 0,
     NETGUARD_SSRF = -1,   /* refused by the guard: answer 403 ssrf_denied */
