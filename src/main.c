@@ -211,6 +211,24 @@ static int cmd_run(int argc, char **argv)
     return server_run(&cfg);
 }
 
+/* One environment line. Export lines are shell-quoted (a CA directory may hold spaces);
+ * dotenv lines are KEY=VALUE as dotenv readers expect. */
+static void env_line(bool dotenv, const char *key, const char *value, const char *suffix)
+{
+    if (dotenv) {
+        printf("%s=%s%s\n", key, value, suffix);
+        return;
+    }
+    printf("export %s='", key);
+    for (const char *p = value; *p; p++) {
+        if (*p == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*p);
+    }
+    printf("%s'\n", suffix);
+}
+
 static int cmd_env(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:3128", *ca_dir = "certs", *format = "export";
@@ -238,19 +256,20 @@ static int cmd_env(int argc, char **argv)
     }
     char proxy[300];
     snprintf(proxy, sizeof proxy, "http://%s", listen);
-    const char *pre = dotenv ? "" : "export ";
     const char *proxy_vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WSS_PROXY",
                                 "http_proxy", "https_proxy", "all_proxy", "wss_proxy"};
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
-        printf("%s%s=%s\n", pre, proxy_vars[i], proxy);
-    printf("%sNO_PROXY=localhost,127.0.0.1,::1\n%sno_proxy=localhost,127.0.0.1,::1\n", pre, pre);
-    printf("%sNODE_USE_ENV_PROXY=1\n", pre);
+        env_line(dotenv, proxy_vars[i], proxy, "");
+    env_line(dotenv, "NO_PROXY", "localhost,127.0.0.1,::1", "");
+    env_line(dotenv, "no_proxy", "localhost,127.0.0.1,::1", "");
+    env_line(dotenv, "NODE_USE_ENV_PROXY", "1", "");
     const char *bundle_vars[] = {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
                                  "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO"};
     for (size_t i = 0; i < sizeof bundle_vars / sizeof bundle_vars[0]; i++)
-        printf("%s%s=%s/bundle.pem\n", pre, bundle_vars[i], dir);
-    printf("%sNODE_EXTRA_CA_CERTS=%s/ca.pem\n%sDENO_CERT=%s/ca.pem\n", pre, dir, pre, dir);
-    printf("%sWGETRC=%s/wgetrc\n", pre, dir);
+        env_line(dotenv, bundle_vars[i], dir, "/bundle.pem");
+    env_line(dotenv, "NODE_EXTRA_CA_CERTS", dir, "/ca.pem");
+    env_line(dotenv, "DENO_CERT", dir, "/ca.pem");
+    env_line(dotenv, "WGETRC", dir, "/wgetrc");
     if (providers) {
         /* The sandbox gets each provider's placeholder, never its secret. */
         char *errors = NULL;
@@ -262,7 +281,7 @@ static int cmd_env(int argc, char **argv)
         }
         for (size_t i = 0; i < creds_count(cr); i++) {
             const struct creds_provider *p = creds_at(cr, i);
-            printf("%s%s=%s\n", pre, creds_env_var(p), creds_placeholder(p));
+            env_line(dotenv, creds_env_var(p), creds_placeholder(p), "");
         }
         creds_unref(cr);
     }

@@ -388,18 +388,6 @@ int server_run(const struct server_config *cfg)
         fprintf(stderr, "airlock: cannot open log file %s: %s\n", cfg->log_file, strerror(errno));
         goto out;
     }
-    if (!ca_exists(cfg->ca_dir)) {
-        if (ca_create(cfg->ca_dir, false, err, sizeof err) < 0) {
-            log_msg(LOG_ERROR, "cannot create the CA in %s: %s", cfg->ca_dir, err);
-            goto out;
-        }
-        log_msg(LOG_INFO, "created a new CA in %s (trust %s/ca.pem in the sandbox)", cfg->ca_dir,
-                cfg->ca_dir);
-    }
-    if (!(s->ca = ca_load(cfg->ca_dir, err, sizeof err))) {
-        log_msg(LOG_ERROR, "cannot load the CA from %s: %s", cfg->ca_dir, err);
-        goto out;
-    }
     if (!(s->client_ctx = tls_server_ctx_new(err, sizeof err)) ||
         !(s->upstream_ctx = tls_client_ctx_new(cfg->upstream_ca, err, sizeof err))) {
         log_msg(LOG_ERROR, "TLS setup: %s", err);
@@ -417,6 +405,20 @@ int server_run(const struct server_config *cfg)
         goto out;
     }
 
+    /* The CA comes after the configuration is known to be valid, so a typo in a policy
+     * does not leave a fresh CA behind. */
+    if (!ca_exists(cfg->ca_dir)) {
+        if (ca_create(cfg->ca_dir, false, err, sizeof err) < 0) {
+            log_msg(LOG_ERROR, "cannot create the CA in %s: %s", cfg->ca_dir, err);
+            goto out;
+        }
+        log_msg(LOG_INFO, "created a new CA in %s (trust %s/ca.pem in the sandbox)", cfg->ca_dir,
+                cfg->ca_dir);
+    }
+    if (!(s->ca = ca_load(cfg->ca_dir, err, sizeof err))) {
+        log_msg(LOG_ERROR, "cannot load the CA from %s: %s", cfg->ca_dir, err);
+        goto out;
+    }
     nworkers = cfg->workers ? cfg->workers : uv_available_parallelism();
     if (nworkers > MAX_WORKERS)
         nworkers = MAX_WORKERS;

@@ -367,5 +367,5 @@ def test_env_prints_placeholder_never_secret(env):
                          extra_env={SECRET_ENV: SECRET})
     check_eq(rc, 0, "exit code of env (output %r)" % out.replace(SECRET, "<SECRET>"))
     check(SECRET not in out, "env printed the secret")
-    want = re.compile(r"^(export )?%s=%s$" % (SECRET_ENV, PLACEHOLDER), re.M)
+    want = re.compile(r"^(export )?%s='?%s'?$" % (SECRET_ENV, PLACEHOLDER), re.M)
     check(want.search(out), "no line %s=%s in env output: %r" % (SECRET_ENV, PLACEHOLDER, out))

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -536,7 +537,13 @@ def _parse_env_lines(text, prefix):
         m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.+)$", body)
         check(m, "not a KEY=VALUE line: %r" % line)
         check(m.group(1) not in out, "%s printed twice" % m.group(1))
-        out[m.group(1)] = m.group(2)
+        # export lines are shell-quoted; compare the values a shell would see
+        value = m.group(2)
+        if prefix:
+            parts = shlex.split(value)
+            check_eq(len(parts), 1, "one shell word for %s" % m.group(1))
+            value = parts[0]
+        out[m.group(1)] = value
     return out
 
 
