@@ -274,6 +274,9 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         const struct http_field *f = &h->fields[i];
         if (field_is(f, "host") || injected_header(c, f))
             continue;
+        /* Proxy-* fields are for us, never for the origin (DESIGN.md "Data path rules"). */
+        if (f->name_len >= 6 && strncasecmp(f->name, "proxy-", 6) == 0)
+            continue;
         if (http_field_is_hop_by_hop(h, f)) {
             /* "TE: trailers" is the one hop-by-hop value worth passing on (gRPC needs it). */
             if (!(field_is(f, "te") && f->value_len == 8 && !strncasecmp(f->value, "trailers", 8)))
