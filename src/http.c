@@ -77,6 +77,9 @@ static int arena_append(struct http_parser *p, const char *at, size_t len)
     size_t need, cap;
     char *grown;
 
+    if (len == 0)
+        return 0; /* an empty reason phrase or field value adds nothing (and the arena may be
+                   * NULL: memcpy to NULL is undefined even for zero bytes) */
     /* The arena holds the start line and field bytes without delimiters, so the limit is a
      * little generous against the wire size; field count is bounded separately. */
     if (len > HTTP_HEAD_MAX - p->arena_len)
@@ -104,7 +107,8 @@ static const char *take(char **out, const char **in, size_t len)
 {
     char *s = *out;
 
-    memcpy(s, *in, len);
+    if (len)
+        memcpy(s, *in, len);
     s[len] = '\0';
     *in += len;
     *out += len + 1;
@@ -306,8 +310,25 @@ static const char *check_head(const struct http_parser *p, const struct http_hea
      * Content-Length; llhttp would parse it as chunked. */
     if ((p->llhttp.flags & F_TRANSFER_ENCODING) && h->version_minor == 0)
         return "Transfer-Encoding in HTTP/1.0";
-    if (!h->is_request)
+    if (!h->is_request) {
+        /* RFC 9110 §15: a status outside 100..599 is not one a client can act on (llhttp reads
+         * any three digits); treat it as the upstream's error. */
+        if (h->status < 100 || h->status > 599)
+            return "invalid status code";
+        /* RFC 9110 §15.2: interim responses end at their head. llhttp ends 100..103 there but
+         * would read a body for another 1xx with framing, which a client would take for the
+         * next response. */
+        if (h->status < 200 && h->status > 103 &&
+            (p->llhttp.flags & (F_CONTENT_LENGTH | F_TRANSFER_ENCODING)))
+            return "interim response with a body";
+        /* RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ): no control bytes. */
+        for (size_t i = 0; i < h->reason_len; i++) {
+            unsigned char ch = (unsigned char)h->reason[i];
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+                return "control character in reason phrase";
+        }
         return NULL;
+    }
     /* RFC 9112 §6.3 (4): a request whose final transfer coding is not chunked cannot be framed;
      * llhttp says so too, but only after on_headers_complete, when the owner has the head. */
     if ((p->llhttp.flags & F_TRANSFER_ENCODING) && !(p->llhttp.flags & F_CHUNKED))
