@@ -1,0 +1,775 @@
+/* SPDX-License-Identifier: MIT */
+/* loadgen: the load client for scripts/bench, one epoll loop on one thread, non-blocking TLS.
+ * Talks to the bench upstream directly or through an HTTP proxy (CONNECT, then TLS to the
+ * proxy's minted certificate). Modes: http (keep-alive GET /1k), ws (WebSocket echo round trips),
+ * tunnels (connect + handshake + one GET + close), bulk (one GET /bulk), idle (open N tunnels and
+ * hold them). Every run is bounded in time and count; it prints one line of key=value. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define IN_CAP     (16 * 1024 + 64) /* one TLS record of plaintext, or a response head */
+#define WS_MAX     4000             /* largest WebSocket payload we send */
+#define OUT_CAP    (WS_MAX + 512)
+#define HIST_N     200000 /* latency histogram: 1 us buckets up to 200 ms, then one more */
+#define MAX_EVENTS 256
+#define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+enum mode { M_HTTP, M_WS, M_TUNNELS, M_BULK, M_IDLE };
+enum lstate { L_CONNECTING, L_PROXY_SEND, L_PROXY_RECV, L_HANDSHAKE, L_SEND, L_RECV, L_IDLE };
+
+struct lconn {
+    struct lconn *prev, *next;
+    int fd;
+    SSL *ssl;
+    enum lstate state;
+    uint32_t events; /* current epoll interest */
+    bool ws_open;    /* the 101 arrived: ops are echo round trips from now on */
+    bool head_done;  /* the response head was parsed; body_left counts down */
+    bool idle_counted;
+    uint64_t body_left;
+    uint64_t t_open, t_op;
+    char ws_accept[32]; /* the Sec-WebSocket-Accept we expect */
+    size_t out_len, out_off;
+    size_t in_len;
+    char out[OUT_CAP];
+    char in[IN_CAP];
+};
+
+static struct {
+    enum mode mode;
+    const char *mode_name;
+    const char *target;
+    const char *proxy;
+    const char *ca;
+    struct sockaddr_in target_addr, proxy_addr;
+    char target_host[64];
+    bool target_is_ip;
+    long conns;
+    long parallel;
+    double duration, hold;
+    uint64_t max_ops;
+    uint64_t size;
+    long max_errors;
+} opt = {
+    .conns = 50,
+    .parallel = 50,
+    .duration = 10,
+    .hold = 5,
+    .max_ops = UINT64_MAX,
+    .size = 0,
+    .max_errors = 100,
+};
+
+static struct {
+    uint64_t ops, bytes, errors, opened, dropped, idle;
+    uint64_t t_start, t_end;
+    uint32_t hist[HIST_N + 1];
+} st;
+
+static int ep = -1;
+static SSL_CTX *ctx;
+static struct lconn *conns;
+static long active;
+static bool stopping;
+static char pattern[WS_MAX];
+static uint32_t rng = 2463534242u;
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static uint32_t xorshift(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+}
+
+static void record(uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    st.hist[us < HIST_N ? us : HIST_N]++;
+}
+
+static double percentile(double p)
+{
+    uint64_t total = 0, seen = 0;
+    for (size_t i = 0; i <= HIST_N; i++)
+        total += st.hist[i];
+    if (!total)
+        return 0;
+    uint64_t want = (uint64_t)ceil(p * (double)total);
+    for (size_t i = 0; i <= HIST_N; i++) {
+        seen += st.hist[i];
+        if (seen >= want)
+            return (double)i;
+    }
+    return HIST_N;
+}
+
+static void set_interest(struct lconn *c, uint32_t ev)
+{
+    if (c->events == ev)
+        return;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e) == 0)
+        c->events = ev;
+}
+
+static void conn_close(struct lconn *c, bool polite)
+{
+    if (c->ssl && polite && c->state >= L_SEND) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* one close_notify; we do not wait for the peer's */
+    }
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->idle_counted)
+        st.idle--;
+    active--;
+    free(c);
+}
+
+static void conn_fail(struct lconn *c, const char *what, const char *detail)
+{
+    st.errors++;
+    if (st.errors <= 5) {
+        fprintf(stderr, "loadgen: %s (state %d): %s\n", what, (int)c->state, detail ? detail : "");
+    }
+    conn_close(c, false);
+}
+
+static void ssl_fail(struct lconn *c, const char *what, int r)
+{
+    char buf[256];
+    int e = SSL_get_error(c->ssl, r);
+    unsigned long q = ERR_peek_error();
+    if (q)
+        ERR_error_string_n(q, buf, sizeof(buf));
+    else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !errno))
+        snprintf(buf, sizeof(buf), "connection closed by peer");
+    else
+        snprintf(buf, sizeof(buf), "ssl error %d, errno %d (%s)", e, errno, strerror(errno));
+    conn_fail(c, what, buf);
+}
+
+/* After an SSL call returned r <= 0: sets interest and returns true when it only would block. */
+static bool ssl_blocked(struct lconn *c, int r)
+{
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        set_interest(c, EPOLLIN);
+        return true;
+    case SSL_ERROR_WANT_WRITE:
+        set_interest(c, EPOLLOUT);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int conn_open(void)
+{
+    struct lconn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -1;
+    const struct sockaddr_in *sa = opt.proxy ? &opt.proxy_addr : &opt.target_addr;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        free(c);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->t_open = now_ns();
+    c->state = L_CONNECTING;
+    c->events = EPOLLOUT;
+    if (connect(c->fd, (const struct sockaddr *)sa, sizeof(*sa)) && errno != EINPROGRESS) {
+        close(c->fd);
+        free(c);
+        return -1;
+    }
+    struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e)) {
+        close(c->fd);
+        free(c);
+        return -1;
+    }
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
+    active++;
+    st.opened++;
+    return 0;
+}
+
+static int start_tls(struct lconn *c)
+{
+    c->ssl = SSL_new(ctx);
+    if (!c->ssl)
+        return -1;
+    SSL_set_fd(c->ssl, c->fd);
+    X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+    if (opt.target_is_ip) {
+        /* RFC 6066 §3: no SNI for an address literal; the certificate must carry an IP SAN. */
+        if (X509_VERIFY_PARAM_set1_ip_asc(vp, opt.target_host) != 1)
+            return -1;
+    } else if (X509_VERIFY_PARAM_set1_host(vp, opt.target_host, 0) != 1 ||
+               SSL_set_tlsext_host_name(c->ssl, opt.target_host) != 1) {
+        return -1;
+    }
+    SSL_set_connect_state(c->ssl);
+    c->state = L_HANDSHAKE;
+    return 0;
+}
+
+/* Makes a fresh Sec-WebSocket-Key (25 bytes with the NUL) and the Accept the 101 must carry. */
+static void ws_key(struct lconn *c, char key[32])
+{
+    unsigned char raw[16], hash[EVP_MAX_MD_SIZE];
+    char buf[96];
+    unsigned hl = 0;
+    RAND_bytes(raw, sizeof(raw));
+    EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
+    int n = snprintf(buf, sizeof(buf), "%s%s", key, WS_GUID);
+    EVP_Digest(buf, (size_t)n, hash, &hl, EVP_sha1(), NULL);
+    EVP_EncodeBlock((unsigned char *)c->ws_accept, hash, (int)hl);
+}
+
+/* Puts the next request (plaintext) into c->out and moves to L_SEND. */
+static void begin_op(struct lconn *c)
+{
+    int n;
+    c->out_off = 0;
+    c->in_len = 0;
+    c->head_done = false;
+    c->t_op = now_ns();
+    if (opt.mode == M_WS && c->ws_open) {
+        unsigned char *o = (unsigned char *)c->out;
+        size_t len = opt.size, hl = 2;
+        uint32_t m = xorshift();
+        o[0] = 0x82; /* FIN + binary */
+        if (len < 126) {
+            o[1] = (unsigned char)(0x80 | len);
+        } else {
+            o[1] = 0x80 | 126;
+            o[2] = (unsigned char)(len >> 8);
+            o[3] = (unsigned char)len;
+            hl = 4;
+        }
+        memcpy(o + hl, &m, 4);
+        for (size_t i = 0; i < len; i++)
+            o[hl + 4 + i] = (unsigned char)pattern[i] ^ o[hl + (i & 3)];
+        c->out_len = hl + 4 + len;
+    } else if (opt.mode == M_WS) {
+        char key[32];
+        ws_key(c, key);
+        n = snprintf(c->out, OUT_CAP,
+                     "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     opt.target, key);
+        c->out_len = (size_t)n;
+    } else if (opt.mode == M_BULK) {
+        n = snprintf(c->out, OUT_CAP,
+                     "GET /bulk?n=%llu HTTP/1.1\r\nHost: %s\r\nUser-Agent: airlock-bench\r\n\r\n",
+                     (unsigned long long)opt.size, opt.target);
+        c->out_len = (size_t)n;
+    } else {
+        n = snprintf(c->out, OUT_CAP,
+                     "GET /1k HTTP/1.1\r\nHost: %s\r\nUser-Agent: airlock-bench\r\n"
+                     "Accept: */*\r\n\r\n",
+                     opt.target);
+        c->out_len = (size_t)n;
+    }
+    c->state = L_SEND;
+}
+
+static bool find_header(const char *head, size_t len, const char *name, const char **v, size_t *vl)
+{
+    size_t nl = strlen(name);
+    const char *p = memmem(head, len, "\r\n", 2), *end = head + len;
+    while (p && p + 2 < end) {
+        const char *line = p + 2, *le = memmem(line, (size_t)(end - line), "\r\n", 2);
+        if (!le)
+            break;
+        if ((size_t)(le - line) > nl && line[nl] == ':' && !strncasecmp(line, name, nl)) {
+            const char *s = line + nl + 1;
+            while (s < le && (*s == ' ' || *s == '\t'))
+                s++;
+            *v = s;
+            *vl = (size_t)(le - s);
+            return true;
+        }
+        p = le;
+    }
+    return false;
+}
+
+/* Looks at c->in after a read: 1 when the current op's answer is complete, 0 for more, -1. */
+static int parse_answer(struct lconn *c, const char **why)
+{
+    if (opt.mode == M_WS && c->ws_open) {
+        size_t hl = opt.size < 126 ? 2 : 4;
+        if (c->in_len < hl + opt.size)
+            return 0;
+        if (c->in_len > hl + opt.size || (unsigned char)c->in[0] != 0x82 ||
+            memcmp(c->in + hl, pattern, opt.size)) {
+            *why = "echoed frame differs from the one sent";
+            return -1;
+        }
+        return 1;
+    }
+    if (!c->head_done) {
+        char *e = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+        if (!e) {
+            *why = "response head too large";
+            return c->in_len == IN_CAP ? -1 : 0;
+        }
+        size_t hl = (size_t)(e - c->in) + 4;
+        const char *v;
+        size_t vl;
+        int status = c->in_len > 12 && !memcmp(c->in, "HTTP/1.1 ", 9) ? atoi(c->in + 9) : 0;
+        if (opt.mode == M_WS) {
+            if (status != 101 || !find_header(c->in, hl, "sec-websocket-accept", &v, &vl) ||
+                vl != strlen(c->ws_accept) || memcmp(v, c->ws_accept, vl)) {
+                *why = "bad WebSocket upgrade answer";
+                c->in[hl - 4] = 0;
+                fprintf(stderr, "loadgen: answer head: %.200s\n", c->in);
+                return -1;
+            }
+            if (c->in_len != hl) {
+                *why = "bytes after the 101 head";
+                return -1;
+            }
+            return 1;
+        }
+        if (status != 200 || !find_header(c->in, hl, "content-length", &v, &vl)) {
+            *why = "not a 200 with Content-Length";
+            c->in[hl - 4] = 0;
+            fprintf(stderr, "loadgen: answer head: %.200s\n", c->in);
+            return -1;
+        }
+        c->body_left = strtoull(v, NULL, 10);
+        c->head_done = true;
+        memmove(c->in, c->in + hl, c->in_len - hl);
+        c->in_len -= hl;
+    }
+    if (c->in_len > c->body_left) {
+        *why = "bytes after the response body";
+        return -1;
+    }
+    c->body_left -= c->in_len;
+    st.bytes += c->in_len;
+    c->in_len = 0;
+    return c->body_left == 0;
+}
+
+/* One op finished on c. Returns false when c was closed. */
+static bool op_done(struct lconn *c)
+{
+    uint64_t t = now_ns();
+    if (opt.mode == M_WS && !c->ws_open) {
+        c->ws_open = true;
+        begin_op(c);
+        return true;
+    }
+    st.ops++;
+    switch (opt.mode) {
+    case M_HTTP:
+    case M_WS:
+        record(t - c->t_op);
+        if (stopping || st.ops >= opt.max_ops) {
+            conn_close(c, true);
+            return false;
+        }
+        begin_op(c);
+        return true;
+    case M_TUNNELS:
+    case M_BULK:
+        record(t - c->t_open);
+        conn_close(c, true);
+        return false;
+    case M_IDLE:
+        c->state = L_IDLE;
+        c->idle_counted = true;
+        st.idle++;
+        return true;
+    }
+    return true;
+}
+
+static void drive(struct lconn *c)
+{
+    for (;;) {
+        int r;
+        ssize_t n;
+        const char *why = NULL;
+        switch (c->state) {
+        case L_CONNECTING: {
+            int err = 0;
+            socklen_t l = sizeof(err);
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+            if (err) {
+                conn_fail(c, "connect", strerror(err));
+                return;
+            }
+            if (opt.proxy) {
+                n = snprintf(c->out, OUT_CAP,
+                             "CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: airlock-bench\r\n\r\n",
+                             opt.target, opt.target);
+                c->out_len = (size_t)n;
+                c->out_off = 0;
+                c->state = L_PROXY_SEND;
+            } else if (start_tls(c)) {
+                conn_fail(c, "tls setup", NULL);
+                return;
+            }
+            break;
+        }
+        case L_PROXY_SEND:
+            n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) {
+                    set_interest(c, EPOLLOUT);
+                    return;
+                }
+                conn_fail(c, "send CONNECT", strerror(errno));
+                return;
+            }
+            c->out_off += (size_t)n;
+            if (c->out_off == c->out_len)
+                c->state = L_PROXY_RECV;
+            break;
+        case L_PROXY_RECV: {
+            n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                set_interest(c, EPOLLIN);
+                return;
+            }
+            if (n <= 0) {
+                conn_fail(c, "CONNECT answer", n ? strerror(errno) : "proxy closed");
+                return;
+            }
+            c->in_len += (size_t)n;
+            char *e = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+            if (!e) {
+                if (c->in_len == IN_CAP) {
+                    conn_fail(c, "CONNECT answer", "head too large");
+                    return;
+                }
+                break;
+            }
+            if (c->in_len < 12 || memcmp(c->in, "HTTP/1.1 200", 12) ||
+                c->in_len != (size_t)(e - c->in) + 4) {
+                *e = 0;
+                conn_fail(c, "CONNECT refused", c->in);
+                return;
+            }
+            c->in_len = 0;
+            if (start_tls(c)) {
+                conn_fail(c, "tls setup", NULL);
+                return;
+            }
+            break;
+        }
+        case L_HANDSHAKE:
+            ERR_clear_error();
+            r = SSL_do_handshake(c->ssl);
+            if (r == 1) {
+                begin_op(c);
+                break;
+            }
+            if (!ssl_blocked(c, r)) {
+                ssl_fail(c, "tls handshake", r);
+                return;
+            }
+            return;
+        case L_SEND:
+            ERR_clear_error();
+            r = SSL_write(c->ssl, c->out + c->out_off, (int)(c->out_len - c->out_off));
+            if (r <= 0) {
+                if (!ssl_blocked(c, r))
+                    ssl_fail(c, "write", r);
+                return;
+            }
+            c->out_off += (size_t)r;
+            if (c->out_off == c->out_len)
+                c->state = L_RECV;
+            break;
+        case L_RECV:
+            ERR_clear_error();
+            r = SSL_read(c->ssl, c->in + c->in_len, (int)(IN_CAP - c->in_len));
+            if (r <= 0) {
+                if (!ssl_blocked(c, r))
+                    ssl_fail(c, "read", r);
+                return;
+            }
+            c->in_len += (size_t)r;
+            r = parse_answer(c, &why);
+            if (r < 0) {
+                conn_fail(c, "answer", why);
+                return;
+            }
+            if (r == 1 && !op_done(c))
+                return;
+            break;
+        case L_IDLE:
+            ERR_clear_error();
+            r = SSL_read(c->ssl, c->in, IN_CAP);
+            if (r <= 0 && ssl_blocked(c, r))
+                return;
+            st.dropped++;
+            conn_close(c, false);
+            return;
+        }
+    }
+}
+
+/* Opens connections until the mode's target is met. */
+static void refill(void)
+{
+    if (stopping)
+        return;
+    for (int guard = 0; guard < 4096; guard++) {
+        bool want;
+        switch (opt.mode) {
+        case M_BULK:
+            want = st.opened < 1;
+            break;
+        case M_IDLE:
+            want = st.opened < (uint64_t)opt.conns && active - (long)st.idle < opt.parallel;
+            break;
+        default:
+            want = active < opt.conns && st.ops + (uint64_t)active < opt.max_ops;
+            break;
+        }
+        if (!want)
+            return;
+        if (conn_open()) {
+            st.errors++;
+            fprintf(stderr, "loadgen: cannot open a connection: %s\n", strerror(errno));
+            return;
+        }
+    }
+}
+
+static int parse_addr(const char *s, struct sockaddr_in *sin, char *host, size_t hostsz)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || (size_t)(colon - s) >= hostsz)
+        return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = 0;
+    memset(sin, 0, sizeof(*sin));
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)atoi(colon + 1));
+    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sin);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+        getsockname(fd, (struct sockaddr *)&sin, &sl))
+        return 1;
+    printf("%d\n", ntohs(sin.sin_port));
+    close(fd);
+    return 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: loadgen --mode http|ws|tunnels|bulk|idle --target IP:PORT --ca PEM\n"
+            "               [--proxy IP:PORT] [--conns N] [--duration S] [--max-ops N]\n"
+            "               [--size BYTES] [--parallel N] [--hold S] [--max-errors N]\n"
+            "       loadgen --free-port\n"
+            "conns: connections (http, ws), concurrent tunnels (tunnels), tunnels to hold (idle)\n"
+            "size: WebSocket payload (default 64) or bulk body (default 1 GiB)\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "--free-port"))
+        return free_port();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return usage();
+        i++;
+        if (!strcmp(a, "--mode"))
+            opt.mode_name = v;
+        else if (!strcmp(a, "--target"))
+            opt.target = v;
+        else if (!strcmp(a, "--proxy"))
+            opt.proxy = v;
+        else if (!strcmp(a, "--ca"))
+            opt.ca = v;
+        else if (!strcmp(a, "--conns"))
+            opt.conns = atol(v);
+        else if (!strcmp(a, "--parallel"))
+            opt.parallel = atol(v);
+        else if (!strcmp(a, "--duration"))
+            opt.duration = atof(v);
+        else if (!strcmp(a, "--hold"))
+            opt.hold = atof(v);
+        else if (!strcmp(a, "--max-ops"))
+            opt.max_ops = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--size"))
+            opt.size = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--max-errors"))
+            opt.max_errors = atol(v);
+        else
+            return usage();
+    }
+    if (!opt.mode_name || !opt.target || !opt.ca || opt.conns < 1 || opt.parallel < 1 ||
+        opt.duration <= 0)
+        return usage();
+    static const char *names[] = {"http", "ws", "tunnels", "bulk", "idle"};
+    int m = -1;
+    for (int i = 0; i < 5; i++) {
+        if (!strcmp(opt.mode_name, names[i]))
+            m = i;
+    }
+    if (m < 0)
+        return usage();
+    opt.mode = (enum mode)m;
+    if (opt.mode == M_WS && !opt.size)
+        opt.size = 64;
+    if (opt.mode == M_BULK && !opt.size)
+        opt.size = 1ull << 30;
+    if (opt.mode == M_BULK)
+        opt.conns = 1;
+    if (opt.mode == M_WS && opt.size > WS_MAX)
+        return usage();
+    struct in_addr ia;
+    char phost[64];
+    if (parse_addr(opt.target, &opt.target_addr, opt.target_host, sizeof(opt.target_host)))
+        return usage();
+    opt.target_is_ip = inet_pton(AF_INET, opt.target_host, &ia) == 1;
+    if (opt.proxy && parse_addr(opt.proxy, &opt.proxy_addr, phost, sizeof(phost)))
+        return usage();
+
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < sizeof(pattern); i++)
+        pattern[i] = (char)('A' + i % 26);
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx || SSL_CTX_load_verify_locations(ctx, opt.ca, NULL) != 1) {
+        ERR_print_errors_fp(stderr);
+        return 2;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* Read whole socket buffers, not a 5-byte record header and then its body. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
+    /* Every tunnel does a full handshake, as a fresh client process would. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    ep = epoll_create1(EPOLL_CLOEXEC);
+
+    st.t_start = now_ns();
+    uint64_t deadline = st.t_start + (uint64_t)(opt.duration * 1e9);
+    uint64_t hard_end = deadline + (uint64_t)(opt.hold * 1e9) + 5000000000ull;
+    uint64_t hold_end = 0;
+    bool ready = false, timed_out = false;
+    refill();
+    for (;;) {
+        struct epoll_event evs[MAX_EVENTS];
+        int n = epoll_wait(ep, evs, MAX_EVENTS, 50);
+        for (int i = 0; i < n; i++)
+            drive(evs[i].data.ptr);
+        uint64_t t = now_ns();
+        if (st.errors >= (uint64_t)opt.max_errors) {
+            fprintf(stderr, "loadgen: stopping after %llu errors\n", (unsigned long long)st.errors);
+            break;
+        }
+        if (t >= hard_end)
+            break;
+        if (opt.mode == M_IDLE) {
+            if (!ready &&
+                (st.idle + st.dropped + st.errors >= (uint64_t)opt.conns || t >= deadline)) {
+                ready = true;
+                timed_out = t >= deadline;
+                stopping = true;
+                hold_end = t + (uint64_t)(opt.hold * 1e9);
+                printf("ready idle=%llu\n", (unsigned long long)st.idle);
+                fflush(stdout);
+            }
+            if (ready && t >= hold_end)
+                break;
+            if (!ready)
+                refill();
+            continue;
+        }
+        if (t >= deadline) {
+            timed_out = opt.mode == M_BULK;
+            break;
+        }
+        if (st.ops >= opt.max_ops || (opt.mode == M_BULK && !active))
+            break;
+        refill();
+    }
+    st.t_end = now_ns();
+    stopping = true;
+    uint64_t alive = st.idle;
+    while (conns)
+        conn_close(conns, opt.mode != M_IDLE);
+
+    double secs = (double)(st.t_end - st.t_start) / 1e9;
+    if (opt.mode == M_IDLE)
+        secs = (double)(st.t_end - st.t_start) / 1e9 - opt.hold;
+    printf("mode=%s via=%s conns=%ld secs=%.3f ops=%llu rate=%.1f errors=%llu p50_us=%.0f "
+           "p99_us=%.0f mib_s=%.1f",
+           opt.mode_name, opt.proxy ? "proxy" : "direct", opt.conns, secs,
+           (unsigned long long)st.ops, (double)st.ops / secs, (unsigned long long)st.errors,
+           percentile(0.50), percentile(0.99), (double)st.bytes / secs / 1048576.0);
+    if (opt.mode == M_IDLE)
+        printf(" opened=%llu alive=%llu dropped=%llu", (unsigned long long)st.opened,
+               (unsigned long long)alive, (unsigned long long)st.dropped);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf(" cpu_s=%.3f", (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    if (timed_out)
+        printf(" timed_out=1");
+    printf("\n");
+    return st.errors >= (uint64_t)opt.max_errors ? 1 : 0;
+}

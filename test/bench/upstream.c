@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: MIT */
+/* upstream: the TLS origin server for scripts/bench, one epoll loop on one thread. Serves
+ * GET /1k (1024 bytes, keep-alive), GET /bulk?n=BYTES (streamed) and a WebSocket echo (RFC 6455:
+ * client frames unmasked, echoed unmasked). Not part of airlock; binds to loopback by default.
+ * Invariant: a connection reads no new input while its output (or a bulk body) is pending. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#define IN_CAP     (16 * 1024 + 64) /* one request head or one small WebSocket frame */
+#define CHUNK      16384            /* one TLS record of plaintext per SSL_write */
+#define MAX_EVENTS 256
+#define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+enum ustate { U_HANDSHAKE, U_HTTP, U_WS };
+
+struct uconn {
+    int fd;
+    SSL *ssl;
+    enum ustate state;
+    uint32_t events;    /* current epoll interest */
+    bool close_after;   /* close once the output drains */
+    uint64_t bulk_left; /* body bytes of GET /bulk still to send, after out */
+    char *out;          /* pending plaintext: heads, 1k bodies, echoed frames */
+    size_t out_len, out_off, out_cap;
+    size_t in_len;
+    char in[IN_CAP];
+};
+
+static int ep = -1;
+static SSL_CTX *ctx;
+static char pattern[CHUNK];
+static volatile sig_atomic_t stopping;
+static size_t nconns;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static void set_interest(struct uconn *c, uint32_t ev)
+{
+    if (c->events == ev)
+        return;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e) == 0)
+        c->events = ev;
+}
+
+static void uconn_close(struct uconn *c)
+{
+    if (c->ssl && c->state != U_HANDSHAKE) {
+        /* One close_notify, best effort; the socket is non-blocking and we do not wait. */
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);
+    }
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    close(c->fd); /* also removes it from the epoll set */
+    free(c->out);
+    free(c);
+    nconns--;
+}
+
+static int out_append(struct uconn *c, const void *p, size_t len)
+{
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        char *n = realloc(c->out, cap);
+        if (!n)
+            return -1;
+        c->out = n;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, p, len);
+    c->out_len += len;
+    return 0;
+}
+
+static void consume(struct uconn *c, size_t n)
+{
+    memmove(c->in, c->in + n, c->in_len - n);
+    c->in_len -= n;
+}
+
+/* Sets interest from an SSL result that would block; returns 0 then, -1 on a real error. */
+static int would_block(struct uconn *c, int r)
+{
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        set_interest(c, EPOLLIN);
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        set_interest(c, EPOLLOUT);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Writes pending output, then the bulk body. Returns 1 when all is out, 0 when blocked, -1. A
+ * retried SSL_write always gets the same length: nothing is appended while output is pending. */
+static int flush(struct uconn *c)
+{
+    while (c->out_off < c->out_len || c->bulk_left) {
+        const char *p = pattern;
+        size_t n;
+        if (c->out_off < c->out_len) {
+            p = c->out + c->out_off;
+            n = c->out_len - c->out_off;
+        } else {
+            n = c->bulk_left;
+        }
+        if (n > CHUNK)
+            n = CHUNK;
+        ERR_clear_error();
+        int r = SSL_write(c->ssl, p, (int)n);
+        if (r <= 0)
+            return would_block(c, r);
+        if (c->out_off < c->out_len)
+            c->out_off += (size_t)r;
+        else
+            c->bulk_left -= (uint64_t)r;
+    }
+    c->out_off = c->out_len = 0;
+    /* The buffering BIO gathers records into one send; push out what it still holds. */
+    BIO *wbio = SSL_get_wbio(c->ssl);
+    if (BIO_wpending(wbio) > 0 && BIO_flush(wbio) <= 0) {
+        if (!BIO_should_retry(wbio))
+            return -1;
+        set_interest(c, EPOLLOUT);
+        return 0;
+    }
+    return 1;
+}
+
+static bool header_is(const char *line, size_t len, const char *name, const char **val,
+                      size_t *vlen)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || line[nl] != ':' || strncasecmp(line, name, nl))
+        return false;
+    const char *v = line + nl + 1, *e = line + len;
+    while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *val = v;
+    *vlen = (size_t)(e - v);
+    return true;
+}
+
+static bool has_token(const char *v, size_t len, const char *tok)
+{
+    size_t tl = strlen(tok);
+    for (size_t i = 0; i + tl <= len; i++) {
+        if (!strncasecmp(v + i, tok, tl))
+            return true;
+    }
+    return false;
+}
+
+static int respond_ws(struct uconn *c, const char *key, size_t klen)
+{
+    char buf[128], hash[EVP_MAX_MD_SIZE], accept[64], head[256];
+    unsigned hl = 0;
+    if (klen > 64)
+        return -1;
+    memcpy(buf, key, klen);
+    memcpy(buf + klen, WS_GUID, sizeof(WS_GUID) - 1);
+    if (!EVP_Digest(buf, klen + sizeof(WS_GUID) - 1, (unsigned char *)hash, &hl, EVP_sha1(), NULL))
+        return -1;
+    EVP_EncodeBlock((unsigned char *)accept, (unsigned char *)hash, (int)hl);
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+    c->state = U_WS;
+    return out_append(c, head, (size_t)n);
+}
+
+/* Answers one complete request head of head_len bytes at the start of c->in. */
+static int handle_request(struct uconn *c, size_t head_len)
+{
+    const char *p = c->in, *end = c->in + head_len - 2;
+    const char *eol = memmem(p, head_len, "\r\n", 2);
+    const char *key = NULL;
+    size_t klen = 0;
+    bool upgrade = false;
+    char head[256];
+    int n;
+
+    for (const char *line = eol + 2; line < end;) {
+        const char *le = memmem(line, (size_t)(end - line), "\r\n", 2);
+        const char *v;
+        size_t vl;
+        if (!le)
+            break;
+        if (header_is(line, (size_t)(le - line), "upgrade", &v, &vl))
+            upgrade = has_token(v, vl, "websocket");
+        else if (header_is(line, (size_t)(le - line), "sec-websocket-key", &v, &vl))
+            key = v, klen = vl;
+        else if (header_is(line, (size_t)(le - line), "connection", &v, &vl))
+            c->close_after = c->close_after || has_token(v, vl, "close");
+        line = le + 2;
+    }
+    size_t rl = (size_t)(eol - p);
+    if (rl >= 8 && !memcmp(p, "GET /1k ", 8)) {
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: 1024\r\n\r\n");
+        if (out_append(c, head, (size_t)n) || out_append(c, pattern, 1024))
+            return -1;
+        return 0;
+    }
+    if (rl > 12 && !memcmp(p, "GET /bulk?n=", 12)) {
+        uint64_t len = strtoull(p + 12, NULL, 10);
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: %llu\r\n\r\n",
+                     (unsigned long long)len);
+        c->bulk_left = len;
+        return out_append(c, head, (size_t)n);
+    }
+    if (rl > 4 && !memcmp(p, "GET ", 4) && upgrade && key)
+        return respond_ws(c, key, klen);
+    n = snprintf(head, sizeof(head), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    return out_append(c, head, (size_t)n);
+}
+
+/* Echoes one complete frame at the start of c->in; returns its size, 0 if incomplete, -1. */
+static long handle_frame(struct uconn *c)
+{
+    const unsigned char *b = (const unsigned char *)c->in;
+    size_t hl = 2;
+    uint64_t len;
+    if (c->in_len < 2)
+        return 0;
+    len = b[1] & 0x7f;
+    if (len == 126) {
+        if (c->in_len < 4)
+            return 0;
+        len = (uint64_t)b[2] << 8 | b[3];
+        hl = 4;
+    } else if (len == 127) {
+        if (c->in_len < 10)
+            return 0;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | b[2 + i];
+        hl = 10;
+    }
+    if (!(b[1] & 0x80)) /* RFC 6455 §5.1: a client frame must be masked */
+        return -1;
+    hl += 4;
+    if (len > IN_CAP - 14)
+        return -1;
+    if (c->in_len < hl + len)
+        return 0;
+    const unsigned char *mask = b + hl - 4;
+    char *pl = c->in + hl;
+    for (size_t i = 0; i < len; i++)
+        pl[i] ^= (char)mask[i & 3];
+
+    unsigned char op = b[0] & 0x0f, out[10];
+    size_t ol = 2;
+    if (op == 0xA) /* a pong needs no answer */
+        return (long)(hl + len);
+    if (op == 0x9)
+        op = 0xA;
+    if (op == 0x8)
+        c->close_after = true;
+    out[0] = (unsigned char)(0x80 | op);
+    if (len < 126) {
+        out[1] = (unsigned char)len;
+    } else {
+        out[1] = 126;
+        out[2] = (unsigned char)(len >> 8);
+        out[3] = (unsigned char)len;
+        ol = 4;
+    }
+    if (out_append(c, out, ol) || out_append(c, pl, (size_t)len))
+        return -1;
+    return (long)(hl + len);
+}
+
+static int process(struct uconn *c)
+{
+    while (c->state == U_HTTP && !c->bulk_left && !c->close_after) {
+        char *e = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+        if (!e) {
+            if (c->in_len == IN_CAP)
+                return -1; /* head too large */
+            return 0;
+        }
+        size_t head_len = (size_t)(e - c->in) + 4;
+        if (handle_request(c, head_len))
+            return -1;
+        consume(c, head_len);
+    }
+    while (c->state == U_WS && !c->close_after) {
+        long n = handle_frame(c);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return c->in_len == IN_CAP ? -1 : 0;
+        consume(c, (size_t)n);
+    }
+    return 0;
+}
+
+static void drive(struct uconn *c)
+{
+    for (;;) {
+        int r;
+        if (c->state == U_HANDSHAKE) {
+            ERR_clear_error();
+            r = SSL_do_handshake(c->ssl);
+            if (r == 1) {
+                c->state = U_HTTP;
+                continue;
+            }
+            if (would_block(c, r))
+                goto fail;
+            return;
+        }
+        r = flush(c);
+        if (r < 0)
+            goto fail;
+        if (r == 0)
+            return;
+        if (c->close_after)
+            goto fail;
+        if (c->in_len == IN_CAP)
+            goto fail;
+        ERR_clear_error();
+        r = SSL_read(c->ssl, c->in + c->in_len, (int)(IN_CAP - c->in_len));
+        if (r <= 0) {
+            if (would_block(c, r))
+                goto fail;
+            return;
+        }
+        c->in_len += (size_t)r;
+        if (process(c))
+            goto fail;
+    }
+fail:
+    uconn_close(c);
+}
+
+static void on_accept(int lfd)
+{
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct uconn *c = calloc(1, sizeof(*c));
+        if (!c || !(c->ssl = SSL_new(ctx))) {
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        /* Writes go through a 256 KiB buffering BIO so that a bulk body leaves in a few large
+         * sends instead of one per 16 KiB record; reads come straight from the socket. */
+        BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE), *buf = BIO_new(BIO_f_buffer());
+        if (!sock || !buf || BIO_set_write_buffer_size(buf, 256 * 1024) != 1 || !BIO_up_ref(sock)) {
+            BIO_free(sock);
+            BIO_free(buf);
+            SSL_free(c->ssl);
+            free(c);
+            close(fd);
+            continue;
+        }
+        BIO_push(buf, sock);
+        SSL_set_bio(c->ssl, sock, buf);
+        SSL_set_accept_state(c->ssl);
+        c->events = EPOLLIN;
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e)) {
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            continue;
+        }
+        nconns++;
+        drive(c);
+    }
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: upstream --cert PEM --key PEM [--listen 127.0.0.1:PORT] "
+                    "[--max-seconds S]\n"
+                    "prints port=N on stdout once listening; SIGTERM stops it\n");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cert = NULL, *key = NULL, *listen_at = "127.0.0.1:0";
+    double max_seconds = 900;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            return usage();
+        if (!strcmp(argv[i], "--cert"))
+            cert = argv[++i];
+        else if (!strcmp(argv[i], "--key"))
+            key = argv[++i];
+        else if (!strcmp(argv[i], "--listen"))
+            listen_at = argv[++i];
+        else if (!strcmp(argv[i], "--max-seconds"))
+            max_seconds = atof(argv[++i]);
+        else
+            return usage();
+    }
+    if (!cert || !key)
+        return usage();
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < sizeof(pattern); i++)
+        pattern[i] = (char)('a' + i % 26);
+
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_print_errors_fp(stderr);
+        return 1;
+    }
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
+    char host[64];
+    const char *colon = strrchr(listen_at, ':');
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    if (!colon || (size_t)(colon - listen_at) >= sizeof(host))
+        return usage();
+    memcpy(host, listen_at, (size_t)(colon - listen_at));
+    host[colon - listen_at] = 0;
+    sin.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+        return usage();
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(lfd, 4096)) {
+        perror("upstream: listen");
+        return 1;
+    }
+    socklen_t sl = sizeof(sin);
+    getsockname(lfd, (struct sockaddr *)&sin, &sl);
+    printf("port=%d\n", ntohs(sin.sin_port));
+    fflush(stdout);
+
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!stopping) {
+        struct epoll_event evs[MAX_EVENTS];
+        int n = epoll_wait(ep, evs, MAX_EVENTS, 1000);
+        for (int i = 0; i < n; i++) {
+            if (!evs[i].data.ptr)
+                on_accept(lfd);
+            else
+                drive(evs[i].data.ptr);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) > max_seconds)
+            break;
+    }
+    return 0;
+}
