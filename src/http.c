@@ -107,10 +107,12 @@ static const char *take(char **out, const char **in, size_t len)
 {
     char *s = *out;
 
-    if (len)
+    /* The arena is NULL when everything taken so far was empty: no offset arithmetic on it. */
+    if (len) {
         memcpy(s, *in, len);
+        *in += len;
+    }
     s[len] = '\0';
-    *in += len;
     *out += len + 1;
     return s;
 }

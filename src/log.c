@@ -872,6 +872,16 @@ static void *writer_main(void *arg)
     for (;;) {
         while (q.pushed == q.written && !q.stop && !q.reopen)
             pthread_cond_wait(&q.wake, &q.lock);
+        /* Woken by a first line: let a few milliseconds of lines gather, so a busy proxy wakes
+         * this thread (and writes) a few hundred times a second, not once per request. The
+         * producers do not signal while the queue is non-empty, and a nearly full ring is
+         * still written at once. */
+        if (!q.stop && !q.reopen && q.pushed - q.written < RING_CAP / 4) {
+            pthread_mutex_unlock(&q.lock);
+            struct timespec gather = {0, 5 * 1000 * 1000};
+            nanosleep(&gather, NULL);
+            pthread_mutex_lock(&q.lock);
+        }
         if (q.reopen && q.written == q.reopen_at) {
             q.reopen = false;
             pthread_mutex_unlock(&q.lock);
