@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,25 +22,22 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "airlock/jsonload.h"
+
 #define PLACEHOLDER_MIN 16
 #define PLACEHOLDER_MAX 128
 #define SECRET_MAX      (64u << 10)
 #define NAME_MAX_LEN    64
 #define HOST_MAX        253
-#define MAX_ERRORS      100
 #define MAX_FILE_SIZE   (16u << 20)
-#define JSON_PATH_MAX   512
-#define SHOW_MAX        96
 #define SECRET_TOKEN    "{secret}"
 #define NO_MATCH        SIZE_MAX
-
-struct port_range {
-    uint16_t lo, hi;
-};
+/* Every object is sorted to find duplicate keys, however small. */
+#define DUP_PAIRWISE_MAX 1
 
 struct endpoint {
     char *host; /* normalised: lower case, no trailing dot, IPv6 without brackets */
-    struct port_range *ports;
+    struct jsonload_range *ports;
     size_t nports;
 };
 
@@ -74,15 +70,10 @@ struct creds {
     struct creds_provider *providers;
 };
 
-/* Validation state: the snapshot being built, the current JSON path and the error text. */
+/* Validation state: the JSON path and errors, and the snapshot being built. */
 struct loader {
+    struct jsonload j;
     struct creds *c;
-    char path[JSON_PATH_MAX];
-    size_t path_len;
-    struct http_buf err;
-    unsigned nerr;
-    bool oom;
-    bool want_text;
 };
 
 /* ---- secret memory ---- */
@@ -209,188 +200,17 @@ void creds_unref(struct creds *c)
     }
 }
 
-/* ---- error collection ---- */
-
-/* Quote a user string for an error line: printable ASCII as is, the rest escaped, long strings
- * cut, so that a hostile key cannot forge a second line. */
-static const char *show(char buf[SHOW_MAX], const char *s)
-{
-    size_t w = 0;
-    for (; *s && w + 8 < SHOW_MAX; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            buf[w++] = '\\';
-            buf[w++] = (char)ch;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            w += (size_t)snprintf(buf + w, SHOW_MAX - w, "\\x%02x", ch);
-        } else {
-            buf[w++] = (char)ch;
-        }
-    }
-    if (*s) {
-        memcpy(buf + w, "...", 3);
-        w += 3;
-    }
-    buf[w] = '\0';
-    return buf;
-}
-
-/* One error line: "<json path>: <message>". */
-__attribute__((format(printf, 2, 3))) static void fail(struct loader *ld, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    ld->nerr++;
-    if (!ld->want_text || ld->nerr > MAX_ERRORS)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    http_buf_printf(&ld->err, "%s: %s\n", ld->path_len ? ld->path : "(root)", msg);
-}
-
-static bool is_word(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-'))
-            return false;
-    }
-    return true;
-}
-
-static void path_append(struct loader *ld, const char *s)
-{
-    size_t n = strlen(s);
-    if (ld->path_len + n >= sizeof(ld->path))
-        n = sizeof(ld->path) - 1 - ld->path_len;
-    memcpy(ld->path + ld->path_len, s, n);
-    ld->path_len += n;
-    ld->path[ld->path_len] = '\0';
-}
-
-/* Enter ".key", or ["key"] when the key is not a plain word; returns what path_pop restores. */
-static size_t path_key(struct loader *ld, const char *key)
-{
-    size_t old = ld->path_len;
-    char buf[SHOW_MAX];
-    if (is_word(key)) {
-        if (ld->path_len)
-            path_append(ld, ".");
-        path_append(ld, key);
-    } else {
-        path_append(ld, "[\"");
-        path_append(ld, show(buf, key));
-        path_append(ld, "\"]");
-    }
-    return old;
-}
-
-static size_t path_index(struct loader *ld, size_t i)
-{
-    size_t old = ld->path_len;
-    char buf[32];
-    snprintf(buf, sizeof(buf), "[%zu]", i);
-    path_append(ld, buf);
-    return old;
-}
-
-static void path_pop(struct loader *ld, size_t old)
-{
-    ld->path_len = old;
-    ld->path[old] = '\0';
-}
-
-/* fail() at path + "." + key. */
-__attribute__((format(printf, 3, 4))) static void fail_at(struct loader *ld, const char *key,
-                                                          const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    size_t old = path_key(ld, key);
-    fail(ld, "%s", msg);
-    path_pop(ld, old);
-}
-
 static char *dup_str(struct loader *ld, const char *s)
 {
     char *d = strdup(s);
     if (!d)
-        ld->oom = true;
+        ld->j.oom = true;
     return d;
-}
-
-/* ---- JSON helpers ---- */
-
-static int cmp_key(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Unknown keys are errors (a typo such as "endpoint" must not silently drop a binding), and so
- * are duplicates: cJSON keeps both and a lookup sees only the first, so two providers of one
- * name would quietly become one. allowed NULL accepts any key (a map keyed by name). */
-static void check_keys(struct loader *ld, const cJSON *obj, const char *const *allowed)
-{
-    size_t n = 0;
-    for (const cJSON *c = obj->child; c; c = c->next)
-        n++;
-    if (n > 1) {
-        const char **keys = malloc(n * sizeof(*keys));
-        if (!keys) {
-            ld->oom = true;
-            return;
-        }
-        n = 0;
-        for (const cJSON *c = obj->child; c; c = c->next)
-            keys[n++] = c->string;
-        qsort(keys, n, sizeof(*keys), cmp_key);
-        for (size_t i = 1; i < n; i++) {
-            if (strcmp(keys[i - 1], keys[i]) == 0 && (i < 2 || strcmp(keys[i - 2], keys[i]) != 0))
-                fail_at(ld, keys[i], "duplicate key");
-        }
-        free(keys);
-    }
-    if (!allowed)
-        return;
-    for (const cJSON *c = obj->child; c; c = c->next) {
-        bool known = false;
-        for (const char *const *a = allowed; *a; a++)
-            known = known || strcmp(*a, c->string) == 0;
-        if (!known) {
-            char list[128] = "";
-            for (const char *const *a = allowed; *a; a++) {
-                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-                         a == allowed ? "" : ", ", *a);
-            }
-            fail_at(ld, c->string, "unknown key (allowed: %s)", list);
-        }
-    }
 }
 
 static const cJSON *member(const cJSON *obj, const char *key)
 {
     return cJSON_GetObjectItemCaseSensitive(obj, key);
-}
-
-/* A JSON number that is an integer within [lo, hi]. */
-static bool json_int(const cJSON *v, long lo, long hi, long *out)
-{
-    if (!cJSON_IsNumber(v))
-        return false;
-    double d = v->valuedouble;
-    /* Range first: the cast back is defined only for values a long can hold (NaN fails both
-     * comparisons). No floor(), so that creds needs no libm. */
-    if (!(d >= (double)lo && d <= (double)hi) || (double)(long)d != d)
-        return false;
-    *out = (long)d;
-    return true;
 }
 
 /* ---- placeholder ---- */
@@ -417,30 +237,31 @@ static void load_placeholder(struct loader *ld, const cJSON *obj, struct creds_p
 {
     const cJSON *v = member(obj, "placeholder");
     if (!v) {
-        fail_at(ld, "placeholder", "required");
+        jsonload_fail_at(&ld->j, "placeholder", "required");
         return;
     }
     if (!cJSON_IsString(v)) {
-        fail_at(ld, "placeholder", "must be a string");
+        jsonload_fail_at(&ld->j, "placeholder", "must be a string");
         return;
     }
     size_t n = strlen(v->valuestring);
     if (n < PLACEHOLDER_MIN) {
-        fail_at(ld, "placeholder",
-                "is %zu characters long; at least %d are needed so that it cannot occur by "
-                "chance",
-                n, PLACEHOLDER_MIN);
+        jsonload_fail_at(
+            &ld->j, "placeholder",
+            "is %zu characters long; at least %d are needed so that it cannot occur by "
+            "chance",
+            n, PLACEHOLDER_MIN);
         return;
     }
     if (n > PLACEHOLDER_MAX) {
-        fail_at(ld, "placeholder", "is %zu characters long; at most %d are allowed", n,
-                PLACEHOLDER_MAX);
+        jsonload_fail_at(&ld->j, "placeholder", "is %zu characters long; at most %d are allowed", n,
+                         PLACEHOLDER_MAX);
         return;
     }
     /* Only characters that survive every encoding a client may apply (URL, header, base64
      * payload) unchanged, so that a decoded comparison is always byte for byte. */
-    if (!is_word(v->valuestring)) {
-        fail_at(ld, "placeholder", "may contain only letters, digits, '_' and '-'");
+    if (!jsonload_is_word(v->valuestring)) {
+        jsonload_fail_at(&ld->j, "placeholder", "may contain only letters, digits, '_' and '-'");
         return;
     }
     p->placeholder = dup_str(ld, v->valuestring);
@@ -461,7 +282,7 @@ static void check_placeholders(struct loader *ld)
             continue;
         for (size_t i = 0; i < j; i++) {
             const struct creds_provider *a = &c->providers[i];
-            char buf[SHOW_MAX];
+            char buf[JSONLOAD_SHOW_MAX];
             if (!a->placeholder || !a->name)
                 continue;
             const char *why = NULL;
@@ -471,10 +292,11 @@ static void check_placeholders(struct loader *ld)
                      strstr(b->placeholder, a->placeholder))
                 why = "overlaps (one contains the other) the placeholder of provider";
             if (why) {
-                size_t old = path_key(ld, "providers");
-                path_key(ld, b->name ? b->name : "");
-                fail_at(ld, "placeholder", "%s \"%s\"", why, show(buf, a->name));
-                path_pop(ld, old);
+                size_t old = jsonload_key(&ld->j, "providers");
+                jsonload_key(&ld->j, b->name ? b->name : "");
+                jsonload_fail_at(&ld->j, "placeholder", "%s \"%s\"", why,
+                                 jsonload_show(buf, a->name));
+                jsonload_pop(&ld->j, old);
                 break;
             }
         }
@@ -519,24 +341,24 @@ static void set_secret(struct loader *ld, struct creds_provider *p, const char *
                        const char *origin)
 {
     if (len == 0) {
-        fail(ld, "%s is empty", origin);
+        jsonload_fail(&ld->j, "%s is empty", origin);
         return;
     }
     if (len > SECRET_MAX) {
-        fail(ld, "%s is longer than %u bytes", origin, SECRET_MAX);
+        jsonload_fail(&ld->j, "%s is longer than %u bytes", origin, SECRET_MAX);
         return;
     }
     /* The secret goes into header values and request lines: CR or LF would split them (request
      * smuggling), and NUL truncates it for any C consumer. */
     if (memchr(s, '\r', len) || memchr(s, '\n', len) || memchr(s, '\0', len)) {
-        fail(ld, "%s contains CR, LF or NUL, which no header value may carry", origin);
+        jsonload_fail(&ld->j, "%s contains CR, LF or NUL, which no header value may carry", origin);
         return;
     }
     size_t pct_len = pct_encode(s, len, NULL);
     int err = vault_alloc(&p->vault, len + 1 + pct_len + 1);
     if (err) {
-        fail(ld, "cannot allocate memory excluded from core dumps for %s: %s", origin,
-             strerror(-err));
+        jsonload_fail(&ld->j, "cannot allocate memory excluded from core dumps for %s: %s", origin,
+                      strerror(-err));
         return;
     }
     char *base = p->vault.base;
@@ -552,17 +374,17 @@ static void set_secret(struct loader *ld, struct creds_provider *p, const char *
 
 static void secret_from_env(struct loader *ld, const cJSON *v, struct creds_provider *p)
 {
-    char buf[SHOW_MAX], origin[SHOW_MAX + 32];
+    char buf[JSONLOAD_SHOW_MAX], origin[JSONLOAD_SHOW_MAX + 32];
     if (!cJSON_IsString(v) || !*v->valuestring || strchr(v->valuestring, '=')) {
-        fail_at(ld, "env", "must be the name of an environment variable");
+        jsonload_fail_at(&ld->j, "env", "must be the name of an environment variable");
         return;
     }
     const char *name = v->valuestring;
     p->env_var = dup_str(ld, name);
-    snprintf(origin, sizeof(origin), "environment variable %s", show(buf, name));
+    snprintf(origin, sizeof(origin), "environment variable %s", jsonload_show(buf, name));
     const char *value = getenv(name);
     if (!value) {
-        fail(ld, "%s is not set", origin);
+        jsonload_fail(&ld->j, "%s is not set", origin);
         return;
     }
     set_secret(ld, p, value, strlen(value), origin);
@@ -587,18 +409,18 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
 
 static void secret_from_file(struct loader *ld, const cJSON *v, struct creds_provider *p)
 {
-    char buf[SHOW_MAX], origin[SHOW_MAX + 32];
+    char buf[JSONLOAD_SHOW_MAX], origin[JSONLOAD_SHOW_MAX + 32];
     struct vault tmp = {NULL, 0};
     const char *why = NULL;
     ssize_t n = 0;
     struct stat st;
 
     if (!cJSON_IsString(v) || !*v->valuestring) {
-        fail_at(ld, "file", "must be a non-empty path");
+        jsonload_fail_at(&ld->j, "file", "must be a non-empty path");
         return;
     }
     const char *path = v->valuestring;
-    snprintf(origin, sizeof(origin), "file \"%s\"", show(buf, path));
+    snprintf(origin, sizeof(origin), "file \"%s\"", jsonload_show(buf, path));
 
     /* Plain read(2) into pages of our own: stdio would keep a copy in its heap buffer. One byte
      * more than the limit is read to tell a file at the limit from a longer one. */
@@ -618,7 +440,7 @@ static void secret_from_file(struct loader *ld, const cJSON *v, struct creds_pro
     if (fd >= 0)
         close(fd);
     if (why) {
-        fail(ld, "%s: cannot read: %s", origin, why);
+        jsonload_fail(&ld->j, "%s: cannot read: %s", origin, why);
     } else {
         /* Files written by echo or an editor end with a newline that is not part of the
          * secret: drop exactly one; anything else is refused by set_secret. */
@@ -638,28 +460,29 @@ static void load_secret(struct loader *ld, const cJSON *obj, struct creds_provid
     static const char *const keys[] = {"env", "file", NULL};
     const cJSON *v = member(obj, "secret");
     if (!v) {
-        fail_at(ld, "secret", "required: {\"env\": NAME} or {\"file\": PATH}");
+        jsonload_fail_at(&ld->j, "secret", "required: {\"env\": NAME} or {\"file\": PATH}");
         return;
     }
-    size_t old = path_key(ld, "secret");
+    size_t old = jsonload_key(&ld->j, "secret");
     /* Not quoted back: a literal string here is most likely the secret itself. */
     if (!cJSON_IsObject(v)) {
-        fail(ld, "must be {\"env\": NAME} or {\"file\": PATH}, never the secret itself");
-        path_pop(ld, old);
+        jsonload_fail(&ld->j,
+                      "must be {\"env\": NAME} or {\"file\": PATH}, never the secret itself");
+        jsonload_pop(&ld->j, old);
         return;
     }
-    check_keys(ld, v, keys);
+    jsonload_check_keys(&ld->j, v, keys, DUP_PAIRWISE_MAX);
     const cJSON *env = member(v, "env");
     const cJSON *file = member(v, "file");
     if (env && file)
-        fail(ld, "give \"env\" or \"file\", not both");
+        jsonload_fail(&ld->j, "give \"env\" or \"file\", not both");
     else if (!env && !file)
-        fail(ld, "needs \"env\" or \"file\"");
+        jsonload_fail(&ld->j, "needs \"env\" or \"file\"");
     else if (env)
         secret_from_env(ld, env, p);
     else
         secret_from_file(ld, file, p);
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
 }
 
 /* ---- endpoints ---- */
@@ -726,108 +549,28 @@ static bool normalise_host(const char *in, size_t n, char *out, size_t cap, bool
 static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
 {
     const cJSON *v = member(obj, "host");
-    char host[HOST_MAX + 64], buf[SHOW_MAX];
+    char host[HOST_MAX + 64], buf[JSONLOAD_SHOW_MAX];
 
     if (!v) {
-        fail_at(ld, "host", "required");
+        jsonload_fail_at(&ld->j, "host", "required");
         return;
     }
     if (!cJSON_IsString(v) || !*v->valuestring) {
-        fail_at(ld, "host", "must be a non-empty string");
+        jsonload_fail_at(&ld->j, "host", "must be a non-empty string");
         return;
     }
     /* A secret goes to hosts its owner named one by one: a wildcard would hand it to any name
      * under a domain, including ones a third party can register or take over. */
     if (strchr(v->valuestring, '*')) {
-        fail_at(ld, "host", "wildcard hosts are not allowed for credentials");
+        jsonload_fail_at(&ld->j, "host", "wildcard hosts are not allowed for credentials");
         return;
     }
     if (!normalise_host(v->valuestring, strlen(v->valuestring), host, sizeof(host), true)) {
-        fail_at(ld, "host", "\"%s\" is not a host name or IP address", show(buf, v->valuestring));
+        jsonload_fail_at(&ld->j, "host", "\"%s\" is not a host name or IP address",
+                         jsonload_show(buf, v->valuestring));
         return;
     }
     e->host = dup_str(ld, host);
-}
-
-/* "LOW-HIGH": decimal digits only, 1..65535, LOW <= HIGH (the policy's form). */
-static bool parse_range(const char *s, struct port_range *r)
-{
-    unsigned long v[2];
-    for (int i = 0; i < 2; i++) {
-        size_t digits = 0;
-        v[i] = 0;
-        while (s[digits] >= '0' && s[digits] <= '9' && digits < 6) {
-            v[i] = v[i] * 10 + (unsigned long)(s[digits] - '0');
-            digits++;
-        }
-        if (digits == 0 || v[i] < 1 || v[i] > 65535)
-            return false;
-        s += digits;
-        if (i == 0 && *s++ != '-')
-            return false;
-    }
-    if (*s != '\0' || v[0] > v[1])
-        return false;
-    r->lo = (uint16_t)v[0];
-    r->hi = (uint16_t)v[1];
-    return true;
-}
-
-static void load_ports(struct loader *ld, const cJSON *obj, struct endpoint *e)
-{
-    const cJSON *port = member(obj, "port");
-    const cJSON *ports = member(obj, "ports");
-    char buf[SHOW_MAX];
-    long n;
-
-    if (port && ports) {
-        fail_at(ld, "ports", "give \"port\" or \"ports\", not both");
-        return;
-    }
-    if (!port && !ports) {
-        fail(ld, "needs \"port\" or \"ports\"");
-        return;
-    }
-    if (port) {
-        if (!json_int(port, 1, 65535, &n)) {
-            fail_at(ld, "port", "must be an integer from 1 to 65535");
-            return;
-        }
-        e->ports = malloc(sizeof(*e->ports));
-        if (!e->ports) {
-            ld->oom = true;
-            return;
-        }
-        e->ports[0].lo = e->ports[0].hi = (uint16_t)n;
-        e->nports = 1;
-        return;
-    }
-    if (!cJSON_IsArray(ports) || cJSON_GetArraySize(ports) == 0) {
-        fail_at(ld, "ports", "must be a non-empty array of ports and \"LOW-HIGH\" ranges");
-        return;
-    }
-    size_t count = (size_t)cJSON_GetArraySize(ports);
-    e->ports = calloc(count, sizeof(*e->ports));
-    if (!e->ports) {
-        ld->oom = true;
-        return;
-    }
-    size_t i = 0;
-    size_t old = path_key(ld, "ports");
-    for (const cJSON *c = ports->child; c; c = c->next, i++) {
-        size_t o = path_index(ld, i);
-        if (json_int(c, 1, 65535, &n)) {
-            e->ports[i].lo = e->ports[i].hi = (uint16_t)n;
-        } else if (!cJSON_IsString(c)) {
-            fail(ld, "must be an integer from 1 to 65535 or a \"LOW-HIGH\" string");
-        } else if (!parse_range(c->valuestring, &e->ports[i])) {
-            fail(ld, "\"%s\" is not a \"LOW-HIGH\" range of ports 1 to 65535",
-                 show(buf, c->valuestring));
-        }
-        path_pop(ld, o);
-    }
-    path_pop(ld, old);
-    e->nports = count;
 }
 
 static void load_endpoints(struct loader *ld, const cJSON *obj, struct creds_provider *p)
@@ -835,34 +578,36 @@ static void load_endpoints(struct loader *ld, const cJSON *obj, struct creds_pro
     static const char *const keys[] = {"host", "port", "ports", NULL};
     const cJSON *v = member(obj, "endpoints");
     if (!v) {
-        fail_at(ld, "endpoints", "required");
+        jsonload_fail_at(&ld->j, "endpoints", "required");
         return;
     }
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0) {
-        fail_at(ld, "endpoints", "must be a non-empty array of {\"host\", \"port\" or \"ports\"}");
+        jsonload_fail_at(&ld->j, "endpoints",
+                         "must be a non-empty array of {\"host\", \"port\" or \"ports\"}");
         return;
     }
     size_t count = (size_t)cJSON_GetArraySize(v);
     p->endpoints = calloc(count, sizeof(*p->endpoints));
     if (!p->endpoints) {
-        ld->oom = true;
+        ld->j.oom = true;
         return;
     }
     p->nendpoints = count;
-    size_t old = path_key(ld, "endpoints");
+    size_t old = jsonload_key(&ld->j, "endpoints");
     size_t i = 0;
     for (const cJSON *c = v->child; c; c = c->next, i++) {
-        size_t o = path_index(ld, i);
+        size_t o = jsonload_index(&ld->j, i);
         if (!cJSON_IsObject(c)) {
-            fail(ld, "must be an object with \"host\" and \"port\" or \"ports\"");
+            jsonload_fail(&ld->j, "must be an object with \"host\" and \"port\" or \"ports\"");
         } else {
-            check_keys(ld, c, keys);
+            jsonload_check_keys(&ld->j, c, keys, DUP_PAIRWISE_MAX);
             load_host(ld, c, &p->endpoints[i]);
-            load_ports(ld, c, &p->endpoints[i]);
+            struct endpoint *e = &p->endpoints[i];
+            e->nports = jsonload_ports(&ld->j, c, &e->ports);
         }
-        path_pop(ld, o);
+        jsonload_pop(&ld->j, o);
     }
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
 }
 
 /* ---- inject ---- */
@@ -914,30 +659,32 @@ static void load_inject(struct loader *ld, const cJSON *obj, struct creds_provid
 {
     static const char *const keys[] = {"header", "format", NULL};
     const cJSON *v = member(obj, "inject");
-    char buf[SHOW_MAX];
+    char buf[JSONLOAD_SHOW_MAX];
     if (!v)
         return;
-    size_t old = path_key(ld, "inject");
+    size_t old = jsonload_key(&ld->j, "inject");
     if (!cJSON_IsObject(v)) {
-        fail(ld, "must be an object with \"header\" and optionally \"format\"");
+        jsonload_fail(&ld->j, "must be an object with \"header\" and optionally \"format\"");
         goto out;
     }
-    check_keys(ld, v, keys);
+    jsonload_check_keys(&ld->j, v, keys, DUP_PAIRWISE_MAX);
 
     const cJSON *h = member(v, "header");
     if (!h) {
-        fail_at(ld, "header", "required");
+        jsonload_fail_at(&ld->j, "header", "required");
     } else if (!cJSON_IsString(h) || !*h->valuestring) {
-        fail_at(ld, "header", "must be a header field name");
+        jsonload_fail_at(&ld->j, "header", "must be a header field name");
     } else {
         bool token = true;
         for (const char *ch = h->valuestring; *ch; ch++)
             token = token && is_tchar(*ch);
         if (!token)
-            fail_at(ld, "header", "\"%s\" is not a header field name", show(buf, h->valuestring));
+            jsonload_fail_at(&ld->j, "header", "\"%s\" is not a header field name",
+                             jsonload_show(buf, h->valuestring));
         else if (is_reserved_field(h->valuestring))
-            fail_at(ld, "header", "\"%s\" frames the message or is hop-by-hop; it cannot be set",
-                    show(buf, h->valuestring));
+            jsonload_fail_at(&ld->j, "header",
+                             "\"%s\" frames the message or is hop-by-hop; it cannot be set",
+                             jsonload_show(buf, h->valuestring));
         else
             p->inject_header = dup_str(ld, h->valuestring);
     }
@@ -946,21 +693,21 @@ static void load_inject(struct loader *ld, const cJSON *obj, struct creds_provid
     if (!f) {
         p->inject_format = dup_str(ld, SECRET_TOKEN);
     } else if (!cJSON_IsString(f)) {
-        fail_at(ld, "format", "must be a string containing \"" SECRET_TOKEN "\"");
+        jsonload_fail_at(&ld->j, "format", "must be a string containing \"" SECRET_TOKEN "\"");
     } else if (!strstr(f->valuestring, SECRET_TOKEN)) {
-        fail_at(ld, "format", "must contain \"" SECRET_TOKEN "\"");
+        jsonload_fail_at(&ld->j, "format", "must contain \"" SECRET_TOKEN "\"");
     } else {
         bool ctl = false;
         for (const char *ch = f->valuestring; *ch; ch++)
             ctl = ctl || ((unsigned char)*ch < 0x20 && *ch != '\t') || *ch == 0x7f;
         /* The format becomes a header value: CR or LF in it would inject whole fields. */
         if (ctl)
-            fail_at(ld, "format", "must not contain control characters");
+            jsonload_fail_at(&ld->j, "format", "must not contain control characters");
         else
             p->inject_format = dup_str(ld, f->valuestring);
     }
 out:
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
 }
 
 /* ---- load ---- */
@@ -971,7 +718,7 @@ static char *derive_env_var(struct loader *ld, const char *name)
     size_t n = strlen(name);
     char *v = malloc(n + sizeof("_TOKEN"));
     if (!v) {
-        ld->oom = true;
+        ld->j.oom = true;
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -989,17 +736,19 @@ static char *derive_env_var(struct loader *ld, const char *name)
 static void load_provider(struct loader *ld, const cJSON *obj, struct creds_provider *p)
 {
     static const char *const keys[] = {"placeholder", "secret", "endpoints", "inject", NULL};
-    size_t old = path_key(ld, obj->string);
+    size_t old = jsonload_key(&ld->j, obj->string);
 
     /* Names reach logs and environment variable names: keep them plain. */
-    if (!is_word(obj->string) || strlen(obj->string) > NAME_MAX_LEN)
-        fail(ld, "provider names are 1 to %d letters, digits, '_' or '-'", NAME_MAX_LEN);
+    if (!jsonload_is_word(obj->string) || strlen(obj->string) > NAME_MAX_LEN)
+        jsonload_fail(&ld->j, "provider names are 1 to %d letters, digits, '_' or '-'",
+                      NAME_MAX_LEN);
     p->name = dup_str(ld, obj->string);
     if (!cJSON_IsObject(obj)) {
-        fail(ld, "must be an object with \"placeholder\", \"secret\" and \"endpoints\"");
+        jsonload_fail(&ld->j,
+                      "must be an object with \"placeholder\", \"secret\" and \"endpoints\"");
         goto out;
     }
-    check_keys(ld, obj, keys);
+    jsonload_check_keys(&ld->j, obj, keys, DUP_PAIRWISE_MAX);
     load_placeholder(ld, obj, p);
     load_endpoints(ld, obj, p);
     load_inject(ld, obj, p);
@@ -1009,7 +758,7 @@ static void load_provider(struct loader *ld, const cJSON *obj, struct creds_prov
     if (!p->env_var && p->name)
         p->env_var = derive_env_var(ld, p->name);
 out:
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
 }
 
 static void load_root(struct loader *ld, const cJSON *root)
@@ -1018,76 +767,44 @@ static void load_root(struct loader *ld, const cJSON *root)
     long version;
 
     if (!cJSON_IsObject(root)) {
-        fail(ld, "must be an object with \"version\" and \"providers\"");
+        jsonload_fail(&ld->j, "must be an object with \"version\" and \"providers\"");
         return;
     }
-    check_keys(ld, root, keys);
+    jsonload_check_keys(&ld->j, root, keys, DUP_PAIRWISE_MAX);
     const cJSON *v = member(root, "version");
     if (!v)
-        fail_at(ld, "version", "required (1)");
-    else if (!json_int(v, 1, 1, &version))
-        fail_at(ld, "version", "unsupported; must be 1");
+        jsonload_fail_at(&ld->j, "version", "required (1)");
+    else if (!jsonload_int(v, 1, 1, &version))
+        jsonload_fail_at(&ld->j, "version", "unsupported; must be 1");
 
     const cJSON *providers = member(root, "providers");
     if (!providers) {
-        fail_at(ld, "providers", "required");
+        jsonload_fail_at(&ld->j, "providers", "required");
         return;
     }
     if (!cJSON_IsObject(providers)) {
-        fail_at(ld, "providers", "must be an object keyed by provider name");
+        jsonload_fail_at(&ld->j, "providers", "must be an object keyed by provider name");
         return;
     }
     size_t count = (size_t)cJSON_GetArraySize(providers);
     ld->c->providers = calloc(count ? count : 1, sizeof(*ld->c->providers));
     if (!ld->c->providers) {
-        ld->oom = true;
+        ld->j.oom = true;
         return;
     }
-    size_t old = path_key(ld, "providers");
-    check_keys(ld, providers, NULL);
+    size_t old = jsonload_key(&ld->j, "providers");
+    jsonload_check_keys(&ld->j, providers, NULL, DUP_PAIRWISE_MAX);
     for (const cJSON *c = providers->child; c; c = c->next)
         load_provider(ld, c, &ld->c->providers[ld->c->count++]);
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
     check_placeholders(ld);
-}
-
-static void line_col(const char *start, const char *at, int *line, int *col)
-{
-    *line = 1;
-    *col = 1;
-    for (const char *ch = start; ch < at && *ch; ch++) {
-        if (*ch == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
 }
 
 static struct creds *finish(struct loader *ld, char **errors)
 {
-    if (ld->oom) {
-        path_pop(ld, 0);
-        fail(ld, "out of memory");
-    }
-    if (ld->nerr == 0) {
-        http_buf_free(&ld->err);
+    if (jsonload_finish(&ld->j, errors))
         return ld->c;
-    }
-    if (ld->nerr > MAX_ERRORS && ld->want_text)
-        http_buf_printf(&ld->err, "... and %u more errors\n", ld->nerr - MAX_ERRORS);
     creds_free(ld->c);
-    if (errors) {
-        if (ld->err.failed || !ld->err.data) {
-            http_buf_free(&ld->err);
-            *errors = strdup("(root): out of memory\n");
-        } else {
-            *errors = ld->err.data;
-        }
-    } else {
-        http_buf_free(&ld->err);
-    }
     return NULL;
 }
 
@@ -1095,7 +812,7 @@ struct creds *creds_parse(const char *json, size_t len, char **errors)
 {
     struct loader ld;
     memset(&ld, 0, sizeof(ld));
-    ld.want_text = errors != NULL;
+    jsonload_init(&ld.j, errors != NULL);
     if (errors)
         *errors = NULL;
     if (!json) {
@@ -1104,34 +821,23 @@ struct creds *creds_parse(const char *json, size_t len, char **errors)
     }
     ld.c = calloc(1, sizeof(*ld.c));
     if (!ld.c) {
-        ld.oom = true;
+        ld.j.oom = true;
         return finish(&ld, errors);
     }
     atomic_init(&ld.c->refs, 1);
 
-    /* cJSON stops at a NUL; whatever followed it would be silently ignored. */
-    if (memchr(json, '\0', len)) {
-        fail(&ld, "contains a NUL byte");
-        return finish(&ld, errors);
-    }
     /* cJSON wants the text NUL-terminated to refuse trailing garbage, and ours may not be. */
     char *text = malloc(len + 1);
     if (!text) {
-        ld.oom = true;
+        ld.j.oom = true;
         return finish(&ld, errors);
     }
     memcpy(text, json, len);
     text[len] = '\0';
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
-    if (!root) {
-        int line, col;
-        line_col(text, end ? end : text, &line, &col);
-        free(text);
-        fail(&ld, "invalid JSON near line %d, column %d", line, col);
-        return finish(&ld, errors);
-    }
+    cJSON *root = jsonload_parse(&ld.j, text, len);
     free(text);
+    if (!root)
+        return finish(&ld, errors);
     load_root(&ld, root);
     cJSON_Delete(root);
     return finish(&ld, errors);
@@ -1139,7 +845,7 @@ struct creds *creds_parse(const char *json, size_t len, char **errors)
 
 struct creds *creds_load_file(const char *path, char **errors)
 {
-    char buf[SHOW_MAX];
+    char buf[JSONLOAD_SHOW_MAX];
     struct stat st;
     const char *why = NULL;
     char *text = NULL;
@@ -1168,7 +874,7 @@ struct creds *creds_load_file(const char *path, char **errors)
         free(text);
         if (errors) {
             struct http_buf e = {NULL, 0, 0, false};
-            http_buf_printf(&e, "%s: cannot read: %s\n", show(buf, path), why);
+            http_buf_printf(&e, "%s: cannot read: %s\n", jsonload_show(buf, path), why);
             *errors = e.failed ? strdup("(root): out of memory\n") : e.data;
             if (e.failed)
                 http_buf_free(&e);

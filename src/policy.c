@@ -9,10 +9,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <stdalign.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,15 +20,15 @@
 #include <cjson/cJSON.h>
 
 #include "airlock/addr.h"
+#include "airlock/jsonload.h"
 #include "airlock/path.h"
 
 #define HOST_MAX         253
 #define NAME_MAX_LEN     64
-#define MAX_ERRORS       100
 #define MAX_FILE_SIZE    (16u << 20)
 #define ARENA_BLOCK_SIZE (64u << 10)
-#define JSON_PATH_MAX    512
-#define SHOW_MAX         96
+/* Objects with more members than this are sorted to find duplicate keys. */
+#define DUP_PAIRWISE_MAX 16
 
 enum host_kind {
     HOST_EXACT,      /* "api.github.com", "127.0.0.1", "::1" */
@@ -48,10 +46,6 @@ enum access {
 struct rule {
     const char *method; /* NULL for "*" */
     const char *glob;
-};
-
-struct port_range {
-    uint16_t lo, hi;
 };
 
 /* One "binaries" entry: an exact executable, or for a glob entry (a directory followed by a
@@ -72,7 +66,7 @@ struct endpoint {
     bool has_binaries; /* the network policy names binaries */
     uint32_t index;    /* declaration order: earlier wins where an answer names one endpoint */
     size_t nports, nrules, ndeny, nips, nbinaries;
-    const struct port_range *ports;
+    const struct jsonload_range *ports;
     const struct rule *rules;
     const struct rule *deny;
     const struct addr_cidr *ips;
@@ -103,16 +97,10 @@ struct policy {
     bool uses_binaries;
 };
 
-/* Validation state: the snapshot being built, the current JSON path and the error text. */
+/* Validation state: the JSON path and errors, and the snapshot being built. */
 struct loader {
+    struct jsonload j;
     struct policy *p;
-    char path[JSON_PATH_MAX];
-    size_t path_len;
-    char *err;
-    size_t err_len, err_cap;
-    unsigned nerr;
-    bool oom;
-    bool want_text;
     size_t next_endpoint;
 };
 
@@ -131,7 +119,7 @@ static void *arena_alloc(struct loader *ld, size_t size)
         size_t cap = size > ARENA_BLOCK_SIZE ? size : ARENA_BLOCK_SIZE;
         b = calloc(1, sizeof(*b) + cap);
         if (!b) {
-            ld->oom = true;
+            ld->j.oom = true;
             return NULL;
         }
         b->cap = cap;
@@ -167,200 +155,7 @@ static void policy_free(struct policy *p)
     free(p);
 }
 
-/* ---- error collection ---- */
-
-/* Quote a user string for an error line: printable ASCII as is, the rest escaped, long strings
- * cut, so one hostile key cannot forge a second error line. */
-static const char *show(char buf[SHOW_MAX], const char *s)
-{
-    size_t w = 0;
-    for (; *s && w + 8 < SHOW_MAX; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf[w++] = '\\';
-            buf[w++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            w += (size_t)snprintf(buf + w, SHOW_MAX - w, "\\x%02x", c);
-        } else {
-            buf[w++] = (char)c;
-        }
-    }
-    if (*s) {
-        memcpy(buf + w, "...", 3);
-        w += 3;
-    }
-    buf[w] = '\0';
-    return buf;
-}
-
-static void err_append(struct loader *ld, const char *s, size_t n)
-{
-    if (ld->err_len + n + 1 > ld->err_cap) {
-        size_t cap = ld->err_cap ? ld->err_cap * 2 : 1024;
-        while (cap < ld->err_len + n + 1)
-            cap *= 2;
-        char *e = realloc(ld->err, cap);
-        if (!e) {
-            ld->oom = true;
-            return;
-        }
-        ld->err = e;
-        ld->err_cap = cap;
-    }
-    memcpy(ld->err + ld->err_len, s, n);
-    ld->err_len += n;
-    ld->err[ld->err_len] = '\0';
-}
-
-/* One error line: "<json path>: <message>". */
-__attribute__((format(printf, 2, 3))) static void fail(struct loader *ld, const char *fmt, ...)
-{
-    char line[JSON_PATH_MAX + 512];
-    va_list ap;
-
-    ld->nerr++;
-    if (!ld->want_text || ld->nerr > MAX_ERRORS)
-        return;
-    int n = snprintf(line, sizeof(line), "%s: ", ld->path_len ? ld->path : "(root)");
-    va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if ((size_t)n >= sizeof(line) - 1)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    err_append(ld, line, (size_t)n);
-}
-
-static bool is_ident(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-'))
-            return false;
-    }
-    return true;
-}
-
-static void path_append(struct loader *ld, const char *s)
-{
-    size_t n = strlen(s);
-    if (ld->path_len + n >= sizeof(ld->path))
-        n = sizeof(ld->path) - 1 - ld->path_len;
-    memcpy(ld->path + ld->path_len, s, n);
-    ld->path_len += n;
-    ld->path[ld->path_len] = '\0';
-}
-
-/* Enter a key: ".key" (no dot at the root), or ["key"] when the key is not a plain word. Returns
- * the length to restore with path_pop. */
-static size_t path_key(struct loader *ld, const char *key)
-{
-    size_t old = ld->path_len;
-    char buf[SHOW_MAX];
-    if (is_ident(key)) {
-        if (ld->path_len)
-            path_append(ld, ".");
-        path_append(ld, key);
-    } else {
-        path_append(ld, "[\"");
-        path_append(ld, show(buf, key));
-        path_append(ld, "\"]");
-    }
-    return old;
-}
-
-static size_t path_index(struct loader *ld, size_t i)
-{
-    size_t old = ld->path_len;
-    char buf[32];
-    snprintf(buf, sizeof(buf), "[%zu]", i);
-    path_append(ld, buf);
-    return old;
-}
-
-static void path_pop(struct loader *ld, size_t old)
-{
-    ld->path_len = old;
-    ld->path[old] = '\0';
-}
-
-/* fail() at path + "." + key. */
-__attribute__((format(printf, 3, 4))) static void fail_at(struct loader *ld, const char *key,
-                                                          const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    size_t old = path_key(ld, key);
-    fail(ld, "%s", msg);
-    path_pop(ld, old);
-}
-
 /* ---- JSON helpers ---- */
-
-static int cmp_key(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Duplicate keys are errors: cJSON keeps both and a lookup sees only the first, so the policy
- * would silently differ from what a reader of the file believes. Large objects (thousands of
- * policies) are sorted rather than compared pairwise. */
-static void check_duplicates(struct loader *ld, const cJSON *obj)
-{
-    size_t n = 0;
-    for (const cJSON *c = obj->child; c; c = c->next)
-        n++;
-    if (n <= 16) {
-        for (const cJSON *c = obj->child; c; c = c->next) {
-            for (const cJSON *d = obj->child; d != c; d = d->next) {
-                if (strcmp(d->string, c->string) == 0) {
-                    fail_at(ld, c->string, "duplicate key");
-                    break;
-                }
-            }
-        }
-        return;
-    }
-    const char **keys = malloc(n * sizeof(*keys));
-    if (!keys) {
-        ld->oom = true;
-        return;
-    }
-    n = 0;
-    for (const cJSON *c = obj->child; c; c = c->next)
-        keys[n++] = c->string;
-    qsort(keys, n, sizeof(*keys), cmp_key);
-    for (size_t i = 1; i < n; i++) {
-        if (strcmp(keys[i - 1], keys[i]) == 0 && (i < 2 || strcmp(keys[i - 2], keys[i]) != 0))
-            fail_at(ld, keys[i], "duplicate key");
-    }
-    free(keys);
-}
-
-/* Unknown keys are errors: a typo such as "deny_rule" must not silently widen a policy, nor
- * "endpoint" silently narrow it. allowed NULL accepts any key (a map keyed by name). */
-static void check_keys(struct loader *ld, const cJSON *obj, const char *const *allowed)
-{
-    check_duplicates(ld, obj);
-    for (const cJSON *c = obj->child; c; c = c->next) {
-        bool known = allowed == NULL;
-        for (const char *const *a = allowed; a && *a; a++)
-            known = known || strcmp(*a, c->string) == 0;
-        if (!known) {
-            char list[256] = "";
-            for (const char *const *a = allowed; *a; a++) {
-                strncat(list, a == allowed ? "" : ", ", sizeof(list) - strlen(list) - 1);
-                strncat(list, *a, sizeof(list) - strlen(list) - 1);
-            }
-            fail_at(ld, c->string, "unknown key (allowed: %s)", list);
-        }
-    }
-}
 
 static const char *json_type_name(const cJSON *v)
 {
@@ -379,18 +174,6 @@ static const char *json_type_name(const cJSON *v)
     return "invalid";
 }
 
-/* A JSON number that is an integer within [lo, hi]. */
-static bool json_int(const cJSON *v, long lo, long hi, long *out)
-{
-    if (!cJSON_IsNumber(v))
-        return false;
-    double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d) || d < (double)lo || d > (double)hi)
-        return false;
-    *out = (long)d;
-    return true;
-}
-
 /* A string member that must be one of choices; returns its index, -1 when absent, -2 on error. */
 static int json_choice(struct loader *ld, const cJSON *obj, const char *key,
                        const char *const *choices)
@@ -404,15 +187,16 @@ static int json_choice(struct loader *ld, const cJSON *obj, const char *key,
                 return i;
         }
     }
-    char list[128] = "", buf[SHOW_MAX];
+    char list[128] = "", buf[JSONLOAD_SHOW_MAX];
     for (int i = 0; choices[i]; i++) {
         snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s\"%s\"", i ? " or " : "",
                  choices[i]);
     }
     if (cJSON_IsString(v))
-        fail_at(ld, key, "\"%s\" must be %s", show(buf, v->valuestring), list);
+        jsonload_fail_at(&ld->j, key, "\"%s\" must be %s", jsonload_show(buf, v->valuestring),
+                         list);
     else
-        fail_at(ld, key, "must be %s, not %s", list, json_type_name(v));
+        jsonload_fail_at(&ld->j, key, "must be %s, not %s", list, json_type_name(v));
     return -2;
 }
 
@@ -504,55 +288,55 @@ static bool normalise_host(const char *in, char *out, size_t cap, int *family)
 static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "host");
-    char host[HOST_MAX + 64], buf[SHOW_MAX];
+    char host[HOST_MAX + 64], buf[JSONLOAD_SHOW_MAX];
     int family;
 
     if (!v) {
-        fail_at(ld, "host", "required");
+        jsonload_fail_at(&ld->j, "host", "required");
         return;
     }
     if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
-        fail_at(ld, "host", "must be a non-empty string");
+        jsonload_fail_at(&ld->j, "host", "must be a non-empty string");
         return;
     }
     const char *text = v->valuestring;
-    show(buf, text);
+    jsonload_show(buf, text);
 
     if (strchr(text, '*')) {
         if (strcmp(text, "*") == 0 || strcmp(text, "**") == 0 || strcmp(text, "*.") == 0) {
-            fail_at(ld, "host", "bare wildcard \"%s\" would match every host", buf);
+            jsonload_fail_at(&ld->j, "host", "bare wildcard \"%s\" would match every host", buf);
             return;
         }
         size_t stars = text[1] == '*' ? 2 : 1;
         if (text[0] != '*' || text[stars] != '.' || strchr(text + stars, '*')) {
-            fail_at(ld, "host",
-                    "\"%s\": a wildcard is allowed only as the whole first label "
-                    "(\"*.example.com\" or \"**.example.com\")",
-                    buf);
+            jsonload_fail_at(&ld->j, "host",
+                             "\"%s\": a wildcard is allowed only as the whole first label "
+                             "(\"*.example.com\" or \"**.example.com\")",
+                             buf);
             return;
         }
         const char *suffix = text + stars + 1;
         if (!normalise_host(suffix, host, sizeof(host), &family) || family != 0 ||
             dns_labels(host) == 0) {
-            fail_at(ld, "host", "\"%s\": not a valid wildcard host name", buf);
+            jsonload_fail_at(&ld->j, "host", "\"%s\": not a valid wildcard host name", buf);
             return;
         }
         if (dns_labels(host) < 2) {
-            fail_at(ld, "host", "wildcard \"%s\" covers a top-level domain", buf);
+            jsonload_fail_at(&ld->j, "host", "wildcard \"%s\" covers a top-level domain", buf);
             return;
         }
         e->kind = stars == 1 ? HOST_ONE_LABEL : HOST_ANY_LABELS;
     } else {
         if (!normalise_host(text, host, sizeof(host), &family) ||
             (family == 0 && dns_labels(host) == 0)) {
-            fail_at(ld, "host", "\"%s\" is not a host name or IP address", buf);
+            jsonload_fail_at(&ld->j, "host", "\"%s\" is not a host name or IP address", buf);
             return;
         }
         if ((family && is_metadata_ip(host, family)) || (!family && addr_is_metadata_name(host))) {
-            fail_at(ld, "host",
-                    "\"%s\" is a cloud metadata service, which is refused always; "
-                    "remove this endpoint",
-                    buf);
+            jsonload_fail_at(&ld->j, "host",
+                             "\"%s\" is a cloud metadata service, which is refused always; "
+                             "remove this endpoint",
+                             buf);
             return;
         }
         e->kind = HOST_EXACT;
@@ -562,84 +346,18 @@ static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
 
 /* ---- ports ---- */
 
-/* "LOW-HIGH": decimal digits only, 1..65535, LOW <= HIGH. */
-static bool parse_range(const char *s, struct port_range *r)
-{
-    unsigned long v[2];
-    for (int i = 0; i < 2; i++) {
-        size_t digits = 0;
-        v[i] = 0;
-        while (s[digits] >= '0' && s[digits] <= '9' && digits < 6) {
-            v[i] = v[i] * 10 + (unsigned long)(s[digits] - '0');
-            digits++;
-        }
-        if (digits == 0 || v[i] < 1 || v[i] > 65535)
-            return false;
-        s += digits;
-        if (i == 0 && *s++ != '-')
-            return false;
-    }
-    if (*s != '\0' || v[0] > v[1])
-        return false;
-    r->lo = (uint16_t)v[0];
-    r->hi = (uint16_t)v[1];
-    return true;
-}
-
 static void load_ports(struct loader *ld, const cJSON *obj, struct endpoint *e)
 {
-    const cJSON *port = cJSON_GetObjectItemCaseSensitive(obj, "port");
-    const cJSON *ports = cJSON_GetObjectItemCaseSensitive(obj, "ports");
-    char buf[SHOW_MAX];
-    long n;
-
-    if (port && ports) {
-        fail_at(ld, "ports", "give \"port\" or \"ports\", not both");
+    struct jsonload_range *ranges;
+    size_t n = jsonload_ports(&ld->j, obj, &ranges);
+    if (n == 0)
         return;
-    }
-    if (!port && !ports) {
-        fail(ld, "needs \"port\" or \"ports\"");
-        return;
-    }
-    if (port) {
-        if (!json_int(port, 1, 65535, &n)) {
-            fail_at(ld, "port", "must be an integer from 1 to 65535");
-            return;
-        }
-        struct port_range *r = arena_alloc(ld, sizeof(*r));
-        if (r) {
-            r->lo = r->hi = (uint16_t)n;
-            e->ports = r;
-            e->nports = 1;
-        }
-        return;
-    }
-    if (!cJSON_IsArray(ports) || cJSON_GetArraySize(ports) == 0) {
-        fail_at(ld, "ports", "must be a non-empty array of ports and \"LOW-HIGH\" ranges");
-        return;
-    }
-    size_t count = (size_t)cJSON_GetArraySize(ports);
-    struct port_range *r = arena_alloc(ld, count * sizeof(*r));
-    size_t i = 0;
-    size_t old = path_key(ld, "ports");
-    for (const cJSON *c = ports->child; c; c = c->next, i++) {
-        size_t o = path_index(ld, i);
-        struct port_range pr = {0, 0};
-        if (json_int(c, 1, 65535, &n)) {
-            pr.lo = pr.hi = (uint16_t)n;
-        } else if (!cJSON_IsString(c)) {
-            fail(ld, "must be an integer from 1 to 65535 or a \"LOW-HIGH\" string");
-        } else if (!parse_range(c->valuestring, &pr)) {
-            fail(ld, "\"%s\" is not a \"LOW-HIGH\" range of ports 1 to 65535",
-                 show(buf, c->valuestring));
-        }
-        if (r)
-            r[i] = pr;
-        path_pop(ld, o);
-    }
-    path_pop(ld, old);
+    struct jsonload_range *r = arena_alloc(ld, n * sizeof(*r));
+    if (r)
+        memcpy(r, ranges, n * sizeof(*r));
+    free(ranges);
     e->ports = r;
-    e->nports = count;
+    e->nports = n;
 }
 
 /* ---- rules ---- */
@@ -653,56 +371,59 @@ static bool is_tchar(char c)
 
 static void check_method(struct loader *ld, const char *m)
 {
-    char buf[SHOW_MAX];
+    char buf[JSONLOAD_SHOW_MAX];
     if (strcmp(m, "*") == 0)
         return;
     bool lower = false;
     for (const char *c = m; *c; c++) {
         if (!is_tchar(*c) || *c == '*') {
-            fail_at(ld, "method", "\"%s\" is not a method name (or \"*\" for any)", show(buf, m));
+            jsonload_fail_at(&ld->j, "method", "\"%s\" is not a method name (or \"*\" for any)",
+                             jsonload_show(buf, m));
             return;
         }
         lower = lower || (*c >= 'a' && *c <= 'z');
     }
     if (*m == '\0') {
-        fail_at(ld, "method", "must not be empty");
+        jsonload_fail_at(&ld->j, "method", "must not be empty");
     } else if (lower) {
         /* Methods are case-sensitive (RFC 9110 §9.1): "delete" in a deny rule would not stop
          * DELETE, so a lower-case name is almost surely a typo that widens the policy. */
-        fail_at(ld, "method", "\"%s\": methods are case-sensitive; write them in upper case",
-                show(buf, m));
+        jsonload_fail_at(&ld->j, "method",
+                         "\"%s\": methods are case-sensitive; write them in upper case",
+                         jsonload_show(buf, m));
     }
 }
 
 /* Explain why path_glob_valid refused a glob. */
 static void fail_glob(struct loader *ld, const char *glob)
 {
-    char buf[SHOW_MAX], canon[PATH_MAX_LEN + 1], cbuf[SHOW_MAX];
+    char buf[JSONLOAD_SHOW_MAX], canon[PATH_MAX_LEN + 1], cbuf[JSONLOAD_SHOW_MAX];
     bool has_query = false;
     const char *dd = strstr(glob, "**");
 
     if (glob[0] != '/') {
-        fail_at(ld, "path", "\"%s\" must start with '/'", show(buf, glob));
+        jsonload_fail_at(&ld->j, "path", "\"%s\" must start with '/'", jsonload_show(buf, glob));
         return;
     }
     for (; dd; dd = strstr(dd + 2, "**")) {
         if (dd[-1] != '/' || (dd[2] != '/' && dd[2] != '\0')) {
-            fail_at(ld, "path", "\"%s\": '**' is allowed only as a whole segment", show(buf, glob));
+            jsonload_fail_at(&ld->j, "path", "\"%s\": '**' is allowed only as a whole segment",
+                             jsonload_show(buf, glob));
             return;
         }
     }
     if (path_canonicalize(glob, strlen(glob), canon, sizeof(canon), NULL, 0, &has_query) ==
             PATH_OK &&
         !has_query) {
-        fail_at(ld, "path",
-                "\"%s\" is not in canonical form, so it could never match; write \"%s\"",
-                show(buf, glob), show(cbuf, canon));
+        jsonload_fail_at(&ld->j, "path",
+                         "\"%s\" is not in canonical form, so it could never match; write \"%s\"",
+                         jsonload_show(buf, glob), jsonload_show(cbuf, canon));
         return;
     }
-    fail_at(ld, "path",
-            "\"%s\" is not a valid path glob (a query, '#', a space, a control "
-            "character, a backslash, an invalid or refused escape, or above the root)",
-            show(buf, glob));
+    jsonload_fail_at(&ld->j, "path",
+                     "\"%s\" is not a valid path glob (a query, '#', a space, a control "
+                     "character, a backslash, an invalid or refused escape, or above the root)",
+                     jsonload_show(buf, glob));
 }
 
 static const struct rule *load_rules(struct loader *ld, const cJSON *obj, const char *key,
@@ -714,33 +435,33 @@ static const struct rule *load_rules(struct loader *ld, const cJSON *obj, const 
     if (!arr)
         return NULL;
     if (!cJSON_IsArray(arr)) {
-        fail_at(ld, key, "must be an array of {\"method\": ..., \"path\": ...}");
+        jsonload_fail_at(&ld->j, key, "must be an array of {\"method\": ..., \"path\": ...}");
         return NULL;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr);
     struct rule *rules = arena_alloc(ld, n * sizeof(*rules));
-    size_t old = path_key(ld, key), i = 0;
+    size_t old = jsonload_key(&ld->j, key), i = 0;
     for (const cJSON *c = arr->child; c; c = c->next, i++) {
-        size_t o = path_index(ld, i);
+        size_t o = jsonload_index(&ld->j, i);
         struct rule r = {NULL, NULL};
         if (!cJSON_IsObject(c)) {
-            fail(ld, "must be an object {\"method\": ..., \"path\": ...}");
-            path_pop(ld, o);
+            jsonload_fail(&ld->j, "must be an object {\"method\": ..., \"path\": ...}");
+            jsonload_pop(&ld->j, o);
             continue;
         }
-        check_keys(ld, c, keys);
+        jsonload_check_keys(&ld->j, c, keys, DUP_PAIRWISE_MAX);
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "method");
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(c, "path");
         if (!m)
-            fail_at(ld, "method", "required");
+            jsonload_fail_at(&ld->j, "method", "required");
         else if (!cJSON_IsString(m))
-            fail_at(ld, "method", "must be a string");
+            jsonload_fail_at(&ld->j, "method", "must be a string");
         else
             check_method(ld, m->valuestring);
         if (!p)
-            fail_at(ld, "path", "required");
+            jsonload_fail_at(&ld->j, "path", "required");
         else if (!cJSON_IsString(p))
-            fail_at(ld, "path", "must be a string");
+            jsonload_fail_at(&ld->j, "path", "must be a string");
         else if (!path_glob_valid(p->valuestring))
             fail_glob(ld, p->valuestring);
         if (cJSON_IsString(m) && strcmp(m->valuestring, "*") != 0)
@@ -749,9 +470,9 @@ static const struct rule *load_rules(struct loader *ld, const cJSON *obj, const 
             r.glob = arena_strndup(ld, p->valuestring, strlen(p->valuestring));
         if (rules)
             rules[i] = r;
-        path_pop(ld, o);
+        jsonload_pop(&ld->j, o);
     }
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
     *count = n;
     return rules;
 }
@@ -759,30 +480,31 @@ static const struct rule *load_rules(struct loader *ld, const cJSON *obj, const 
 static void load_ips(struct loader *ld, const cJSON *obj, struct endpoint *e)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, "allowed_ips");
-    char buf[SHOW_MAX];
+    char buf[JSONLOAD_SHOW_MAX];
     if (!arr)
         return;
     if (!cJSON_IsArray(arr)) {
-        fail_at(ld, "allowed_ips", "must be an array of CIDR strings such as \"10.0.0.0/8\"");
+        jsonload_fail_at(&ld->j, "allowed_ips",
+                         "must be an array of CIDR strings such as \"10.0.0.0/8\"");
         return;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr);
     struct addr_cidr *ips = arena_alloc(ld, n * sizeof(*ips));
-    size_t old = path_key(ld, "allowed_ips"), i = 0;
+    size_t old = jsonload_key(&ld->j, "allowed_ips"), i = 0;
     for (const cJSON *c = arr->child; c; c = c->next, i++) {
-        size_t o = path_index(ld, i);
+        size_t o = jsonload_index(&ld->j, i);
         struct addr_cidr cidr;
         memset(&cidr, 0, sizeof(cidr));
         if (!cJSON_IsString(c))
-            fail(ld, "must be a CIDR string such as \"10.0.0.0/8\"");
+            jsonload_fail(&ld->j, "must be a CIDR string such as \"10.0.0.0/8\"");
         else if (addr_cidr_parse(c->valuestring, &cidr) != 0)
-            fail(ld, "\"%s\" is not an address or CIDR block (host bits must be zero)",
-                 show(buf, c->valuestring));
+            jsonload_fail(&ld->j, "\"%s\" is not an address or CIDR block (host bits must be zero)",
+                          jsonload_show(buf, c->valuestring));
         if (ips)
             ips[i] = cidr;
-        path_pop(ld, o);
+        jsonload_pop(&ld->j, o);
     }
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
     e->ips = ips;
     e->nips = n;
 }
@@ -799,10 +521,10 @@ static void load_endpoint(struct loader *ld, const cJSON *obj, struct endpoint *
     static const char *const accesses[] = {"read-only", "read-write", "full", NULL};
 
     if (!cJSON_IsObject(obj)) {
-        fail(ld, "must be an object");
+        jsonload_fail(&ld->j, "must be an object");
         return;
     }
-    check_keys(ld, obj, keys);
+    jsonload_check_keys(&ld->j, obj, keys, DUP_PAIRWISE_MAX);
     load_host(ld, obj, e);
     load_ports(ld, obj, e);
 
@@ -825,15 +547,16 @@ static void load_endpoint(struct loader *ld, const cJSON *obj, struct endpoint *
         static const char *const l7[] = {"access", "rules", "deny_rules"};
         for (size_t i = 0; i < 3; i++) {
             if (cJSON_GetObjectItemCaseSensitive(obj, l7[i]))
-                fail_at(ld, l7[i], "a tcp endpoint is not parsed, so it takes no \"%s\"", l7[i]);
+                jsonload_fail_at(&ld->j, l7[i],
+                                 "a tcp endpoint is not parsed, so it takes no \"%s\"", l7[i]);
         }
         if (e->audit)
-            fail_at(ld, "enforcement",
-                    "audit applies to HTTP rules, which a tcp endpoint does not have");
+            jsonload_fail_at(&ld->j, "enforcement",
+                             "audit applies to HTTP rules, which a tcp endpoint does not have");
     } else if (proto != -2 && acc == -1 && e->nrules == 0) {
         const cJSON *rules = cJSON_GetObjectItemCaseSensitive(obj, "rules");
         if (!rules || cJSON_IsArray(rules))
-            fail(ld, "a rest endpoint needs \"access\" or \"rules\"");
+            jsonload_fail(&ld->j, "a rest endpoint needs \"access\" or \"rules\"");
     }
 }
 
@@ -855,27 +578,29 @@ static bool has_dot_or_empty_segment(const char *p)
  * A path that does not exist here is kept as written. */
 static void load_binary(struct loader *ld, const char *text, struct binary *b)
 {
-    char buf[SHOW_MAX], dir[PATH_MAX];
+    char buf[JSONLOAD_SHOW_MAX], dir[PATH_MAX];
     size_t n = strlen(text);
     bool subtree = n >= 3 && strcmp(text + n - 3, "/**") == 0;
     size_t base = subtree ? n - 3 : n;
 
     if (text[0] != '/') {
-        fail(ld, "\"%s\" must be an absolute path", show(buf, text));
+        jsonload_fail(&ld->j, "\"%s\" must be an absolute path", jsonload_show(buf, text));
         return;
     }
     if (memchr(text, '*', base)) {
-        fail(ld, "\"%s\": a wildcard is allowed only as a trailing \"/**\"", show(buf, text));
+        jsonload_fail(&ld->j, "\"%s\": a wildcard is allowed only as a trailing \"/**\"",
+                      jsonload_show(buf, text));
         return;
     }
     if (base >= sizeof(dir)) {
-        fail(ld, "\"%s\" is too long", show(buf, text));
+        jsonload_fail(&ld->j, "\"%s\" is too long", jsonload_show(buf, text));
         return;
     }
     memcpy(dir, text, base);
     dir[base] = '\0';
     if (base > 0 && has_dot_or_empty_segment(dir)) {
-        fail(ld, "\"%s\" must not contain empty, \".\" or \"..\" segments", show(buf, text));
+        jsonload_fail(&ld->j, "\"%s\" must not contain empty, \".\" or \"..\" segments",
+                      jsonload_show(buf, text));
         return;
     }
 
@@ -909,25 +634,26 @@ static const struct binary *load_binaries(struct loader *ld, const cJSON *obj, s
     if (!arr)
         return NULL;
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0) {
-        fail_at(ld, "binaries",
-                "must be a non-empty array of absolute paths (omit it to allow any process)");
+        jsonload_fail_at(
+            &ld->j, "binaries",
+            "must be a non-empty array of absolute paths (omit it to allow any process)");
         return NULL;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr);
     struct binary *bins = arena_alloc(ld, n * sizeof(*bins));
-    size_t old = path_key(ld, "binaries"), i = 0;
+    size_t old = jsonload_key(&ld->j, "binaries"), i = 0;
     for (const cJSON *c = arr->child; c; c = c->next, i++) {
-        size_t o = path_index(ld, i);
+        size_t o = jsonload_index(&ld->j, i);
         struct binary b = {NULL, 0, false};
         if (!cJSON_IsString(c))
-            fail(ld, "must be a string");
+            jsonload_fail(&ld->j, "must be a string");
         else
             load_binary(ld, c->valuestring, &b);
         if (bins)
             bins[i] = b;
-        path_pop(ld, o);
+        jsonload_pop(&ld->j, o);
     }
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
     *count = n;
     ld->p->uses_binaries = true;
     return bins;
@@ -938,15 +664,15 @@ static void load_network_policy(struct loader *ld, const cJSON *obj)
     static const char *const keys[] = {"endpoints", "binaries", NULL};
     const char *name = obj->string;
 
-    size_t old = path_key(ld, name);
-    if (!is_ident(name) || strlen(name) > NAME_MAX_LEN)
-        fail(ld, "policy names are 1 to %d letters, digits, '_' or '-'", NAME_MAX_LEN);
+    size_t old = jsonload_key(&ld->j, name);
+    if (!jsonload_is_word(name) || strlen(name) > NAME_MAX_LEN)
+        jsonload_fail(&ld->j, "policy names are 1 to %d letters, digits, '_' or '-'", NAME_MAX_LEN);
     if (!cJSON_IsObject(obj)) {
-        fail(ld, "must be an object with \"endpoints\"");
-        path_pop(ld, old);
+        jsonload_fail(&ld->j, "must be an object with \"endpoints\"");
+        jsonload_pop(&ld->j, old);
         return;
     }
-    check_keys(ld, obj, keys);
+    jsonload_check_keys(&ld->j, obj, keys, DUP_PAIRWISE_MAX);
 
     const char *stored = arena_strndup(ld, name, strlen(name));
     size_t nbins;
@@ -955,13 +681,13 @@ static void load_network_policy(struct loader *ld, const cJSON *obj)
 
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(obj, "endpoints");
     if (!eps) {
-        fail_at(ld, "endpoints", "required");
+        jsonload_fail_at(&ld->j, "endpoints", "required");
     } else if (!cJSON_IsArray(eps) || cJSON_GetArraySize(eps) == 0) {
-        fail_at(ld, "endpoints", "must be a non-empty array of endpoint objects");
+        jsonload_fail_at(&ld->j, "endpoints", "must be a non-empty array of endpoint objects");
     } else {
-        size_t o = path_key(ld, "endpoints"), i = 0;
+        size_t o = jsonload_key(&ld->j, "endpoints"), i = 0;
         for (const cJSON *c = eps->child; c; c = c->next, i++) {
-            size_t oi = path_index(ld, i);
+            size_t oi = jsonload_index(&ld->j, i);
             struct endpoint *e = &ld->p->endpoints[ld->next_endpoint];
             e->index = (uint32_t)ld->next_endpoint++;
             e->policy_name = stored;
@@ -969,11 +695,11 @@ static void load_network_policy(struct loader *ld, const cJSON *obj)
             e->nbinaries = nbins;
             e->has_binaries = has_binaries;
             load_endpoint(ld, c, e);
-            path_pop(ld, oi);
+            jsonload_pop(&ld->j, oi);
         }
-        path_pop(ld, o);
+        jsonload_pop(&ld->j, o);
     }
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
 }
 
 /* ---- index ---- */
@@ -1060,44 +786,30 @@ static const struct slot *find_slot(const struct policy *p, const char *key)
 
 /* ---- load ---- */
 
-static void line_col(const char *start, const char *at, int *line, int *col)
-{
-    *line = 1;
-    *col = 1;
-    for (const char *c = start; c < at && *c; c++) {
-        if (*c == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
-}
-
 static void load_root(struct loader *ld, const cJSON *root)
 {
     static const char *const keys[] = {"version", "network_policies", NULL};
 
     if (!cJSON_IsObject(root)) {
-        fail(ld, "must be an object with \"version\" and \"network_policies\"");
+        jsonload_fail(&ld->j, "must be an object with \"version\" and \"network_policies\"");
         return;
     }
-    check_keys(ld, root, keys);
+    jsonload_check_keys(&ld->j, root, keys, DUP_PAIRWISE_MAX);
 
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
     long v;
     if (!version)
-        fail_at(ld, "version", "required (1)");
-    else if (!json_int(version, 1, 1, &v))
-        fail_at(ld, "version", "unsupported; must be 1");
+        jsonload_fail_at(&ld->j, "version", "required (1)");
+    else if (!jsonload_int(version, 1, 1, &v))
+        jsonload_fail_at(&ld->j, "version", "unsupported; must be 1");
 
     const cJSON *np = cJSON_GetObjectItemCaseSensitive(root, "network_policies");
     if (!np) {
-        fail_at(ld, "network_policies", "required");
+        jsonload_fail_at(&ld->j, "network_policies", "required");
         return;
     }
     if (!cJSON_IsObject(np)) {
-        fail_at(ld, "network_policies", "must be an object keyed by policy name");
+        jsonload_fail_at(&ld->j, "network_policies", "must be an object keyed by policy name");
         return;
     }
 
@@ -1109,7 +821,7 @@ static void load_root(struct loader *ld, const cJSON *root)
             total += (size_t)cJSON_GetArraySize(eps);
     }
     if (total > UINT32_MAX / 2) {
-        fail_at(ld, "network_policies", "too many endpoints");
+        jsonload_fail_at(&ld->j, "network_policies", "too many endpoints");
         return;
     }
     ld->p->endpoints = arena_alloc(ld, (total ? total : 1) * sizeof(struct endpoint));
@@ -1117,40 +829,19 @@ static void load_root(struct loader *ld, const cJSON *root)
         return;
     memset(ld->p->endpoints, 0, (total ? total : 1) * sizeof(struct endpoint));
 
-    size_t old = path_key(ld, "network_policies");
-    check_keys(ld, np, NULL);
+    size_t old = jsonload_key(&ld->j, "network_policies");
+    jsonload_check_keys(&ld->j, np, NULL, DUP_PAIRWISE_MAX);
     for (const cJSON *pol = np->child; pol; pol = pol->next)
         load_network_policy(ld, pol);
-    path_pop(ld, old);
+    jsonload_pop(&ld->j, old);
     ld->p->nendpoints = ld->next_endpoint;
 }
 
 static struct policy *finish(struct loader *ld, char **errors)
 {
-    if (ld->oom) {
-        ld->path_len = 0;
-        ld->path[0] = '\0';
-        fail(ld, "out of memory");
-    }
-    if (ld->nerr == 0 && !ld->oom) {
-        free(ld->err);
-        if (errors)
-            *errors = NULL;
+    if (jsonload_finish(&ld->j, errors))
         return ld->p;
-    }
-    if (ld->nerr > MAX_ERRORS && ld->want_text) {
-        char line[64];
-        int n = snprintf(line, sizeof(line), "... and %u more errors\n", ld->nerr - MAX_ERRORS);
-        err_append(ld, line, (size_t)n);
-    }
     policy_free(ld->p);
-    if (errors) {
-        *errors = ld->err;
-        if (!*errors)
-            *errors = strdup("(root): out of memory\n");
-    } else {
-        free(ld->err);
-    }
     return NULL;
 }
 
@@ -1162,47 +853,37 @@ struct policy *policy_parse(const char *json, size_t len, char **errors)
         json = "";
         len = 0;
     }
-    ld.want_text = errors != NULL;
+    jsonload_init(&ld.j, errors != NULL);
     if (errors)
         *errors = NULL;
 
     ld.p = calloc(1, sizeof(*ld.p));
     if (!ld.p) {
-        ld.oom = true;
+        ld.j.oom = true;
         return finish(&ld, errors);
     }
     atomic_init(&ld.p->refs, 1);
     ld.p->source = malloc(len + 1);
     if (!ld.p->source) {
-        ld.oom = true;
+        ld.j.oom = true;
         return finish(&ld, errors);
     }
     memcpy(ld.p->source, json, len);
     ld.p->source[len] = '\0';
 
-    /* cJSON stops at a NUL; whatever followed it would be silently ignored. */
-    if (memchr(json, '\0', len)) {
-        fail(&ld, "contains a NUL byte");
+    cJSON *root = jsonload_parse(&ld.j, ld.p->source, len);
+    if (!root)
         return finish(&ld, errors);
-    }
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(ld.p->source, &end, 1);
-    if (!root) {
-        int line, col;
-        line_col(ld.p->source, end ? end : ld.p->source, &line, &col);
-        fail(&ld, "invalid JSON near line %d, column %d", line, col);
-        return finish(&ld, errors);
-    }
     load_root(&ld, root);
     cJSON_Delete(root);
-    if (ld.nerr == 0 && !ld.oom && build_index(&ld) != 0)
-        ld.oom = true;
+    if (ld.j.nerr == 0 && !ld.j.oom && build_index(&ld) != 0)
+        ld.j.oom = true;
     return finish(&ld, errors);
 }
 
 struct policy *policy_load_file(const char *path, char **errors)
 {
-    char buf[SHOW_MAX], line[SHOW_MAX + 128];
+    char buf[JSONLOAD_SHOW_MAX], line[JSONLOAD_SHOW_MAX + 128];
     struct stat st;
     FILE *f = fopen(path, "rb");
     const char *why = NULL;
@@ -1228,7 +909,7 @@ struct policy *policy_load_file(const char *path, char **errors)
     if (why) {
         free(text);
         if (errors) {
-            snprintf(line, sizeof(line), "%s: cannot read: %s\n", show(buf, path), why);
+            snprintf(line, sizeof(line), "%s: cannot read: %s\n", jsonload_show(buf, path), why);
             *errors = strdup(line);
         }
         return NULL;
