@@ -662,8 +662,8 @@ static int on_resp_head(void *owner, struct http_head *head)
         if (head->chunked && !client_http10) {
             ex->resp_chunked_out = true;
         } else {
-            /* Read until close (RFC 9112 §6.3): the client sees the same framing. */
-            ex->resp_until_close = !head->chunked;
+            /* Read until close (RFC 9112 §6.3), or chunked to an HTTP/1.0 client, which gets
+             * the decoded body ended by our close: either way the connection ends with it. */
             ex->close_after = true;
         }
     }

@@ -28,7 +28,7 @@ struct creds_provider;
 #define CONN_HIGH_WATER (256 * 1024)
 #define CONN_LOW_WATER  (64 * 1024)
 #define CONN_READ_BUF   (64 * 1024) /* per worker: one socket read */
-#define CONN_PLAIN_BUF  (16 * 1024) /* per worker: one TLS record of plaintext */
+#define CONN_PLAIN_BUF  (16 * 1024) /* one TLS record of plaintext (on the stack) */
 
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every
  * connection on this loop shares (a read callback consumes its buffer before returning). */
@@ -45,7 +45,6 @@ struct worker {
     bool draining, stopping;
     unsigned seen_reload; /* the reload generation this worker has applied */
     char read_buf[CONN_READ_BUF];
-    char plain_buf[CONN_PLAIN_BUF];
     char out_buf[CONN_READ_BUF];
     uv_idle_t kick;     /* runs deferred side releases (see conn_release) */
     struct conn *kicks; /* connections with a side to resume */
@@ -104,7 +103,6 @@ struct exchange {
     bool req_chunked_out;  /* we re-chunk the request body upstream */
     bool resp_chunked_out; /* we re-chunk the response body to the client */
     bool resp_head_sent;   /* a final response head went to the client */
-    bool resp_until_close; /* the response body ends when the upstream closes */
     bool close_after;      /* Connection: close from either side, or HTTP/1.0 */
     bool upgrade_asked;    /* a websocket upgrade the client asked for, forwarded upstream */
     bool head_request;     /* HEAD: the response has no body */
@@ -132,7 +130,6 @@ struct conn {
     enum conn_state state;
     struct side sides[2];
     uv_timer_t timer;
-    uint64_t timer_deadline_ms; /* 0 = none */
     uint64_t timeout_ms;        /* the idle timeout the timer enforces now */
     const char *timeout_reason;
     int timeout_status; /* answered when the timer fires (408, 504, 502) or 0 */

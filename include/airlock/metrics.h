@@ -31,7 +31,6 @@ enum metric_counter {
     M_FINDINGS,
     M_POLICY_RELOADS_OK,
     M_POLICY_RELOADS_FAILED,
-    M_LOG_DROPPED_UNUSED, /* rendered from log_dropped() */
     M_COUNTER_COUNT
 };
 
