@@ -64,14 +64,14 @@ const char *conn_state_name(enum conn_state s);
 
 enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
 
-#define SIDE_F_OPEN      0x01 /* the tcp handle is initialised */
-#define SIDE_F_CONNECTED 0x02 /* reads and writes may be issued */
-#define SIDE_F_READING   0x04 /* uv_read_start is in effect */
-#define SIDE_F_PAUSED    0x08 /* backpressure: the other side's writes are above high water */
-#define SIDE_F_HELD      0x10 /* the parser holds: bytes wait in the stash */
-#define SIDE_F_EOF       0x20 /* the peer finished sending (TCP FIN or close_notify) */
-#define SIDE_F_SHUT      0x40 /* we sent our close_notify and FIN */
-#define SIDE_F_KICK      0x80 /* queued to resume on the next loop turn */
+#define SIDE_F_OPEN      0x01  /* the tcp handle is initialised */
+#define SIDE_F_CONNECTED 0x02  /* reads and writes may be issued */
+#define SIDE_F_READING   0x04  /* uv_read_start is in effect */
+#define SIDE_F_PAUSED    0x08  /* backpressure: the other side's writes are above high water */
+#define SIDE_F_HELD      0x10  /* the parser holds: bytes wait in the stash */
+#define SIDE_F_EOF       0x20  /* the peer finished sending (TCP FIN or close_notify) */
+#define SIDE_F_SHUT      0x40  /* we sent our close_notify and FIN */
+#define SIDE_F_KICK      0x80  /* queued to resume on the next loop turn */
 #define SIDE_F_DIRTY     0x100 /* TLS output waits for the end of the read (corked) */
 
 struct side {
@@ -91,7 +91,7 @@ struct side {
 #define CONN_F_KICKED               0x10 /* on the worker's kick list */
 #define CONN_F_RESUME_AFTER_UPGRADE 0x20 /* the client's upgrade was refused: parse HTTP on */
 #define CONN_F_UPGRADE_GAUGE        0x40 /* counted in the upgrades-active gauge */
-#define CONN_F_CORKED  0x80 /* inside a read callback: TLS output is flushed at its end */
+#define CONN_F_CORKED               0x80 /* inside a read callback: TLS output is flushed at its end */
 
 /* One HTTP exchange inside the connection (relay.c). */
 struct exchange {
@@ -107,9 +107,9 @@ struct exchange {
     bool upgrade_asked;    /* a websocket upgrade the client asked for, forwarded upstream */
     bool head_request;     /* HEAD: the response has no body */
     bool audit;
-    bool interim;  /* the response being parsed is a 1xx */
-    bool upgraded; /* a valid 101 went to the client */
-    bool logged;   /* the request's line is written */
+    bool interim;             /* the response being parsed is a 1xx */
+    bool upgraded;            /* a valid 101 went to the client */
+    bool logged;              /* the request's line is written */
     const char *audit_reason; /* why the policy would have refused (audit), static */
     int status;
     uint64_t sent_at;   /* loop time the request head went upstream (time to first byte) */
@@ -130,7 +130,7 @@ struct conn {
     enum conn_state state;
     struct side sides[2];
     uv_timer_t timer;
-    uint64_t timeout_ms;        /* the idle timeout the timer enforces now */
+    uint64_t timeout_ms; /* the idle timeout the timer enforces now */
     const char *timeout_reason;
     int timeout_status; /* answered when the timer fires (408, 504, 502) or 0 */
     uint64_t last_activity;
