@@ -5,6 +5,7 @@
  * lenient flag is ever set), and every HTTP_ERROR leaves an error_status and a static reason. */
 #include "airlock/http.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +27,19 @@ enum {
 
 static const struct http_parser_cbs no_cbs;
 
+const struct http_limits http_default_limits = {
+    .field_size = HTTP_FIELD_SIZE_DEFAULT,
+    .fields = HTTP_FIELDS_DEFAULT,
+    .chunk_ext = HTTP_CHUNK_EXT_DEFAULT,
+};
+
 /* Records the first error only: a later llhttp error is a consequence of it. */
 static int fail(struct http_parser *p, int status, const char *reason)
 {
+    /* After the head the client already has its request under way: a trailer section over a
+     * limit is a malformed request (400), not a head to shorten (431). */
+    if (p->in_trailers && status == 431)
+        status = 400;
     if (!p->error_status) {
         /* A bad upstream message is the upstream's fault, not the client's: the client gets
          * 502 Bad Gateway (RFC 9110 §15.6.3) whatever limit the response broke. */
@@ -117,20 +128,99 @@ static const char *take(char **out, const char **in, size_t len)
     return s;
 }
 
-/* Turn the head under construction into one allocation: struct, fields array, strings. */
+static bool is_tchar(unsigned char c)
+{
+    /* RFC 9110 §5.6.2 */
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool is_ows(char c);
+
+/* codings as append_codings writes them: "chunked" alone or after ", " */
+static bool ends_with_chunked(const char *codings)
+{
+    size_t n = strlen(codings);
+
+    return n >= 7 && strcmp(codings + n - 7, "chunked") == 0 && (n == 7 || codings[n - 8] == ' ');
+}
+
+/* Append the codings of one Transfer-Encoding value to out (lower case, ", " between them).
+ * false when an element is not a bare token (parameters are refused: no registered coding has
+ * one) or chunked is not the last coding. */
+static bool append_codings(const char *v, size_t len, char *out, size_t *out_len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        size_t start, end;
+
+        while (i < len && (is_ows(v[i]) || v[i] == ','))
+            i++;
+        if (i == len)
+            break;
+        start = i;
+        while (i < len && v[i] != ',')
+            i++;
+        end = i;
+        while (end > start && is_ows(v[end - 1]))
+            end--;
+        /* chunked applied already, then another coding (or chunked twice) */
+        if (ends_with_chunked(out))
+            return false;
+        if (*out_len) {
+            memcpy(out + *out_len, ", ", 2);
+            *out_len += 2;
+        }
+        for (size_t k = start; k < end; k++) {
+            if (!is_tchar((unsigned char)v[k]))
+                return false;
+            out[(*out_len)++] = (char)tolower((unsigned char)v[k]);
+        }
+        out[*out_len] = '\0';
+    }
+    return true;
+}
+
+static bool piece_is(const char *piece, size_t len, const char *name)
+{
+    return len == strlen(name) && strncasecmp(piece, name, len) == 0;
+}
+
+/* Bytes the normalised transfer codings of the head under construction may need. */
+static size_t codings_room(const struct http_parser *p)
+{
+    const struct http_head *b = p->building;
+    const char *in = p->arena + b->method_len + b->target_len + b->reason_len;
+    size_t room = 0;
+
+    if (p->in_trailers)
+        return 0;
+    for (size_t i = 0; i < b->nfields; i++) {
+        if (piece_is(in, b->fields[i].name_len, "transfer-encoding"))
+            room += 2 * b->fields[i].value_len + 2; /* "a,b" may become "a, b" */
+        in += b->fields[i].name_len + b->fields[i].value_len;
+    }
+    return room ? room + 1 : 0;
+}
+
+/* Turn the head under construction into one allocation: struct, fields array, strings, and the
+ * normalised transfer codings. */
 static struct http_head *seal(struct http_parser *p)
 {
     const struct http_head *b = p->building;
     const char *in = p->arena;
     struct http_head *h;
-    size_t size, i;
+    size_t size, i, room = p->arena ? codings_room(p) : 0;
     char *out;
 
-    size = sizeof(*h) + b->nfields * sizeof(struct http_field) + p->arena_len + 3 + 2 * b->nfields;
+    size = sizeof(*h) + b->nfields * sizeof(struct http_field) + p->arena_len + 3 + 2 * b->nfields +
+           room;
     h = malloc(size);
     if (!h)
         return NULL;
     *h = *b;
+    h->transfer_codings = NULL;
     h->fields = (struct http_field *)(h + 1);
     out = (char *)(h->fields + b->nfields);
     if (p->in_trailers) {
@@ -148,6 +238,21 @@ static struct http_head *seal(struct http_parser *p)
         h->fields[i].value_len = b->fields[i].value_len;
         h->fields[i].name = take(&out, &in, b->fields[i].name_len);
         h->fields[i].value = take(&out, &in, b->fields[i].value_len);
+    }
+    if (room) {
+        size_t len = 0;
+
+        *out = '\0';
+        for (i = 0; i < h->nfields; i++) {
+            const struct http_field *f = &h->fields[i];
+
+            if (piece_is(f->name, f->name_len, "transfer-encoding") &&
+                !append_codings(f->value, f->value_len, out, &len)) {
+                p->bad_codings = true;
+                break;
+            }
+        }
+        h->transfer_codings = out;
     }
     return h;
 }
@@ -171,7 +276,7 @@ static int begin_field(struct http_parser *p)
     if (!b)
         return -1;
     n = b->nfields;
-    if (n >= HTTP_FIELDS_MAX)
+    if (n >= p->limits.fields)
         return fail(p, 431, "too many header fields");
     /* capacity is FIELDS_INITIAL, then doubles: grow when n reaches a power of two */
     if (n == 0 || (n >= FIELDS_INITIAL && (n & (n - 1)) == 0)) {
@@ -182,7 +287,17 @@ static int begin_field(struct http_parser *p)
     }
     memset(&b->fields[n], 0, sizeof(b->fields[n]));
     b->nfields = n + 1;
+    p->field_size = 0;
     p->field_state = (p->field_state & ~FS_MASK) | FS_NAME;
+    return 0;
+}
+
+/* One field line (name and value) may not exceed the limit, whatever the head's total. */
+static int count_field_bytes(struct http_parser *p, size_t len)
+{
+    if (len > p->limits.field_size - p->field_size)
+        return fail(p, 431, "header field too large");
+    p->field_size += len;
     return 0;
 }
 
@@ -198,6 +313,8 @@ static int on_message_begin(llhttp_t *l)
     free_building(p);
     p->arena_len = 0;
     p->in_trailers = false;
+    p->bad_codings = false;
+    p->chunk_ext_size = 0;
     p->field_state = FS_IN_MESSAGE;
     return 0;
 }
@@ -247,7 +364,7 @@ static int on_header_field(llhttp_t *l, const char *at, size_t len)
 
     if ((p->field_state & FS_MASK) != FS_NAME && begin_field(p) < 0)
         return -1;
-    if (arena_append(p, at, len) < 0)
+    if (count_field_bytes(p, len) < 0 || arena_append(p, at, len) < 0)
         return -1;
     p->building->fields[p->building->nfields - 1].name_len += len;
     return 0;
@@ -279,7 +396,7 @@ static int on_header_value(llhttp_t *l, const char *at, size_t len)
             len--;
         }
     }
-    if (arena_append(p, at, len) < 0)
+    if (count_field_bytes(p, len) < 0 || arena_append(p, at, len) < 0)
         return -1;
     f->value_len += len;
     return 0;
@@ -312,6 +429,18 @@ static const char *check_head(const struct http_parser *p, const struct http_hea
      * Content-Length; llhttp would parse it as chunked. */
     if ((p->llhttp.flags & F_TRANSFER_ENCODING) && h->version_minor == 0)
         return "Transfer-Encoding in HTTP/1.0";
+    if (p->bad_codings)
+        return "malformed Transfer-Encoding";
+    /* What airlock forwards must frame the body exactly as llhttp read it. */
+    if (h->transfer_codings &&
+        ends_with_chunked(h->transfer_codings) != ((p->llhttp.flags & F_CHUNKED) != 0))
+        return "ambiguous Transfer-Encoding";
+    /* A peer may not make a relay drop the fields that frame the message or name its target
+     * (the Content-Length of a request carrying a second request as its body, say). */
+    if (http_head_has_token(h, "connection", "content-length") ||
+        http_head_has_token(h, "connection", "transfer-encoding") ||
+        http_head_has_token(h, "connection", "host"))
+        return "Connection names a framing field";
     if (!h->is_request) {
         /* RFC 9110 §15: a status outside 100..599 is not one a client can act on (llhttp reads
          * any three digits); treat it as the upstream's error. */
@@ -419,6 +548,19 @@ static int on_body(llhttp_t *l, const char *at, size_t len)
     return 0;
 }
 
+static int on_chunk_extension(llhttp_t *l, const char *at, size_t len)
+{
+    struct http_parser *p = l->data;
+
+    (void)at;
+    /* They are dropped when the body is re-chunked, but llhttp still reads every byte: a
+     * bound keeps a peer from streaming megabytes of them (CVE-2024-22019's shape). */
+    if (len > p->limits.chunk_ext - p->chunk_ext_size)
+        return fail(p, 400, "chunk extensions too large");
+    p->chunk_ext_size += len;
+    return 0;
+}
+
 static int on_message_complete(llhttp_t *l)
 {
     struct http_parser *p = l->data;
@@ -457,6 +599,8 @@ static const llhttp_settings_t request_settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
     .on_message_complete = on_message_complete,
 };
 
@@ -469,6 +613,8 @@ static const llhttp_settings_t response_settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_extension_name = on_chunk_extension,
+    .on_chunk_extension_value = on_chunk_extension,
     .on_message_complete = on_message_complete,
 };
 
@@ -479,11 +625,17 @@ void http_parser_init(struct http_parser *p, enum http_kind kind, const struct h
     p->kind = kind;
     p->cbs = cbs ? cbs : &no_cbs;
     p->owner = owner;
+    p->limits = http_default_limits;
     if (kind == HTTP_KIND_REQUEST)
         llhttp_init(&p->llhttp, HTTP_REQUEST, &request_settings);
     else
         llhttp_init(&p->llhttp, HTTP_RESPONSE, &response_settings);
     p->llhttp.data = p;
+}
+
+void http_parser_set_limits(struct http_parser *p, const struct http_limits *limits)
+{
+    p->limits = *limits;
 }
 
 void http_parser_deinit(struct http_parser *p)
@@ -710,6 +862,12 @@ bool http_field_is_hop_by_hop(const struct http_head *h, const struct http_field
             return true;
     }
     return false;
+}
+
+bool http_field_is_framing(const struct http_field *f)
+{
+    return name_is(f, "content-length", 14) || name_is(f, "transfer-encoding", 17) ||
+           name_is(f, "host", 4) || name_is(f, "connection", 10);
 }
 
 /* Make room for len more bytes plus a NUL; false (and failed) when that is impossible. */

@@ -15,7 +15,20 @@
 
 #define HTTP_HEAD_MAX   (32 * 1024) /* start line + fields of one head, else 431 */
 #define HTTP_TARGET_MAX 8192        /* request-target bytes, else 414 */
-#define HTTP_FIELDS_MAX 128         /* fields in one head (or trailer section), else 431 */
+
+/* What one message may carry; a request over a limit gets 431 (400 in a trailer section or for
+ * chunk extensions), a response 502. The defaults are what a hostile peer is held to unless the
+ * operator says otherwise (airlock run --max-field-size, --max-fields, --max-chunk-ext). */
+#define HTTP_FIELD_SIZE_DEFAULT (16 * 1024) /* name + value of one field line */
+#define HTTP_FIELDS_DEFAULT     100         /* field lines in one head or trailer section */
+#define HTTP_CHUNK_EXT_DEFAULT  (16 * 1024) /* chunk-extension bytes over one whole message */
+#define HTTP_FIELDS_CAP         1000        /* the largest --max-fields accepted */
+struct http_limits {
+    size_t field_size;
+    size_t fields;
+    size_t chunk_ext;
+};
+extern const struct http_limits http_default_limits;
 
 struct http_field {
     const char *name;
@@ -53,6 +66,10 @@ struct http_head {
     bool has_content_length; /* Content-Length present (and valid) */
     uint64_t content_length;
     bool upgrade; /* Connection: upgrade and an Upgrade field (request), or 101 */
+    /* The transfer codings in order (Transfer-Encoding values joined with ", ", each checked
+     * to be a token, chunked at most once and only last), or NULL without the field. This is
+     * what a proxy forwards: it re-frames the chunks but must keep every other coding. */
+    const char *transfer_codings;
 };
 
 void http_head_free(struct http_head *h);
@@ -68,6 +85,10 @@ bool http_head_has_token(const struct http_head *h, const char *name, const char
  * Proxy-Authenticate, Proxy-Authorization, TE, Trailer, Transfer-Encoding, Upgrade, and any
  * field the head's Connection field names. */
 bool http_field_is_hop_by_hop(const struct http_head *h, const struct http_field *f);
+/* true for a field whose value a relay writes itself from the parsed message (RFC 9112 §6:
+ * Content-Length, Transfer-Encoding) or from its own state (Host, Connection): these are
+ * never copied from, nor dropped because of, what a peer sends. */
+bool http_field_is_framing(const struct http_field *f);
 
 /* What the owner's on_head returns. */
 enum http_head_action {
@@ -111,6 +132,10 @@ struct http_parser {
     size_t arena_len, arena_cap;
     int field_state;
     bool in_trailers;
+    bool bad_codings; /* the head's Transfer-Encoding is not a list of tokens ending in chunked */
+    struct http_limits limits;
+    size_t field_size;     /* bytes of the field line being collected */
+    size_t chunk_ext_size; /* chunk-extension bytes seen in this message */
     /* set on HTTP_ERROR: the status to answer (400, 413, 414, 431, or 502 for a response
      * parser) and a short static reason for the log */
     int error_status;
@@ -119,6 +144,8 @@ struct http_parser {
 
 void http_parser_init(struct http_parser *p, enum http_kind kind, const struct http_parser_cbs *cbs,
                       void *owner);
+/* The limits start as http_default_limits; set them before the first execute. */
+void http_parser_set_limits(struct http_parser *p, const struct http_limits *limits);
 /* Frees any half-built head. The parser may be initialised again afterwards. */
 void http_parser_deinit(struct http_parser *p);
 
