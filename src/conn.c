@@ -73,6 +73,14 @@ void conn_set_state(struct conn *c, enum conn_state s)
     c->state = s;
 }
 
+void conn_adopt_policy(struct conn *c, struct policy *pol, const char *name)
+{
+    if (c->policy)
+        policy_unref(c->policy);
+    c->policy = pol;
+    c->policy_name = name;
+}
+
 void conn_log(struct conn *c, struct log_event *ev)
 {
     ev->conn_id = c->id;

@@ -23,6 +23,7 @@ static const char usage[] =
     "              [--idle-timeout S] [--drain-timeout S] [--max-connections N]\n"
     "              [--binary-identity on|off] [--connect-timeout S] [--handshake-timeout S]\n"
     "              [--head-timeout S] [--response-timeout S] [--tunnel-idle-timeout S]\n"
+    "              [--max-field-size BYTES] [--max-fields N] [--max-chunk-ext BYTES]\n"
     "  airlock env [--listen HOST:PORT] [--ca-dir DIR] [--providers FILE]\n"
     "              [--format export|dotenv]\n";
 
@@ -184,6 +185,19 @@ static int cmd_run(int argc, char **argv)
             if (parse_count(v, &n) < 0)
                 return usage_error("run: --max-connections takes a number, not %s", v);
             cfg.max_connections = n;
+        } else if (!strcmp(a, "--max-field-size")) {
+            if (parse_count(v, &n) < 0 || n < 256 || n > HTTP_HEAD_MAX)
+                return usage_error("run: --max-field-size takes 256 to %d bytes, not %s",
+                                   HTTP_HEAD_MAX, v);
+            cfg.http_limits.field_size = n;
+        } else if (!strcmp(a, "--max-fields")) {
+            if (parse_count(v, &n) < 0 || n < 8 || n > HTTP_FIELDS_CAP)
+                return usage_error("run: --max-fields takes 8 to %d, not %s", HTTP_FIELDS_CAP, v);
+            cfg.http_limits.fields = n;
+        } else if (!strcmp(a, "--max-chunk-ext")) {
+            if (parse_count(v, &n) < 0 || n > 1024 * 1024)
+                return usage_error("run: --max-chunk-ext takes 0 to 1048576 bytes, not %s", v);
+            cfg.http_limits.chunk_ext = n;
         } else if (!strcmp(a, "--binary-identity")) {
             if (strcmp(v, "on") && strcmp(v, "off"))
                 return usage_error("run: --binary-identity is on or off, not %s", v);

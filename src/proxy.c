@@ -151,10 +151,7 @@ static void dial_checked(struct conn *c)
                                .binary_identity_off = cfg->binary_identity_off};
     struct policy_l4 d;
     policy_check_l4(pol, c->target.host, c->target.port, &peer, &d);
-    if (c->policy)
-        policy_unref(c->policy);
-    c->policy = pol;
-    c->policy_name = d.policy_name;
+    conn_adopt_policy(c, pol, d.policy_name);
     if (d.verdict != POLICY_ALLOW) {
         /* The endpoint that would allow it: the host is normalised (LDH or an IP literal). */
         char rule[TARGET_HOST_MAX + 64];

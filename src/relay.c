@@ -48,10 +48,16 @@ static const struct http_parser_cbs request_cbs = {
 static const struct http_parser_cbs response_cbs = {
     .on_head = on_resp_head, .on_body = on_resp_body, .on_complete = on_resp_complete};
 
+static void parser_init(struct conn *c, struct http_parser *p, enum http_kind kind)
+{
+    http_parser_init(p, kind, kind == HTTP_KIND_REQUEST ? &request_cbs : &response_cbs, c);
+    http_parser_set_limits(p, &c->w->server->cfg->http_limits);
+}
+
 void relay_init(struct conn *c)
 {
-    http_parser_init(&c->req_parser, HTTP_KIND_REQUEST, &request_cbs, c);
-    http_parser_init(&c->resp_parser, HTTP_KIND_RESPONSE, &response_cbs, c);
+    parser_init(c, &c->req_parser, HTTP_KIND_REQUEST);
+    parser_init(c, &c->resp_parser, HTTP_KIND_RESPONSE);
     c->req_parser_init = c->resp_parser_init = true;
 }
 
@@ -76,13 +82,13 @@ void relay_deinit(struct conn *c)
 void relay_reset_request_parser(struct conn *c)
 {
     http_parser_deinit(&c->req_parser);
-    http_parser_init(&c->req_parser, HTTP_KIND_REQUEST, &request_cbs, c);
+    parser_init(c, &c->req_parser, HTTP_KIND_REQUEST);
 }
 
 void relay_reset_response_parser(struct conn *c)
 {
     http_parser_deinit(&c->resp_parser);
-    http_parser_init(&c->resp_parser, HTTP_KIND_RESPONSE, &response_cbs, c);
+    parser_init(c, &c->resp_parser, HTTP_KIND_RESPONSE);
 }
 
 /* ---- logging ----------------------------------------------------------------------------- */
@@ -176,6 +182,30 @@ static void websocket_accept(const char *key, size_t key_len, char out[32])
     EVP_MD_CTX_free(ctx);
 }
 
+/* RFC 6455 §4.1: what makes a request a websocket opening handshake. NULL when it is one, else
+ * why not. A half-valid one is refused, not forwarded: its body or method would reach an
+ * upstream that may still switch protocols. */
+static const char *websocket_request_problem(const struct http_head *h)
+{
+    if (h->method_id != HTTP_GET || h->version_minor != 1)
+        return "a websocket upgrade must be an HTTP/1.1 GET";
+    if (!h->upgrade)
+        return "a websocket upgrade needs Connection: upgrade";
+    if (h->chunked || h->transfer_codings || (h->has_content_length && h->content_length > 0))
+        return "a websocket upgrade request has no body";
+    const struct http_field *key = http_head_find(h, "sec-websocket-key");
+    unsigned char raw[32];
+    if (http_head_count(h, "sec-websocket-key") != 1 || key->value_len != 24 ||
+        EVP_DecodeBlock(raw, (const unsigned char *)key->value, 24) != 18 ||
+        memcmp(key->value + 22, "==", 2) != 0)
+        return "a websocket upgrade needs one Sec-WebSocket-Key of 16 bytes in base64";
+    const struct http_field *version = http_head_find(h, "sec-websocket-version");
+    if (!version || version->value_len != 2 || memcmp(version->value, "13", 2) != 0 ||
+        http_head_count(h, "sec-websocket-version") != 1)
+        return "a websocket upgrade needs Sec-WebSocket-Version: 13";
+    return NULL;
+}
+
 /* Log fields are bounded; a longer path is cut (the log says what, not all of it). */
 static void copy_truncated(char *dst, size_t cap, const char *src)
 {
@@ -233,6 +263,18 @@ static bool injected_header(const struct conn *c, const struct http_field *f)
     return false;
 }
 
+/* A client's Connection field may not name what airlock sets for it (the header a provider
+ * injects): hop-by-hop nominations are the client's to make only for its own fields. */
+static bool nominates_injected_header(const struct conn *c)
+{
+    for (unsigned i = 0; i < c->ex.ncreds_used; i++) {
+        const char *h = creds_inject_header(c->ex.creds_used[i]);
+        if (h && http_head_has_token(c->ex.req, "connection", h))
+            return true;
+    }
+    return false;
+}
+
 /* Rebuild the request head from parsed fields (RFC 9112 §3, RFC 9110 §7.6.1): the canonical
  * target, hop-by-hop fields dropped, our own framing and connection fields added, and the
  * placeholders of the providers bound to this endpoint replaced by their secrets. The buffer
@@ -272,7 +314,9 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
     }
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (field_is(f, "host") || injected_header(c, f))
+        /* Framing and Host are written below from what was parsed, never copied: the upstream
+         * must read exactly the message that was judged. */
+        if (http_field_is_framing(f) || injected_header(c, f))
             continue;
         /* Proxy-* fields are for us, never for the origin (DESIGN.md "Data path rules"). */
         if (f->name_len >= 6 && strncasecmp(f->name, "proxy-", 6) == 0)
@@ -282,8 +326,6 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
             if (!(field_is(f, "te") && f->value_len == 8 && !strncasecmp(f->value, "trailers", 8)))
                 continue;
         }
-        if (h->chunked && field_is(f, "content-length"))
-            continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
         append_with_secrets(c, &b, f->value, f->value_len, CREDS_SECRET);
@@ -302,8 +344,11 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
     else if (c->ex.close_after)
         http_buf_puts(&b, "Connection: close\r\n");
     if (h->chunked) {
-        http_buf_puts(&b, "Transfer-Encoding: chunked\r\n");
+        /* The chunks are re-framed by us; every other coding goes on as the client applied it. */
+        http_buf_printf(&b, "Transfer-Encoding: %s\r\n", h->transfer_codings);
         c->ex.req_chunked_out = true;
+    } else if (h->has_content_length) {
+        http_buf_printf(&b, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
     }
     http_buf_puts(&b, "\r\n");
     int r = -1;
@@ -415,15 +460,20 @@ int relay_start_request(struct conn *c)
             return HTTP_HEAD_PAUSE;
         }
     } else {
+        /* An absolute-form target names an authority of its own (RFC 9112 §3.2.2), which must
+         * be the tunnel's as well as the Host field's. */
+        bool uri_matches = true;
         if (target_len == 0 || target[0] != '/') {
-            if (target_parse_absolute(target, target_len, &req_auth, &target, &target_len) < 0 &&
-                !(target_len == 1 && target[0] == '*')) {
+            if (target_parse_absolute(target, target_len, &req_auth, &target, &target_len) == 0) {
+                uri_matches = target_authority_matches(&c->target, &req_auth);
+            } else if (!(target_len == 1 && target[0] == '*')) {
                 conn_respond_error(c, 400, "bad_request", "unsupported request-target form");
                 return HTTP_HEAD_ERROR;
             }
         }
         const struct http_field *hf = http_head_find(h, "host");
-        if (!hf || target_parse_authority(hf->value, hf->value_len, false, 0, &req_auth) < 0 ||
+        if (!uri_matches || !hf ||
+            target_parse_authority(hf->value, hf->value_len, false, 0, &req_auth) < 0 ||
             !target_authority_matches(&c->target, &req_auth)) {
             struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
                                    .activity = "FINDING",
@@ -432,13 +482,14 @@ int relay_start_request(struct conn *c)
                                    .method = ex->method,
                                    .status = 421,
                                    .l7_decision = "deny",
-                                   .reason = "request authority differs from the CONNECT authority",
+                                   .reason = "request authority differs from the tunnel's",
                                    .overflow = -1};
             conn_log(c, &ev);
             metrics_inc(M_FINDINGS);
             metrics_inc(M_REQ_DENY);
             conn_respond_error(c, 421, "request_authority_mismatch",
-                               "the request's Host must name the CONNECT host and port");
+                               "the request's Host and target must name the tunnel's host and "
+                               "port");
             return HTTP_HEAD_ERROR;
         }
     }
@@ -460,6 +511,13 @@ int relay_start_request(struct conn *c)
         memcpy(policy_path, path, strlen(path) + 1);
         if (!resolve_credentials(c, policy_path, sizeof policy_path))
             return HTTP_HEAD_ERROR;
+        if (nominates_injected_header(c)) {
+            log_request(c, "deny", "deny", 400, "Connection names an injected field",
+                        LOG_SEV_MEDIUM);
+            conn_respond_error(c, 400, "bad_request",
+                               "Connection may not name a field that airlock writes");
+            return HTTP_HEAD_ERROR;
+        }
     }
     if (pr != PATH_OK) {
         log_request(c, "deny", "deny", pr == PATH_TOO_LONG ? 414 : 400, "malformed path",
@@ -477,11 +535,7 @@ int relay_start_request(struct conn *c)
                                .binary_identity_off = cfg->binary_identity_off};
     struct policy_l7 d;
     policy_check_l7(pol, c->target.host, c->target.port, &peer, ex->method, policy_path, &d);
-    if (c->policy)
-        policy_unref(c->policy);
-    c->policy = pol; /* keeps d's borrowed strings alive */
-    if (d.policy_name)
-        c->policy_name = d.policy_name;
+    conn_adopt_policy(c, pol, d.policy_name); /* keeps d's borrowed strings alive */
     if (d.verdict == POLICY_DENY) {
         log_request(c, "deny", "deny", 403, d.reason, LOG_SEV_MEDIUM);
         conn_respond_denied(c, 403, "policy_denied", d.reason, d.rule_missing);
@@ -489,12 +543,16 @@ int relay_start_request(struct conn *c)
     }
     ex->audit = d.verdict == POLICY_AUDIT;
 
-    /* A websocket upgrade is forwarded only when the client really asked for one (a GET with
-     * Upgrade: websocket, Connection: upgrade and a key); any other Upgrade is hop-by-hop and
-     * dropped, so the upstream has no reason to switch (RFC 9110 §7.8). */
-    const struct http_field *key = http_head_find(h, "sec-websocket-key");
-    if (h->upgrade && h->method_id == HTTP_GET && key &&
-        http_head_has_token(h, "upgrade", "websocket")) {
+    /* A websocket upgrade is forwarded only as a whole, valid handshake; any other Upgrade is
+     * hop-by-hop and dropped, so the upstream has no reason to switch (RFC 9110 §7.8). */
+    if (http_head_has_token(h, "upgrade", "websocket")) {
+        const char *bad = websocket_request_problem(h);
+        if (bad) {
+            log_request(c, "deny", "deny", 400, bad, LOG_SEV_LOW);
+            conn_respond_error(c, 400, "bad_request", bad);
+            return HTTP_HEAD_ERROR;
+        }
+        const struct http_field *key = http_head_find(h, "sec-websocket-key");
         ex->upgrade_asked = true;
         websocket_accept(key->value, key->value_len, ex->ws_accept);
     }
@@ -585,6 +643,23 @@ static void append_redacting_secrets(struct conn *c, struct http_buf *b, const c
     http_buf_append(b, p, len);
 }
 
+/* The response's framing as parsed, written by us (RFC 9112 §6). Interim responses have none;
+ * a HEAD, 204 or 304 response keeps its Content-Length as metadata. */
+static void write_response_framing(struct conn *c, const struct http_head *h, struct http_buf *b)
+{
+    bool client_http10 = c->ex.req && c->ex.req->version_minor == 0;
+    if (h->status < 200)
+        return;
+    if (c->ex.resp_chunked_out) {
+        http_buf_printf(b, "Transfer-Encoding: %s\r\n", h->transfer_codings);
+    } else if (h->has_content_length) {
+        http_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
+    } else if (h->transfer_codings && !h->chunked && !client_http10) {
+        /* codings without chunked: the body runs until close, still coded */
+        http_buf_printf(b, "Transfer-Encoding: %s\r\n", h->transfer_codings);
+    }
+}
+
 static int write_response_head(struct conn *c, const struct http_head *h, bool upgrade)
 {
     struct http_buf b = {0};
@@ -593,9 +668,7 @@ static int write_response_head(struct conn *c, const struct http_head *h, bool u
     http_buf_puts(&b, "\r\n");
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (http_field_is_hop_by_hop(h, f))
-            continue;
-        if (c->ex.resp_chunked_out && field_is(f, "content-length"))
+        if (http_field_is_framing(f) || http_field_is_hop_by_hop(h, f))
             continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
@@ -606,8 +679,7 @@ static int write_response_head(struct conn *c, const struct http_head *h, bool u
         http_buf_puts(&b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     else if (h->status >= 200 && c->ex.close_after)
         http_buf_puts(&b, "Connection: close\r\n");
-    if (c->ex.resp_chunked_out)
-        http_buf_puts(&b, "Transfer-Encoding: chunked\r\n");
+    write_response_framing(c, h, &b);
     http_buf_puts(&b, "\r\n");
     int r = b.failed ? -1 : conn_write(c, SIDE_CLIENT, b.data, b.len);
     http_buf_free(&b);

@@ -47,6 +47,7 @@ void server_config_defaults(struct server_config *cfg)
     cfg->head_timeout_ms = 30000;
     cfg->response_timeout_ms = 300000;
     cfg->tunnel_idle_timeout_ms = 0;
+    cfg->http_limits = http_default_limits;
 }
 
 struct policy *server_policy(struct server *s)

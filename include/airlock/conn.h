@@ -139,10 +139,13 @@ struct conn {
     uint16_t peer_port;
     struct authority target; /* CONNECT authority, or the forward proxy's current upstream */
     enum policy_protocol protocol;
-    const char *policy_name; /* static within the snapshot we hold */
-    struct policy *policy;   /* the snapshot of the current decision, a reference */
-    struct creds *creds;     /* the providers snapshot of the current request, or NULL */
-    char **exe_paths;        /* peer executables (NULL-terminated) or NULL */
+    /* The snapshot of the current decision (a reference) and the name of the policy that
+     * decided, which points into that same snapshot: both change only together, through
+     * conn_adopt_policy, so the name never outlives its snapshot across a reload. */
+    struct policy *policy;
+    const char *policy_name;
+    struct creds *creds; /* the providers snapshot of the current request, or NULL */
+    char **exe_paths;    /* peer executables (NULL-terminated) or NULL */
     bool peer_known;
     struct http_parser req_parser, resp_parser;
     bool req_parser_init, resp_parser_init;
@@ -175,6 +178,10 @@ void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 
 void conn_set_state(struct conn *c, enum conn_state s);
+
+/* Take pol (a reference the caller hands over) as the connection's snapshot, with name (a
+ * policy name inside pol, or NULL), releasing the previous snapshot. */
+void conn_adopt_policy(struct conn *c, struct policy *pol, const char *name);
 
 /* Write plaintext to a side: through its TLS layer when it has one. 0 or -1 (the connection
  * is then closing). Applies backpressure to the other side. */

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "airlock/http.h"
 #include "airlock/log.h"
 
 #define SERVER_MAX_LISTEN 8
@@ -40,6 +41,7 @@ struct server_config {
     uint64_t tunnel_idle_timeout_ms; /* upgraded / piped connections; 0 = off */
     size_t max_connections;          /* per process; 0 = unlimited */
     bool binary_identity_off;
+    struct http_limits http_limits; /* per message, both directions */
 };
 
 /* Fill cfg with DESIGN.md's defaults. */
