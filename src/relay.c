@@ -581,6 +581,10 @@ static int write_last_chunk(struct conn *c, enum side_id id, const struct http_h
     http_buf_puts(&b, "0\r\n");
     for (size_t i = 0; trailers && i < trailers->nfields; i++) {
         const struct http_field *f = &trailers->fields[i];
+        /* RFC 9110 §6.5.1: framing, routing and connection fields have no place in trailers;
+         * a recipient that merges trailers into the head must not find any there. */
+        if (http_field_is_framing(f) || http_field_is_hop_by_hop(NULL, f))
+            continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
         http_buf_append(&b, f->value, f->value_len);

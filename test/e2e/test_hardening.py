@@ -262,3 +262,15 @@ def test_reload_removing_a_live_tunnels_endpoint_gives_a_clean_403(env):
     body = r.json()
     check(body.get("policy") in (None, "other"), "policy field of the 403: %r" % body.get("policy"))
     check_eq(_methods_seen(up), [("GET", "/before")], "requests that reached the upstream")
+
+
+def test_framing_and_routing_fields_in_trailers_are_not_forwarded(env):
+    up = env.upstream()
+    al = env.airlock([up])
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    c.send(build_request("POST", "/x", [("Host", c.host), ("Transfer-Encoding", "chunked")]) +
+           b"1\r\nx\r\n0\r\nContent-Length: 5\r\nHost: evil.invalid\r\n"
+           b"Transfer-Encoding: chunked\r\nConnection: close\r\nX-Checksum: abc\r\n\r\n")
+    r = read_response(c.reader)
+    check_eq(r.status, 200, "status")
+    check_eq(r.json()["trailers"], [["X-Checksum", "abc"]], "trailers seen upstream")

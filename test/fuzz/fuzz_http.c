@@ -94,6 +94,47 @@ static void check_fields(struct run *r, const struct http_head *h)
     dg_u64(&r->dg, http_head_has_token(h, "transfer-encoding", "chunked"));
 }
 
+/* A head that reaches its owner never lets Connection drop its framing or authority (a trailer
+ * section may say anything: the relay forwards none of these fields from it). */
+static void check_nominations(const struct http_head *h)
+{
+    CHECK(!http_head_has_token(h, "connection", "content-length"));
+    CHECK(!http_head_has_token(h, "connection", "transfer-encoding"));
+    CHECK(!http_head_has_token(h, "connection", "host"));
+}
+
+/* The transfer codings a relay forwards: tokens, lower case, ", " between them, chunked at most
+ * once and last, and exactly when the parser frames the body as chunked. */
+static void check_codings(struct run *r, const struct http_head *h)
+{
+    const char *tc = h->transfer_codings;
+    size_t chunked = 0, elements = 0;
+    bool last_chunked = false;
+
+    if (!tc) {
+        CHECK(!h->chunked);
+        dg_u64(&r->dg, 0);
+        return;
+    }
+    for (const char *p = tc; *p;) {
+        const char *end = strstr(p, ", ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        CHECK(len > 0);
+        for (size_t i = 0; i < len; i++)
+            CHECK(p[i] > ' ' && p[i] < 0x7f && p[i] != ',' && p[i] != ';' &&
+                  !(p[i] >= 'A' && p[i] <= 'Z'));
+        last_chunked = len == 7 && memcmp(p, "chunked", 7) == 0;
+        chunked += last_chunked;
+        elements++;
+        p += len + (end ? 2 : 0);
+    }
+    CHECK(h->chunked == last_chunked);
+    CHECK(chunked == (last_chunked ? 1u : 0u));
+    dg_u64(&r->dg, elements);
+    dg_str(&r->dg, tc, strlen(tc));
+}
+
 /* Rebuild the head as the relay would, to run the buffer helpers on parsed text. */
 static void rebuild(const struct http_head *h)
 {
@@ -160,6 +201,8 @@ static int on_head(void *owner, struct http_head *h)
                        (uint64_t)h->has_content_length << 1 | h->upgrade);
     dg_u64(&r->dg, h->content_length);
     check_fields(r, h);
+    check_nominations(h);
+    check_codings(r, h);
     rebuild(h);
 
     CHECK(!r->have_head);
