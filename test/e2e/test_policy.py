@@ -31,9 +31,16 @@ def _denied(c, up, method, target, error="policy_denied", status=403):
     before = len(up.requests)
     c.send_request(method, target)
     r = read_response(c.reader, method)
-    j = check_deny(r, error, status)
-    closed, _ = c.wait_closed(5)
+    if method == "HEAD":
+        # No content in an answer to HEAD (RFC 9110 §9.3.2): only the head, then the close.
+        check_eq(r.status, status, "status")
+        check_eq(r.headers.get("x-airlock-decision", "").lower(), "deny", "X-Airlock-Decision")
+        j = None
+    else:
+        j = check_deny(r, error, status)
+    closed, extra = c.wait_closed(5)
     check(closed, "tunnel still open after the %d for %s %s" % (status, method, target))
+    check_eq(extra, b"", "bytes after the %d for %s %s" % (status, method, target))
     check_eq(len(up.requests) - before, 0, "requests that reached the upstream")
     return j
 
@@ -105,6 +112,11 @@ def test_deny_rule_wins_over_full_access_and_covers_bare_prefix(env):
     c = open_tunnel(al, LOOPBACK4, up.port)
     _allowed(c, "DELETE", "/administrator")
     _allowed(c, "POST", "/public/admin")
+
+
+def test_denied_head_request_gets_the_head_only(env):
+    up, al = _one_endpoint(env, "get_only", rules=[{"method": "GET", "path": "/x"}])
+    _denied(open_tunnel(al, LOOPBACK4, up.port), up, "HEAD", "/x")
 
 
 def test_read_write_allows_put_and_patch_but_not_delete(env):
