@@ -500,6 +500,13 @@ static void load_ips(struct loader *ld, const cJSON *obj, struct endpoint *e)
         else if (addr_cidr_parse(c->valuestring, &cidr) != 0)
             jsonload_fail(&ld->j, "\"%s\" is not an address or CIDR block (host bits must be zero)",
                           jsonload_show(buf, c->valuestring));
+        else if (addr_cidr_is_metadata(&cidr))
+            /* The guard refuses it whatever the policy says: an entry promising otherwise is a
+             * mistake worth stopping at load. */
+            jsonload_fail(&ld->j,
+                          "\"%s\" is a cloud metadata address, which is refused always; "
+                          "remove it",
+                          jsonload_show(buf, c->valuestring));
         if (ips)
             ips[i] = cidr;
         jsonload_pop(&ld->j, o);

@@ -232,6 +232,22 @@ def test_check_rejects_metadata_ip_endpoint(env):
                    "network_policies.x.endpoints[0].host")
 
 
+def test_check_rejects_azure_wireserver_endpoint(env):
+    _check_refuses(env, [ep("168.63.129.16", 80, access="full")],
+                   "network_policies.x.endpoints[0].host")
+
+
+def test_check_rejects_gcp_ipv6_metadata_endpoint(env):
+    _check_refuses(env, [ep("fd20:ce::254", 80, access="full")],
+                   "network_policies.x.endpoints[0].host")
+
+
+def test_check_rejects_metadata_address_in_allowed_ips(env):
+    _check_refuses(env, [ep("wire.example.com", 80, access="full",
+                            allowed_ips=["10.0.0.0/8", "168.63.129.16/32"])],
+                   "network_policies.x.endpoints[0].allowed_ips[1]")
+
+
 def test_check_rejects_metadata_hostname_endpoint(env):
     _check_refuses(env, [ep("api.example.com", 443, access="read-only"),
                          ep("metadata.google.internal", 80, access="full")],

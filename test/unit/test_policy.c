@@ -479,6 +479,14 @@ static void test_allowed_ips(void)
         CHECK_EQ(got, cases[i].want);
     }
     policy_unref(p);
+
+    /* A block that merely contains a metadata address loads: the guard still refuses that one
+     * address at run time (test_addr), and the rest of the block opens. */
+    p = load("{'version':1,'network_policies':{'ll':{'endpoints':["
+             "{'host':'ll.example.com','port':80,'access':'full',"
+             "'allowed_ips':['169.254.0.0/16','168.63.129.16/31']}]}}}");
+    CHECK(p != NULL);
+    policy_unref(p);
 }
 
 /* ---- binaries ---- */
@@ -685,6 +693,28 @@ static const struct err_case ep_errors[] = {
      "network_policies.p.endpoints[0].host: \"100.100.100.200\" is a cloud metadata service"},
     {"{'host':'::ffff:169.254.169.254','port':80,'access':'full'}",
      "network_policies.p.endpoints[0].host: \"::ffff:169.254.169.254\" is a cloud metadata"},
+    {"{'host':'168.63.129.16','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"168.63.129.16\" is a cloud metadata service"},
+    {"{'host':'::ffff:168.63.129.16','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"::ffff:168.63.129.16\" is a cloud metadata"},
+    {"{'host':'fd20:ce::254','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"fd20:ce::254\" is a cloud metadata service"},
+    {"{'host':'[FD20:00CE::0254]','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"[FD20:00CE::0254]\" is a cloud metadata"},
+    {"{'host':'wire.example.com','port':80,'access':'full','allowed_ips':['168.63.129.16']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"168.63.129.16\" is a cloud metadata "
+     "address, which is refused always"},
+    {"{'host':'wire.example.com','port':80,'access':'full',"
+     "'allowed_ips':['10.0.0.0/8','168.63.129.16/32']}",
+     "network_policies.p.endpoints[0].allowed_ips[1]: \"168.63.129.16/32\" is a cloud metadata"},
+    {"{'host':'md.example.com','port':80,'access':'full','allowed_ips':['fd20:ce::254/128']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"fd20:ce::254/128\" is a cloud metadata"},
+    {"{'host':'md.example.com','port':80,'access':'full','allowed_ips':['169.254.169.254']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"169.254.169.254\" is a cloud metadata"},
+    {"{'host':'md.example.com','port':80,'access':'full',"
+     "'allowed_ips':['::ffff:100.100.100.200']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"::ffff:100.100.100.200\" is a cloud "
+     "metadata"},
     {"{'host':'metadata.google.internal','port':80,'access':'full'}",
      "network_policies.p.endpoints[0].host: \"metadata.google.internal\" is a cloud metadata"},
     {"{'host':'Metadata.Google.Internal.','port':80,'access':'full'}",
