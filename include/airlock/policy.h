@@ -71,7 +71,10 @@ struct policy_l7 {
 
 /* L7: the request is allowed when some endpoint matching host and port (and peer) allows the
  * method and canonical path by its access preset or rules and no deny_rule of that endpoint
- * matches. When every matching endpoint refuses and one of them is in audit mode, AUDIT. */
+ * matches. When every matching endpoint refuses and one of them is in audit mode, AUDIT.
+ * Allow rules match exactly. Deny rules fail closed: the path also with one trailing slash
+ * added or removed, letters ASCII case-insensitively, and a GET deny also covers HEAD. A path
+ * longer than PATH_MAX_LEN is refused. */
 void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
                      const struct policy_peer *peer, const char *method, const char *path,
                      struct policy_l7 *out);

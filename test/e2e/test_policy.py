@@ -119,6 +119,46 @@ def test_denied_head_request_gets_the_head_only(env):
     _denied(open_tunnel(al, LOOPBACK4, up.port), up, "HEAD", "/x")
 
 
+def _deny_fail_closed_airlock(env):
+    return _one_endpoint(env, "guarded", access="full",
+                         deny_rules=[{"method": "*", "path": "/admin/*"},
+                                     {"method": "GET", "path": "/private/**"}])
+
+
+def test_deny_rule_matches_with_a_trailing_slash(env):
+    # "/admin/users/." is canonicalised to "/admin/users/": one empty segment more than the
+    # glob has, and most upstreams serve it as /admin/users.
+    up, al = _deny_fail_closed_airlock(env)
+    for target in ("/admin/users/", "/admin/users/.", "/admin/users/x/.."):
+        j = _denied(open_tunnel(al, LOOPBACK4, up.port), up, "GET", target)
+        check_eq(j.get("path"), "/admin/users/", "canonical path in the deny body")
+    _allowed(open_tunnel(al, LOOPBACK4, up.port), "GET", "/admin/users/deeper")
+
+
+def test_deny_rule_matches_case_insensitively(env):
+    up, al = _deny_fail_closed_airlock(env)
+    for method, target in (("GET", "/ADMIN/users"), ("DELETE", "/Admin/Users/"),
+                           ("GET", "/PRIVATE/x")):
+        _denied(open_tunnel(al, LOOPBACK4, up.port), up, method, target)
+    _allowed(open_tunnel(al, LOOPBACK4, up.port), "GET", "/ADMINISTRATOR")
+
+
+def test_get_deny_rule_covers_head(env):
+    up, al = _deny_fail_closed_airlock(env)
+    for target in ("/private/x", "/private"):
+        _denied(open_tunnel(al, LOOPBACK4, up.port), up, "HEAD", target)
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "POST", "/private/x", body=b"p")
+    _allowed(c, "OPTIONS", "/private/x")
+
+
+def test_allow_rules_stay_exact(env):
+    up, al = _one_endpoint(env, "exact", rules=[{"method": "GET", "path": "/v1/items"}])
+    _allowed(open_tunnel(al, LOOPBACK4, up.port), "GET", "/v1/items")
+    for method, target in (("GET", "/v1/items/"), ("GET", "/V1/items"), ("HEAD", "/v1/items")):
+        _denied(open_tunnel(al, LOOPBACK4, up.port), up, method, target)
+
+
 def test_read_write_allows_put_and_patch_but_not_delete(env):
     up, al = _one_endpoint(env, "rw", access="read-write")
     c = open_tunnel(al, LOOPBACK4, up.port)

@@ -311,7 +311,8 @@ static void test_access(void)
         {"mix.example.com", "GET", "/admin/a/b", POLICY_DENY, "matched deny rule"},
         {"mix.example.com", "GET", "/administrators", POLICY_ALLOW, NULL},
         {"mix.example.com", "GET", "/secret", POLICY_DENY, "matched deny rule"},
-        {"mix.example.com", "HEAD", "/secret", POLICY_ALLOW, NULL},
+        {"mix.example.com", "HEAD", "/secret", POLICY_DENY, "matched deny rule"},
+        {"mix.example.com", "OPTIONS", "/secret", POLICY_ALLOW, NULL},
         {"mix.example.com", "GET", "/secret/x", POLICY_ALLOW, NULL},
         {"deny.example.com", "DELETE", "/", POLICY_DENY, "matched deny rule"},
         {"deny.example.com", "DELETE", "/a/b", POLICY_DENY, "matched deny rule"},
@@ -379,6 +380,98 @@ static void test_audit_and_overlap(void)
     struct policy_l4 o4;
     policy_check_l4(p, "api.example.com", 443, &anyone, &o4);
     CHECK_STR(o4.policy_name, "strict");
+    policy_unref(p);
+}
+
+/* Deny rules fail closed: one trailing slash either way, ASCII case, and HEAD under a GET
+ * deny; allow rules stay exact, so neither direction widens what the policy lets through. */
+static void test_deny_rules_fail_closed(void)
+{
+    struct policy *p =
+        load("{'version':1,'network_policies':{'a':{'endpoints':["
+             "{'host':'d.example.com','port':443,'access':'full','deny_rules':["
+             "  {'method':'*','path':'/admin/*'},{'method':'GET','path':'/private/**'},"
+             "  {'method':'*','path':'/tmp/'},{'method':'*','path':'/Export/*.CSV'},"
+             "  {'method':'DELETE','path':'/'},{'method':'HEAD','path':'/probe'}]},"
+             "{'host':'exact.example.com','port':443,'rules':["
+             "  {'method':'GET','path':'/v1/items'},{'method':'GET','path':'/v1/dir/'}]},"
+             "{'host':'watch.example.com','port':443,'access':'full','enforcement':'audit',"
+             "  'deny_rules':[{'method':'GET','path':'/admin'}]}"
+             "]}}}");
+    static const struct l7_case cases[] = {
+        /* one trailing slash either way */
+        {"d.example.com", "GET", "/admin/users", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/users/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/users/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/administrator", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/tmp", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "PUT", "/tmp/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "PUT", "/tmp/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "DELETE", "/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "DELETE", "/x", POLICY_ALLOW, NULL},
+        /* ASCII case, in the path and in the glob */
+        {"d.example.com", "GET", "/ADMIN/users", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "POST", "/Admin/Users/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/PRIVATE/X", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/export/q1.csv", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/EXPORT/q1.Csv/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/export/q1.csvx", POLICY_ALLOW, NULL},
+        /* a GET deny covers HEAD, nothing else; a HEAD deny does not cover GET */
+        {"d.example.com", "HEAD", "/private/x", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "HEAD", "/Private", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "POST", "/private/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "OPTIONS", "/private/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "HEAD", "/probe", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/probe", POLICY_ALLOW, NULL},
+        /* allow rules stay exact */
+        {"exact.example.com", "GET", "/v1/items", POLICY_ALLOW, NULL},
+        {"exact.example.com", "GET", "/v1/items/", POLICY_DENY, "no rule allows method and path"},
+        {"exact.example.com", "GET", "/V1/items", POLICY_DENY, "no rule allows method and path"},
+        {"exact.example.com", "HEAD", "/v1/items", POLICY_DENY, "no rule allows method and path"},
+        {"exact.example.com", "GET", "/v1/dir/", POLICY_ALLOW, NULL},
+        {"exact.example.com", "GET", "/v1/dir", POLICY_DENY, "no rule allows method and path"},
+        /* audit mode sees the same matches */
+        {"watch.example.com", "HEAD", "/Admin/", POLICY_AUDIT, "matched deny rule"},
+        {"watch.example.com", "GET", "/admins", POLICY_ALLOW, NULL},
+    };
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    run_l7_cases(p, cases, sizeof(cases) / sizeof(cases[0]));
+
+    /* What the canonicaliser makes of dot and slash tricks meets the same rules. */
+    static const char *const tricks[] = {"/admin/users/.", "/admin/users/./", "/admin//users//",
+                                         "/admin/users/x/..", "/ADMIN/users;x=1/"};
+    for (size_t i = 0; i < sizeof(tricks) / sizeof(tricks[0]); i++) {
+        char canon[PATH_MAX_LEN + 1], query[16];
+        bool has_query;
+        CHECK_EQ(path_canonicalize(tricks[i], strlen(tricks[i]), canon, sizeof(canon), query,
+                                   sizeof(query), &has_query),
+                 PATH_OK);
+        struct policy_l7 o;
+        if (l7(p, "d.example.com", 443, "GET", canon, &o) != POLICY_DENY)
+            fprintf(stderr, "trick %s (canonical %s) allowed\n", tricks[i], canon);
+        CHECK_EQ(o.verdict, POLICY_DENY);
+    }
+
+    /* Longer than any canonical path: no deny rule could be checked, so it is refused. The
+     * longest canonical path is still decided normally. */
+    char *longest = malloc(PATH_MAX_LEN + 2);
+    CHECK(longest != NULL);
+    if (longest) {
+        memset(longest, 'a', PATH_MAX_LEN + 1);
+        longest[0] = '/';
+        longest[PATH_MAX_LEN] = '\0';
+        struct policy_l7 o;
+        CHECK_EQ(l7(p, "d.example.com", 443, "GET", longest, &o), POLICY_ALLOW);
+        longest[PATH_MAX_LEN] = 'a';
+        longest[PATH_MAX_LEN + 1] = '\0';
+        CHECK_EQ(l7(p, "d.example.com", 443, "GET", longest, &o), POLICY_DENY);
+        CHECK_STR(o.reason, "path too long");
+        free(longest);
+    }
     policy_unref(p);
 }
 
@@ -1152,6 +1245,7 @@ int main(void)
     RUN(test_ports);
     RUN(test_access);
     RUN(test_audit_and_overlap);
+    RUN(test_deny_rules_fail_closed);
     RUN(test_tcp);
     RUN(test_allowed_ips);
     RUN(test_binaries);
