@@ -1325,14 +1325,20 @@ void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
 
 struct ip_ctx {
     uint16_t port;
+    const struct policy_peer *peer;
+    enum policy_protocol protocol;
     const struct sockaddr *sa;
     bool allowed;
 };
 
+/* Only endpoints that take part in this peer's L4 decision lend their allowed_ips: one for
+ * another binary, or for the protocol L4 did not choose, allows none of this traffic, so it
+ * must not open an address for it either. */
 static void visit_ip(const struct endpoint *e, void *arg)
 {
     struct ip_ctx *c = arg;
-    if (c->allowed || !port_matches(e, c->port))
+    if (c->allowed || e->protocol != c->protocol || !port_matches(e, c->port) ||
+        !peer_matches(e, c->peer))
         return;
     for (size_t i = 0; i < e->nips; i++) {
         if (addr_cidr_contains(&e->ips[i], c->sa)) {
@@ -1343,11 +1349,16 @@ static void visit_ip(const struct endpoint *e, void *arg)
 }
 
 bool policy_ip_allowed(const struct policy *p, const char *host, uint16_t port,
-                       const struct sockaddr *sa)
+                       const struct policy_peer *peer, const struct sockaddr *sa)
 {
     char h[HOST_MAX + 2];
-    struct ip_ctx c = {port, sa, false};
-    if (sa && normalise_query_host(host, h))
-        for_each_host_match(p, h, visit_ip, &c);
+    if (!sa || !normalise_query_host(host, h))
+        return false;
+    struct l4_ctx l4 = {port, peer, NULL, NULL};
+    for_each_host_match(p, h, visit_l4, &l4);
+    if (!l4.best)
+        return false;
+    struct ip_ctx c = {port, peer, l4.best->protocol, sa, false};
+    for_each_host_match(p, h, visit_ip, &c);
     return c.allowed;
 }

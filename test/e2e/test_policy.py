@@ -259,6 +259,22 @@ def test_loopback_with_allowed_ips_is_reachable(env):
     check_eq(up.accepts, 1, "upstream connections")
 
 
+def test_allowed_ips_of_another_binarys_endpoint_do_not_open_the_address(env):
+    # "tools" may reach loopback, but only for its binary; "open" lets this process through to
+    # the same host and port without allowed_ips, so the connection must meet the SSRF guard.
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({
+        "tools": {"endpoints": [ep(LOOPBACK4, up.port, access="full",
+                                   allowed_ips=["127.0.0.0/8"])],
+                  "binaries": ["/opt/airlock-e2e-not-here/tool"]},
+        "open": [ep(LOOPBACK4, up.port, access="full")],
+    }))
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port)
+    check_deny(resp, "ssrf_denied")
+    time.sleep(0.3)
+    check_eq(up.accepts, 0, "connections made to the loopback upstream")
+
+
 def _check_refuses(env, endpoints, want_path):
     path = write_json(env.path("metadata.json"), policy_doc({"x": endpoints}))
     rc, out, _ = run_cli(env, ["check", "--policy", path])

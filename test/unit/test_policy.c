@@ -565,7 +565,8 @@ static void test_allowed_ips(void)
         return;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sockaddr_storage ss = sa_of(cases[i].ip);
-        bool got = policy_ip_allowed(p, cases[i].host, cases[i].port, (const struct sockaddr *)&ss);
+        bool got = policy_ip_allowed(p, cases[i].host, cases[i].port, &anyone,
+                                     (const struct sockaddr *)&ss);
         if (got != cases[i].want)
             fprintf(stderr, "ip case %zu: %s:%u %s\n", i, cases[i].host, cases[i].port,
                     cases[i].ip);
@@ -579,6 +580,65 @@ static void test_allowed_ips(void)
              "{'host':'ll.example.com','port':80,'access':'full',"
              "'allowed_ips':['169.254.0.0/16','168.63.129.16/31']}]}}}");
     CHECK(p != NULL);
+    policy_unref(p);
+}
+
+/* allowed_ips lend an address only to traffic their own endpoint allows: an endpoint for one
+ * binary does not open it for another process, and one whose protocol L4 did not choose does
+ * not open it at all. */
+static void test_allowed_ips_follow_l4(void)
+{
+    struct policy *p = load(
+        "{'version':1,'network_policies':{"
+        "'tools':{'binaries':['/opt/not-here/tool'],'endpoints':["
+        "  {'host':'svc.example.com','port':443,'access':'full','allowed_ips':['10.0.0.0/8']}]},"
+        "'open':{'endpoints':[{'host':'svc.example.com','port':443,'access':'full'},"
+        "  {'host':'mixed.example.com','port':443,'access':'full'},"
+        "  {'host':'mixed.example.com','port':443,'protocol':'tcp',"
+        "   'allowed_ips':['10.0.0.0/8']},"
+        "  {'host':'raw.example.com','port':443,'protocol':'tcp',"
+        "   'allowed_ips':['10.0.0.0/8']},"
+        "  {'host':'raw.example.com','port':443,'access':'full'},"
+        "  {'host':'late.example.com','port':443,'protocol':'tcp'},"
+        "  {'host':'late.example.com','port':443,'access':'full','allowed_ips':['10.0.0.0/8']}"
+        "]}}}");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    const char *tool[] = {"/opt/not-here/tool", NULL};
+    const char *child_of_tool[] = {"/usr/bin/python3", "/opt/not-here/tool", NULL};
+    const char *stranger[] = {"/usr/bin/python3", NULL};
+    const struct policy_peer as_tool = {tool, false}, as_child = {child_of_tool, false},
+                             as_stranger = {stranger, false}, unknown = {NULL, false};
+    struct {
+        const char *host;
+        const struct policy_peer *peer;
+        bool want;
+    } cases[] = {
+        {"svc.example.com", &as_tool, true},
+        {"svc.example.com", &as_child, true},
+        {"svc.example.com", &as_stranger, false},
+        {"svc.example.com", &unknown, false},
+        {"svc.example.com", NULL, false},
+        {"svc.example.com", &anyone, true},    /* --binary-identity off: tools matches anyone */
+        {"mixed.example.com", &anyone, false}, /* L4 chose rest; the tcp endpoint's ips idle */
+        {"raw.example.com", &anyone, true},    /* L4 chose tcp, whose endpoint lists them */
+        {"late.example.com", &anyone, false},  /* L4 chose tcp; the rest endpoint's ips idle */
+        {"other.example.com", &anyone, false},
+    };
+    struct sockaddr_storage ss = sa_of("10.1.2.3");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool got =
+            policy_ip_allowed(p, cases[i].host, 443, cases[i].peer, (const struct sockaddr *)&ss);
+        if (got != cases[i].want)
+            fprintf(stderr, "ip/l4 case %zu: %s\n", i, cases[i].host);
+        CHECK_EQ(got, cases[i].want);
+    }
+    /* whatever the peer, only L4-allowed traffic ever gets an address opened */
+    struct policy_l4 o4;
+    policy_check_l4(p, "svc.example.com", 443, &as_stranger, &o4);
+    CHECK_EQ(o4.verdict, POLICY_ALLOW);
+    CHECK_STR(o4.policy_name, "open");
     policy_unref(p);
 }
 
@@ -1248,6 +1308,7 @@ int main(void)
     RUN(test_deny_rules_fail_closed);
     RUN(test_tcp);
     RUN(test_allowed_ips);
+    RUN(test_allowed_ips_follow_l4);
     RUN(test_binaries);
     RUN(test_rule_missing);
     RUN(test_load_errors);
