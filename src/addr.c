@@ -29,8 +29,10 @@ static enum addr_class classify_v4(uint32_t a)
 {
     /* Metadata first: 169.254.169.254 is link-local and 100.100.100.200 is CGNAT, but both
      * must be refused even where allowed_ips opens those classes. 169.254.169.254 serves AWS,
-     * GCP, Azure, OCI and OpenStack; 100.100.100.200 is Alibaba Cloud's. */
-    if (a == V4(169, 254, 169, 254) || a == V4(100, 100, 100, 200))
+     * GCP, Azure, OCI and OpenStack; 100.100.100.200 is Alibaba Cloud's. 168.63.129.16 is
+     * Azure's WireServer (VM agent, health probes, DNS, and a path to IMDS): a public address
+     * every Azure VM reaches, so without this it would read as public and pass. */
+    if (a == V4(169, 254, 169, 254) || a == V4(100, 100, 100, 200) || a == V4(168, 63, 129, 16))
         return ADDR_METADATA;
 
     /* "This network" (RFC 1122 §3.2.1.3, RFC 6890): never a valid destination, and Linux
@@ -133,8 +135,10 @@ static bool v6_embedded_v4(const uint8_t *a, uint32_t *v4)
 
 static enum addr_class classify_v6(const uint8_t *a)
 {
-    /* AWS IMDS on Nitro instances. */
+    /* AWS IMDS on Nitro instances (fd00:ec2::254) and GCP's metadata server on IPv6
+     * (fd20:ce::254): both inside ULA fc00::/7, which allowed_ips may open. */
     static const uint8_t aws_imds[16] = {0xfd, 0, 0x0e, 0xc2, [14] = 0x02, 0x54};
+    static const uint8_t gcp_metadata[16] = {0xfd, 0x20, 0, 0xce, [14] = 0x02, 0x54};
     /* Range bases are full 16-byte addresses, so v6_in() may read any prefix length. */
     static const uint8_t nat64_local[16] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
     static const uint8_t bench[16] = {0x20, 0x01, 0, 0x02};
@@ -142,7 +146,8 @@ static enum addr_class classify_v6(const uint8_t *a)
     static const uint8_t doc2[16] = {0x3f, 0xff};
     uint32_t v4;
 
-    if (memcmp(a, aws_imds, sizeof(aws_imds)) == 0)
+    if (memcmp(a, aws_imds, sizeof(aws_imds)) == 0 ||
+        memcmp(a, gcp_metadata, sizeof(gcp_metadata)) == 0)
         return ADDR_METADATA;
     /* :: and ::1 first (RFC 4291 §2.5.2, §2.5.3): as IPv4-compatible addresses they would read
      * as 0.0.0.0 and 0.0.0.1, but they are IPv6's own unspecified and loopback addresses. */
@@ -378,6 +383,29 @@ bool addr_cidr_contains(const struct addr_cidr *c, const struct sockaddr *sa)
         return false;
     }
     return v6_in(a, c->bytes, c->prefix);
+}
+
+bool addr_cidr_is_metadata(const struct addr_cidr *c)
+{
+    struct sockaddr_storage ss;
+
+    /* Every metadata address is a single address, so only a full-length block is all
+     * metadata; a wider block (169.254.0.0/16) also holds addresses allowed_ips can open. */
+    if (c == NULL || c->prefix != (c->family == AF_INET ? 32 : 128))
+        return false;
+    memset(&ss, 0, sizeof(ss));
+    if (c->family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        memcpy(&sin->sin_addr, c->bytes, 4);
+    } else if (c->family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        memcpy(&sin6->sin6_addr, c->bytes, 16);
+    } else {
+        return false;
+    }
+    return addr_classify((const struct sockaddr *)&ss) == ADDR_METADATA;
 }
 
 void addr_format(const struct sockaddr *sa, char *buf, size_t cap)

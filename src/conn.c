@@ -844,10 +844,13 @@ void conn_respond_denied(struct conn *c, int status, const char *error, const ch
     if (!head.failed && !body.failed) {
         uv_buf_t bufs[2] = {uv_buf_init(head.data, (unsigned)head.len),
                             uv_buf_init(body.data, (unsigned)body.len)};
+        /* An answer to HEAD has no content (RFC 9110 §9.3.2); its Content-Length still says
+         * what a GET would have got, as §8.6 allows. */
+        unsigned nbufs = strcmp(c->ex.method, "HEAD") == 0 ? 1 : 2;
         struct side *cs = &c->sides[SIDE_CLIENT];
         /* Inside a tunnel whose client TLS is not up yet there is no way to answer in HTTP. */
         if (!cs->tls || tls_handshake_done(cs->tls))
-            conn_writev(c, SIDE_CLIENT, bufs, 2);
+            conn_writev(c, SIDE_CLIENT, bufs, nbufs);
     }
     http_buf_free(&head);
     http_buf_free(&body);

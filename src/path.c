@@ -179,10 +179,20 @@ enum path_result path_canonicalize(const char *target, size_t len, char *path_ou
     return PATH_OK;
 }
 
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
+static bool char_eq(char a, char b, bool fold)
+{
+    return a == b || (fold && ascii_lower(a) == ascii_lower(b));
+}
+
 /* Classic two-pointer wildcard match of one segment against one glob segment, '*' matching any
  * run of characters. Only the most recent '*' is ever resumed, which is enough because every
  * other glob character consumes exactly one input character: O(plen * slen) at worst. */
-static bool segment_match(const char *g, size_t glen, const char *s, size_t slen)
+static bool segment_match(const char *g, size_t glen, const char *s, size_t slen, bool fold)
 {
     size_t gi = 0, si = 0;
     size_t star_g = (size_t)-1, star_s = 0;
@@ -191,7 +201,7 @@ static bool segment_match(const char *g, size_t glen, const char *s, size_t slen
         if (gi < glen && g[gi] == '*') {
             star_g = gi++;
             star_s = si;
-        } else if (gi < glen && g[gi] == s[si]) {
+        } else if (gi < glen && char_eq(g[gi], s[si], fold)) {
             gi++;
             si++;
         } else if (star_g != (size_t)-1) {
@@ -229,7 +239,7 @@ static bool seg_is_globstar(const char *cur)
  * '**' matching zero segments is what makes a glob "/admin/" "**" cover "/admin". For a given
  * '**' the pair (glob segment, path segment) fixes where that '**' resumed, so each pair is
  * compared at most once, which bounds the work by strlen(glob) * strlen(path). */
-bool path_glob_match(const char *glob, const char *path)
+static bool glob_match(const char *glob, const char *path, bool fold)
 {
     if (!glob || !path || glob[0] != '/' || path[0] != '/')
         return false;
@@ -242,7 +252,7 @@ bool path_glob_match(const char *glob, const char *path)
             star_g = g;
             star_s = s;
             g = seg_next(g);
-        } else if (g && segment_match(g, seg_len(g), s, seg_len(s))) {
+        } else if (g && segment_match(g, seg_len(g), s, seg_len(s), fold)) {
             g = seg_next(g);
             s = seg_next(s);
         } else if (star_g) {
@@ -256,6 +266,16 @@ bool path_glob_match(const char *glob, const char *path)
     while (g && seg_is_globstar(g))
         g = seg_next(g);
     return g == NULL;
+}
+
+bool path_glob_match(const char *glob, const char *path)
+{
+    return glob_match(glob, path, false);
+}
+
+bool path_glob_match_nocase(const char *glob, const char *path)
+{
+    return glob_match(glob, path, true);
 }
 
 /* A glob must be written in canonical form: the matcher only ever sees canonical paths, so a

@@ -500,6 +500,13 @@ static void load_ips(struct loader *ld, const cJSON *obj, struct endpoint *e)
         else if (addr_cidr_parse(c->valuestring, &cidr) != 0)
             jsonload_fail(&ld->j, "\"%s\" is not an address or CIDR block (host bits must be zero)",
                           jsonload_show(buf, c->valuestring));
+        else if (addr_cidr_is_metadata(&cidr))
+            /* The guard refuses it whatever the policy says: an entry promising otherwise is a
+             * mistake worth stopping at load. */
+            jsonload_fail(&ld->j,
+                          "\"%s\" is a cloud metadata address, which is refused always; "
+                          "remove it",
+                          jsonload_show(buf, c->valuestring));
         if (ips)
             ips[i] = cidr;
         jsonload_pop(&ld->j, o);
@@ -1093,23 +1100,44 @@ static bool access_allows(enum access a, const char *method)
     return false;
 }
 
-static bool rule_matches(const struct rule *r, const char *method, const char *path)
+/* One request as the L7 decision sees it. */
+struct l7_request {
+    const char *method;
+    const char *path;     /* canonical */
+    const char *path_alt; /* path with one trailing slash added or removed; NULL for "/" */
+};
+
+/* Allow rules are exact: method, case and trailing slash as written. */
+static bool allow_rule_matches(const struct rule *r, const struct l7_request *q)
 {
-    return (!r->method || strcmp(r->method, method) == 0) && path_glob_match(r->glob, path);
+    return (!r->method || strcmp(r->method, q->method) == 0) && path_glob_match(r->glob, q->path);
+}
+
+/* Deny rules fail closed where upstreams are lenient. Most frameworks route "/a" and "/a/" to
+ * one handler, many servers (IIS, Windows and macOS file systems, case-folding routers) treat
+ * "/ADMIN" as "/admin", and HEAD is answered by the GET handler (RFC 9110 §9.3.2): a deny
+ * rule that missed any of these would be a bypass. */
+static bool deny_rule_matches(const struct rule *r, const struct l7_request *q)
+{
+    if (r->method && strcmp(r->method, q->method) != 0 &&
+        !(strcmp(r->method, "GET") == 0 && strcmp(q->method, "HEAD") == 0))
+        return false;
+    return path_glob_match_nocase(r->glob, q->path) ||
+           (q->path_alt && path_glob_match_nocase(r->glob, q->path_alt));
 }
 
 /* NULL when e allows the request, else the static reason it refuses. Deny rules first: they
  * win over the preset and every allow rule. */
-static const char *endpoint_refusal(const struct endpoint *e, const char *method, const char *path)
+static const char *endpoint_refusal(const struct endpoint *e, const struct l7_request *q)
 {
     for (size_t i = 0; i < e->ndeny; i++) {
-        if (rule_matches(&e->deny[i], method, path))
+        if (deny_rule_matches(&e->deny[i], q))
             return "matched deny rule";
     }
-    if (access_allows(e->access, method))
+    if (access_allows(e->access, q->method))
         return NULL;
     for (size_t i = 0; i < e->nrules; i++) {
-        if (rule_matches(&e->rules[i], method, path))
+        if (allow_rule_matches(&e->rules[i], q))
             return NULL;
     }
     switch (e->access) {
@@ -1125,7 +1153,7 @@ static const char *endpoint_refusal(const struct endpoint *e, const char *method
 struct l7_ctx {
     uint16_t port;
     const struct policy_peer *peer;
-    const char *method, *path;
+    struct l7_request q;
     const struct endpoint *allow; /* lowest index that allows */
     const struct endpoint *audit; /* lowest index in audit mode that refuses */
     const char *audit_reason;
@@ -1147,7 +1175,7 @@ static void visit_l7(const struct endpoint *e, void *arg)
     /* Once something allows, only an earlier allowing endpoint can change the answer. */
     if (c->allow && e->index > c->allow->index)
         return;
-    const char *why = endpoint_refusal(e, c->method, c->path);
+    const char *why = endpoint_refusal(e, &c->q);
     if (!why) {
         c->allow = e;
     } else if (e->audit) {
@@ -1228,19 +1256,41 @@ static void rule_missing(char *out, size_t cap, const char *method, const char *
         out[0] = '\0';
 }
 
+/* The path with one trailing slash removed or added, written to buf, for deny rules. *alt is
+ * NULL for "/" and for a path that does not start with '/' (no glob matches those). Returns
+ * false when the path is too long to fit buf: the caller must refuse, not skip the check. */
+static bool toggle_trailing_slash(const char *path, char *buf, size_t cap, const char **alt)
+{
+    size_t n = strlen(path);
+    *alt = NULL;
+    if (path[0] != '/' || n == 1)
+        return true;
+    if (n + 2 > cap)
+        return false;
+    memcpy(buf, path, n);
+    if (path[n - 1] == '/')
+        n--;
+    else
+        buf[n++] = '/';
+    buf[n] = '\0';
+    *alt = buf;
+    return true;
+}
+
 void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
                      const struct policy_peer *peer, const char *method, const char *path,
                      struct policy_l7 *out)
 {
-    char h[HOST_MAX + 2];
+    char h[HOST_MAX + 2], alt[PATH_MAX_LEN + 2];
     struct l7_ctx c;
     memset(&c, 0, sizeof(c));
     c.port = port;
     c.peer = peer;
-    c.method = method ? method : "";
-    c.path = path ? path : "";
+    c.q.method = method ? method : "";
+    c.q.path = path ? path : "";
 
-    if (normalise_query_host(host, h))
+    bool checkable = toggle_trailing_slash(c.q.path, alt, sizeof(alt), &c.q.path_alt);
+    if (checkable && normalise_query_host(host, h))
         for_each_host_match(p, h, visit_l7, &c);
     memset(out, 0, sizeof(*out));
     if (c.allow) {
@@ -1260,24 +1310,35 @@ void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
         out->verdict = POLICY_DENY;
         out->policy_name = c.bin_refused->policy_name;
         out->reason = "binary not allowed";
+    } else if (!checkable) {
+        /* Longer than any canonical path (relay answers 414 first): no deny rule can be
+         * checked against it, so nothing may allow it. */
+        out->verdict = POLICY_DENY;
+        out->reason = "path too long";
     } else {
         out->verdict = POLICY_DENY;
         out->reason = "no endpoint matches host and port";
     }
-    rule_missing(out->rule_missing, sizeof(out->rule_missing), c.method,
-                 c.path[0] == '/' ? c.path : "/");
+    rule_missing(out->rule_missing, sizeof(out->rule_missing), c.q.method,
+                 c.q.path[0] == '/' ? c.q.path : "/");
 }
 
 struct ip_ctx {
     uint16_t port;
+    const struct policy_peer *peer;
+    enum policy_protocol protocol;
     const struct sockaddr *sa;
     bool allowed;
 };
 
+/* Only endpoints that take part in this peer's L4 decision lend their allowed_ips: one for
+ * another binary, or for the protocol L4 did not choose, allows none of this traffic, so it
+ * must not open an address for it either. */
 static void visit_ip(const struct endpoint *e, void *arg)
 {
     struct ip_ctx *c = arg;
-    if (c->allowed || !port_matches(e, c->port))
+    if (c->allowed || e->protocol != c->protocol || !port_matches(e, c->port) ||
+        !peer_matches(e, c->peer))
         return;
     for (size_t i = 0; i < e->nips; i++) {
         if (addr_cidr_contains(&e->ips[i], c->sa)) {
@@ -1288,11 +1349,16 @@ static void visit_ip(const struct endpoint *e, void *arg)
 }
 
 bool policy_ip_allowed(const struct policy *p, const char *host, uint16_t port,
-                       const struct sockaddr *sa)
+                       const struct policy_peer *peer, const struct sockaddr *sa)
 {
     char h[HOST_MAX + 2];
-    struct ip_ctx c = {port, sa, false};
-    if (sa && normalise_query_host(host, h))
-        for_each_host_match(p, h, visit_ip, &c);
+    if (!sa || !normalise_query_host(host, h))
+        return false;
+    struct l4_ctx l4 = {port, peer, NULL, NULL};
+    for_each_host_match(p, h, visit_l4, &l4);
+    if (!l4.best)
+        return false;
+    struct ip_ctx c = {port, peer, l4.best->protocol, sa, false};
+    for_each_host_match(p, h, visit_ip, &c);
     return c.allowed;
 }

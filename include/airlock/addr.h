@@ -22,7 +22,8 @@ enum addr_class {
     ADDR_BROADCAST,     /* 255.255.255.255, and 240/4 reserved */
     ADDR_BENCHMARK,     /* 198.18/15, 2001:2::/48 */
     ADDR_DOCUMENTATION, /* 192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32, 192.0.0/24 */
-    ADDR_METADATA,      /* 169.254.169.254, fd00:ec2::254, 100.100.100.200: refused always */
+    ADDR_METADATA,      /* 169.254.169.254, 100.100.100.200, 168.63.129.16, fd00:ec2::254,
+                         * fd20:ce::254: refused always */
 };
 
 const char *addr_class_name(enum addr_class c);
@@ -51,6 +52,10 @@ int addr_cidr_parse(const char *s, struct addr_cidr *out);
 
 /* true when sa (IPv4-mapped forms unwrapped) lies inside the block. */
 bool addr_cidr_contains(const struct addr_cidr *c, const struct sockaddr *sa);
+
+/* true when every address of the block is a cloud metadata address (ADDR_METADATA): an
+ * allowed_ips entry that can never open anything. */
+bool addr_cidr_is_metadata(const struct addr_cidr *c);
 
 /* Text form of sa's address (no port) into buf. */
 void addr_format(const struct sockaddr *sa, char *buf, size_t cap);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* netguard: the SSRF guard on the dial path. Resolves the target itself (uv_getaddrinfo), vets
- * every answer (addr.h classes; blocked unless the policy's allowed_ips covers it; metadata
- * always), refuses the whole name when any answer is blocked, and connects only to the vetted
- * addresses, so a second lookup (DNS rebinding) never happens. */
+ * every answer (addr.h classes; blocked unless the allowed_ips of an endpoint that allowed this
+ * connection covers it, see policy_ip_allowed; metadata always), refuses the whole name when
+ * any answer is blocked, and connects only to the vetted addresses, so a second lookup (DNS
+ * rebinding) never happens. */
 #ifndef AIRLOCK_NETGUARD_H
 #define AIRLOCK_NETGUARD_H
 

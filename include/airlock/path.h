@@ -34,6 +34,10 @@ enum path_result path_canonicalize(const char *target, size_t len, char *path_ou
  * strlen(path) * strlen(glob) at worst; never exponential. */
 bool path_glob_match(const char *glob, const char *path);
 
+/* path_glob_match with letters compared ASCII case-insensitively: for deny rules, which must
+ * also catch the spellings a case-insensitive upstream serves as the same resource. */
+bool path_glob_match_nocase(const char *glob, const char *path);
+
 /* true when glob is well-formed: starts with '/', '**' only as a whole segment. */
 bool path_glob_valid(const char *glob);
 

@@ -71,15 +71,20 @@ struct policy_l7 {
 
 /* L7: the request is allowed when some endpoint matching host and port (and peer) allows the
  * method and canonical path by its access preset or rules and no deny_rule of that endpoint
- * matches. When every matching endpoint refuses and one of them is in audit mode, AUDIT. */
+ * matches. When every matching endpoint refuses and one of them is in audit mode, AUDIT.
+ * Allow rules match exactly. Deny rules fail closed: the path also with one trailing slash
+ * added or removed, letters ASCII case-insensitively, and a GET deny also covers HEAD. A path
+ * longer than PATH_MAX_LEN is refused. */
 void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
                      const struct policy_peer *peer, const char *method, const char *path,
                      struct policy_l7 *out);
 
-/* SSRF: true when some endpoint matching host and port lists an allowed_ips block that contains
- * sa. (Metadata addresses are refused by netguard before this is asked.) */
+/* SSRF: true when sa lies in an allowed_ips block of an endpoint that takes part in this
+ * peer's L4 decision for host:port: it matches host, port and peer (binaries), and has the
+ * protocol policy_check_l4 chose. An endpoint for another binary or protocol never opens an
+ * address. (Metadata addresses are refused by netguard before this is asked.) */
 bool policy_ip_allowed(const struct policy *p, const char *host, uint16_t port,
-                       const struct sockaddr *sa);
+                       const struct policy_peer *peer, const struct sockaddr *sa);
 
 /* true when a policy names binaries anywhere (then the peer must be identified). */
 bool policy_uses_binaries(const struct policy *p);

@@ -31,9 +31,16 @@ def _denied(c, up, method, target, error="policy_denied", status=403):
     before = len(up.requests)
     c.send_request(method, target)
     r = read_response(c.reader, method)
-    j = check_deny(r, error, status)
-    closed, _ = c.wait_closed(5)
+    if method == "HEAD":
+        # No content in an answer to HEAD (RFC 9110 §9.3.2): only the head, then the close.
+        check_eq(r.status, status, "status")
+        check_eq(r.headers.get("x-airlock-decision", "").lower(), "deny", "X-Airlock-Decision")
+        j = None
+    else:
+        j = check_deny(r, error, status)
+    closed, extra = c.wait_closed(5)
     check(closed, "tunnel still open after the %d for %s %s" % (status, method, target))
+    check_eq(extra, b"", "bytes after the %d for %s %s" % (status, method, target))
     check_eq(len(up.requests) - before, 0, "requests that reached the upstream")
     return j
 
@@ -105,6 +112,51 @@ def test_deny_rule_wins_over_full_access_and_covers_bare_prefix(env):
     c = open_tunnel(al, LOOPBACK4, up.port)
     _allowed(c, "DELETE", "/administrator")
     _allowed(c, "POST", "/public/admin")
+
+
+def test_denied_head_request_gets_the_head_only(env):
+    up, al = _one_endpoint(env, "get_only", rules=[{"method": "GET", "path": "/x"}])
+    _denied(open_tunnel(al, LOOPBACK4, up.port), up, "HEAD", "/x")
+
+
+def _deny_fail_closed_airlock(env):
+    return _one_endpoint(env, "guarded", access="full",
+                         deny_rules=[{"method": "*", "path": "/admin/*"},
+                                     {"method": "GET", "path": "/private/**"}])
+
+
+def test_deny_rule_matches_with_a_trailing_slash(env):
+    # "/admin/users/." is canonicalised to "/admin/users/": one empty segment more than the
+    # glob has, and most upstreams serve it as /admin/users.
+    up, al = _deny_fail_closed_airlock(env)
+    for target in ("/admin/users/", "/admin/users/.", "/admin/users/x/.."):
+        j = _denied(open_tunnel(al, LOOPBACK4, up.port), up, "GET", target)
+        check_eq(j.get("path"), "/admin/users/", "canonical path in the deny body")
+    _allowed(open_tunnel(al, LOOPBACK4, up.port), "GET", "/admin/users/deeper")
+
+
+def test_deny_rule_matches_case_insensitively(env):
+    up, al = _deny_fail_closed_airlock(env)
+    for method, target in (("GET", "/ADMIN/users"), ("DELETE", "/Admin/Users/"),
+                           ("GET", "/PRIVATE/x")):
+        _denied(open_tunnel(al, LOOPBACK4, up.port), up, method, target)
+    _allowed(open_tunnel(al, LOOPBACK4, up.port), "GET", "/ADMINISTRATOR")
+
+
+def test_get_deny_rule_covers_head(env):
+    up, al = _deny_fail_closed_airlock(env)
+    for target in ("/private/x", "/private"):
+        _denied(open_tunnel(al, LOOPBACK4, up.port), up, "HEAD", target)
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "POST", "/private/x", body=b"p")
+    _allowed(c, "OPTIONS", "/private/x")
+
+
+def test_allow_rules_stay_exact(env):
+    up, al = _one_endpoint(env, "exact", rules=[{"method": "GET", "path": "/v1/items"}])
+    _allowed(open_tunnel(al, LOOPBACK4, up.port), "GET", "/v1/items")
+    for method, target in (("GET", "/v1/items/"), ("GET", "/V1/items"), ("HEAD", "/v1/items")):
+        _denied(open_tunnel(al, LOOPBACK4, up.port), up, method, target)
 
 
 def test_read_write_allows_put_and_patch_but_not_delete(env):
@@ -207,6 +259,22 @@ def test_loopback_with_allowed_ips_is_reachable(env):
     check_eq(up.accepts, 1, "upstream connections")
 
 
+def test_allowed_ips_of_another_binarys_endpoint_do_not_open_the_address(env):
+    # "tools" may reach loopback, but only for its binary; "open" lets this process through to
+    # the same host and port without allowed_ips, so the connection must meet the SSRF guard.
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({
+        "tools": {"endpoints": [ep(LOOPBACK4, up.port, access="full",
+                                   allowed_ips=["127.0.0.0/8"])],
+                  "binaries": ["/opt/airlock-e2e-not-here/tool"]},
+        "open": [ep(LOOPBACK4, up.port, access="full")],
+    }))
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port)
+    check_deny(resp, "ssrf_denied")
+    time.sleep(0.3)
+    check_eq(up.accepts, 0, "connections made to the loopback upstream")
+
+
 def _check_refuses(env, endpoints, want_path):
     path = write_json(env.path("metadata.json"), policy_doc({"x": endpoints}))
     rc, out, _ = run_cli(env, ["check", "--policy", path])
@@ -218,6 +286,22 @@ def test_check_rejects_metadata_ip_endpoint(env):
     _check_refuses(env, [ep("169.254.169.254", 80, access="full",
                             allowed_ips=["169.254.0.0/16"])],
                    "network_policies.x.endpoints[0].host")
+
+
+def test_check_rejects_azure_wireserver_endpoint(env):
+    _check_refuses(env, [ep("168.63.129.16", 80, access="full")],
+                   "network_policies.x.endpoints[0].host")
+
+
+def test_check_rejects_gcp_ipv6_metadata_endpoint(env):
+    _check_refuses(env, [ep("fd20:ce::254", 80, access="full")],
+                   "network_policies.x.endpoints[0].host")
+
+
+def test_check_rejects_metadata_address_in_allowed_ips(env):
+    _check_refuses(env, [ep("wire.example.com", 80, access="full",
+                            allowed_ips=["10.0.0.0/8", "168.63.129.16/32"])],
+                   "network_policies.x.endpoints[0].allowed_ips[1]")
 
 
 def test_check_rejects_metadata_hostname_endpoint(env):

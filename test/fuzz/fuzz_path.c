@@ -2,8 +2,9 @@
 /* libFuzzer target for path: path_canonicalize on the whole input, with the properties of a
  * canonical path checked on every PATH_OK (rooted, no empty or dot segment, no encoded slash,
  * idempotent, exact output bounds), and path_glob_match on the input cut at its first '\n'
- * into a glob and a path, compared with a plain recursive matcher on short inputs. Invariants
- * are checked with __builtin_trap(). */
+ * into a glob and a path, compared with a plain recursive matcher on short inputs;
+ * path_glob_match_nocase is compared with path_glob_match on lower-cased text. Invariants are
+ * checked with __builtin_trap(). */
 #include "airlock/path.h"
 
 #include <stdint.h>
@@ -231,6 +232,17 @@ static void fuzz_glob(const char *in, size_t len)
     size_t gl = strlen(glob), pl = strlen(path);
     if (gl <= REF_MAX && pl <= REF_MAX)
         CHECK(got == ref_match(glob, path));
+    /* the case-folding matcher is the exact one over lower-cased text, and never narrower */
+    char *lglob = dup_n(glob, gl), *lpath = dup_n(path, pl);
+    for (char *c = lglob; *c; c++)
+        *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c;
+    for (char *c = lpath; *c; c++)
+        *c = (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c;
+    bool folded = path_glob_match_nocase(glob, path);
+    CHECK(folded == path_glob_match(lglob, lpath));
+    CHECK(!got || folded);
+    free(lglob);
+    free(lpath);
     /* the matcher only ever sees canonical paths: match the canonical form of the path too */
     char *canon = malloc(PATH_MAX_LEN + 1);
     CHECK(canon != NULL);

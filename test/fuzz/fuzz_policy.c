@@ -193,25 +193,25 @@ static void decide(const struct policy *pol, const char *host, uint16_t port,
     }
 }
 
-static void check_ips(const struct policy *pol, const char *host, uint16_t port)
+static void check_ips(const struct policy *pol, const char *host, uint16_t port,
+                      const struct policy_peer *peer)
 {
     static const char *const v4[] = {"127.0.0.1", "10.1.2.3", "93.184.216.34"};
-    static const struct policy_peer anyone = {NULL, true};
     struct policy_l4 o4;
 
-    policy_check_l4(pol, host, port, &anyone, &o4);
+    policy_check_l4(pol, host, port, peer, &o4);
     for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
         struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
         CHECK(inet_pton(AF_INET, v4[i], &sin.sin_addr) == 1);
-        /* an allowed address belongs to an endpoint that matches host and port */
-        if (policy_ip_allowed(pol, host, port, (const struct sockaddr *)&sin))
+        /* an address is opened only for a peer that L4 lets through to host and port */
+        if (policy_ip_allowed(pol, host, port, peer, (const struct sockaddr *)&sin))
             CHECK(o4.verdict == POLICY_ALLOW);
     }
     struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
     CHECK(inet_pton(AF_INET6, "::1", &sin6.sin6_addr) == 1);
-    if (policy_ip_allowed(pol, host, port, (const struct sockaddr *)&sin6))
+    if (policy_ip_allowed(pol, host, port, peer, (const struct sockaddr *)&sin6))
         CHECK(o4.verdict == POLICY_ALLOW);
-    CHECK(!policy_ip_allowed(pol, host, port, NULL));
+    CHECK(!policy_ip_allowed(pol, host, port, peer, NULL));
 }
 
 static void exercise(const struct policy *pol, const char *json)
@@ -250,7 +250,9 @@ static void exercise(const struct policy *pol, const char *json)
             policy_check_l4(pol, pr->hosts[i], pr->ports[i], &anyone, &any4);
             CHECK(o4.verdict == any4.verdict);
         }
-        check_ips(pol, pr->hosts[i], pr->ports[i]);
+        check_ips(pol, pr->hosts[i], pr->ports[i], &anyone);
+        check_ips(pol, pr->hosts[i], pr->ports[i], &named);
+        check_ips(pol, pr->hosts[i], pr->ports[i], &unknown);
     }
     /* a NULL peer and NULL method or path must not crash */
     policy_check_l4(pol, pr->hosts[0], pr->ports[0], NULL, &(struct policy_l4){0});

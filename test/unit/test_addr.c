@@ -125,6 +125,9 @@ static void test_v4_ranges(void)
         {"100.100.100.200", ADDR_METADATA},
         {"100.100.100.199", ADDR_CGNAT},
         {"100.100.100.201", ADDR_CGNAT},
+        {"168.63.129.16", ADDR_METADATA},
+        {"168.63.129.15", ADDR_PUBLIC},
+        {"168.63.129.17", ADDR_PUBLIC},
         /* public */
         {"8.8.8.8", ADDR_PUBLIC},
         {"1.1.1.1", ADDR_PUBLIC},
@@ -180,6 +183,11 @@ static void test_v6_ranges(void)
         {"fd00:ec2::254", ADDR_METADATA},
         {"fd00:ec2::253", ADDR_PRIVATE},
         {"fd00:ec2::1:254", ADDR_PRIVATE},
+        {"fd20:ce::254", ADDR_METADATA},
+        {"fd20:ce:0:0:0:0:0:254", ADDR_METADATA},
+        {"fd20:ce::253", ADDR_PRIVATE},
+        {"fd20:ce::1:254", ADDR_PRIVATE},
+        {"fd20:cf::254", ADDR_PRIVATE},
         /* public */
         {"2606:4700::1111", ADDR_PUBLIC},
         {"2001:4860:4860::8888", ADDR_PUBLIC},
@@ -208,6 +216,7 @@ static void test_v6_embedded(void)
         {"::ffff:169.254.169.254", ADDR_METADATA},
         {"::ffff:a9fe:a9fe", ADDR_METADATA},
         {"::ffff:100.100.100.200", ADDR_METADATA},
+        {"::ffff:168.63.129.16", ADDR_METADATA},
         {"::ffff:8.8.8.8", ADDR_PUBLIC},
         /* IPv4-compatible ::/96 */
         {"::127.0.0.1", ADDR_LOOPBACK},
@@ -225,6 +234,7 @@ static void test_v6_embedded(void)
         {"64:ff9b::10.0.0.1", ADDR_PRIVATE},
         {"64:ff9b::a9fe:a9fe", ADDR_METADATA},
         {"64:ff9b::100.100.100.200", ADDR_METADATA},
+        {"64:ff9b::a83f:8110", ADDR_METADATA},
         {"64:ff9b::8.8.8.8", ADDR_PUBLIC},
         /* 6to4 2002::/16: v4 in bits 16-47, anything after it */
         {"2002:7f00:1::", ADDR_LOOPBACK},
@@ -232,12 +242,14 @@ static void test_v6_embedded(void)
         {"2002:a9fe:a9fe::", ADDR_METADATA},
         {"2002:a9fe:a9fe:1:2:3:4:5", ADDR_METADATA},
         {"2002:6464:64c8::1", ADDR_METADATA},
+        {"2002:a83f:8110::", ADDR_METADATA},
         {"2002:0a00:0001::", ADDR_PRIVATE},
         {"2002:808:808::1", ADDR_PUBLIC},
         /* Teredo 2001::/32: client v4 is the inverted last 32 bits */
         {"2001:0:4136:e378:8000:63bf:80ff:fffe", ADDR_LOOPBACK},    /* 127.0.0.1 */
         {"2001:0:4136:e378:8000:63bf:f5ff:fffe", ADDR_PRIVATE},     /* 10.0.0.1 */
         {"2001:0:4136:e378:8000:63bf:5601:5601", ADDR_METADATA},    /* 169.254.169.254 */
+        {"2001:0:4136:e378:8000:63bf:57c0:7eef", ADDR_METADATA},    /* 168.63.129.16 */
         {"2001:0:4136:e378:8000:63bf:f7f7:f7f7", ADDR_PUBLIC},      /* 8.8.8.8 */
         {"2001:0:4136:e378:8000:63bf:ffff:ffff", ADDR_UNSPECIFIED}, /* 0.0.0.0 */
     };
@@ -462,6 +474,33 @@ static void test_cidr_contains(void)
     CHECK(!addr_cidr_contains(&c, NULL));
 }
 
+/* Only a block that is wholly metadata (a single metadata address) is reported. */
+static void test_cidr_is_metadata(void)
+{
+    static const struct {
+        const char *cidr;
+        bool want;
+    } cases[] = {
+        {"169.254.169.254", true},    {"169.254.169.254/32", true},
+        {"100.100.100.200", true},    {"168.63.129.16", true},
+        {"168.63.129.16/32", true},   {"fd00:ec2::254", true},
+        {"fd20:ce::254/128", true},   {"::ffff:168.63.129.16", true},
+        {"64:ff9b::a9fe:a9fe", true}, {"168.63.129.16/31", false},
+        {"169.254.0.0/16", false},    {"fd20:ce::254/127", false},
+        {"168.63.129.17", false},     {"10.0.0.1", false},
+        {"0.0.0.0/0", false},         {"::/0", false},
+    };
+    struct addr_cidr c;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        CHECK_EQ(addr_cidr_parse(cases[i].cidr, &c), 0);
+        if (addr_cidr_is_metadata(&c) != cases[i].want)
+            fprintf(stderr, "  metadata block %s\n", cases[i].cidr);
+        CHECK_EQ(addr_cidr_is_metadata(&c), cases[i].want);
+    }
+    CHECK(!addr_cidr_is_metadata(NULL));
+}
+
 static void test_format(void)
 {
     static const char *const addrs[] = {
@@ -500,6 +539,7 @@ int main(void)
     RUN(test_localhost_names);
     RUN(test_cidr_parse);
     RUN(test_cidr_contains);
+    RUN(test_cidr_is_metadata);
     RUN(test_format);
     return test_report();
 }

@@ -286,6 +286,39 @@ static void test_glob_table(void)
     }
 }
 
+/* The case-folding matcher agrees with the exact one on every table case that does not hinge
+ * on letter case, and folds ASCII letters (only) in both glob and path. */
+static void test_glob_nocase(void)
+{
+    size_t n = sizeof(glob_cases) / sizeof(glob_cases[0]);
+    for (size_t i = 0; i < n; i++) {
+        const struct glob_case *c = &glob_cases[i];
+        if (strcmp(c->glob, "/a") == 0 && strcmp(c->path, "/A") == 0)
+            continue;
+        CHECK_EQ(path_glob_match_nocase(c->glob, c->path), c->match);
+    }
+    static const struct glob_case folded[] = {
+        {"/a", "/A", true},
+        {"/admin/*", "/ADMIN/Users", true},
+        {"/Admin/**", "/aDmIn/x/y", true},
+        {"/v1/*.JSON", "/V1/x.json", true},
+        {"/a%2Fb", "/A%2fB", true},
+        {"/a", "/b", false},
+        {"/admin/*", "/ADMIN/a/b", false},
+        {"/a@", "/a`", false}, /* '@' and '`' are 0x20 apart but not letters */
+        {"/[", "/{", false},
+    };
+    for (size_t i = 0; i < sizeof(folded) / sizeof(folded[0]); i++) {
+        bool got = path_glob_match_nocase(folded[i].glob, folded[i].path);
+        if (got != folded[i].match)
+            fprintf(stderr, "nocase case %zu: \"%s\" vs \"%s\": got %d\n", i, folded[i].glob,
+                    folded[i].path, got);
+        CHECK_EQ(got, folded[i].match);
+        CHECK(!path_glob_match(folded[i].glob, folded[i].path) || folded[i].match);
+    }
+    CHECK(!path_glob_match("/a", "/A"));
+}
+
 static void test_glob_valid(void)
 {
     static const char *const good[] = {
@@ -424,6 +457,7 @@ int main(void)
     RUN(test_canon_embedded_nul);
     RUN(test_canon_lengths);
     RUN(test_glob_table);
+    RUN(test_glob_nocase);
     RUN(test_glob_valid);
     RUN(test_glob_pathological);
     RUN(test_random);

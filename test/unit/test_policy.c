@@ -311,7 +311,8 @@ static void test_access(void)
         {"mix.example.com", "GET", "/admin/a/b", POLICY_DENY, "matched deny rule"},
         {"mix.example.com", "GET", "/administrators", POLICY_ALLOW, NULL},
         {"mix.example.com", "GET", "/secret", POLICY_DENY, "matched deny rule"},
-        {"mix.example.com", "HEAD", "/secret", POLICY_ALLOW, NULL},
+        {"mix.example.com", "HEAD", "/secret", POLICY_DENY, "matched deny rule"},
+        {"mix.example.com", "OPTIONS", "/secret", POLICY_ALLOW, NULL},
         {"mix.example.com", "GET", "/secret/x", POLICY_ALLOW, NULL},
         {"deny.example.com", "DELETE", "/", POLICY_DENY, "matched deny rule"},
         {"deny.example.com", "DELETE", "/a/b", POLICY_DENY, "matched deny rule"},
@@ -379,6 +380,98 @@ static void test_audit_and_overlap(void)
     struct policy_l4 o4;
     policy_check_l4(p, "api.example.com", 443, &anyone, &o4);
     CHECK_STR(o4.policy_name, "strict");
+    policy_unref(p);
+}
+
+/* Deny rules fail closed: one trailing slash either way, ASCII case, and HEAD under a GET
+ * deny; allow rules stay exact, so neither direction widens what the policy lets through. */
+static void test_deny_rules_fail_closed(void)
+{
+    struct policy *p =
+        load("{'version':1,'network_policies':{'a':{'endpoints':["
+             "{'host':'d.example.com','port':443,'access':'full','deny_rules':["
+             "  {'method':'*','path':'/admin/*'},{'method':'GET','path':'/private/**'},"
+             "  {'method':'*','path':'/tmp/'},{'method':'*','path':'/Export/*.CSV'},"
+             "  {'method':'DELETE','path':'/'},{'method':'HEAD','path':'/probe'}]},"
+             "{'host':'exact.example.com','port':443,'rules':["
+             "  {'method':'GET','path':'/v1/items'},{'method':'GET','path':'/v1/dir/'}]},"
+             "{'host':'watch.example.com','port':443,'access':'full','enforcement':'audit',"
+             "  'deny_rules':[{'method':'GET','path':'/admin'}]}"
+             "]}}}");
+    static const struct l7_case cases[] = {
+        /* one trailing slash either way */
+        {"d.example.com", "GET", "/admin/users", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/users/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/users/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/administrator", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/tmp", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "PUT", "/tmp/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "PUT", "/tmp/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "DELETE", "/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "DELETE", "/x", POLICY_ALLOW, NULL},
+        /* ASCII case, in the path and in the glob */
+        {"d.example.com", "GET", "/ADMIN/users", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "POST", "/Admin/Users/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/PRIVATE/X", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/export/q1.csv", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/EXPORT/q1.Csv/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/export/q1.csvx", POLICY_ALLOW, NULL},
+        /* a GET deny covers HEAD, nothing else; a HEAD deny does not cover GET */
+        {"d.example.com", "HEAD", "/private/x", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "HEAD", "/Private", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "POST", "/private/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "OPTIONS", "/private/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "HEAD", "/probe", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/probe", POLICY_ALLOW, NULL},
+        /* allow rules stay exact */
+        {"exact.example.com", "GET", "/v1/items", POLICY_ALLOW, NULL},
+        {"exact.example.com", "GET", "/v1/items/", POLICY_DENY, "no rule allows method and path"},
+        {"exact.example.com", "GET", "/V1/items", POLICY_DENY, "no rule allows method and path"},
+        {"exact.example.com", "HEAD", "/v1/items", POLICY_DENY, "no rule allows method and path"},
+        {"exact.example.com", "GET", "/v1/dir/", POLICY_ALLOW, NULL},
+        {"exact.example.com", "GET", "/v1/dir", POLICY_DENY, "no rule allows method and path"},
+        /* audit mode sees the same matches */
+        {"watch.example.com", "HEAD", "/Admin/", POLICY_AUDIT, "matched deny rule"},
+        {"watch.example.com", "GET", "/admins", POLICY_ALLOW, NULL},
+    };
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    run_l7_cases(p, cases, sizeof(cases) / sizeof(cases[0]));
+
+    /* What the canonicaliser makes of dot and slash tricks meets the same rules. */
+    static const char *const tricks[] = {"/admin/users/.", "/admin/users/./", "/admin//users//",
+                                         "/admin/users/x/..", "/ADMIN/users;x=1/"};
+    for (size_t i = 0; i < sizeof(tricks) / sizeof(tricks[0]); i++) {
+        char canon[PATH_MAX_LEN + 1], query[16];
+        bool has_query;
+        CHECK_EQ(path_canonicalize(tricks[i], strlen(tricks[i]), canon, sizeof(canon), query,
+                                   sizeof(query), &has_query),
+                 PATH_OK);
+        struct policy_l7 o;
+        if (l7(p, "d.example.com", 443, "GET", canon, &o) != POLICY_DENY)
+            fprintf(stderr, "trick %s (canonical %s) allowed\n", tricks[i], canon);
+        CHECK_EQ(o.verdict, POLICY_DENY);
+    }
+
+    /* Longer than any canonical path: no deny rule could be checked, so it is refused. The
+     * longest canonical path is still decided normally. */
+    char *longest = malloc(PATH_MAX_LEN + 2);
+    CHECK(longest != NULL);
+    if (longest) {
+        memset(longest, 'a', PATH_MAX_LEN + 1);
+        longest[0] = '/';
+        longest[PATH_MAX_LEN] = '\0';
+        struct policy_l7 o;
+        CHECK_EQ(l7(p, "d.example.com", 443, "GET", longest, &o), POLICY_ALLOW);
+        longest[PATH_MAX_LEN] = 'a';
+        longest[PATH_MAX_LEN + 1] = '\0';
+        CHECK_EQ(l7(p, "d.example.com", 443, "GET", longest, &o), POLICY_DENY);
+        CHECK_STR(o.reason, "path too long");
+        free(longest);
+    }
     policy_unref(p);
 }
 
@@ -472,12 +565,80 @@ static void test_allowed_ips(void)
         return;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sockaddr_storage ss = sa_of(cases[i].ip);
-        bool got = policy_ip_allowed(p, cases[i].host, cases[i].port, (const struct sockaddr *)&ss);
+        bool got = policy_ip_allowed(p, cases[i].host, cases[i].port, &anyone,
+                                     (const struct sockaddr *)&ss);
         if (got != cases[i].want)
             fprintf(stderr, "ip case %zu: %s:%u %s\n", i, cases[i].host, cases[i].port,
                     cases[i].ip);
         CHECK_EQ(got, cases[i].want);
     }
+    policy_unref(p);
+
+    /* A block that merely contains a metadata address loads: the guard still refuses that one
+     * address at run time (test_addr), and the rest of the block opens. */
+    p = load("{'version':1,'network_policies':{'ll':{'endpoints':["
+             "{'host':'ll.example.com','port':80,'access':'full',"
+             "'allowed_ips':['169.254.0.0/16','168.63.129.16/31']}]}}}");
+    CHECK(p != NULL);
+    policy_unref(p);
+}
+
+/* allowed_ips lend an address only to traffic their own endpoint allows: an endpoint for one
+ * binary does not open it for another process, and one whose protocol L4 did not choose does
+ * not open it at all. */
+static void test_allowed_ips_follow_l4(void)
+{
+    struct policy *p = load(
+        "{'version':1,'network_policies':{"
+        "'tools':{'binaries':['/opt/not-here/tool'],'endpoints':["
+        "  {'host':'svc.example.com','port':443,'access':'full','allowed_ips':['10.0.0.0/8']}]},"
+        "'open':{'endpoints':[{'host':'svc.example.com','port':443,'access':'full'},"
+        "  {'host':'mixed.example.com','port':443,'access':'full'},"
+        "  {'host':'mixed.example.com','port':443,'protocol':'tcp',"
+        "   'allowed_ips':['10.0.0.0/8']},"
+        "  {'host':'raw.example.com','port':443,'protocol':'tcp',"
+        "   'allowed_ips':['10.0.0.0/8']},"
+        "  {'host':'raw.example.com','port':443,'access':'full'},"
+        "  {'host':'late.example.com','port':443,'protocol':'tcp'},"
+        "  {'host':'late.example.com','port':443,'access':'full','allowed_ips':['10.0.0.0/8']}"
+        "]}}}");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    const char *tool[] = {"/opt/not-here/tool", NULL};
+    const char *child_of_tool[] = {"/usr/bin/python3", "/opt/not-here/tool", NULL};
+    const char *stranger[] = {"/usr/bin/python3", NULL};
+    const struct policy_peer as_tool = {tool, false}, as_child = {child_of_tool, false},
+                             as_stranger = {stranger, false}, unknown = {NULL, false};
+    struct {
+        const char *host;
+        const struct policy_peer *peer;
+        bool want;
+    } cases[] = {
+        {"svc.example.com", &as_tool, true},
+        {"svc.example.com", &as_child, true},
+        {"svc.example.com", &as_stranger, false},
+        {"svc.example.com", &unknown, false},
+        {"svc.example.com", NULL, false},
+        {"svc.example.com", &anyone, true},    /* --binary-identity off: tools matches anyone */
+        {"mixed.example.com", &anyone, false}, /* L4 chose rest; the tcp endpoint's ips idle */
+        {"raw.example.com", &anyone, true},    /* L4 chose tcp, whose endpoint lists them */
+        {"late.example.com", &anyone, false},  /* L4 chose tcp; the rest endpoint's ips idle */
+        {"other.example.com", &anyone, false},
+    };
+    struct sockaddr_storage ss = sa_of("10.1.2.3");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool got =
+            policy_ip_allowed(p, cases[i].host, 443, cases[i].peer, (const struct sockaddr *)&ss);
+        if (got != cases[i].want)
+            fprintf(stderr, "ip/l4 case %zu: %s\n", i, cases[i].host);
+        CHECK_EQ(got, cases[i].want);
+    }
+    /* whatever the peer, only L4-allowed traffic ever gets an address opened */
+    struct policy_l4 o4;
+    policy_check_l4(p, "svc.example.com", 443, &as_stranger, &o4);
+    CHECK_EQ(o4.verdict, POLICY_ALLOW);
+    CHECK_STR(o4.policy_name, "open");
     policy_unref(p);
 }
 
@@ -685,6 +846,28 @@ static const struct err_case ep_errors[] = {
      "network_policies.p.endpoints[0].host: \"100.100.100.200\" is a cloud metadata service"},
     {"{'host':'::ffff:169.254.169.254','port':80,'access':'full'}",
      "network_policies.p.endpoints[0].host: \"::ffff:169.254.169.254\" is a cloud metadata"},
+    {"{'host':'168.63.129.16','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"168.63.129.16\" is a cloud metadata service"},
+    {"{'host':'::ffff:168.63.129.16','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"::ffff:168.63.129.16\" is a cloud metadata"},
+    {"{'host':'fd20:ce::254','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"fd20:ce::254\" is a cloud metadata service"},
+    {"{'host':'[FD20:00CE::0254]','port':80,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"[FD20:00CE::0254]\" is a cloud metadata"},
+    {"{'host':'wire.example.com','port':80,'access':'full','allowed_ips':['168.63.129.16']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"168.63.129.16\" is a cloud metadata "
+     "address, which is refused always"},
+    {"{'host':'wire.example.com','port':80,'access':'full',"
+     "'allowed_ips':['10.0.0.0/8','168.63.129.16/32']}",
+     "network_policies.p.endpoints[0].allowed_ips[1]: \"168.63.129.16/32\" is a cloud metadata"},
+    {"{'host':'md.example.com','port':80,'access':'full','allowed_ips':['fd20:ce::254/128']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"fd20:ce::254/128\" is a cloud metadata"},
+    {"{'host':'md.example.com','port':80,'access':'full','allowed_ips':['169.254.169.254']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"169.254.169.254\" is a cloud metadata"},
+    {"{'host':'md.example.com','port':80,'access':'full',"
+     "'allowed_ips':['::ffff:100.100.100.200']}",
+     "network_policies.p.endpoints[0].allowed_ips[0]: \"::ffff:100.100.100.200\" is a cloud "
+     "metadata"},
     {"{'host':'metadata.google.internal','port':80,'access':'full'}",
      "network_policies.p.endpoints[0].host: \"metadata.google.internal\" is a cloud metadata"},
     {"{'host':'Metadata.Google.Internal.','port':80,'access':'full'}",
@@ -1122,8 +1305,10 @@ int main(void)
     RUN(test_ports);
     RUN(test_access);
     RUN(test_audit_and_overlap);
+    RUN(test_deny_rules_fail_closed);
     RUN(test_tcp);
     RUN(test_allowed_ips);
+    RUN(test_allowed_ips_follow_l4);
     RUN(test_binaries);
     RUN(test_rule_missing);
     RUN(test_load_errors);
