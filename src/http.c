@@ -757,7 +757,8 @@ void http_buf_append(struct http_buf *b, const char *p, size_t len)
 {
     if (!buf_reserve(b, len))
         return;
-    memcpy(b->data + b->len, p, len);
+    if (len) /* p may be NULL then (an empty buffer's data): memcpy must not see it */
+        memcpy(b->data + b->len, p, len);
     b->len += len;
     b->data[b->len] = '\0';
 }
