@@ -286,6 +286,10 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         }
         if (h->chunked && field_is(f, "content-length"))
             continue;
+        /* A secret goes out: the answer must come unencoded for an echo in it to be redacted
+         * (see start_redaction). */
+        if (c->ex.ncreds_used && field_is(f, "accept-encoding"))
+            continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
         append_with_secrets(c, &b, f->value, f->value_len, CREDS_SECRET);
@@ -299,6 +303,9 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         creds_inject_value(c->ex.creds_used[i], &b);
         http_buf_puts(&b, "\r\n");
     }
+    /* Without the field any content coding would be acceptable (RFC 9110 §12.5.3). */
+    if (c->ex.ncreds_used)
+        http_buf_puts(&b, "Accept-Encoding: identity\r\n");
     if (c->ex.upgrade_asked)
         http_buf_puts(&b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     else if (c->ex.close_after)
@@ -654,10 +661,19 @@ static int write_response_head(struct conn *c, const struct http_head *h, bool u
 
 /* A secret went upstream on this exchange: the body goes through a redactor. The placeholder
  * and the secret differ in length, so a Content-Length no longer holds: the body is re-framed
- * chunked to an HTTP/1.1 client, and close-delimited to an HTTP/1.0 one (RFC 9112 §6.3). */
+ * chunked to an HTTP/1.1 client, and close-delimited to an HTTP/1.0 one (RFC 9112 §6.3).
+ * 0, -1 when out of memory, 1 when the body has a content coding (it cannot be redacted). */
 static int start_redaction(struct conn *c, const struct http_head *head, bool client_http10)
 {
     struct exchange *ex = &c->ex;
+    /* A compressed body hides an echoed secret from the redactor: the request asked for
+     * identity, so an upstream that encodes anyway is refused rather than relayed blind. */
+    for (size_t i = 0; i < head->nfields; i++) {
+        const struct http_field *f = &head->fields[i];
+        if (field_is(f, "content-encoding") &&
+            !(f->value_len == 8 && strncasecmp(f->value, "identity", 8) == 0))
+            return 1;
+    }
     ex->redact = creds_redactor(ex->creds_used, ex->ncreds_used);
     if (!ex->redact)
         return -1;
@@ -723,9 +739,16 @@ static int on_resp_head(void *owner, struct http_head *head)
             ex->close_after = true;
         }
     }
-    if (!no_body && ex->ncreds_used > 0 && start_redaction(c, head, client_http10) < 0) {
+    int red = !no_body && ex->ncreds_used > 0 ? start_redaction(c, head, client_http10) : 0;
+    if (red != 0) {
         http_head_free(head);
-        conn_respond_error(c, 502, "internal_error", "out of memory");
+        if (red > 0)
+            log_finding(c, "encoded response to a request that carried a secret");
+        conn_respond_error(c, 502, red > 0 ? "unredactable_response" : "internal_error",
+                           red > 0 ? "the upstream encoded (compressed) its answer to a request "
+                                     "that carried a credential, so it cannot be checked for "
+                                     "an echoed secret"
+                                   : "out of memory");
         return HTTP_HEAD_ERROR;
     }
     int r = write_response_head(c, head, false);

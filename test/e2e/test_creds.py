@@ -6,6 +6,7 @@ secret per run that must never reach the client, airlock's output or its log. Al
 check --providers` and `airlock env --providers`."""
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -351,6 +352,10 @@ def echo_secret_handler(conn):
                 ("WWW-Authenticate", 'Basic realm="x", error="%s"' %
                  base64.b64encode(basic).decode()),
                 ("Content-Length", "0")]))
+        elif path == "/gzip":
+            body = gzip.compress(json.dumps({"echo": auth}).encode())
+            conn.sendall(build_response(200, "OK", [("Content-Encoding", "gzip"),
+                                                    ("Content-Length", str(len(body)))], body))
         else:
             conn.sendall(build_response(404, "Not Found", [("Content-Length", "0")]))
 
@@ -406,6 +411,27 @@ def test_secret_echoed_to_http10_client_is_redacted_close_delimited(env):
     check(not r.headers.has("content-length"), "Content-Length kept: %r" % r.raw_head)
     check_eq(r.framing, "close", "framing towards an HTTP/1.0 client")
     check_eq(r.json(), {"echo": "Bearer " + PLACEHOLDER}, "JSON body")
+    s.finish()
+
+
+def test_secret_exchange_asks_identity_and_refuses_encoded_answer(env):
+    s = Setup(env, secret=ECHO_SECRET, handler=echo_secret_handler)
+    c = s.tunnel()
+    c.send_request("GET", "/gzip", [("Authorization", "Bearer " + PLACEHOLDER),
+                                    ("Accept-Encoding", "gzip, br")])
+    r = read_response(c.reader)
+    check_eq((r.status, r.json().get("error")), (502, "unredactable_response"), "answer")
+    check_eq(s.upstream_request().headers.get_all("accept-encoding"), ["identity"],
+             "Accept-Encoding upstream")
+    check(wait_log(s.al, lambda l: l.get("class_uid") == 2004),
+          "no finding logged:\n" + s.al.log_text()[-3000:])
+    # Without a secret on the wire the client's Accept-Encoding goes through untouched.
+    c = s.tunnel()
+    c.send_request("GET", "/gzip", [("Accept-Encoding", "gzip")])
+    r = read_response(c.reader)
+    check_eq(r.status, 200, "status of an encoded answer to a request without a secret")
+    check_eq(s.up.requests[1].headers.get_all("accept-encoding"), ["gzip"],
+             "Accept-Encoding upstream without a secret")
     s.finish()
 
 
