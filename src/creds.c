@@ -810,6 +810,11 @@ static void load_place(struct loader *ld, const cJSON *v, struct place *pl)
         pl->kind = PLACE_PATH;
         return;
     }
+    if (strcmp(s, "body") == 0) {
+        jsonload_fail(&ld->j, "placeholders are never substituted in a request body (it is "
+                              "streamed as sent): list " PLACES_EXPECTED);
+        return;
+    }
     if (strncmp(s, "header:", 7) == 0) {
         pl->kind = PLACE_HEADER;
         name = s + 7;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* creds: credential providers (DESIGN.md "Providers"). The sandbox holds only placeholders;
+/* creds: credential providers (docs/providers.md). The sandbox holds only placeholders;
  * this module loads the secrets (env or file) into memory that is excluded from core dumps and
  * wiped when freed, finds placeholders in request text (raw, percent-encoded, or inside a Basic
  * credential), and rewrites text with the secret for the provider's own endpoints, or with

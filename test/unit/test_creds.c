@@ -885,8 +885,11 @@ static void test_substitute_in_errors(void)
                  "providers.p.substitute_in: must be a non-empty array");
     EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"path\", 3]"),
                  "providers.p.substitute_in[1]: must be a string");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"cookie\"]"),
+                 "providers.p.substitute_in[0]: \"cookie\" is not one of \"header:NAME\"");
     EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"body\"]"),
-                 "providers.p.substitute_in[0]: \"body\" is not one of \"header:NAME\"");
+                 "providers.p.substitute_in[0]: placeholders are never substituted in a request "
+                 "body");
     EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"header:\"]"),
                  "providers.p.substitute_in[0]: \"\" is not a header field name");
     EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"header:X Key\"]"),
