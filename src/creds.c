@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* creds: loads the providers file into an immutable, refcounted snapshot and performs every
- * placeholder and secret rewrite. Owns the secrets: each lives in its own anonymous mapping that
- * is excluded from core dumps (and locked when the limit allows) and is wiped before it is
- * unmapped; scratch buffers that held secret bytes are wiped before they are freed. Error text
- * names JSON paths, variables and files, never a secret nor a placeholder value. */
+ * placeholder rewrite in requests (responses are redacted by redact.c, fed from here). Owns the
+ * secrets: each lives in its own anonymous mapping that is excluded from core dumps (and locked
+ * when the limit allows) and is wiped before it is unmapped; scratch buffers that held secret bytes
+ * are wiped before they are freed. Error text names JSON paths, variables and files, never a secret
+ * nor a placeholder value. */
 #include "airlock/creds.h"
 
 #include <arpa/inet.h>
