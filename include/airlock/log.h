@@ -3,9 +3,9 @@
  * OCSF-shaped JSON object (json). Lines are formatted on the calling thread into a bounded
  * queue and written by one writer thread, so a slow disk never stalls an event loop (when the
  * queue is full an ordinary line is dropped and counted; a finding, class FINDING or severity
- * high, waits for the writer to make room and is never dropped). Callers never pass a secret, placeholder or
- * query string: the event has no field that could carry one, and paths are the canonical,
- * redacted ones. */
+ * high, waits for the writer to make room and is never dropped). Callers never pass a secret,
+ * placeholder or query string: the event has no field that could carry one, and paths are the
+ * canonical, redacted ones. */
 #ifndef AIRLOCK_LOG_H
 #define AIRLOCK_LOG_H
 
