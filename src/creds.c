@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /* creds: loads the providers file into an immutable, refcounted snapshot and performs every
- * placeholder and secret rewrite. Owns the secrets: each lives in its own anonymous mapping that
- * is excluded from core dumps (and locked when the limit allows) and is wiped before it is
- * unmapped; scratch buffers that held secret bytes are wiped before they are freed. Error text
- * names JSON paths, variables and files, never a secret nor a placeholder value. */
+ * placeholder rewrite in requests (responses are redacted by redact.c, fed from here). Owns the
+ * secrets: each lives in its own anonymous mapping that is excluded from core dumps (and locked
+ * when the limit allows) and is wiped before it is unmapped; scratch buffers that held secret bytes
+ * are wiped before they are freed. Error text names JSON paths, variables and files, never a secret
+ * nor a placeholder value. */
 #include "airlock/creds.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +26,9 @@
 #include <openssl/evp.h>
 
 #include "airlock/jsonload.h"
+#include "airlock/redact.h"
+
+extern char **environ;
 
 #define PLACEHOLDER_MIN 16
 #define PLACEHOLDER_MAX 128
@@ -39,6 +45,13 @@ struct endpoint {
     char *host; /* normalised: lower case, no trailing dot, IPv6 without brackets */
     struct jsonload_range *ports;
     size_t nports;
+};
+
+/* One entry of "substitute_in": where a placeholder of the provider may stand. */
+enum place_kind { PLACE_HEADER, PLACE_QUERY, PLACE_PATH };
+struct place {
+    enum place_kind kind;
+    char *name; /* header field or query parameter; NULL for "*" (and for the path) */
 };
 
 /* Whole anonymous pages that hold secret bytes and nothing else. */
@@ -62,6 +75,8 @@ struct creds_provider {
     size_t secret_len;
     const char *secret_pct; /* in vault: the secret percent-encoded, NUL-terminated */
     size_t secret_pct_len;
+    struct place *places; /* substitute_in; none: a placeholder may stand anywhere */
+    size_t nplaces;
 };
 
 struct creds {
@@ -121,39 +136,17 @@ static void scratch_free(void *p, size_t len)
     free(p);
 }
 
-/* Append to a buffer that may hold secret bytes. http_buf_append grows with realloc, which
- * would leave the old block, secrets and all, in freed heap memory; so growth here copies into
- * a fresh block and wipes the old one, and http_buf_append then always finds room. */
+/* Append to a buffer that may hold secret bytes: flagged first, so that it grows by copy and
+ * wipe and is wiped when freed (http.h). */
 static void sappend(struct http_buf *b, const char *p, size_t n)
 {
-    if (b->failed || n == 0)
-        return;
-    if (b->cap - b->len <= n) {
-        if (n >= SIZE_MAX / 4 - b->len) {
-            b->failed = true;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len <= n)
-            cap *= 2;
-        char *d = malloc(cap);
-        if (!d) {
-            b->failed = true;
-            return;
-        }
-        if (b->len)
-            memcpy(d, b->data, b->len);
-        scratch_free(b->data, b->cap);
-        b->data = d;
-        b->cap = cap;
-    }
+    b->wipe = true;
     http_buf_append(b, p, n);
 }
 
 void creds_buf_wipe(struct http_buf *b)
 {
-    if (b->data)
-        OPENSSL_cleanse(b->data, b->cap);
+    b->wipe = true;
     http_buf_free(b);
 }
 
@@ -171,6 +164,9 @@ static void provider_deinit(struct creds_provider *p)
     free(p->endpoints);
     free(p->inject_header);
     free(p->inject_format);
+    for (size_t i = 0; i < p->nplaces; i++)
+        free(p->places[i].name);
+    free(p->places);
     vault_free(&p->vault);
 }
 
@@ -372,6 +368,79 @@ static void set_secret(struct loader *ld, struct creds_provider *p, const char *
     p->secret_pct_len = pct_len;
 }
 
+/* Secrets read from environment variables, by name, for the life of the process. The variable
+ * is scrubbed from the environment as soon as it is read (so /proc/PID/environ, a child process
+ * or a crash report never shows it), which leaves this copy as the only one a reload can find.
+ * Loads run on the main thread, but the lock keeps that an assumption nobody has to check. */
+struct env_secret {
+    struct env_secret *next;
+    char *name;
+    struct vault vault;
+    size_t len;
+};
+static struct env_secret *env_secrets;
+static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Overwrite the value bytes of every environ entry NAME=..., then drop the variable. unsetenv
+ * alone only unlinks the pointer: the bytes stay in the block the kernel shows as
+ * /proc/PID/environ (or in the heap string setenv made). */
+static void scrub_env(const char *name)
+{
+    size_t n = strlen(name);
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            OPENSSL_cleanse(*e + n + 1, strlen(*e + n + 1));
+    }
+    unsetenv(name);
+}
+
+/* The value of name: the environment's, which is then captured and scrubbed, or the one
+ * captured when the variable was first read. Copies it into v (a fresh vault); -ENOENT when
+ * the variable was never set, another -errno on failure. */
+static int take_env_secret(const char *name, struct vault *v, size_t *len)
+{
+    int err = 0;
+    pthread_mutex_lock(&env_lock);
+    struct env_secret *e = env_secrets;
+    while (e && strcmp(e->name, name) != 0)
+        e = e->next;
+    const char *value = getenv(name);
+    if (value) {
+        if (!e) {
+            e = calloc(1, sizeof *e);
+            if (e && !(e->name = strdup(name))) {
+                free(e);
+                e = NULL;
+            }
+            if (!e) {
+                err = -ENOMEM;
+                goto out;
+            }
+            e->next = env_secrets;
+            env_secrets = e;
+        }
+        vault_free(&e->vault);
+        e->len = strlen(value);
+        if ((err = vault_alloc(&e->vault, e->len)) != 0) {
+            e->len = 0;
+            goto out;
+        }
+        memcpy(e->vault.base, value, e->len);
+        scrub_env(name);
+    }
+    if (!e || !e->vault.base) {
+        err = -ENOENT;
+        goto out;
+    }
+    if ((err = vault_alloc(v, e->len)) == 0) {
+        memcpy(v->base, e->vault.base, e->len);
+        *len = e->len;
+    }
+out:
+    pthread_mutex_unlock(&env_lock);
+    return err;
+}
+
 static void secret_from_env(struct loader *ld, const cJSON *v, struct creds_provider *p)
 {
     char buf[JSONLOAD_SHOW_MAX], origin[JSONLOAD_SHOW_MAX + 32];
@@ -382,12 +451,16 @@ static void secret_from_env(struct loader *ld, const cJSON *v, struct creds_prov
     const char *name = v->valuestring;
     p->env_var = dup_str(ld, name);
     snprintf(origin, sizeof(origin), "environment variable %s", jsonload_show(buf, name));
-    const char *value = getenv(name);
-    if (!value) {
+    struct vault tmp = {NULL, 0};
+    size_t len = 0;
+    int err = take_env_secret(name, &tmp, &len);
+    if (err == -ENOENT)
         jsonload_fail(&ld->j, "%s is not set", origin);
-        return;
-    }
-    set_secret(ld, p, value, strlen(value), origin);
+    else if (err)
+        jsonload_fail(&ld->j, "cannot keep %s: %s", origin, strerror(-err));
+    else
+        set_secret(ld, p, tmp.base, len, origin);
+    vault_free(&tmp);
 }
 
 /* read() until EOF or until cap bytes; the count, or -errno. */
@@ -710,6 +783,98 @@ out:
     jsonload_pop(&ld->j, old);
 }
 
+/* ---- substitute_in ---- */
+
+#define PLACES_EXPECTED "\"header:NAME\", \"header:*\", \"query:NAME\", \"query:*\" or \"path\""
+
+/* A query parameter name as the operator writes it: compared with the client's name after
+ * percent-decoding, so it holds no character that delimits or encodes a query. */
+static bool is_query_name(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch <= 0x20 || ch >= 0x7f || strchr("&=#%+?", ch))
+            return false;
+    }
+    return true;
+}
+
+static void load_place(struct loader *ld, const cJSON *v, struct place *pl)
+{
+    char buf[JSONLOAD_SHOW_MAX];
+    if (!cJSON_IsString(v)) {
+        jsonload_fail(&ld->j, "must be a string: " PLACES_EXPECTED);
+        return;
+    }
+    const char *s = v->valuestring, *name = NULL;
+    if (strcmp(s, "path") == 0) {
+        pl->kind = PLACE_PATH;
+        return;
+    }
+    if (strcmp(s, "body") == 0) {
+        jsonload_fail(&ld->j, "placeholders are never substituted in a request body (it is "
+                              "streamed as sent): list " PLACES_EXPECTED);
+        return;
+    }
+    if (strncmp(s, "header:", 7) == 0) {
+        pl->kind = PLACE_HEADER;
+        name = s + 7;
+    } else if (strncmp(s, "query:", 6) == 0) {
+        pl->kind = PLACE_QUERY;
+        name = s + 6;
+    } else {
+        jsonload_fail(&ld->j, "\"%s\" is not one of " PLACES_EXPECTED, jsonload_show(buf, s));
+        return;
+    }
+    if (strcmp(name, "*") == 0)
+        return;
+    bool ok = *name != '\0';
+    if (pl->kind == PLACE_HEADER) {
+        for (const char *ch = name; *ch; ch++)
+            ok = ok && is_tchar(*ch);
+        if (!ok)
+            jsonload_fail(&ld->j, "\"%s\" is not a header field name", jsonload_show(buf, name));
+        else if (is_reserved_field(name))
+            jsonload_fail(&ld->j,
+                          "\"%s\" frames the message or is hop-by-hop; no placeholder is "
+                          "substituted there",
+                          jsonload_show(buf, name));
+    } else if (!ok || !is_query_name(name)) {
+        jsonload_fail(&ld->j,
+                      "\"%s\" is not a query parameter name (printable, without "
+                      "spaces or &=#%%+?)",
+                      jsonload_show(buf, name));
+        ok = false;
+    }
+    if (ok)
+        pl->name = dup_str(ld, name);
+}
+
+static void load_substitute_in(struct loader *ld, const cJSON *obj, struct creds_provider *p)
+{
+    const cJSON *v = member(obj, "substitute_in");
+    if (!v)
+        return;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0) {
+        jsonload_fail_at(&ld->j, "substitute_in", "must be a non-empty array of " PLACES_EXPECTED);
+        return;
+    }
+    size_t count = (size_t)cJSON_GetArraySize(v);
+    p->places = calloc(count, sizeof *p->places);
+    if (!p->places) {
+        ld->j.oom = true;
+        return;
+    }
+    p->nplaces = count;
+    size_t old = jsonload_key(&ld->j, "substitute_in"), i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        size_t o = jsonload_index(&ld->j, i);
+        load_place(ld, c, &p->places[i]);
+        jsonload_pop(&ld->j, o);
+    }
+    jsonload_pop(&ld->j, old);
+}
+
 /* ---- load ---- */
 
 /* "anthropic" -> "ANTHROPIC_TOKEN", "my-api" -> "MY_API_TOKEN". */
@@ -735,7 +900,8 @@ static char *derive_env_var(struct loader *ld, const char *name)
 
 static void load_provider(struct loader *ld, const cJSON *obj, struct creds_provider *p)
 {
-    static const char *const keys[] = {"placeholder", "secret", "endpoints", "inject", NULL};
+    static const char *const keys[] = {"placeholder", "secret",        "endpoints",
+                                       "inject",      "substitute_in", NULL};
     size_t old = jsonload_key(&ld->j, obj->string);
 
     /* Names reach logs and environment variable names: keep them plain. */
@@ -752,6 +918,7 @@ static void load_provider(struct loader *ld, const cJSON *obj, struct creds_prov
     load_placeholder(ld, obj, p);
     load_endpoints(ld, obj, p);
     load_inject(ld, obj, p);
+    load_substitute_in(ld, obj, p);
     /* Loaded even when the rest has errors, so that one `airlock check` reports a missing
      * variable or an unreadable file together with everything else. */
     load_secret(ld, obj, p);
@@ -873,7 +1040,7 @@ struct creds *creds_load_file(const char *path, char **errors)
     if (why) {
         free(text);
         if (errors) {
-            struct http_buf e = {NULL, 0, 0, false};
+            struct http_buf e = {0};
             http_buf_printf(&e, "%s: cannot read: %s\n", jsonload_show(buf, path), why);
             *errors = e.failed ? strdup("(root): out of memory\n") : e.data;
             if (e.failed)
@@ -1188,7 +1355,7 @@ void creds_substitute_header(const struct creds_provider *p, const char *value, 
         creds_substitute(p, value, len, CREDS_SECRET, out);
         return;
     }
-    struct http_buf plain = {NULL, 0, 0, false};
+    struct http_buf plain = {0};
     replace_raw(d, dlen, p->placeholder, p->placeholder_len, p->secret, p->secret_len, &plain);
     scratch_free(d, dlen + 1);
 
@@ -1219,15 +1386,116 @@ void creds_inject_value(const struct creds_provider *p, struct http_buf *out)
     sappend(out, f, strlen(f));
 }
 
-bool creds_contains_secret(const struct creds_provider *p, const char *s, size_t len)
+/* ---- substitute_in ---- */
+
+/* true when the client's text (percent-encoded, as sent) decodes to name. */
+static bool pct_equals(const char *s, size_t len, const char *name)
 {
-    return s && len && memmem(s, len, p->secret, p->secret_len) != NULL;
+    size_t i = 0;
+    for (; i < len && *name; name++) {
+        unsigned char ch;
+        i += next_token(s, len, i, &ch);
+        if (ch != (unsigned char)*name)
+            return false;
+    }
+    return i == len && *name == '\0';
 }
 
-void creds_redact_secret(const struct creds_provider *p, const char *s, size_t len,
-                         struct http_buf *out)
+static bool allows(const struct creds_provider *p, enum place_kind kind, const char *name,
+                   size_t name_len)
 {
-    if (!s || len == 0)
-        return;
-    replace_raw(s, len, p->secret, p->secret_len, p->placeholder, p->placeholder_len, out);
+    for (size_t i = 0; i < p->nplaces; i++) {
+        const struct place *pl = &p->places[i];
+        if (pl->kind != kind)
+            continue;
+        if (kind == PLACE_PATH || !pl->name)
+            return true;
+        if (kind == PLACE_HEADER && strlen(pl->name) == name_len &&
+            strncasecmp(pl->name, name, name_len) == 0)
+            return true;
+        if (kind == PLACE_QUERY && pct_equals(name, name_len, pl->name))
+            return true;
+    }
+    return false;
+}
+
+/* The query (after '?'), parameter by parameter. A placeholder never spans a '&' or '=': its
+ * characters are letters, digits, '_' and '-', and a decoded "%26" is none of them. */
+static const char *misplaced_in_query(const struct creds_provider *p, const char *q, size_t len)
+{
+    for (size_t pos = 0; pos <= len;) {
+        const char *amp = memchr(q + pos, '&', len - pos);
+        size_t end = amp ? (size_t)(amp - q) : len;
+        const char *param = q + pos;
+        size_t plen = end - pos;
+        const char *eq = memchr(param, '=', plen);
+        size_t nlen = eq ? (size_t)(eq - param) : plen;
+        if (creds_appears(p, param, nlen))
+            return "a query parameter name";
+        if (eq && creds_appears(p, eq + 1, plen - nlen - 1) && !allows(p, PLACE_QUERY, param, nlen))
+            return "a query parameter that substitute_in does not list";
+        pos = end + 1;
+    }
+    return NULL;
+}
+
+const char *creds_misplaced(const struct creds_provider *p, const struct http_head *h)
+{
+    if (p->nplaces == 0)
+        return NULL;
+    const char *q = memchr(h->target, '?', h->target_len);
+    size_t path_len = q ? (size_t)(q - h->target) : h->target_len;
+    if (creds_appears(p, h->target, path_len) && !allows(p, PLACE_PATH, NULL, 0))
+        return "the path";
+    const char *why = q ? misplaced_in_query(p, q + 1, h->target_len - path_len - 1) : NULL;
+    if (why)
+        return why;
+    for (size_t i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        /* The inject header is replaced whole: a placeholder the client put there goes
+         * nowhere. */
+        if (p->inject_header && strlen(p->inject_header) == f->name_len &&
+            strncasecmp(p->inject_header, f->name, f->name_len) == 0)
+            continue;
+        if (creds_appears(p, f->value, f->value_len) &&
+            !allows(p, PLACE_HEADER, f->name, f->name_len))
+            return "a header field that substitute_in does not list";
+    }
+    return NULL;
+}
+
+/* ---- responses ---- */
+
+/* The (secret, placeholder) pairs of the providers an exchange used. */
+static size_t pairs_of(const struct creds_provider *const *used, size_t n,
+                       struct redact_pair *pairs)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < REDACT_MAX_PAIRS; i++) {
+        if (!used[i]->secret)
+            continue;
+        pairs[k++] = (struct redact_pair){used[i]->secret, used[i]->secret_len,
+                                          used[i]->placeholder, used[i]->placeholder_len};
+    }
+    return k;
+}
+
+struct redactor *creds_redactor(const struct creds_provider *const *used, size_t n)
+{
+    struct redact_pair pairs[REDACT_MAX_PAIRS];
+    return redact_new(pairs, pairs_of(used, n, pairs));
+}
+
+void creds_redact_text(const struct creds_provider *const *used, size_t n, const char *s,
+                       size_t len, struct http_buf *out)
+{
+    struct redact_pair pairs[REDACT_MAX_PAIRS];
+    redact_text(pairs, pairs_of(used, n, pairs), s, len, out);
+}
+
+void creds_redact_field(const struct creds_provider *const *used, size_t n, const char *s,
+                        size_t len, struct http_buf *out)
+{
+    struct redact_pair pairs[REDACT_MAX_PAIRS];
+    redact_field(pairs, pairs_of(used, n, pairs), s, len, out);
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #define ARENA_INITIAL  1024 /* a typical request head fits; larger arenas are freed after use */
 #define FIELDS_INITIAL 8
 
@@ -887,7 +889,19 @@ static bool buf_reserve(struct http_buf *b, size_t len)
     cap = b->cap ? b->cap : 256;
     while (cap - b->len <= len)
         cap *= 2;
-    grown = realloc(b->data, cap);
+    if (b->wipe) {
+        /* Never realloc a block that may hold a secret: it could move and leave the old block
+         * unwiped in freed memory. */
+        grown = malloc(cap);
+        if (grown && b->len)
+            memcpy(grown, b->data, b->len);
+        if (grown && b->data) {
+            OPENSSL_cleanse(b->data, b->cap);
+            free(b->data);
+        }
+    } else {
+        grown = realloc(b->data, cap);
+    }
     if (!grown) {
         b->failed = true;
         return false;
@@ -901,7 +915,8 @@ void http_buf_append(struct http_buf *b, const char *p, size_t len)
 {
     if (!buf_reserve(b, len))
         return;
-    memcpy(b->data + b->len, p, len);
+    if (len) /* p may be NULL then (an empty buffer's data): memcpy must not see it */
+        memcpy(b->data + b->len, p, len);
     b->len += len;
     b->data[b->len] = '\0';
 }
@@ -937,6 +952,8 @@ void http_buf_printf(struct http_buf *b, const char *fmt, ...)
 
 void http_buf_free(struct http_buf *b)
 {
+    if (b->wipe && b->data)
+        OPENSSL_cleanse(b->data, b->cap);
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;

@@ -42,6 +42,8 @@
 struct queue {
     pthread_mutex_t lock;
     pthread_cond_t wake; /* to the writer: lines queued, stop or reopen requested */
+    pthread_cond_t room; /* to producers of findings: the writer freed space */
+    unsigned waiting;    /* producers waiting on room */
     bool accepting;      /* false before log_open and after log_close: lines go to stderr */
     bool stop;
     bool reopen;        /* reopen the file once written reaches reopen_at */
@@ -59,6 +61,7 @@ struct queue {
 static struct queue q = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .wake = PTHREAD_COND_INITIALIZER,
+    .room = PTHREAD_COND_INITIALIZER,
     .fd = -1,
 };
 
@@ -782,8 +785,11 @@ static void write_stderr(const char *p, size_t len)
     (void)write_buf(STDERR_FILENO, p, len, &lost);
 }
 
-/* Hands one whole line to the writer, or to stderr when no writer runs. */
-static void emit(const struct line *l)
+/* Hands one whole line to the writer, or to stderr when no writer runs. A full queue drops an
+ * ordinary line (counted); a line that must be kept (a finding) waits for the writer to make
+ * room instead: the writer always advances, by writing or by counting a failed write as lost,
+ * so the wait lasts as long as one batch write. */
+static void emit(const struct line *l, bool keep)
 {
     bool was_empty;
     size_t off, first;
@@ -799,10 +805,21 @@ static void emit(const struct line *l)
         write_stderr(l->p, l->len);
         return;
     }
-    if (RING_CAP - (q.pushed - q.written) < l->len) {
-        pthread_mutex_unlock(&q.lock);
-        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
-        return;
+    while (RING_CAP - (q.pushed - q.written) < l->len) {
+        if (!keep) {
+            pthread_mutex_unlock(&q.lock);
+            atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+            return;
+        }
+        q.waiting++;
+        pthread_cond_wait(&q.room, &q.lock);
+        q.waiting--;
+        if (!q.accepting) {
+            /* log_close ran meanwhile: the line goes where lines go after it. */
+            pthread_mutex_unlock(&q.lock);
+            write_stderr(l->p, l->len);
+            return;
+        }
     }
     was_empty = q.pushed == q.written;
     off = (size_t)(q.pushed % RING_CAP);
@@ -917,6 +934,8 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_lock(&q.lock);
         q.written = end;
+        if (q.waiting)
+            pthread_cond_broadcast(&q.room);
     }
     pthread_mutex_unlock(&q.lock);
     report_drops();
@@ -1006,6 +1025,7 @@ void log_close(void)
     q.accepting = false;
     q.stop = true;
     pthread_cond_signal(&q.wake);
+    pthread_cond_broadcast(&q.room);
     pthread_mutex_unlock(&q.lock);
 
     pthread_join(q.thread, NULL);
@@ -1038,7 +1058,8 @@ void log_event(const struct log_event *ev)
     else
         format_text_event(&l, ev, ms);
     put_ch(&l, '\n');
-    emit(&l);
+    /* Findings are the lines an operator cannot afford to lose (log.h). */
+    emit(&l, ev->class_uid == LOG_CLASS_FINDING || ev->severity >= LOG_SEV_HIGH);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -1054,5 +1075,5 @@ void log_msg(enum log_level level, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     format_msg(&l, (enum log_format)atomic_load(&cur_format), level, msg);
-    emit(&l);
+    emit(&l, false);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "airlock/ca.h"
 #include "airlock/creds.h"
@@ -304,6 +305,9 @@ static int cmd_env(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Every command may load secrets: no core dump, and no ptrace or /proc/PID/mem (nor
+     * environ) for processes of the same user that lack CAP_SYS_PTRACE. */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (argc < 2) {
         fputs(usage, stderr);
         return 1;

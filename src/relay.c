@@ -20,6 +20,7 @@
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
+#include "airlock/redact.h"
 #include "airlock/server.h"
 
 const char *relay_outcome_name(enum relay_outcome o)
@@ -63,6 +64,7 @@ void relay_init(struct conn *c)
 
 static void exchange_reset(struct conn *c)
 {
+    redact_free(c->ex.redact); /* wipes a held-back prefix of a secret */
     http_head_free(c->ex.req);
     memset(&c->ex, 0, sizeof c->ex);
 }
@@ -282,7 +284,7 @@ static bool nominates_injected_header(const struct conn *c)
 static int write_request_head(struct conn *c, const char *path, const char *query, bool has_query)
 {
     struct http_head *h = c->ex.req;
-    struct http_buf b = {0};
+    struct http_buf b = {.wipe = true}; /* it will hold secrets: never realloc'd */
     http_buf_append(&b, h->method, h->method_len);
     http_buf_puts(&b, " ");
     append_with_secrets(c, &b, path, strlen(path), CREDS_SECRET_PCT);
@@ -326,6 +328,10 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
             if (!(field_is(f, "te") && f->value_len == 8 && !strncasecmp(f->value, "trailers", 8)))
                 continue;
         }
+        /* A secret goes out: the answer must come unencoded for an echo in it to be redacted
+         * (see start_redaction). */
+        if (c->ex.ncreds_used && field_is(f, "accept-encoding"))
+            continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
         append_with_secrets(c, &b, f->value, f->value_len, CREDS_SECRET);
@@ -339,6 +345,9 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         creds_inject_value(c->ex.creds_used[i], &b);
         http_buf_puts(&b, "\r\n");
     }
+    /* Without the field any content coding would be acceptable (RFC 9110 §12.5.3). */
+    if (c->ex.ncreds_used)
+        http_buf_puts(&b, "Accept-Encoding: identity\r\n");
     if (c->ex.upgrade_asked)
         http_buf_puts(&b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     else if (c->ex.close_after)
@@ -360,6 +369,31 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
     return r;
 }
 
+/* A placeholder outside the places its provider's substitute_in lists: refused like a
+ * mismatch, with nothing forwarded. where is static text. */
+static bool refuse_misplaced(struct conn *c, const struct creds_provider *p, const char *where)
+{
+    struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
+                           .activity = "FINDING",
+                           .action = "deny",
+                           .severity = LOG_SEV_HIGH,
+                           .method = c->ex.method,
+                           .path = c->ex.log_path,
+                           .status = 403,
+                           .l7_decision = "deny",
+                           .reason = creds_provider_name(p),
+                           .overflow = -1};
+    log_msg(LOG_WARN, "conn %llu: placeholder of provider %s in %s: refused",
+            (unsigned long long)c->id, creds_provider_name(p), where);
+    conn_log(c, &ev);
+    metrics_inc(M_FINDINGS);
+    metrics_inc(M_REQ_DENY);
+    conn_respond_error(c, 403, "credential_location_refused",
+                       "a credential placeholder was sent in a place its provider's "
+                       "substitute_in does not list");
+    return false;
+}
+
 /* Which providers this request involves. A placeholder for a host or port its provider does not
  * name (or outside a verified TLS tunnel: a forward-proxy request is plain HTTP) is refused
  * before anything is forwarded. Returns false when the request was refused. The redacted path
@@ -376,7 +410,8 @@ static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
     if (!c->creds)
         return true;
     bool inspected = (c->flags & CONN_F_TUNNEL) && c->protocol == POLICY_REST;
-    const struct creds_provider *mismatch = NULL;
+    const struct creds_provider *mismatch = NULL, *misplaced = NULL;
+    const char *where = NULL;
     for (size_t i = 0; i < creds_count(c->creds); i++) {
         const struct creds_provider *p = creds_at(c->creds, i);
         bool appears = creds_appears(p, h->target, h->target_len);
@@ -393,12 +428,16 @@ static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
             http_buf_free(&red);
             if (!binds && !mismatch)
                 mismatch = p;
+            if (binds && !misplaced && (where = creds_misplaced(p, h)) != NULL)
+                misplaced = p;
         }
         if (binds && (appears || creds_inject_header(p)) &&
             ex->ncreds_used < sizeof ex->creds_used / sizeof ex->creds_used[0])
             ex->creds_used[ex->ncreds_used++] = p;
     }
     copy_truncated(ex->log_path, sizeof ex->log_path, path);
+    if (!mismatch && misplaced)
+        return refuse_misplaced(c, misplaced, where);
     if (!mismatch)
         return true;
     struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
@@ -575,6 +614,8 @@ static int write_chunked(struct conn *c, enum side_id id, const char *p, size_t 
     return conn_writev(c, id, bufs, 3);
 }
 
+static void append_redacting_secrets(struct conn *c, struct http_buf *b, const char *p, size_t len);
+
 static int write_last_chunk(struct conn *c, enum side_id id, const struct http_head *trailers)
 {
     struct http_buf b = {0};
@@ -587,7 +628,10 @@ static int write_last_chunk(struct conn *c, enum side_id id, const struct http_h
             continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
-        http_buf_append(&b, f->value, f->value_len);
+        if (id == SIDE_CLIENT)
+            append_redacting_secrets(c, &b, f->value, f->value_len);
+        else
+            http_buf_append(&b, f->value, f->value_len);
         http_buf_puts(&b, "\r\n");
     }
     http_buf_puts(&b, "\r\n");
@@ -633,18 +677,15 @@ static bool valid_websocket_101(const struct conn *c, const struct http_head *h)
            memcmp(accept->value, c->ex.ws_accept, accept->value_len) == 0;
 }
 
-/* An upstream that echoes a secret back (in a redirect, an error field) must not hand it to
- * the agent: the secret becomes the placeholder again. */
+/* An upstream that echoes a secret back (in a redirect, an error field, a trailer) must not
+ * hand it to the agent: on an exchange that carried one, every field value has each secret,
+ * raw or encoded (Base64 too), replaced by its placeholder. */
 static void append_redacting_secrets(struct conn *c, struct http_buf *b, const char *p, size_t len)
 {
-    for (unsigned i = 0; i < c->ex.ncreds_used; i++) {
-        const struct creds_provider *pr = c->ex.creds_used[i];
-        if (creds_contains_secret(pr, p, len)) {
-            creds_redact_secret(pr, p, len, b);
-            return;
-        }
-    }
-    http_buf_append(b, p, len);
+    if (c->ex.ncreds_used == 0)
+        http_buf_append(b, p, len);
+    else
+        creds_redact_field(c->ex.creds_used, c->ex.ncreds_used, p, len, b);
 }
 
 /* The response's framing as parsed, written by us (RFC 9112 §6). Interim responses have none;
@@ -655,8 +696,10 @@ static void write_response_framing(struct conn *c, const struct http_head *h, st
     if (h->status < 200)
         return;
     if (c->ex.resp_chunked_out) {
-        http_buf_printf(b, "Transfer-Encoding: %s\r\n", h->transfer_codings);
-    } else if (h->has_content_length) {
+        /* chunked as the upstream sent it, or re-framed because redaction changes the length */
+        http_buf_printf(b, "Transfer-Encoding: %s\r\n",
+                        h->transfer_codings ? h->transfer_codings : "chunked");
+    } else if (h->has_content_length && !c->ex.redact) {
         http_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
     } else if (h->transfer_codings && !h->chunked && !client_http10) {
         /* codings without chunked: the body runs until close, still coded */
@@ -668,7 +711,10 @@ static int write_response_head(struct conn *c, const struct http_head *h, bool u
 {
     struct http_buf b = {0};
     http_buf_printf(&b, "HTTP/1.1 %d ", h->status);
-    http_buf_append(&b, h->reason, h->reason_len);
+    if (c->ex.ncreds_used == 0)
+        http_buf_append(&b, h->reason, h->reason_len);
+    else
+        creds_redact_text(c->ex.creds_used, c->ex.ncreds_used, h->reason, h->reason_len, &b);
     http_buf_puts(&b, "\r\n");
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
@@ -688,6 +734,36 @@ static int write_response_head(struct conn *c, const struct http_head *h, bool u
     int r = b.failed ? -1 : conn_write(c, SIDE_CLIENT, b.data, b.len);
     http_buf_free(&b);
     return r;
+}
+
+/* A secret went upstream on this exchange: the body goes through a redactor. The placeholder
+ * and the secret differ in length, so a Content-Length no longer holds: the body is re-framed
+ * chunked to an HTTP/1.1 client, and close-delimited to an HTTP/1.0 one (RFC 9112 §6.3).
+ * 0, -1 when out of memory, 1 when the body has a content coding (it cannot be redacted). */
+static int start_redaction(struct conn *c, const struct http_head *head, bool client_http10)
+{
+    struct exchange *ex = &c->ex;
+    /* A compressed body hides an echoed secret from the redactor: the request asked for
+     * identity, so an upstream that encodes anyway is refused rather than relayed blind. */
+    for (size_t i = 0; i < head->nfields; i++) {
+        const struct http_field *f = &head->fields[i];
+        if (field_is(f, "content-encoding") &&
+            !(f->value_len == 8 && strncasecmp(f->value, "identity", 8) == 0))
+            return 1;
+    }
+    /* so does a transfer coding other than the chunks we decode */
+    if (head->transfer_codings && strcmp(head->transfer_codings, "chunked") != 0)
+        return 1;
+    ex->redact = creds_redactor(ex->creds_used, ex->ncreds_used);
+    if (!ex->redact)
+        return -1;
+    if (head->has_content_length) {
+        if (client_http10)
+            ex->close_after = true;
+        else
+            ex->resp_chunked_out = true;
+    }
+    return 0;
 }
 
 static int on_resp_head(void *owner, struct http_head *head)
@@ -743,6 +819,18 @@ static int on_resp_head(void *owner, struct http_head *head)
             ex->close_after = true;
         }
     }
+    int red = !no_body && ex->ncreds_used > 0 ? start_redaction(c, head, client_http10) : 0;
+    if (red != 0) {
+        http_head_free(head);
+        if (red > 0)
+            log_finding(c, "encoded response to a request that carried a secret");
+        conn_respond_error(c, 502, red > 0 ? "unredactable_response" : "internal_error",
+                           red > 0 ? "the upstream encoded (compressed) its answer to a request "
+                                     "that carried a credential, so it cannot be checked for "
+                                     "an echoed secret"
+                                   : "out of memory");
+        return HTTP_HEAD_ERROR;
+    }
     int r = write_response_head(c, head, false);
     ex->resp_head_sent = true;
     http_head_free(head);
@@ -753,13 +841,32 @@ static int on_resp_head(void *owner, struct http_head *head)
     return HTTP_HEAD_CONTINUE;
 }
 
+static int write_resp_body(struct conn *c, const char *p, size_t len)
+{
+    return c->ex.resp_chunked_out ? write_chunked(c, SIDE_CLIENT, p, len)
+                                  : conn_write(c, SIDE_CLIENT, p, len);
+}
+
+/* Pass the settled part of a body span through the redactor (held-back bytes go out with the
+ * next span or at the end); an empty result writes nothing, so no empty chunk ends the body. */
+static int write_redacted(struct conn *c, const char *p, size_t len, bool last)
+{
+    struct http_buf out = {0};
+    if (last)
+        redact_finish(c->ex.redact, &out);
+    else
+        redact_feed(c->ex.redact, p, len, &out);
+    int r = out.failed ? -1 : out.len ? write_resp_body(c, out.data, out.len) : 0;
+    http_buf_free(&out);
+    return r;
+}
+
 static int on_resp_body(void *owner, const char *p, size_t len)
 {
     struct conn *c = owner;
     if (c->flags & CONN_F_CLOSING || c->state != CONN_S_HTTP)
         return -1;
-    int r = c->ex.resp_chunked_out ? write_chunked(c, SIDE_CLIENT, p, len)
-                                   : conn_write(c, SIDE_CLIENT, p, len);
+    int r = c->ex.redact ? write_redacted(c, p, len, false) : write_resp_body(c, p, len);
     return r < 0 ? -1 : 0;
 }
 
@@ -775,6 +882,8 @@ static int on_resp_complete(void *owner, const struct http_head *trailers)
     }
     if (ex->upgraded)
         return 0; /* HTTP_UPGRADE follows: relay_on_data switches to the pipe */
+    if (ex->redact && write_redacted(c, NULL, 0, true) < 0)
+        return -1;
     if (ex->resp_chunked_out && write_last_chunk(c, SIDE_CLIENT, trailers) < 0)
         return -1;
     ex->resp_done = true;

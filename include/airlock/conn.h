@@ -22,6 +22,7 @@ struct worker;
 struct tls;
 struct creds;
 struct creds_provider;
+struct redactor;
 
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
  * they start again (STYLE.md §5). */
@@ -118,6 +119,8 @@ struct exchange {
      * host and port; borrowed from conn.creds */
     const struct creds_provider *creds_used[4];
     unsigned ncreds_used;
+    /* the response body's redactor (redact.h) when ncreds_used > 0 and it has a body */
+    struct redactor *redact;
 };
 
 struct conn {

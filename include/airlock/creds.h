@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* creds: credential providers (DESIGN.md "Providers"). The sandbox holds only placeholders;
+/* creds: credential providers (docs/providers.md). The sandbox holds only placeholders;
  * this module loads the secrets (env or file) into memory that is excluded from core dumps and
  * wiped when freed, finds placeholders in request text (raw, percent-encoded, or inside a Basic
  * credential), and rewrites text with the secret for the provider's own endpoints, or with
@@ -24,7 +24,11 @@ struct creds_provider;
  * GITHUB_TOKEN is not set"). Errors: version != 1, unknown keys, placeholder shorter than 16
  * characters or shared by two providers or not made of [A-Za-z0-9_-], secret missing or empty
  * or containing CR/LF/NUL, secret file unreadable, an endpoint host with a wildcard, bad
- * ports, inject without header, format without "{secret}". Never prints a secret. */
+ * ports, inject without header, format without "{secret}", a substitute_in entry that is not
+ * "header:NAME", "header:*", "query:NAME", "query:*" or "path". Never prints a secret.
+ * A secret named by {"env": NAME} is copied out of the environment and the variable is
+ * scrubbed (its bytes overwritten, then unset); a later load (a reload) that finds the
+ * variable gone uses the value captured when it was first read. */
 struct creds *creds_parse(const char *json, size_t len, char **errors);
 struct creds *creds_load_file(const char *path, char **errors);
 void creds_ref(struct creds *c);
@@ -66,16 +70,27 @@ void creds_substitute_header(const struct creds_provider *p, const char *value, 
 const char *creds_inject_header(const struct creds_provider *p);
 void creds_inject_value(const struct creds_provider *p, struct http_buf *out);
 
-/* Responses: true when s contains the provider's secret; creds_redact_secret appends s with
- * every occurrence of the secret replaced by the placeholder (an upstream echoing it back). */
-bool creds_contains_secret(const struct creds_provider *p, const char *s, size_t len);
-void creds_redact_secret(const struct creds_provider *p, const char *s, size_t len,
-                         struct http_buf *out);
+/* substitute_in: NULL when every placeholder of p in the request head stands where the
+ * provider's "substitute_in" allows (or it has none); else a short static description of the
+ * first place that it does not allow ("the path", "a query parameter name", ...). The header
+ * that "inject" replaces is always allowed: what the client put there is dropped. */
+const char *creds_misplaced(const struct creds_provider *p, const struct http_head *h);
 
-/* Wipe (OPENSSL_cleanse, the whole capacity) and free a buffer that received a secret from
- * creds_substitute, creds_substitute_header or creds_inject_value; http_buf_free alone would
- * leave the secret in freed heap memory. Appends made by creds grow the buffer by copy-and-wipe,
- * but http_buf_append grows it with realloc, which does not wipe the old block. */
+/* Responses (redact.h): the secrets of the providers an exchange used (n of them, borrowed)
+ * become their placeholders again. creds_redactor returns a streaming redactor for a body
+ * (redact_free it before the snapshot goes); creds_redact_text does a complete text (a reason
+ * phrase); creds_redact_field a header or trailer value, Base64 forms included. */
+struct redactor;
+struct redactor *creds_redactor(const struct creds_provider *const *used, size_t n);
+void creds_redact_text(const struct creds_provider *const *used, size_t n, const char *s,
+                       size_t len, struct http_buf *out);
+void creds_redact_field(const struct creds_provider *const *used, size_t n, const char *s,
+                        size_t len, struct http_buf *out);
+
+/* Wipe (OPENSSL_cleanse, the whole capacity) and free a buffer that received a secret. Every
+ * append of a secret by creds sets the buffer's wipe flag (http.h), so that it then grows by
+ * copy-and-wipe and http_buf_free wipes it too; a caller that puts a secret into a buffer
+ * before creds does must set the flag itself. */
 void creds_buf_wipe(struct http_buf *b);
 
 #endif

@@ -175,11 +175,16 @@ struct http_buf {
     char *data;
     size_t len, cap;
     bool failed; /* an allocation failed; contents are incomplete */
+    /* Set before a secret goes in: growth then copies into a fresh block and wipes the old one
+     * (realloc would leave it, secret and all, in freed heap), and http_buf_free wipes the
+     * whole capacity before freeing. */
+    bool wipe;
 };
 void http_buf_append(struct http_buf *b, const char *p, size_t len);
 void http_buf_puts(struct http_buf *b, const char *s);
 void http_buf_printf(struct http_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Frees the data (wiped first when b->wipe) and empties b; the wipe flag stays. */
 void http_buf_free(struct http_buf *b);
 
 #endif

@@ -2,9 +2,10 @@
 /* log: one line per decision or connection event, as a short human line (text) or an
  * OCSF-shaped JSON object (json). Lines are formatted on the calling thread into a bounded
  * queue and written by one writer thread, so a slow disk never stalls an event loop (when the
- * queue is full the line is dropped and counted). Callers never pass a secret, placeholder or
- * query string: the event has no field that could carry one, and paths are the canonical,
- * redacted ones. */
+ * queue is full an ordinary line is dropped and counted; a finding, class FINDING or severity
+ * high, waits for the writer to make room and is never dropped). Callers never pass a secret,
+ * placeholder or query string: the event has no field that could carry one, and paths are the
+ * canonical, redacted ones. */
 #ifndef AIRLOCK_LOG_H
 #define AIRLOCK_LOG_H
 
@@ -21,7 +22,7 @@ int log_open(const char *path, enum log_format format, enum log_level min_level)
 void log_reopen(void);
 /* Flush every queued line and stop the writer thread. */
 void log_close(void);
-/* Lines dropped because the queue was full. */
+/* Lines dropped because the queue was full (never a finding) or a write failed. */
 uint64_t log_dropped(void);
 
 /* OCSF classes used (class_uid). */

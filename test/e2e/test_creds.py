@@ -6,13 +6,15 @@ secret per run that must never reach the client, airlock's output or its log. Al
 check --providers` and `airlock env --providers`."""
 
 import base64
+import gzip
 import json
 import os
 import re
 import secrets
+import time
 import urllib.parse
 
-from harness import LOOPBACK4, build_request, check, check_eq, read_response
+from harness import LOOPBACK4, Skip, build_request, build_response, check, check_eq, read_response
 from support import (check_deny, connect_raw, echo_authorization_handler, forward_recorded_client,
                      loopback_ep, open_recorded_tunnel, policy_doc, providers_doc,
                      recording_handler, run_cli, start_airlock, tcp_echo_server, wait_log,
@@ -28,10 +30,37 @@ SECOND_PLACEHOLDER = "AIRLOCK_PLACEHOLDER_SECOND_9876543210"
 SECOND_SECRET = "airlocksecond" + secrets.token_hex(16)
 
 
+# An echo canary that JSON escapes ("\/") and percent-encoding ('/' and '+') both change.
+ECHO_SECRET = "airlockcanary/" + secrets.token_hex(12) + "+z"
+
+
+def _pct_lower(s):
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote(s, safe=""))
+
+
+def _json_mixed(s):
+    """What a JSON encoder that escapes '/' and writes some characters as \\u00XX (either
+    case) makes of s."""
+    out = []
+    for i, ch in enumerate(s):
+        if ch == "/":
+            out.append("\\/")
+        elif i % 4 == 1:
+            out.append("\\u%04x" % ord(ch))
+        elif i % 4 == 2:
+            out.append("\\u%04X" % ord(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _leak_forms(secret):
     """The shapes in which a leaked secret could show up."""
-    return {secret, urllib.parse.quote(secret, safe=""),
-            base64.b64encode(("user:" + secret).encode()).decode()}
+    basic = ("user:" + secret).encode()
+    return {secret, urllib.parse.quote(secret, safe=""), _pct_lower(secret),
+            secret.replace("/", "\\/"), _json_mixed(secret),
+            base64.b64encode(basic).decode(),
+            base64.urlsafe_b64encode(basic).decode().rstrip("=")}
 
 
 class Setup:
@@ -39,7 +68,8 @@ class Setup:
     every upstream. `log` collects every byte any client of this setup received."""
 
     def __init__(self, env, secret=SECRET, access="full", inject=None, handler=recording_handler,
-                 others=0, forward_others=False, source="env", args=(), second_provider=False):
+                 others=0, forward_others=False, source="env", args=(), second_provider=False,
+                 provider_extra=None):
         self.env = env
         self.secret = secret
         self.log = bytearray()
@@ -62,6 +92,7 @@ class Setup:
                 "endpoints": [{"host": LOOPBACK4, "port": self.up.port}]}
         if inject is not None:
             prov["inject"] = inject
+        prov.update(provider_extra or {})
         provs = {"test": prov}
         self.secrets = [secret]
         if second_provider:
@@ -273,6 +304,178 @@ def test_secret_echoed_in_response_header_reaches_client_as_placeholder(env):
     echo = r.headers.get("x-echo", "")
     check(SECRET not in echo, "the client received the secret in X-Echo")
     check_eq(echo, "Bearer " + PLACEHOLDER, "X-Echo as the client sees it")
+    s.finish()
+
+
+# ----- echoes in response bodies, reason phrases and trailers ----------------------------------
+
+def echo_secret_handler(conn):
+    """An upstream that hands the Authorization it received back in every way it can: a JSON
+    body framed by Content-Length, a chunked body cut in the middle of the secret (in separate
+    writes) with the secret in a trailer, percent-encoded and JSON-escaped forms, the reason
+    phrase, and Base64 in Location and WWW-Authenticate."""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        auth = req.headers.get("authorization", "")
+        secret = auth[len("Bearer "):] if auth.startswith("Bearer ") else auth
+        path = req.target
+        if path == "/json":
+            body = json.dumps({"echo": auth}).encode()
+            conn.sendall(build_response(200, "OK", [("Content-Type", "application/json"),
+                                                    ("Content-Length", str(len(body)))], body))
+        elif path == "/chunked":
+            body = json.dumps({"echo": auth, "again": secret}).encode()
+            at = body.index(secret.encode())
+            cuts = [0, at + len(secret) // 2, at + len(secret) // 2 + 3, len(body)]
+            conn.sendall(build_response(200, "OK", [("Content-Type", "application/json"),
+                                                    ("Transfer-Encoding", "chunked"),
+                                                    ("Trailer", "X-Echo")]))
+            for a, b in zip(cuts, cuts[1:]):
+                conn.sendall(b"%x\r\n" % (b - a) + body[a:b] + b"\r\n")
+                time.sleep(0.05)  # separate reads on airlock's side
+            conn.sendall(("0\r\nX-Echo: %s\r\n\r\n" % auth).encode())
+        elif path == "/encoded":
+            body = json.dumps({"pct": urllib.parse.quote(secret, safe=""),
+                               "pct_lower": _pct_lower(secret)}).encode()
+            body = body[:-1] + (', "json": "%s", "slash": "%s"}' % (
+                _json_mixed(secret), secret.replace("/", "\\/"))).encode()
+            conn.sendall(build_response(200, "OK", [("Content-Length", str(len(body)))], body))
+        elif path == "/reason":
+            conn.sendall(build_response(401, "Bad token " + secret, [("Content-Length", "0")]))
+        elif path == "/base64":
+            basic = ("user:" + secret).encode()
+            state = base64.urlsafe_b64encode(basic).decode().rstrip("=")
+            conn.sendall(build_response(302, "Found", [
+                ("Location", "https://example.invalid/cb?state=%s&x=1" % state),
+                ("WWW-Authenticate", 'Basic realm="x", error="%s"' %
+                 base64.b64encode(basic).decode()),
+                ("Content-Length", "0")]))
+        elif path == "/gzip":
+            body = gzip.compress(json.dumps({"echo": auth}).encode())
+            conn.sendall(build_response(200, "OK", [("Content-Encoding", "gzip"),
+                                                    ("Content-Length", str(len(body)))], body))
+        else:
+            conn.sendall(build_response(404, "Not Found", [("Content-Length", "0")]))
+
+
+def test_secret_echoed_in_bodies_reason_and_trailers_reaches_client_as_placeholder(env):
+    s = Setup(env, secret=ECHO_SECRET, handler=echo_secret_handler)
+    c = s.tunnel()
+    auth = [("Authorization", "Bearer " + PLACEHOLDER)]
+    r = _get(c, "/json", auth)
+    check_eq(r.json(), {"echo": "Bearer " + PLACEHOLDER}, "JSON body")
+    # The lengths differ, so the Content-Length body is re-framed chunked.
+    check(not r.headers.has("content-length"), "Content-Length kept: %r" % r.raw_head)
+    check_eq(r.framing, "chunked", "framing of a redacted Content-Length body")
+
+    r = _get(c, "/chunked", auth)
+    check_eq(r.json(), {"echo": "Bearer " + PLACEHOLDER, "again": PLACEHOLDER}, "chunked body")
+    check_eq(r.trailers.get("x-echo"), "Bearer " + PLACEHOLDER, "trailer")
+
+    r = _get(c, "/encoded", auth)
+    check_eq(json.loads(r.body.decode().replace("\\/", "/")),
+             {"pct": PLACEHOLDER, "pct_lower": PLACEHOLDER, "json": PLACEHOLDER,
+              "slash": PLACEHOLDER}, "encoded forms in the body")
+
+    c.send_request("GET", "/reason", auth)
+    r = read_response(c.reader)
+    check_eq((r.status, r.reason), (401, "Bad token " + PLACEHOLDER), "status line")
+
+    c.send_request("GET", "/base64", auth)
+    r = read_response(c.reader)
+    check_eq(r.status, 302, "status")
+    loc = r.headers.get("location", "")
+    state = loc.partition("state=")[2].partition("&")[0]
+    check_eq(base64.urlsafe_b64decode(state + "=" * (-len(state) % 4)).decode(),
+             "user:" + PLACEHOLDER, "Location state, decoded")
+    www = r.headers.get("www-authenticate", "")
+    b64 = www.partition('error="')[2].rstrip('"')
+    check_eq(base64.b64decode(b64).decode(), "user:" + PLACEHOLDER,
+             "WWW-Authenticate error, decoded")
+
+    # No placeholder sent: nothing to redact, the framing stays as the upstream chose it.
+    r = _get(c, "/json")
+    check_eq(r.framing, "length", "framing without a secret on the wire")
+    check_eq(len(s.up.requests), 6, "requests that reached the upstream")
+    s.finish()
+
+
+def test_secret_echoed_to_http10_client_is_redacted_close_delimited(env):
+    s = Setup(env, secret=ECHO_SECRET, handler=echo_secret_handler)
+    c = s.tunnel()
+    c.send(("GET /json HTTP/1.0\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n" %
+            (c.host, PLACEHOLDER)).encode())
+    r = read_response(c.reader)
+    check(not r.headers.has("content-length"), "Content-Length kept: %r" % r.raw_head)
+    check_eq(r.framing, "close", "framing towards an HTTP/1.0 client")
+    check_eq(r.json(), {"echo": "Bearer " + PLACEHOLDER}, "JSON body")
+    s.finish()
+
+
+def test_secret_exchange_asks_identity_and_refuses_encoded_answer(env):
+    s = Setup(env, secret=ECHO_SECRET, handler=echo_secret_handler)
+    c = s.tunnel()
+    c.send_request("GET", "/gzip", [("Authorization", "Bearer " + PLACEHOLDER),
+                                    ("Accept-Encoding", "gzip, br")])
+    r = read_response(c.reader)
+    check_eq((r.status, r.json().get("error")), (502, "unredactable_response"), "answer")
+    check_eq(s.upstream_request().headers.get_all("accept-encoding"), ["identity"],
+             "Accept-Encoding upstream")
+    check(wait_log(s.al, lambda l: l.get("class_uid") == 2004),
+          "no finding logged:\n" + s.al.log_text()[-3000:])
+    # Without a secret on the wire the client's Accept-Encoding goes through untouched.
+    c = s.tunnel()
+    c.send_request("GET", "/gzip", [("Accept-Encoding", "gzip")])
+    r = read_response(c.reader)
+    check_eq(r.status, 200, "status of an encoded answer to a request without a secret")
+    check_eq(s.up.requests[1].headers.get_all("accept-encoding"), ["gzip"],
+             "Accept-Encoding upstream without a secret")
+    s.finish()
+
+
+# ----- substitute_in ---------------------------------------------------------------------------
+
+def test_substitute_in_refuses_placeholder_elsewhere(env):
+    s = Setup(env, provider_extra={"substitute_in": ["header:Authorization", "query:api_key"]})
+    _get(s.tunnel(), "/ok?api_key=%s&q=1" % PLACEHOLDER,
+         [("Authorization", "Bearer " + PLACEHOLDER)])
+    got = s.upstream_request()
+    check_eq(got.target, "/ok?api_key=%s&q=1" % SECRET, "target upstream")
+    check_eq(got.headers.get("authorization"), "Bearer " + SECRET, "Authorization upstream")
+    for target, headers in [("/x", [("X-Api-Key", PLACEHOLDER)]),
+                            ("/bot%s/send" % PLACEHOLDER, []),
+                            ("/x?other=%s" % PLACEHOLDER, []),
+                            ("/x?api_key=%s" % PLACEHOLDER, [("X-Other", PLACEHOLDER)])]:
+        c = s.tunnel()
+        c.send_request("GET", target, headers)
+        j = check_deny(read_response(c.reader), "credential_location_refused")
+        check(PLACEHOLDER not in json.dumps(j), "the placeholder appears in the deny body")
+        closed, _ = c.wait_closed(5)
+        check(closed, "tunnel still open after credential_location_refused")
+    check_eq(len(s.up.requests), 1, "requests that reached the upstream")
+    check(wait_log(s.al, lambda l: l.get("class_uid") == 2004 and l.get("severity_id") == 4),
+          "no high-severity finding logged:\n" + s.al.log_text()[-3000:])
+    s.finish()
+
+
+# ----- the process environment -----------------------------------------------------------------
+
+def test_env_secret_is_scrubbed_from_proc_environ(env):
+    s = Setup(env)
+    pid = s.al.proc.pid
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            environ = f.read()
+    except PermissionError:
+        raise Skip("/proc/%d/environ is not readable by this user" % pid)
+    check(SECRET_ENV.encode() + b"=" + SECRET.encode() not in environ,
+          "the secret's variable is still in /proc/PID/environ")
+    check(SECRET.encode() not in environ, "the secret is in /proc/PID/environ")
+    # The captured value still works.
+    _get(s.tunnel(), "/h", [("X-Api-Key", PLACEHOLDER)])
+    check_eq(s.upstream_request().headers.get("x-api-key"), SECRET, "X-Api-Key upstream")
     s.finish()
 
 

@@ -5,6 +5,8 @@
  * redaction of echoed secrets. Secrets come from setenv and from temporary files. */
 #include "airlock/creds.h"
 
+#include <dlfcn.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "airlock/redact.h"
 #include "test.h"
 
 #define PH      "AIRLOCK_PH_GITHUB_8f3a1c"
@@ -124,7 +127,7 @@ static struct creds *load_ok(const char *json)
 /* The value inject yields, as a NUL-terminated malloc'd string. */
 static char *inject(const struct creds_provider *p)
 {
-    struct http_buf b = {NULL, 0, 0, false};
+    struct http_buf b = {0};
     creds_inject_value(p, &b);
     char *s = strdup(b.data ? b.data : "");
     creds_buf_wipe(&b);
@@ -133,7 +136,7 @@ static char *inject(const struct creds_provider *p)
 
 static char *subst(const struct creds_provider *p, const char *s, enum creds_mode mode)
 {
-    struct http_buf b = {NULL, 0, 0, false};
+    struct http_buf b = {0};
     creds_substitute(p, s, strlen(s), mode, &b);
     char *r = strdup(b.data ? b.data : "");
     creds_buf_wipe(&b);
@@ -142,7 +145,7 @@ static char *subst(const struct creds_provider *p, const char *s, enum creds_mod
 
 static char *subst_header(const struct creds_provider *p, const char *s)
 {
-    struct http_buf b = {NULL, 0, 0, false};
+    struct http_buf b = {0};
     creds_substitute_header(p, s, strlen(s), &b);
     char *r = strdup(b.data ? b.data : "");
     creds_buf_wipe(&b);
@@ -418,7 +421,7 @@ static void test_other_errors(void)
                  "providers.p.inject.fmt: unknown key");
     EXPECT_ERROR(doc(env_secret(), ep443(), ", \"injection\": {}"),
                  "providers.p.injection: unknown key (allowed: placeholder, secret, endpoints, "
-                 "inject)");
+                 "inject, substitute_in)");
 
     EXPECT_ERROR("{\"version\": 2, \"providers\": {}}", "version: unsupported; must be 1");
     EXPECT_ERROR("{\"providers\": {}}", "version: required");
@@ -644,7 +647,7 @@ static void test_substitute(void)
     free(r);
 
     /* appends go after what the buffer already holds */
-    struct http_buf buf = {NULL, 0, 0, false};
+    struct http_buf buf = {0};
     http_buf_puts(&buf, "Authorization: ");
     creds_substitute_header(p, "Bearer " PH, strlen("Bearer " PH), &buf);
     for (int i = 0; i < 100; i++)
@@ -679,18 +682,28 @@ static void test_inject_and_echo(void)
     CHECK_STR(v, SECRET);
     free(v);
 
-    /* an upstream echoing the secret back */
-    const char *body = "{\"token\": \"" SECRET "\", \"again\": \"" SECRET "\"}";
-    CHECK(creds_contains_secret(p, body, strlen(body)));
-    CHECK(!creds_contains_secret(p, "gh&p s/x+y=", 11));
-    CHECK(!creds_contains_secret(p, "", 0));
-    struct http_buf b = {NULL, 0, 0, false};
-    creds_redact_secret(p, body, strlen(body), &b);
-    CHECK_STR(b.data, "{\"token\": \"" PH "\", \"again\": \"" PH "\"}");
-    CHECK(!creds_contains_secret(p, b.data, b.len));
+    /* an upstream echoing the secret back: raw, JSON-escaped ('/' as "\/"), percent-encoded
+     * with lower-case hex and '+' for the space, and in a header as Basic credentials */
+    const struct creds_provider *used[] = {p};
+    const char *body = "{\"token\": \"" SECRET "\", \"json\": \"gh&p s\\/x+y=z\", "
+                       "\"url\": \"gh%26p+s%2fx%2By%3dz\"}";
+    struct http_buf b = {0};
+    creds_redact_text(used, 1, body, strlen(body), &b);
+    CHECK_STR(b.data, "{\"token\": \"" PH "\", \"json\": \"" PH "\", \"url\": \"" PH "\"}");
     http_buf_free(&b);
-    creds_redact_secret(p, "no secret", 9, &b);
+    creds_redact_text(used, 1, "no secret", 9, &b);
     CHECK_STR(b.data, "no secret");
+    http_buf_free(&b);
+    char basic[128], want[128], got[128];
+    strcpy(basic, "Basic ");
+    b64("user:" SECRET, basic + 6);
+    creds_redact_field(used, 1, basic, strlen(basic), &b);
+    CHECK(b.data && strncmp(b.data, "Basic ", 6) == 0);
+    if (b.data && strncmp(b.data, "Basic ", 6) == 0) {
+        unb64(b.data + 6, got);
+        strcpy(want, "user:" PH);
+        CHECK_STR(got, want);
+    }
     http_buf_free(&b);
     creds_unref(c);
 }
@@ -771,7 +784,7 @@ static void test_matcher_random(void)
         if (want != got && mismatches++ < 5)
             fprintf(stderr, "matcher mismatch on \"%s\": want %d\n", s, want);
         /* REDACT must leave no occurrence behind that the reference still finds */
-        struct http_buf b = {NULL, 0, 0, false};
+        struct http_buf b = {0};
         creds_substitute(p, s, len, CREDS_REDACT, &b);
         if (want != (b.data && strstr(b.data, CREDS_REDACTED) != NULL) && mismatches++ < 5)
             fprintf(stderr, "substitute mismatch on \"%s\"\n", s);
@@ -796,7 +809,7 @@ static void test_matcher_long(void)
         memcpy(s + i, "%41", len - i < 3 ? len - i : 3);
     s[len] = '\0';
     CHECK(!creds_appears(p, s, len));
-    struct http_buf b = {NULL, 0, 0, false};
+    struct http_buf b = {0};
     creds_substitute(p, s, len, CREDS_SECRET_PCT, &b);
     CHECK_EQ(b.len, len);
     http_buf_free(&b);
@@ -848,7 +861,7 @@ static void test_placeholder_split_across_reads(void)
         const struct http_field *auth = head ? http_head_find(head, "authorization") : NULL;
         if (auth && creds_appears(p, auth->value, auth->value_len) &&
             creds_appears(p, head->target, head->target_len)) {
-            struct http_buf b = {NULL, 0, 0, false};
+            struct http_buf b = {0};
             creds_substitute_header(p, auth->value, auth->value_len, &b);
             if (b.data && b.len == strlen("Bearer " SECRET) &&
                 memcmp(b.data, "Bearer " SECRET, b.len) == 0)
@@ -859,6 +872,245 @@ static void test_placeholder_split_across_reads(void)
         http_parser_deinit(&hp);
     }
     CHECK_EQ(ok, len - 1);
+    creds_unref(c);
+}
+
+/* ---- substitute_in ---- */
+
+static void test_substitute_in_errors(void)
+{
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": []"),
+                 "providers.p.substitute_in: must be a non-empty array of \"header:NAME\"");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": \"path\""),
+                 "providers.p.substitute_in: must be a non-empty array");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"path\", 3]"),
+                 "providers.p.substitute_in[1]: must be a string");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"cookie\"]"),
+                 "providers.p.substitute_in[0]: \"cookie\" is not one of \"header:NAME\"");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"body\"]"),
+                 "providers.p.substitute_in[0]: placeholders are never substituted in a request "
+                 "body");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"header:\"]"),
+                 "providers.p.substitute_in[0]: \"\" is not a header field name");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"header:X Key\"]"),
+                 "providers.p.substitute_in[0]: \"X Key\" is not a header field name");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"header:Host\"]"),
+                 "providers.p.substitute_in[0]: \"Host\" frames the message or is hop-by-hop");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"path\", \"query:a&b\"]"),
+                 "providers.p.substitute_in[1]: \"a&b\" is not a query parameter name");
+    EXPECT_ERROR(doc(env_secret(), ep443(), ", \"substitute_in\": [\"query:\"]"),
+                 "providers.p.substitute_in[0]: \"\" is not a query parameter name");
+}
+
+/* A request head as the parser would hand it over. */
+static struct http_head *head_of(const char *target, const char *const *fields, size_t n,
+                                 struct http_field *store)
+{
+    static struct http_head h;
+    memset(&h, 0, sizeof h);
+    h.is_request = true;
+    h.target = target;
+    h.target_len = strlen(target);
+    for (size_t i = 0; i < n; i++) {
+        const char *colon = strchr(fields[i], ':');
+        store[i] = (struct http_field){fields[i], (size_t)(colon - fields[i]), colon + 2,
+                                       strlen(colon + 2)};
+    }
+    h.fields = store;
+    h.nfields = n;
+    return &h;
+}
+
+static const char *misplaced(const struct creds_provider *p, const char *target, const char *field)
+{
+    struct http_field store[2];
+    const char *fields[] = {"Accept: */*", field};
+    return creds_misplaced(p, head_of(target, fields, field ? 2 : 1, store));
+}
+
+static void test_substitute_in(void)
+{
+    struct creds *c = load_ok(doc(env_secret(), ep443(),
+                                  ", \"substitute_in\": [\"header:Authorization\", "
+                                  "\"query:api_key\"], \"inject\": {\"header\": \"X-Injected\"}"));
+    if (!c)
+        return;
+    const struct creds_provider *p = creds_at(c, 0);
+    char basic[128];
+    strcpy(basic, "Authorization: Basic ");
+    b64("u:" PH, basic + strlen(basic));
+
+    /* listed places, in any encoding */
+    CHECK(misplaced(p, "/x", "Authorization: Bearer " PH) == NULL);
+    CHECK(misplaced(p, "/x", "authorization: token " PH) == NULL);
+    CHECK(misplaced(p, "/x", basic) == NULL);
+    CHECK(misplaced(p, "/x?api_key=" PH "&q=1", NULL) == NULL);
+    CHECK(misplaced(p, "/x?q=1&api%5Fkey=%41IRLOCK_PH_GITHUB_8f3a1c", NULL) == NULL);
+    CHECK(misplaced(p, "/x", "X-Injected: " PH) == NULL); /* replaced whole by inject */
+    CHECK(misplaced(p, "/x?q=1", NULL) == NULL);          /* no placeholder at all */
+
+    /* anywhere else */
+    CHECK_STR(misplaced(p, "/x", "X-Api-Key: " PH), "a header field that substitute_in does "
+                                                    "not list");
+    CHECK_STR(misplaced(p, "/bot" PH "/send", NULL), "the path");
+    CHECK_STR(misplaced(p, "/bot%41IRLOCK_PH_GITHUB_8f3a1c/send", NULL), "the path");
+    CHECK_STR(misplaced(p, "/x?other=" PH, NULL),
+              "a query parameter that substitute_in does not list");
+    CHECK_STR(misplaced(p, "/x?api_key=1&" PH "=1", NULL), "a query parameter name");
+    CHECK_STR(misplaced(p, "/x?api_keys=" PH, NULL),
+              "a query parameter that substitute_in does not list");
+    creds_unref(c);
+
+    /* wildcards and the path */
+    c = load_ok(doc(env_secret(), ep443(), ", \"substitute_in\": [\"header:*\", \"path\"]"));
+    if (!c)
+        return;
+    p = creds_at(c, 0);
+    CHECK(misplaced(p, "/bot" PH "/send", "X-Anything: " PH) == NULL);
+    CHECK_STR(misplaced(p, "/x?k=" PH, NULL), "a query parameter that substitute_in does not list");
+    creds_unref(c);
+    c = load_ok(doc(env_secret(), ep443(), ", \"substitute_in\": [\"query:*\"]"));
+    if (!c)
+        return;
+    p = creds_at(c, 0);
+    CHECK(misplaced(p, "/x?a=" PH "&b=" PH, NULL) == NULL);
+    CHECK_STR(misplaced(p, "/x?a=" PH, "X-Key: " PH), "a header field that substitute_in does "
+                                                      "not list");
+    creds_unref(c);
+
+    /* without substitute_in, anywhere goes (today's behaviour) */
+    c = load_ok(doc(env_secret(), ep443(), ""));
+    if (!c)
+        return;
+    CHECK(misplaced(creds_at(c, 0), "/bot" PH "?k=" PH, "X-Key: " PH) == NULL);
+    creds_unref(c);
+}
+
+/* ---- environment ---- */
+
+#define ENV_SCRUB    "AIRLOCK_TEST_SECRET_SCRUB"
+#define SCRUB_SECRET "scrub-me-7f2e9a41c0"
+
+/* An env secret is copied out and scrubbed from the environment (its bytes too, which is what
+ * /proc/PID/environ shows); a reload with the variable gone keeps the captured value. */
+static void test_env_secret_scrubbed(void)
+{
+    setenv(ENV_SCRUB, SCRUB_SECRET, 1);
+    char *bytes = getenv(ENV_SCRUB); /* setenv's string: glibc never frees it */
+    CHECK(bytes != NULL);
+    struct creds *c = load_ok(
+        doc("{\"env\": \"" ENV_SCRUB "\"}", ep443(), ", \"inject\": {\"header\": \"X-Key\"}"));
+    if (!c)
+        return;
+    CHECK(getenv(ENV_SCRUB) == NULL);
+    CHECK(bytes && memcmp(bytes, SCRUB_SECRET, strlen(SCRUB_SECRET)) != 0);
+    extern char **environ;
+    for (char **e = environ; *e; e++)
+        CHECK(strstr(*e, SCRUB_SECRET) == NULL);
+    char *v = inject(creds_at(c, 0));
+    CHECK_STR(v, SCRUB_SECRET);
+    free(v);
+    creds_unref(c);
+
+    /* the reload: the variable is gone, the captured value stays */
+    c = load_ok(
+        doc("{\"env\": \"" ENV_SCRUB "\"}", ep443(), ", \"inject\": {\"header\": \"X-Key\"}"));
+    if (!c)
+        return;
+    v = inject(creds_at(c, 0));
+    CHECK_STR(v, SCRUB_SECRET);
+    free(v);
+    creds_unref(c);
+
+    /* set again in the process (a test can; nothing outside can), the new value wins */
+    setenv(ENV_SCRUB, "rotated-value-0123", 1);
+    c = load_ok(
+        doc("{\"env\": \"" ENV_SCRUB "\"}", ep443(), ", \"inject\": {\"header\": \"X-Key\"}"));
+    if (!c)
+        return;
+    v = inject(creds_at(c, 0));
+    CHECK_STR(v, "rotated-value-0123");
+    free(v);
+    CHECK(getenv(ENV_SCRUB) == NULL);
+    creds_unref(c);
+}
+
+/* ---- wiping ---- */
+
+/* Every realloc and free in this program passes through here: while `watching`, a block that
+ * still holds the secret when it is reallocated (its old copy is left behind) or freed counts
+ * as a leak. */
+static bool watching;
+static int leaked_blocks;
+
+/* Not instrumented: ASan itself frees before its shadow memory exists. */
+#define NO_SANITIZE __attribute__((no_sanitize("address", "undefined")))
+
+NO_SANITIZE static bool holds_secret(void *p)
+{
+    return watching && p && memmem(p, malloc_usable_size(p), SECRET, strlen(SECRET)) != NULL;
+}
+
+/* The next free and realloc: ASan's interceptors in a sanitizer build (dlsym would recurse into
+ * free there, clearing an error string ASan left), libc's otherwise. */
+extern void __interceptor_free(void *p) __attribute__((weak));
+extern void *__interceptor_realloc(void *p, size_t n) __attribute__((weak));
+
+NO_SANITIZE void free(void *p)
+{
+    static void (*real_free)(void *);
+    if (!real_free)
+        real_free =
+            __interceptor_free ? __interceptor_free : (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    if (holds_secret(p))
+        leaked_blocks++;
+    real_free(p);
+}
+
+NO_SANITIZE void *realloc(void *p, size_t n)
+{
+    static void *(*real_realloc)(void *, size_t);
+    if (!real_realloc)
+        real_realloc = __interceptor_realloc
+                           ? __interceptor_realloc
+                           : (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    if (holds_secret(p))
+        leaked_blocks++;
+    return real_realloc(p, n);
+}
+
+/* Buffers that held the secret are wiped before they are grown or freed: a request head
+ * rebuilt around an injected secret (flagged up front, as relay.c does), every substitution,
+ * and the redactor's held-back bytes. */
+static void test_secret_blocks_wiped(void)
+{
+    struct creds *c = load_ok(doc(env_secret(), ep443(), ", \"inject\": {\"header\": \"X-K\"}"));
+    if (!c)
+        return;
+    const struct creds_provider *p = creds_at(c, 0);
+    const struct creds_provider *used[] = {p};
+    char basic[128];
+    strcpy(basic, "Basic ");
+    b64("user:" PH, basic + 6);
+
+    leaked_blocks = 0;
+    watching = true;
+    struct http_buf head = {.wipe = true};
+    http_buf_puts(&head, "GET /x HTTP/1.1\r\nX-K: ");
+    creds_inject_value(p, &head);
+    for (int i = 0; i < 200; i++) /* grows the block many times with the secret inside */
+        http_buf_puts(&head, "\r\nX-Filler: 0123456789abcdef0123456789abcdef");
+    creds_substitute_header(p, basic, strlen(basic), &head);
+    creds_substitute(p, "/a/" PH "/b", 3 + strlen(PH) + 2, CREDS_SECRET_PCT, &head);
+    creds_buf_wipe(&head);
+
+    struct http_buf out = {0};
+    struct redactor *r = creds_redactor(used, 1);
+    redact_feed(r, "x gh&p s/x", 10, &out); /* most of the secret, held back */
+    redact_free(r);
+    http_buf_free(&out);
+    watching = false;
+    CHECK_EQ(leaked_blocks, 0);
     creds_unref(c);
 }
 
@@ -878,6 +1130,10 @@ int main(void)
     RUN(test_matcher_random);
     RUN(test_matcher_long);
     RUN(test_placeholder_split_across_reads);
+    RUN(test_substitute_in_errors);
+    RUN(test_substitute_in);
+    RUN(test_env_secret_scrubbed);
+    RUN(test_secret_blocks_wiped);
     cleanup();
     return test_report();
 }

@@ -747,6 +747,69 @@ static void test_queue_full(void)
     unlink(path);
 }
 
+struct finding_burst {
+    int n;
+    bool done;
+};
+
+static void *emit_findings(void *arg)
+{
+    struct finding_burst *b = arg;
+    for (int i = 0; i < b->n; i++)
+        log_event(&ev_finding);
+    __atomic_store_n(&b->done, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* The same stalled reader, with findings logged into the full queue: they wait for room (the
+ * producer blocks until the reader drains) instead of being dropped; ordinary lines are still
+ * dropped and counted. */
+static void test_findings_never_dropped(void)
+{
+    const char *path = tmp_path("fifo3");
+    static char big[1001];
+    const int total = 8000;
+    struct fifo_reader r = {0};
+    struct finding_burst burst = {.n = 200};
+    uint64_t dropped0 = log_dropped(), dropped;
+    size_t xlines = 0, findings = 0;
+    struct lines ls;
+    pthread_t reader, producer;
+
+    memset(big, 'x', sizeof(big) - 1);
+    CHECK(mkfifo(path, 0600) == 0);
+    r.fd = open(path, O_RDONLY | O_NONBLOCK);
+    CHECK(r.fd >= 0);
+    CHECK_EQ(log_open(path, LOG_TEXT, LOG_INFO), 0);
+    for (int i = 0; i < total; i++)
+        log_msg(LOG_INFO, "%s", big);
+    pthread_create(&producer, NULL, emit_findings, &burst);
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    CHECK(!__atomic_load_n(&burst.done, __ATOMIC_SEQ_CST)); /* waiting for room */
+
+    fcntl(r.fd, F_SETFL, fcntl(r.fd, F_GETFL) & ~O_NONBLOCK);
+    pthread_create(&reader, NULL, fifo_read, &r);
+    pthread_join(producer, NULL);
+    dropped = log_dropped() - dropped0;
+    log_close();
+    pthread_join(reader, NULL);
+    close(r.fd);
+
+    split_lines(&ls, r.buf, r.len);
+    for (size_t i = 0; i < ls.n; i++) {
+        if (strlen(ls.v[i]) == 9 + 5 + 1000 && strncmp(ls.v[i] + 9, "INFO x", 6) == 0)
+            xlines++;
+        else if (strstr(ls.v[i], "DENY GET 10.0.0.5:8443/chat status=502"))
+            findings++;
+    }
+    CHECK_EQ(findings, (size_t)burst.n);
+    CHECK(dropped > 0);
+    CHECK_EQ(xlines, (uint64_t)total - dropped);
+    lines_free(&ls);
+    unlink(path);
+}
+
 static void log_to_gone_reader(void)
 {
     const char *path = tmp_path("fifo2");
@@ -826,6 +889,7 @@ int main(void)
     RUN(test_reopen);
     RUN(test_concurrent);
     RUN(test_queue_full);
+    RUN(test_findings_never_dropped);
     RUN(test_write_error);
     RUN(test_stderr_target);
     rmdir(dir);
