@@ -224,8 +224,7 @@ void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const cha
         uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
 }
 
-/* A deadline that activity does not extend (slowloris: a head dribbled byte by byte). */
-static void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
+void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
 {
     conn_set_timeout(c, timeout_ms, status, reason);
     c->timer_absolute = true;

@@ -158,7 +158,7 @@ struct conn {
     uint64_t dial_started;
     void (*on_dialed)(struct conn *c, int status, const char *why);
     unsigned pending_shutdowns;
-    bool timer_absolute; /* the deadline does not move with activity (head timeout) */
+    bool timer_absolute; /* the deadline does not move with activity (conn_set_deadline) */
 };
 
 /* Accept one client from the listener. */
@@ -195,6 +195,9 @@ void conn_shutdown_side(struct conn *c, enum side_id id);
 /* Arm the connection's single timer: fire after timeout_ms without activity. status is what
  * the client is answered (0: close silently). */
 void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const char *reason);
+/* The same timer as a deadline: it fires timeout_ms from now whatever moves meanwhile, for
+ * phases a peer could otherwise stretch by dribbling bytes (a request head, a TLS handshake). */
+void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason);
 void conn_touch(struct conn *c);
 
 /* Answer the client with an error (JSON body; Connection: close) and finish. error is the
