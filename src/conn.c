@@ -15,6 +15,7 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/netguard.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
@@ -95,7 +96,6 @@ static void conn_free(struct conn *c)
 {
     struct worker *w = c->w;
     relay_deinit(c);
-    free(c->dial_addrs);
     for (int i = 0; i < 2; i++) {
         tls_free(c->sides[i].tls);
         free(c->sides[i].stash);
@@ -150,10 +150,9 @@ void conn_close(struct conn *c, const char *reason)
     log_msg(LOG_DEBUG, "conn %llu: close in %s: %s", (unsigned long long)c->id,
             conn_state_name(c->state), reason ? reason : "done");
     conn_set_state(c, CONN_S_CLOSING);
-    /* In-flight DNS and peer lookups are cancelled where possible; their callbacks still run
+    /* In-flight lookups and connects are cancelled where possible; their callbacks still run
      * (with UV_ECANCELED or later) and drop their own references. */
-    if (c->gai_active)
-        uv_cancel((uv_req_t *)&c->gai_req);
+    netguard_cancel(c);
     if (c->peer_work_active)
         uv_cancel((uv_req_t *)&c->peer_work);
     for (int i = 0; i < 2; i++) {
@@ -713,7 +712,10 @@ void conn_finish(struct conn *c, const char *reason)
     conn_set_state(c, CONN_S_LINGER);
     log_msg(LOG_DEBUG, "conn %llu: finish: %s", (unsigned long long)c->id, reason);
     struct side *cs = &c->sides[SIDE_CLIENT];
-    /* The upstream has nothing more to give us. */
+    /* The upstream has nothing more to give us, and neither has a lookup or a connection
+     * race still running (an attempt to a blackholed address would hold its socket for the
+     * kernel's whole SYN timeout). */
+    netguard_cancel(c);
     struct side *us = &c->sides[SIDE_UPSTREAM];
     if (us->flags & SIDE_F_OPEN) {
         us->flags &= ~(SIDE_F_OPEN | SIDE_F_READING | SIDE_F_CONNECTED);

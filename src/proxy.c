@@ -103,6 +103,12 @@ static void on_dialed(struct conn *c, int status, const char *why)
                            "allow (private, loopback, link-local or metadata)");
         return;
     }
+    if (status == NETGUARD_BUSY) {
+        log_connect(c, "deny", 503, why);
+        conn_respond_error(c, 503, "resolver_busy",
+                           "too many name lookups are waiting for the resolver; retry later");
+        return;
+    }
     if (status != NETGUARD_OK) {
         metrics_inc(M_UPSTREAM_CONNECT_FAILURES);
         log_connect(c, "deny", 502, why);

@@ -20,6 +20,7 @@
 #include "airlock/creds.h"
 #include "airlock/metrics.h"
 #include "airlock/policy.h"
+#include "airlock/resolve.h"
 #include "airlock/target.h"
 #include "airlock/tls.h"
 
@@ -47,6 +48,9 @@ void server_config_defaults(struct server_config *cfg)
     cfg->head_timeout_ms = 30000;
     cfg->response_timeout_ms = 300000;
     cfg->tunnel_idle_timeout_ms = 0;
+    cfg->resolver_threads = 8;
+    cfg->resolver_queue = 128;
+    cfg->dns_cache_ttl_ms = 30000;
 }
 
 struct policy *server_policy(struct server *s)
@@ -170,6 +174,9 @@ static void on_wakeup(uv_async_t *a)
         w->stopping = true;
         for (struct conn *c = w->conns; c; c = c->next)
             conn_close(c, "stopping");
+        /* After the closes: they cancelled every lookup, whose callbacks run now. */
+        resolver_client_close(w->resolver);
+        w->resolver = NULL;
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->kick, NULL);
     }
@@ -190,6 +197,8 @@ static int worker_start(struct worker *w, const int *fds, size_t nfds)
     w->wakeup.data = w;
     uv_idle_init(&w->loop, &w->kick);
     w->kick.data = w;
+    if (!(w->resolver = resolver_client_new(w->server->resolver, &w->loop)))
+        return UV_ENOMEM;
     for (size_t i = 0; i < nfds; i++) {
         uv_tcp_t *l = &w->listeners[i];
         uv_tcp_init(&w->loop, l);
@@ -480,6 +489,18 @@ int server_run(const struct server_config *cfg)
         goto out;
     }
 
+    struct resolver_config rcfg = {.threads = cfg->resolver_threads,
+                                   .max_queued = cfg->resolver_queue,
+                                   .cache_entries = RESOLVE_CACHE_ENTRIES,
+                                   .cache_ttl_ms = cfg->dns_cache_ttl_ms};
+    if (!(s->resolver = resolver_new(&rcfg))) {
+        log_msg(LOG_ERROR, "cannot start %u resolver threads: %s", cfg->resolver_threads,
+                strerror(errno));
+        stop_main_handles();
+        uv_run(main_loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+
     unsigned started = 0;
     for (unsigned wi = 0; wi < nworkers; wi++) {
         struct worker *w = calloc(1, sizeof *w);
@@ -529,6 +550,9 @@ out:
         policy_unref(s->policy);
     if (s->creds)
         creds_unref(s->creds);
+    /* After the workers: their clients are closed. A lookup still blocked in the system
+     * resolver is given a moment, not the whole resolver timeout. */
+    resolver_free(s->resolver, 1000);
     SSL_CTX_free(s->client_ctx);
     SSL_CTX_free(s->upstream_ctx);
     ca_free(s->ca);

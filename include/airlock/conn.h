@@ -22,6 +22,9 @@ struct worker;
 struct tls;
 struct creds;
 struct creds_provider;
+struct resolver_client;
+struct resolve_req;
+struct dial;
 
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
  * they start again (STYLE.md §5). */
@@ -46,8 +49,9 @@ struct worker {
     unsigned seen_reload; /* the reload generation this worker has applied */
     char read_buf[CONN_READ_BUF];
     char out_buf[CONN_READ_BUF];
-    uv_idle_t kick;     /* runs deferred side releases (see conn_release) */
-    struct conn *kicks; /* connections with a side to resume */
+    uv_idle_t kick;                   /* runs deferred side releases (see conn_release) */
+    struct conn *kicks;               /* connections with a side to resume */
+    struct resolver_client *resolver; /* DNS completions for this loop */
 };
 
 enum conn_state {
@@ -147,14 +151,11 @@ struct conn {
     struct http_parser req_parser, resp_parser;
     bool req_parser_init, resp_parser_init;
     struct exchange ex;
-    /* dialing (netguard.c) */
-    uv_getaddrinfo_t gai_req;
-    uv_connect_t connect_req;
+    /* dialing (netguard.c): each in flight holds a reference until its callback */
+    struct resolve_req *resolve_req; /* a DNS lookup */
+    struct dial *dial;               /* the connection race */
     uv_work_t peer_work;
-    bool gai_active, peer_work_active;
-    struct sockaddr_storage *dial_addrs; /* NETGUARD_MAX_ADDRS, only while dialing */
-    size_t ndial, dial_next;
-    int dial_error;
+    bool peer_work_active;
     uint64_t dial_started;
     void (*on_dialed)(struct conn *c, int status, const char *why);
     unsigned pending_shutdowns;

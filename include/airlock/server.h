@@ -40,6 +40,9 @@ struct server_config {
     uint64_t tunnel_idle_timeout_ms; /* upgraded / piped connections; 0 = off */
     size_t max_connections;          /* per process; 0 = unlimited */
     bool binary_identity_off;
+    unsigned resolver_threads; /* DNS lookup threads */
+    size_t resolver_queue;     /* lookups that may wait for a thread (beyond: 503) */
+    uint64_t dns_cache_ttl_ms; /* how long an answer is reused; 0 = no cache */
 };
 
 /* Fill cfg with DESIGN.md's defaults. */
@@ -52,6 +55,7 @@ int server_run(const struct server_config *cfg);
 struct policy;
 struct creds;
 struct ca;
+struct resolver;
 
 /* Shared state every worker reads. */
 struct server {
@@ -62,6 +66,7 @@ struct server {
     uv_mutex_t policy_lock; /* guards both snapshots below */
     struct policy *policy;
     struct creds *creds; /* NULL without --providers */
+    struct resolver *resolver;
 };
 
 /* The current policy snapshot, as a new reference (policy_unref when done). */
