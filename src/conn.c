@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "airlock/creds.h"
 #include "airlock/http.h"
@@ -881,32 +882,12 @@ void conn_close_upstream(struct conn *c, uv_close_cb cb)
     uv_close((uv_handle_t *)&s->tcp, cb);
 }
 
-static void on_refused_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
-/* Out of memory: accept and drop the connection, or libuv stops watching the listener until
- * someone accepts. The handle lives on the heap until its close callback. */
-static void refuse_unaccepted(struct worker *w, uv_stream_t *listener)
-{
-    uv_tcp_t *tmp = malloc(sizeof *tmp);
-    if (!tmp)
-        return;
-    if (uv_tcp_init(&w->loop, tmp) < 0) {
-        free(tmp);
-        return;
-    }
-    if (uv_accept(listener, (uv_stream_t *)tmp) == 0)
-        log_msg(LOG_ERROR, "out of memory: connection dropped");
-    uv_close((uv_handle_t *)tmp, on_refused_closed);
-}
-
-void conn_accept(struct worker *w, uv_stream_t *listener)
+void conn_accept(struct worker *w, int fd)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
-        refuse_unaccepted(w, listener);
+        log_msg(LOG_ERROR, "out of memory: connection dropped");
+        close(fd);
         return;
     }
     c->w = w;
@@ -921,13 +902,17 @@ void conn_accept(struct worker *w, uv_stream_t *listener)
     c->timer.data = c;
     conn_ref(c);
     relay_init(c);
-    if (side_init(c, SIDE_CLIENT) < 0 ||
-        uv_accept(listener, (uv_stream_t *)&c->sides[SIDE_CLIENT].tcp) < 0) {
+    struct side *cs = &c->sides[SIDE_CLIENT];
+    int r = side_init(c, SIDE_CLIENT);
+    if (r == 0)
+        r = uv_tcp_open(&cs->tcp, fd);
+    if (r < 0) {
+        log_msg(LOG_WARN, "accept: %s", uv_strerror(r));
+        close(fd); /* the handle did not take it */
         conn_close(c, "accept failed");
         conn_unref(c);
         return;
     }
-    struct side *cs = &c->sides[SIDE_CLIENT];
     cs->flags |= SIDE_F_CONNECTED;
     uv_tcp_nodelay(&cs->tcp, 1);
     int len = sizeof c->peer_addr;
@@ -948,9 +933,11 @@ void conn_accept(struct worker *w, uv_stream_t *listener)
     c->flags |= CONN_F_COUNTED;
     metrics_inc(M_CONN_ACCEPTED);
     metrics_gauge_add(G_CONN_ACTIVE, 1);
-    if (cfg->max_connections && n > cfg->max_connections) {
-        log_msg(LOG_WARN, "connection from %s refused: --max-connections %zu reached", c->peer_ip,
-                cfg->max_connections);
+    size_t max = w->server->max_connections;
+    if (max && n > max) {
+        metrics_inc(M_CONN_REFUSED_LIMIT);
+        log_msg(LOG_WARN, "connection from %s refused with 503: --max-connections %zu reached",
+                c->peer_ip, max);
         conn_respond_error(c, 503, "too_many_connections",
                            "airlock is at its connection limit; retry later");
         conn_unref(c);

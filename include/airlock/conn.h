@@ -33,14 +33,26 @@ struct dial;
 #define CONN_READ_BUF   (64 * 1024) /* per worker: one socket read */
 #define CONN_PLAIN_BUF  (16 * 1024) /* one TLS record of plaintext (on the stack) */
 
+/* A listening socket, accepted from by hand (server.c) so that running out of descriptors is
+ * seen, logged and answered instead of swallowed by libuv. */
+struct listener {
+    uv_poll_t poll;
+    int fd;
+    struct worker *w;
+};
+
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every
  * connection on this loop shares (a read callback consumes its buffer before returning). */
 struct worker {
     struct server *server;
     uv_loop_t loop;
-    uv_tcp_t listeners[8];
+    struct listener listeners[8];
     size_t nlisteners;
-    uv_async_t wakeup; /* drain / stop / reload requests from the main thread */
+    int reserve_fd;                /* released to accept-and-refuse when descriptors run out */
+    uv_timer_t accept_pause;       /* accepting paused while even the reserve cannot help */
+    uint64_t fd_refusals_unlogged; /* refusals since the last (rate-limited) log line */
+    uint64_t fd_refusal_logged_at; /* loop time of that line */
+    uv_async_t wakeup;             /* drain / stop / reload requests from the main thread */
     uv_thread_t thread;
     unsigned index;
     struct conn *conns; /* intrusive list of live connections */
@@ -162,8 +174,8 @@ struct conn {
     bool timer_absolute; /* the deadline does not move with activity (conn_set_deadline) */
 };
 
-/* Accept one client from the listener. */
-void conn_accept(struct worker *w, uv_stream_t *listener);
+/* Start serving one accepted client socket (takes ownership of fd; closed on failure). */
+void conn_accept(struct worker *w, int fd);
 
 /* The one close path: idempotent; stops reads, closes every handle, frees on the last
  * close callback. reason is static text for the log. */

@@ -38,7 +38,7 @@ struct server_config {
     uint64_t head_timeout_ms;        /* a request head, from its first byte */
     uint64_t response_timeout_ms;    /* the response head, and inactivity while streaming */
     uint64_t tunnel_idle_timeout_ms; /* upgraded / piped connections; 0 = off */
-    size_t max_connections;          /* per process; 0 = unlimited */
+    size_t max_connections;          /* per process; 0 = derived from the descriptor limit */
     bool binary_identity_off;
     unsigned resolver_threads; /* DNS lookup threads */
     size_t resolver_queue;     /* lookups that may wait for a thread (beyond: 503) */
@@ -67,6 +67,7 @@ struct server {
     struct policy *policy;
     struct creds *creds; /* NULL without --providers */
     struct resolver *resolver;
+    size_t max_connections; /* in force: --max-connections, or derived from the fd limit */
 };
 
 /* The current policy snapshot, as a new reference (policy_unref when done). */
