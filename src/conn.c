@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "airlock/creds.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/netguard.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
@@ -103,7 +105,6 @@ static void conn_free(struct conn *c)
 {
     struct worker *w = c->w;
     relay_deinit(c);
-    free(c->dial_addrs);
     for (int i = 0; i < 2; i++) {
         tls_free(c->sides[i].tls);
         free(c->sides[i].stash);
@@ -158,10 +159,9 @@ void conn_close(struct conn *c, const char *reason)
     log_msg(LOG_DEBUG, "conn %llu: close in %s: %s", (unsigned long long)c->id,
             conn_state_name(c->state), reason ? reason : "done");
     conn_set_state(c, CONN_S_CLOSING);
-    /* In-flight DNS and peer lookups are cancelled where possible; their callbacks still run
+    /* In-flight lookups and connects are cancelled where possible; their callbacks still run
      * (with UV_ECANCELED or later) and drop their own references. */
-    if (c->gai_active)
-        uv_cancel((uv_req_t *)&c->gai_req);
+    netguard_cancel(c);
     if (c->peer_work_active)
         uv_cancel((uv_req_t *)&c->peer_work);
     for (int i = 0; i < 2; i++) {
@@ -232,8 +232,7 @@ void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const cha
         uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
 }
 
-/* A deadline that activity does not extend (slowloris: a head dribbled byte by byte). */
-static void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
+void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
 {
     conn_set_timeout(c, timeout_ms, status, reason);
     c->timer_absolute = true;
@@ -722,7 +721,10 @@ void conn_finish(struct conn *c, const char *reason)
     conn_set_state(c, CONN_S_LINGER);
     log_msg(LOG_DEBUG, "conn %llu: finish: %s", (unsigned long long)c->id, reason);
     struct side *cs = &c->sides[SIDE_CLIENT];
-    /* The upstream has nothing more to give us. */
+    /* The upstream has nothing more to give us, and neither has a lookup or a connection
+     * race still running (an attempt to a blackholed address would hold its socket for the
+     * kernel's whole SYN timeout). */
+    netguard_cancel(c);
     struct side *us = &c->sides[SIDE_UPSTREAM];
     if (us->flags & SIDE_F_OPEN) {
         us->flags &= ~(SIDE_F_OPEN | SIDE_F_READING | SIDE_F_CONNECTED);
@@ -891,32 +893,12 @@ void conn_close_upstream(struct conn *c, uv_close_cb cb)
     uv_close((uv_handle_t *)&s->tcp, cb);
 }
 
-static void on_refused_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
-/* Out of memory: accept and drop the connection, or libuv stops watching the listener until
- * someone accepts. The handle lives on the heap until its close callback. */
-static void refuse_unaccepted(struct worker *w, uv_stream_t *listener)
-{
-    uv_tcp_t *tmp = malloc(sizeof *tmp);
-    if (!tmp)
-        return;
-    if (uv_tcp_init(&w->loop, tmp) < 0) {
-        free(tmp);
-        return;
-    }
-    if (uv_accept(listener, (uv_stream_t *)tmp) == 0)
-        log_msg(LOG_ERROR, "out of memory: connection dropped");
-    uv_close((uv_handle_t *)tmp, on_refused_closed);
-}
-
-void conn_accept(struct worker *w, uv_stream_t *listener)
+void conn_accept(struct worker *w, int fd)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
-        refuse_unaccepted(w, listener);
+        log_msg(LOG_ERROR, "out of memory: connection dropped");
+        close(fd);
         return;
     }
     c->w = w;
@@ -931,13 +913,17 @@ void conn_accept(struct worker *w, uv_stream_t *listener)
     c->timer.data = c;
     conn_ref(c);
     relay_init(c);
-    if (side_init(c, SIDE_CLIENT) < 0 ||
-        uv_accept(listener, (uv_stream_t *)&c->sides[SIDE_CLIENT].tcp) < 0) {
+    struct side *cs = &c->sides[SIDE_CLIENT];
+    int r = side_init(c, SIDE_CLIENT);
+    if (r == 0)
+        r = uv_tcp_open(&cs->tcp, fd);
+    if (r < 0) {
+        log_msg(LOG_WARN, "accept: %s", uv_strerror(r));
+        close(fd); /* the handle did not take it */
         conn_close(c, "accept failed");
         conn_unref(c);
         return;
     }
-    struct side *cs = &c->sides[SIDE_CLIENT];
     cs->flags |= SIDE_F_CONNECTED;
     uv_tcp_nodelay(&cs->tcp, 1);
     int len = sizeof c->peer_addr;
@@ -958,9 +944,11 @@ void conn_accept(struct worker *w, uv_stream_t *listener)
     c->flags |= CONN_F_COUNTED;
     metrics_inc(M_CONN_ACCEPTED);
     metrics_gauge_add(G_CONN_ACTIVE, 1);
-    if (cfg->max_connections && n > cfg->max_connections) {
-        log_msg(LOG_WARN, "connection from %s refused: --max-connections %zu reached", c->peer_ip,
-                cfg->max_connections);
+    size_t max = w->server->max_connections;
+    if (max && n > max) {
+        metrics_inc(M_CONN_REFUSED_LIMIT);
+        log_msg(LOG_WARN, "connection from %s refused with 503: --max-connections %zu reached",
+                c->peer_ip, max);
         conn_respond_error(c, 503, "too_many_connections",
                            "airlock is at its connection limit; retry later");
         conn_unref(c);

@@ -25,6 +25,7 @@ static const char usage[] =
     "              [--binary-identity on|off] [--connect-timeout S] [--handshake-timeout S]\n"
     "              [--head-timeout S] [--response-timeout S] [--tunnel-idle-timeout S]\n"
     "              [--max-field-size BYTES] [--max-fields N] [--max-chunk-ext BYTES]\n"
+    "              [--resolver-threads N] [--resolver-queue N] [--dns-cache-ttl S]\n"
     "  airlock env [--listen HOST:PORT] [--ca-dir DIR] [--providers FILE]\n"
     "              [--format export|dotenv]\n";
 
@@ -199,6 +200,16 @@ static int cmd_run(int argc, char **argv)
             if (parse_count(v, &n) < 0 || n > 1024 * 1024)
                 return usage_error("run: --max-chunk-ext takes 0 to 1048576 bytes, not %s", v);
             cfg.http_limits.chunk_ext = n;
+        } else if (!strcmp(a, "--resolver-threads")) {
+            if (parse_count(v, &n) < 0 || n < 1 || n > 256)
+                return usage_error("run: --resolver-threads takes 1 to 256, not %s", v);
+            cfg.resolver_threads = (unsigned)n;
+        } else if (!strcmp(a, "--resolver-queue")) {
+            if (parse_count(v, &n) < 0 || n > 1000000)
+                return usage_error("run: --resolver-queue takes 0 to 1000000, not %s", v);
+            cfg.resolver_queue = n;
+        } else if (!strcmp(a, "--dns-cache-ttl")) {
+            ms = &cfg.dns_cache_ttl_ms;
         } else if (!strcmp(a, "--binary-identity")) {
             if (strcmp(v, "on") && strcmp(v, "off"))
                 return usage_error("run: --binary-identity is on or off, not %s", v);

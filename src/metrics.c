@@ -130,6 +130,17 @@ void metrics_render(struct http_buf *out)
     static const enum metric_counter reload_m[] = {M_POLICY_RELOADS_OK, M_POLICY_RELOADS_FAILED};
     labelled(out, "airlock_policy_reloads_total", "Policy reloads.", "result", results, reload_m,
              2);
+    static const char *const refusals[] = {"limit", "fds"};
+    static const enum metric_counter refused_m[] = {M_CONN_REFUSED_LIMIT, M_CONN_REFUSED_FDS};
+    labelled(out, "airlock_connections_refused_total",
+             "Clients answered 503: connection limit reached, or out of file descriptors.",
+             "reason", refusals, refused_m, 2);
+    static const char *const sources[] = {"cache", "resolver"};
+    static const enum metric_counter source_m[] = {M_DNS_CACHE_HITS, M_DNS_LOOKUPS};
+    labelled(out, "airlock_dns_lookups_total", "Names resolved, by where the answer came from.",
+             "source", sources, source_m, 2);
+    counter(out, "airlock_dns_refused_total",
+            "Names refused with 503 because the resolver queue was full.", get(M_DNS_REFUSED));
     counter(out, "airlock_log_lines_dropped_total", "Log lines dropped on a full queue.",
             log_dropped());
     histogram(out, "airlock_upstream_connect_seconds", "Time to connect to an upstream.",

@@ -1,25 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /* netguard: resolve, vet, connect. A name the policy allowed is resolved once by us; every
  * answer is classified, the whole name is refused if any answer is blocked (a mixed answer is
- * an attack), and only the vetted addresses are dialled, in order, so DNS rebinding between a
- * check and a connect cannot happen. Cloud metadata is refused whatever the policy says. */
+ * an attack), and only the vetted addresses are dialled, so DNS rebinding between a check and
+ * a connect cannot happen. Cached answers are vetted again, against the policy of this
+ * connection, exactly like fresh ones. Cloud metadata is refused whatever the policy says. */
 #include "airlock/netguard.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "airlock/addr.h"
+#include "airlock/dial.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
 #include "airlock/policy.h"
+#include "airlock/resolve.h"
 #include "airlock/server.h"
 
 static void dial_done(struct conn *c, int status, const char *why)
 {
-    free(c->dial_addrs);
-    c->dial_addrs = NULL;
-    c->ndial = 0;
     void (*cb)(struct conn *, int, const char *) = c->on_dialed;
     c->on_dialed = NULL;
     if (cb)
@@ -43,161 +43,142 @@ static const char *vet(struct conn *c, const struct sockaddr *sa)
     return addr_class_name(cls);
 }
 
-static void dial_next(struct conn *c);
-
 /* The dial was abandoned (the connection answered, timed out or closed meanwhile). */
 static bool abandoned(const struct conn *c)
 {
     return (c->flags & CONN_F_CLOSING) || c->state != CONN_S_DIALING;
 }
 
-static void on_connect(uv_connect_t *req, int status)
+/* The race is over: result is the winner's socket, or why every attempt failed. */
+static void on_raced(int result, void *data)
 {
-    struct conn *c = req->data;
-    if (abandoned(c))
+    struct conn *c = data;
+    c->dial = NULL;
+    if (abandoned(c)) {
+        if (result >= 0)
+            close(result);
+        conn_unref(c);
         return;
-    if (status < 0) {
-        c->dial_error = status;
-        char ip[64];
-        addr_format((struct sockaddr *)&c->dial_addrs[c->dial_next - 1], ip, sizeof ip);
-        log_msg(LOG_INFO, "conn %llu: connect %s port %u: %s", (unsigned long long)c->id, ip,
-                (unsigned)c->target.port, uv_strerror(status));
-        dial_next(c);
+    }
+    if (result < 0) {
+        dial_done(c, NETGUARD_FAILED, uv_strerror(result));
+        conn_unref(c);
         return;
     }
     struct side *us = &c->sides[SIDE_UPSTREAM];
-    us->flags |= SIDE_F_CONNECTED;
-    uv_tcp_nodelay(&us->tcp, 1);
-    metrics_observe_ms(H_UPSTREAM_CONNECT, uv_now(&c->w->loop) - c->dial_started);
-    dial_done(c, NETGUARD_OK, NULL);
-}
-
-static void on_retry_closed(uv_handle_t *h)
-{
-    struct conn *c = h->data;
-    if (!abandoned(c))
-        dial_next(c);
+    int r = conn_init_upstream(c);
+    if (r == 0 && (r = uv_tcp_open(&us->tcp, result)) == 0) {
+        us->flags |= SIDE_F_CONNECTED;
+        uv_tcp_nodelay(&us->tcp, 1);
+        metrics_observe_ms(H_UPSTREAM_CONNECT, uv_now(&c->w->loop) - c->dial_started);
+        dial_done(c, NETGUARD_OK, NULL);
+    } else {
+        close(result); /* the handle did not take it */
+        dial_done(c, NETGUARD_FAILED, uv_strerror(r));
+    }
     conn_unref(c);
 }
 
-static void dial_next(struct conn *c)
+/* Vet every answer (refuse all if one is blocked), then race the vetted ones. */
+static void vet_and_dial(struct conn *c, const union resolve_addr *addrs, unsigned n)
 {
-    struct side *us = &c->sides[SIDE_UPSTREAM];
-    if (us->flags & SIDE_F_OPEN) {
-        /* A handle whose connect failed cannot connect again: close it, then try the next
-         * address with a fresh one. */
-        conn_close_upstream(c, on_retry_closed);
-        return;
-    }
-    if (c->dial_next >= c->ndial) {
-        dial_done(c, NETGUARD_FAILED,
-                  c->dial_error ? uv_strerror(c->dial_error) : "no address to connect to");
-        return;
-    }
-    int r = conn_init_upstream(c);
-    if (r < 0) {
-        dial_done(c, NETGUARD_FAILED, uv_strerror(r));
-        return;
-    }
-    const struct sockaddr *sa = (const struct sockaddr *)&c->dial_addrs[c->dial_next++];
-    c->connect_req.data = c;
-    r = uv_tcp_connect(&c->connect_req, &us->tcp, sa, on_connect);
-    if (r < 0) {
-        c->dial_error = r;
-        dial_next(c);
-    }
-}
-
-/* Vet every candidate; refuse all if one is blocked. */
-static void vet_and_dial(struct conn *c)
-{
-    for (size_t i = 0; i < c->ndial; i++) {
-        const char *why = vet(c, (struct sockaddr *)&c->dial_addrs[i]);
+    struct sockaddr_storage cand[DIAL_MAX_ADDRS];
+    size_t k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const struct sockaddr *sa = &addrs[i].sa;
+        if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+            continue;
+        const char *why = vet(c, sa);
         if (why) {
             char ip[64];
-            addr_format((struct sockaddr *)&c->dial_addrs[i], ip, sizeof ip);
+            addr_format(sa, ip, sizeof ip);
             log_msg(LOG_INFO, "conn %llu: %s resolves to %s (%s): refused",
                     (unsigned long long)c->id, c->target.host, ip, why);
             dial_done(c, NETGUARD_SSRF, why);
             return;
         }
-    }
-    c->dial_next = 0;
-    dial_next(c);
-}
-
-static void add_candidate(struct conn *c, const struct sockaddr *sa, uint16_t port)
-{
-    if (c->ndial >= NETGUARD_MAX_ADDRS)
-        return;
-    struct sockaddr_storage *ss = &c->dial_addrs[c->ndial++];
-    memset(ss, 0, sizeof *ss);
-    if (sa->sa_family == AF_INET) {
-        memcpy(ss, sa, sizeof(struct sockaddr_in));
-        ((struct sockaddr_in *)ss)->sin_port = htons(port);
-    } else {
-        memcpy(ss, sa, sizeof(struct sockaddr_in6));
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-    }
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    struct conn *c = req->data;
-    c->gai_active = false;
-    if (!abandoned(c)) {
-        if (status < 0) {
-            dial_done(c, NETGUARD_FAILED, uv_strerror(status));
+        if (k == DIAL_MAX_ADDRS)
+            continue;
+        struct sockaddr_storage *ss = &cand[k++];
+        memset(ss, 0, sizeof *ss);
+        if (sa->sa_family == AF_INET) {
+            memcpy(ss, &addrs[i].v4, sizeof addrs[i].v4);
+            ((struct sockaddr_in *)ss)->sin_port = htons(c->target.port);
         } else {
-            for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-                if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
-                    add_candidate(c, ai->ai_addr, c->target.port);
-            if (c->ndial == 0)
-                dial_done(c, NETGUARD_FAILED, "no usable address");
-            else
-                vet_and_dial(c);
+            memcpy(ss, &addrs[i].v6, sizeof addrs[i].v6);
+            ((struct sockaddr_in6 *)ss)->sin6_port = htons(c->target.port);
         }
     }
-    uv_freeaddrinfo(res);
+    if (k == 0) {
+        dial_done(c, NETGUARD_FAILED, "no usable address");
+        return;
+    }
+    c->dial = dial_start(&c->w->loop, cand, k, c->id, on_raced, c);
+    if (!c->dial) {
+        dial_done(c, NETGUARD_FAILED, "out of memory");
+        return;
+    }
+    conn_ref(c);
+}
+
+static void on_resolved(struct resolve_req *req, int status, const struct resolve_answer *ans,
+                        void *data)
+{
+    struct conn *c = data;
+    c->resolve_req = NULL;
+    if (!abandoned(c)) {
+        if (status < 0)
+            dial_done(c, NETGUARD_FAILED, uv_strerror(status));
+        else
+            vet_and_dial(c, ans->addrs, ans->n);
+    }
     conn_unref(c);
+}
+
+/* IP literals, and localhost names, which never go to DNS (RFC 6761 §6.3). */
+static void literal_answer(const struct conn *c, struct resolve_answer *ans)
+{
+    memset(ans, 0, sizeof *ans);
+    ans->n = 1;
+    if (c->target.kind == TARGET_IPV6)
+        uv_ip6_addr(c->target.host, 0, &ans->addrs[0].v6);
+    else
+        uv_ip4_addr(c->target.kind == TARGET_IPV4 ? c->target.host : "127.0.0.1", 0,
+                    &ans->addrs[0].v4);
 }
 
 void netguard_dial(struct conn *c)
 {
     const char *host = c->target.host;
-    c->ndial = 0;
-    c->dial_error = 0;
-    free(c->dial_addrs);
-    c->dial_addrs = calloc(NETGUARD_MAX_ADDRS, sizeof *c->dial_addrs);
-    if (!c->dial_addrs) {
-        dial_done(c, NETGUARD_FAILED, "out of memory");
-        return;
-    }
     c->dial_started = uv_now(&c->w->loop);
     if (addr_is_metadata_name(host)) {
         dial_done(c, NETGUARD_SSRF, "cloud metadata name");
         return;
     }
+    struct resolve_answer ans;
     if (c->target.kind != TARGET_DNS || addr_is_localhost_name(host)) {
-        /* IP literals, and localhost names, which never go to DNS (RFC 6761 §6.3). */
-        struct sockaddr_storage ss;
-        if (c->target.kind == TARGET_IPV6)
-            uv_ip6_addr(host, c->target.port, (struct sockaddr_in6 *)&ss);
-        else
-            uv_ip4_addr(c->target.kind == TARGET_IPV4 ? host : "127.0.0.1", c->target.port,
-                        (struct sockaddr_in *)&ss);
-        add_candidate(c, (struct sockaddr *)&ss, c->target.port);
-        vet_and_dial(c);
+        literal_answer(c, &ans);
+        vet_and_dial(c, ans.addrs, ans.n);
         return;
     }
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
-    c->gai_req.data = c;
-    int r = uv_getaddrinfo(&c->w->loop, &c->gai_req, on_resolved, host, NULL, &hints);
-    if (r < 0) {
+    int r = resolve_start(c->w->resolver, host, &ans, on_resolved, c, &c->resolve_req);
+    if (r == RESOLVE_ANSWERED) {
+        vet_and_dial(c, ans.addrs, ans.n);
+    } else if (r == RESOLVE_PENDING) {
+        conn_ref(c);
+    } else if (r == UV_EAGAIN) {
+        log_msg(LOG_WARN, "conn %llu: resolver queue full: %s refused with 503",
+                (unsigned long long)c->id, host);
+        dial_done(c, NETGUARD_BUSY, "resolver queue full");
+    } else {
         dial_done(c, NETGUARD_FAILED, uv_strerror(r));
-        return;
     }
-    c->gai_active = true;
-    conn_ref(c);
+}
+
+void netguard_cancel(struct conn *c)
+{
+    if (c->resolve_req)
+        resolve_cancel(c->resolve_req);
+    if (c->dial)
+        dial_cancel(c->dial);
 }

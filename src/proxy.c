@@ -103,6 +103,12 @@ static void on_dialed(struct conn *c, int status, const char *why)
                            "allow (private, loopback, link-local or metadata)");
         return;
     }
+    if (status == NETGUARD_BUSY) {
+        log_connect(c, "deny", 503, why);
+        conn_respond_error(c, 503, "resolver_busy",
+                           "too many name lookups are waiting for the resolver; retry later");
+        return;
+    }
     if (status != NETGUARD_OK) {
         metrics_inc(M_UPSTREAM_CONNECT_FAILURES);
         log_connect(c, "deny", 502, why);
@@ -118,8 +124,9 @@ static void on_dialed(struct conn *c, int status, const char *why)
         }
         conn_set_state(c, CONN_S_UPSTREAM_TLS);
         /* "Connecting" to an upstream ends with its verified TLS handshake, so one timeout
-         * (--connect-timeout) bounds both. */
-        conn_set_timeout(c, cfg->connect_timeout_ms, 502, "upstream TLS handshake timed out");
+         * (--connect-timeout) bounds both. A deadline: an upstream that dribbles its hello
+         * byte by byte must not hold the client's CONNECT open. */
+        conn_set_deadline(c, cfg->connect_timeout_ms, 502, "upstream TLS handshake timed out");
         conn_update_reading(c, SIDE_UPSTREAM);
         tls_handshake(us->tls); /* queues the ClientHello */
         conn_flush_tls(c, SIDE_UPSTREAM);
@@ -186,7 +193,8 @@ static void dial_checked(struct conn *c)
         return;
     }
     c->on_dialed = on_dialed;
-    conn_set_timeout(c, cfg->connect_timeout_ms, 502, "upstream connect timed out");
+    /* Resolution and the TCP connect share one budget from here (nothing extends it). */
+    conn_set_deadline(c, cfg->connect_timeout_ms, 502, "upstream connect timed out");
     netguard_dial(c);
 }
 
@@ -299,7 +307,9 @@ void proxy_on_handshake_done(struct conn *c, enum side_id id)
             return;
         }
         conn_set_state(c, CONN_S_CLIENT_TLS);
-        conn_set_timeout(c, cfg->handshake_timeout_ms, 0, "client TLS handshake timed out");
+        /* A deadline from the start: a client that sends its ClientHello a byte at a time
+         * must not hold this verified upstream connection open for longer. */
+        conn_set_deadline(c, cfg->handshake_timeout_ms, 0, "client TLS handshake timed out");
         if (conn_stash_to_tls(c, SIDE_CLIENT) < 0) {
             conn_close(c, "out of memory");
             return;

@@ -6,11 +6,13 @@
 #include "airlock/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include "airlock/creds.h"
 #include "airlock/metrics.h"
 #include "airlock/policy.h"
+#include "airlock/resolve.h"
 #include "airlock/target.h"
 #include "airlock/tls.h"
 
@@ -48,6 +51,9 @@ void server_config_defaults(struct server_config *cfg)
     cfg->response_timeout_ms = 300000;
     cfg->tunnel_idle_timeout_ms = 0;
     cfg->http_limits = http_default_limits;
+    cfg->resolver_threads = 8;
+    cfg->resolver_queue = 128;
+    cfg->dns_cache_ttl_ms = 30000;
 }
 
 struct policy *server_policy(struct server *s)
@@ -122,21 +128,138 @@ static int open_listener(struct sockaddr_storage *ss)
 
 /* ---- workers ----------------------------------------------------------------------------- */
 
-static void on_accept(uv_stream_t *listener, int status)
+/* ---- accepting --------------------------------------------------------------------------- */
+
+#define ACCEPT_BATCH    64  /* accepts per wakeup, so one busy listener cannot starve the loop */
+#define ACCEPT_PAUSE_MS 100 /* no descriptor even for a refusal: wait before trying again */
+
+#define REFUSAL_BODY                                                                               \
+    "{\"error\":\"too_many_connections\",\"detail\":\"airlock is out of file descriptors\"}\n"
+
+static void on_listener_readable(uv_poll_t *p, int status, int events);
+
+/* The answer and the close, without a connection object: best effort, never blocking. The
+ * client's bytes that already arrived are read first, so that the close is a FIN, not a reset
+ * that could destroy the answer in flight. */
+static void refuse_accepted(int fd)
 {
-    struct worker *w = listener->data;
+    char answer[256];
+    int n = snprintf(answer, sizeof answer,
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof REFUSAL_BODY - 1, REFUSAL_BODY);
+    (void)!send(fd, answer, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+    close(fd);
+}
+
+/* One log line per second at most: a flood must not become a flood of lines. */
+static void log_fd_refusals(struct worker *w, uint64_t n, int err)
+{
+    w->fd_refusals_unlogged += n;
+    uint64_t now = uv_now(&w->loop);
+    if (w->fd_refusal_logged_at && now - w->fd_refusal_logged_at < 1000)
+        return;
+    w->fd_refusal_logged_at = now;
+    log_msg(LOG_ERROR,
+            "out of file descriptors (%s): %llu clients answered 503%s; lower --max-connections "
+            "or raise the descriptor limit",
+            strerror(err), (unsigned long long)w->fd_refusals_unlogged,
+            n ? "" : ", accepting paused");
+    w->fd_refusals_unlogged = 0;
+}
+
+static void set_accepting(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        uv_poll_t *p = &w->listeners[i].poll;
+        if (uv_is_closing((uv_handle_t *)p))
+            continue;
+        if (on)
+            uv_poll_start(p, UV_READABLE, on_listener_readable);
+        else
+            uv_poll_stop(p);
+    }
+}
+
+static void on_accept_pause_over(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (w->draining)
+        return;
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    set_accepting(w, true);
+}
+
+/* accept failed for want of a descriptor. The kernel keeps the pending connections queued, so
+ * the listener stays readable: unless they are taken off the queue, the loop spins. The
+ * reserve descriptor makes room to accept each one, answer 503 and close it. */
+static void refuse_without_fds(struct worker *w, struct listener *l, int err)
+{
+    uint64_t n = 0;
+    if (w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+        w->reserve_fd = -1;
+        int fd;
+        while ((fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+            refuse_accepted(fd);
+            n++;
+        }
+        err = n ? err : errno;
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    metrics_add(M_CONN_REFUSED_FDS, n);
+    log_fd_refusals(w, n, err);
+    /* Another thread took the freed slot, or the system is out (ENFILE): stop polling for a
+     * moment instead of spinning on a readable listener. */
+    if (n == 0 || w->reserve_fd < 0) {
+        set_accepting(w, false);
+        uv_timer_start(&w->accept_pause, on_accept_pause_over, ACCEPT_PAUSE_MS, 0);
+    }
+}
+
+static void on_listener_readable(uv_poll_t *p, int status, int events)
+{
+    struct listener *l = p->data;
+    struct worker *w = l->w;
     if (status < 0) {
-        log_msg(LOG_WARN, "accept: %s", uv_strerror(status));
+        log_msg(LOG_WARN, "listener: %s", uv_strerror(status));
         return;
     }
-    conn_accept(w, listener);
+    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            conn_accept(w, fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            refuse_without_fds(w, l, errno);
+            return;
+        }
+        /* ECONNABORTED, EINTR, and network errors Linux passes on (accept(2)): the next
+         * pending connection may be fine. */
+    }
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    close(l->fd);
+    l->fd = -1;
 }
 
 static void close_listeners(struct worker *w)
 {
+    uv_timer_stop(&w->accept_pause);
     for (size_t i = 0; i < w->nlisteners; i++)
-        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
-            uv_close((uv_handle_t *)&w->listeners[i], NULL);
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i].poll))
+            uv_close((uv_handle_t *)&w->listeners[i].poll, on_listener_closed);
 }
 
 static void on_wakeup(uv_async_t *a)
@@ -171,6 +294,13 @@ static void on_wakeup(uv_async_t *a)
         w->stopping = true;
         for (struct conn *c = w->conns; c; c = c->next)
             conn_close(c, "stopping");
+        /* After the closes: they cancelled every lookup, whose callbacks run now. */
+        resolver_client_close(w->resolver);
+        w->resolver = NULL;
+        uv_close((uv_handle_t *)&w->accept_pause, NULL);
+        if (w->reserve_fd >= 0)
+            close(w->reserve_fd);
+        w->reserve_fd = -1;
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         uv_close((uv_handle_t *)&w->kick, NULL);
     }
@@ -191,14 +321,22 @@ static int worker_start(struct worker *w, const int *fds, size_t nfds)
     w->wakeup.data = w;
     uv_idle_init(&w->loop, &w->kick);
     w->kick.data = w;
+    uv_timer_init(&w->loop, &w->accept_pause);
+    w->accept_pause.data = w;
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!(w->resolver = resolver_client_new(w->server->resolver, &w->loop)))
+        return UV_ENOMEM;
     for (size_t i = 0; i < nfds; i++) {
-        uv_tcp_t *l = &w->listeners[i];
-        uv_tcp_init(&w->loop, l);
-        l->data = w;
-        w->nlisteners++;
-        if ((r = uv_tcp_open(l, fds[i])) < 0 ||
-            (r = uv_listen((uv_stream_t *)l, 1024, on_accept)) < 0)
+        struct listener *l = &w->listeners[i];
+        if (listen(fds[i], 1024) < 0)
+            return -errno;
+        if ((r = uv_poll_init_socket(&w->loop, &l->poll, fds[i])) < 0)
             return r;
+        l->fd = fds[i];
+        l->w = w;
+        l->poll.data = l;
+        w->nlisteners++;
+        uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
     }
     return uv_thread_create(&w->thread, worker_main, w);
 }
@@ -370,6 +508,67 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&drain_timer, on_drain_tick, 50, 50);
 }
 
+/* ---- file descriptors -------------------------------------------------------------------- */
+
+/* What one client connection may hold: its socket, the upstream's, and one more for a second
+ * address being raced or a refusal still lingering. */
+#define FDS_PER_CONNECTION 3
+
+/* Raise the soft RLIMIT_NOFILE to the hard limit: a proxy's connections are descriptors, and
+ * the usual soft default (1024) is a limit nobody chose for it. Returns the limit in force. */
+static uint64_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY)
+        want = 1 << 20; /* the kernel's default nr_open: setrlimit refuses more */
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+        return rl.rlim_cur == RLIM_INFINITY ? (uint64_t)want : (uint64_t)rl.rlim_cur;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_msg(LOG_WARN, "cannot raise the file descriptor limit from %llu to %llu: %s",
+                (unsigned long long)old, (unsigned long long)want, strerror(errno));
+        return old;
+    }
+    log_msg(LOG_INFO, "file descriptor limit raised from %llu to %llu", (unsigned long long)old,
+            (unsigned long long)want);
+    return want;
+}
+
+/* Descriptors that are not client connections: stdio, the log, per worker its loop, wakeups,
+ * listeners and reserve, DNS sockets of the resolver threads, /proc reads of binary identity,
+ * policy and CA files on reload, the admin endpoint. Generous on purpose. */
+static uint64_t fds_reserved(unsigned nworker, size_t nlisten, unsigned resolver_threads)
+{
+    return 64 + (uint64_t)nworker * (8 + nlisten) + 2 * (uint64_t)resolver_threads;
+}
+
+/* The connection limit in force: the operator's, or what the descriptor limit leaves room
+ * for. Either way, past it clients get 503 instead of a reset when descriptors run out. */
+static size_t connection_limit(const struct server_config *cfg, uint64_t fd_limit, unsigned nworker,
+                               size_t nlisten)
+{
+    uint64_t reserved = fds_reserved(nworker, nlisten, cfg->resolver_threads);
+    uint64_t fit =
+        fd_limit > reserved + FDS_PER_CONNECTION ? (fd_limit - reserved) / FDS_PER_CONNECTION : 1;
+    if (cfg->max_connections == 0) {
+        log_msg(LOG_INFO,
+                "--max-connections %llu (derived from the file descriptor limit %llu; beyond "
+                "it clients get 503)",
+                (unsigned long long)fit, (unsigned long long)fd_limit);
+        return (size_t)fit;
+    }
+    if (cfg->max_connections > fit)
+        log_msg(LOG_WARN,
+                "--max-connections %zu is more than the file descriptor limit %llu leaves room "
+                "for (about %llu): past that, clients are refused only as descriptors run out",
+                cfg->max_connections, (unsigned long long)fd_limit, (unsigned long long)fit);
+    return cfg->max_connections;
+}
+
 /* ---- run --------------------------------------------------------------------------------- */
 
 int server_run(const struct server_config *cfg)
@@ -426,6 +625,7 @@ int server_run(const struct server_config *cfg)
     const char *listen_default[] = {"127.0.0.1:3128"};
     const char *const *listen = cfg->nlisten ? cfg->listen : listen_default;
     size_t nlisten = cfg->nlisten ? cfg->nlisten : 1;
+    s->max_connections = connection_limit(cfg, raise_fd_limit(), nworkers, nlisten);
     struct sockaddr_storage addrs[SERVER_MAX_LISTEN];
     for (size_t i = 0; i < nlisten; i++) {
         if (parse_listen(listen[i], &addrs[i]) < 0) {
@@ -481,6 +681,18 @@ int server_run(const struct server_config *cfg)
         goto out;
     }
 
+    struct resolver_config rcfg = {.threads = cfg->resolver_threads,
+                                   .max_queued = cfg->resolver_queue,
+                                   .cache_entries = RESOLVE_CACHE_ENTRIES,
+                                   .cache_ttl_ms = cfg->dns_cache_ttl_ms};
+    if (!(s->resolver = resolver_new(&rcfg))) {
+        log_msg(LOG_ERROR, "cannot start %u resolver threads: %s", cfg->resolver_threads,
+                strerror(errno));
+        stop_main_handles();
+        uv_run(main_loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+
     unsigned started = 0;
     for (unsigned wi = 0; wi < nworkers; wi++) {
         struct worker *w = calloc(1, sizeof *w);
@@ -530,6 +742,9 @@ out:
         policy_unref(s->policy);
     if (s->creds)
         creds_unref(s->creds);
+    /* After the workers: their clients are closed. A lookup still blocked in the system
+     * resolver is given a moment, not the whole resolver timeout. */
+    resolver_free(s->resolver, 1000);
     SSL_CTX_free(s->client_ctx);
     SSL_CTX_free(s->upstream_ctx);
     ca_free(s->ca);

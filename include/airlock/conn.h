@@ -23,6 +23,9 @@ struct tls;
 struct creds;
 struct creds_provider;
 struct redactor;
+struct resolver_client;
+struct resolve_req;
+struct dial;
 
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
  * they start again (STYLE.md §5). */
@@ -31,14 +34,26 @@ struct redactor;
 #define CONN_READ_BUF   (64 * 1024) /* per worker: one socket read */
 #define CONN_PLAIN_BUF  (16 * 1024) /* one TLS record of plaintext (on the stack) */
 
+/* A listening socket, accepted from by hand (server.c) so that running out of descriptors is
+ * seen, logged and answered instead of swallowed by libuv. */
+struct listener {
+    uv_poll_t poll;
+    int fd;
+    struct worker *w;
+};
+
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every
  * connection on this loop shares (a read callback consumes its buffer before returning). */
 struct worker {
     struct server *server;
     uv_loop_t loop;
-    uv_tcp_t listeners[8];
+    struct listener listeners[8];
     size_t nlisteners;
-    uv_async_t wakeup; /* drain / stop / reload requests from the main thread */
+    int reserve_fd;                /* released to accept-and-refuse when descriptors run out */
+    uv_timer_t accept_pause;       /* accepting paused while even the reserve cannot help */
+    uint64_t fd_refusals_unlogged; /* refusals since the last (rate-limited) log line */
+    uint64_t fd_refusal_logged_at; /* loop time of that line */
+    uv_async_t wakeup;             /* drain / stop / reload requests from the main thread */
     uv_thread_t thread;
     unsigned index;
     struct conn *conns; /* intrusive list of live connections */
@@ -47,8 +62,9 @@ struct worker {
     unsigned seen_reload; /* the reload generation this worker has applied */
     char read_buf[CONN_READ_BUF];
     char out_buf[CONN_READ_BUF];
-    uv_idle_t kick;     /* runs deferred side releases (see conn_release) */
-    struct conn *kicks; /* connections with a side to resume */
+    uv_idle_t kick;                   /* runs deferred side releases (see conn_release) */
+    struct conn *kicks;               /* connections with a side to resume */
+    struct resolver_client *resolver; /* DNS completions for this loop */
 };
 
 enum conn_state {
@@ -153,22 +169,19 @@ struct conn {
     struct http_parser req_parser, resp_parser;
     bool req_parser_init, resp_parser_init;
     struct exchange ex;
-    /* dialing (netguard.c) */
-    uv_getaddrinfo_t gai_req;
-    uv_connect_t connect_req;
+    /* dialing (netguard.c): each in flight holds a reference until its callback */
+    struct resolve_req *resolve_req; /* a DNS lookup */
+    struct dial *dial;               /* the connection race */
     uv_work_t peer_work;
-    bool gai_active, peer_work_active;
-    struct sockaddr_storage *dial_addrs; /* NETGUARD_MAX_ADDRS, only while dialing */
-    size_t ndial, dial_next;
-    int dial_error;
+    bool peer_work_active;
     uint64_t dial_started;
     void (*on_dialed)(struct conn *c, int status, const char *why);
     unsigned pending_shutdowns;
-    bool timer_absolute; /* the deadline does not move with activity (head timeout) */
+    bool timer_absolute; /* the deadline does not move with activity (conn_set_deadline) */
 };
 
-/* Accept one client from the listener. */
-void conn_accept(struct worker *w, uv_stream_t *listener);
+/* Start serving one accepted client socket (takes ownership of fd; closed on failure). */
+void conn_accept(struct worker *w, int fd);
 
 /* The one close path: idempotent; stops reads, closes every handle, frees on the last
  * close callback. reason is static text for the log. */
@@ -205,6 +218,9 @@ void conn_shutdown_side(struct conn *c, enum side_id id);
 /* Arm the connection's single timer: fire after timeout_ms without activity. status is what
  * the client is answered (0: close silently). */
 void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const char *reason);
+/* The same timer as a deadline: it fires timeout_ms from now whatever moves meanwhile, for
+ * phases a peer could otherwise stretch by dribbling bytes (a request head, a TLS handshake). */
+void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason);
 void conn_touch(struct conn *c);
 
 /* Answer the client with an error (JSON body; Connection: close) and finish. error is the

@@ -31,6 +31,11 @@ enum metric_counter {
     M_FINDINGS,
     M_POLICY_RELOADS_OK,
     M_POLICY_RELOADS_FAILED,
+    M_CONN_REFUSED_LIMIT, /* clients answered 503: --max-connections reached */
+    M_CONN_REFUSED_FDS,   /* clients answered 503: out of file descriptors at accept */
+    M_DNS_CACHE_HITS,     /* names answered from the resolver cache */
+    M_DNS_LOOKUPS,        /* names that waited for a lookup (their own or a shared one) */
+    M_DNS_REFUSED,        /* names refused (503): the resolver queue was full */
     M_COUNTER_COUNT
 };
 

@@ -39,9 +39,12 @@ struct server_config {
     uint64_t head_timeout_ms;        /* a request head, from its first byte */
     uint64_t response_timeout_ms;    /* the response head, and inactivity while streaming */
     uint64_t tunnel_idle_timeout_ms; /* upgraded / piped connections; 0 = off */
-    size_t max_connections;          /* per process; 0 = unlimited */
+    size_t max_connections;          /* per process; 0 = derived from the descriptor limit */
     bool binary_identity_off;
     struct http_limits http_limits; /* per message, both directions */
+    unsigned resolver_threads; /* DNS lookup threads */
+    size_t resolver_queue;     /* lookups that may wait for a thread (beyond: 503) */
+    uint64_t dns_cache_ttl_ms; /* how long an answer is reused; 0 = no cache */
 };
 
 /* Fill cfg with DESIGN.md's defaults. */
@@ -54,6 +57,7 @@ int server_run(const struct server_config *cfg);
 struct policy;
 struct creds;
 struct ca;
+struct resolver;
 
 /* Shared state every worker reads. */
 struct server {
@@ -64,6 +68,8 @@ struct server {
     uv_mutex_t policy_lock; /* guards both snapshots below */
     struct policy *policy;
     struct creds *creds; /* NULL without --providers */
+    struct resolver *resolver;
+    size_t max_connections; /* in force: --max-connections, or derived from the fd limit */
 };
 
 /* The current policy snapshot, as a new reference (policy_unref when done). */

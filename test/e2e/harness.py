@@ -907,31 +907,37 @@ def write_policy(path, endpoints, name="e2e"):
 
 class BlackholeListener:
     """A loopback port whose accept queue is full: the kernel drops further SYNs, so a connect
-    to it hangs (until the connector's own timeout). Use as a context manager; yields the port."""
+    to it hangs (until the connector's own timeout). Use as a context manager; yields the port.
+    host is 127.0.0.1 or ::1; port 0 picks a free one."""
 
-    def __init__(self):
+    def __init__(self, host=LOOPBACK4, port=0):
+        self.host = host
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.want_port = port
         self.listener = None
         self.fillers = []
 
     def __enter__(self):
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind((LOOPBACK4, 0))
+        self.listener = socket.socket(self.family, socket.SOCK_STREAM)
+        if self.family == socket.AF_INET6:
+            self.listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.listener.bind((self.host, self.want_port))
         self.listener.listen(0)
         port = self.listener.getsockname()[1]
         # listen(0) queues one connection; a few more make sure the queue stays full.
         for _ in range(3):
-            f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            f = socket.socket(self.family, socket.SOCK_STREAM)
             f.setblocking(False)
             try:
-                f.connect((LOOPBACK4, port))
+                f.connect((self.host, port))
             except BlockingIOError:
                 pass
             self.fillers.append(f)
         time.sleep(0.2)
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe = socket.socket(self.family, socket.SOCK_STREAM)
         probe.settimeout(0.5)
         try:
-            probe.connect((LOOPBACK4, port))
+            probe.connect((self.host, port))
             connected = True
         except (socket.timeout, TimeoutError):
             connected = False
@@ -970,8 +976,9 @@ def _tail(path, n=40):
 class Airlock:
     """One airlock process. The CA dir is made by `airlock ca init` first."""
 
-    def __init__(self, binary, workdir, policy, upstream_ca, args=(), env=None):
+    def __init__(self, binary, workdir, policy, upstream_ca, args=(), env=None, wrapper=()):
         self.binary = binary
+        self.wrapper = list(wrapper)  # a command that execs airlock: prlimit, unshare ...
         self.workdir = workdir
         self.policy = policy
         self.upstream_ca = upstream_ca
@@ -999,7 +1006,7 @@ class Airlock:
         mode = os.stat(os.path.join(self.ca_dir, "ca.key")).st_mode & 0o777
         check(mode == 0o600, "ca.key mode is %o, want 600" % mode)
         self.port = free_port()
-        cmd = [self.binary, "run", "--listen", "%s:%d" % (LOOPBACK4, self.port),
+        cmd = self.wrapper + [self.binary, "run", "--listen", "%s:%d" % (LOOPBACK4, self.port),
                "--ca-dir", self.ca_dir, "--policy", self.policy,
                "--upstream-ca", self.upstream_ca, "--log", self.log_path,
                "--log-format", "json", "--workers", "1"] + self.args
@@ -1295,15 +1302,16 @@ class Env:
         self._n += 1
         return write_policy(self.path("policy-%d.json" % self._n), endpoints)
 
-    def airlock(self, upstreams=(), endpoints=(), args=(), hosts=(LOOPBACK4, "localhost")):
+    def airlock(self, upstreams=(), endpoints=(), args=(), hosts=(LOOPBACK4, "localhost"),
+                wrapper=()):
         """Start airlock with a policy allowing every given upstream's port under each of hosts,
-        plus the extra endpoints."""
+        plus the extra endpoints. wrapper: a command line that execs airlock's (prlimit ...)."""
         eps = [endpoint(h, up.port) for up in upstreams for h in hosts] + list(endpoints)
         self._n += 1
         workdir = self.path("airlock-%d" % self._n)
         os.makedirs(workdir)
         pol = write_policy(os.path.join(workdir, "policy.json"), eps)
-        al = Airlock(self.binary, workdir, pol, self.pki.ca.cert, args)
+        al = Airlock(self.binary, workdir, pol, self.pki.ca.cert, args, wrapper=wrapper)
         self.airlocks.append(al)
         return al.start()
 

@@ -2,12 +2,13 @@
 """The first request on a client connection: CONNECT authority parsing, the L4 policy decision,
 the minted leaf certificate, and upstream failures answered with 502."""
 
+import os
 import ssl
 import time
 
 from harness import (LOOPBACK4, BlackholeListener, HttpClient, Reader, build_request, check,
                      check_eq, connect_tunnel_resp, endpoint, free_port, read_response,
-                     silent_handler, tls_wrap)
+                     silent_handler, tls_wrap, wait_until)
 
 
 def test_connect_get_returns_upstream_response(env):
@@ -197,3 +198,26 @@ def test_upstream_tcp_connect_timeout_gets_502(env):
     with BlackholeListener() as port:
         al = env.airlock(endpoints=[endpoint(LOOPBACK4, port)], args=["--connect-timeout", "1"])
         _expect_502(al, LOOPBACK4, port, within=5)
+
+
+def _sockets_of(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def test_connect_timeout_leaves_no_upstream_socket_behind(env):
+    # The 502 ends the connection: the connect attempt to a blackholed address must go with it
+    # rather than hold a socket for the kernel's whole SYN timeout.
+    with BlackholeListener() as port:
+        al = env.airlock(endpoints=[endpoint(LOOPBACK4, port)], args=["--connect-timeout", "1"])
+        before = _sockets_of(al.pid)
+        _expect_502(al, LOOPBACK4, port, within=5)
+        # The client keeps its end open: only its own socket may remain.
+        check(wait_until(lambda: _sockets_of(al.pid) <= before + 1, 1),
+              "airlock holds %d sockets after the 502, %d before and the client's" % (
+                  _sockets_of(al.pid), before))

@@ -98,6 +98,28 @@ def test_kubernetes_manifest_pod_has_agent_and_sidecar_with_probes_and_proxy_env
              "probe port vs AIRLOCK_ADMIN port")
 
 
+def _mebibytes(quantity):
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    for suffix, scale in units.items():
+        if str(quantity).endswith(suffix):
+            return float(str(quantity)[:-2]) * scale
+    return float(quantity) / (1 << 20)
+
+
+def test_kubernetes_manifest_memory_limit_holds_its_max_connections(env):
+    # deploy/README.md "Connections and memory": about 40 KiB per idle tunnel over a base of
+    # about 16 MiB; the limit must hold every allowed connection idle, with room to spare.
+    _, sidecar = _containers_by_role(_one(_load_manifest(), "Pod"))
+    args = sidecar.get("args", [])
+    check("--max-connections" in args, "the sidecar has no --max-connections: the default is "
+          "derived from descriptors, not from its memory limit")
+    n = int(args[args.index("--max-connections") + 1])
+    limit = _mebibytes(sidecar["resources"]["limits"]["memory"])
+    need = 16 + n * 40 / 1024
+    check(limit >= 1.5 * need, "memory limit %g MiB for --max-connections %d (idle: %g MiB)" % (
+        limit, n, need))
+
+
 def test_kubernetes_manifest_shares_ca_and_hardens_containers(env):
     docs = _load_manifest()
     pod = _one(docs, "Pod")

@@ -3,7 +3,7 @@
 
 import time
 
-from harness import Reader, check, check_eq
+from harness import LOOPBACK4, Reader, check, check_eq, connect_tunnel_resp
 
 
 def test_idle_keepalive_tunnel_closed_after_idle_timeout(env):
@@ -55,3 +55,61 @@ def test_sigterm_exits_0_promptly_with_idle_tunnel_open(env):
     check(took <= 5.0, "exit took %.1fs after SIGTERM with idle connections" % took)
     closed, _ = c.wait_closed(2)
     check(closed, "tunnel not closed by the exit")
+
+
+# A TLS record header that announces a 16 KiB handshake record: a TLS stack waits for all of
+# it, so bytes dribbled after it keep the handshake unfinished without ever failing it.
+_TLS_RECORD_16K = b"\x16\x03\x01\x40\x00"
+
+
+def _dribble_until_closed(sock, interval, limit):
+    """Send one byte every interval seconds until the peer closes; seconds until the close, or
+    None when it stayed open for limit seconds."""
+    t0 = time.monotonic()
+    reader = Reader(sock)
+    while time.monotonic() - t0 < limit:
+        try:
+            sock.sendall(b"\x00")
+        except OSError:
+            return time.monotonic() - t0
+        closed, _ = reader.wait_eof(interval)
+        if closed:
+            return time.monotonic() - t0
+    return None
+
+
+def test_client_tls_handshake_timeout_is_a_deadline(env):
+    # One byte of ClientHello every 0.5 s must not stretch --handshake-timeout: the handshake
+    # (which holds a verified upstream connection) ends 2 s after it started, however busy.
+    up = env.upstream()
+    al = env.airlock([up], args=["--handshake-timeout", "2"])
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port)
+    check_eq(resp.status, 200, "CONNECT status")
+    sock.sendall(_TLS_RECORD_16K)
+    took = _dribble_until_closed(sock, 0.5, 8)
+    check(took is not None, "client handshake still open after 8 s of dribbled bytes")
+    check(took <= 3.5, "client handshake closed after %.1fs, want about 2 s" % took)
+    check_eq(len(up.requests), 0, "requests that reached the upstream")
+
+
+def _dribbling_server_hello(conn):
+    conn.sock.recv(65536)  # the ClientHello
+    conn.sendall(_TLS_RECORD_16K)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        try:
+            conn.sendall(b"\x02")
+        except OSError:
+            return
+
+
+def test_upstream_tls_handshake_timeout_is_a_deadline(env):
+    # An upstream that dribbles its ServerHello must not hold the CONNECT past --connect-timeout.
+    up = env.upstream(_dribbling_server_hello, tls=False)
+    al = env.airlock([up], args=["--connect-timeout", "2"])
+    t0 = time.monotonic()
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port, timeout=20)
+    took = time.monotonic() - t0
+    check_eq(resp.status, 502, "CONNECT status for an upstream that never finishes its hello")
+    check(took <= 3.5, "502 after %.1fs, want about 2 s" % took)

@@ -241,6 +241,9 @@ static void test_every_family_present_with_help_and_type(void)
         {"airlock_ssrf_denied_total", "counter"},
         {"airlock_findings_total", "counter"},
         {"airlock_policy_reloads_total", "counter"},
+        {"airlock_connections_refused_total", "counter"},
+        {"airlock_dns_lookups_total", "counter"},
+        {"airlock_dns_refused_total", "counter"},
         {"airlock_log_lines_dropped_total", "counter"},
         {"airlock_upstream_connect_seconds", "histogram"},
         {"airlock_time_to_first_byte_seconds", "histogram"},
@@ -277,6 +280,11 @@ static void test_labelled_counters_have_every_fixed_label(void)
         "airlock_tls_handshake_failures_total{side=\"upstream\"}",
         "airlock_policy_reloads_total{result=\"ok\"}",
         "airlock_policy_reloads_total{result=\"failed\"}",
+        "airlock_connections_refused_total{reason=\"limit\"}",
+        "airlock_connections_refused_total{reason=\"fds\"}",
+        "airlock_dns_lookups_total{source=\"cache\"}",
+        "airlock_dns_lookups_total{source=\"resolver\"}",
+        "airlock_dns_refused_total",
         "airlock_log_lines_dropped_total",
     };
     static struct scrape sc;

@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: MIT
+"""File descriptors: the soft limit raised to the hard one, a --max-connections derived from
+it, and clients past either limit answered 503 (logged and counted) instead of reset in
+silence, with airlock serving again once clients leave. airlock runs under prlimit."""
+
+import os
+import re
+import select
+import shutil
+import socket
+import time
+
+from harness import (LOOPBACK4, Reader, Skip, build_request, check, check_eq, free_port,
+                     open_tunnel, read_response, wait_until)
+
+
+def _prlimit(soft, hard):
+    if not shutil.which("prlimit"):
+        raise Skip("prlimit is not installed")
+    return ["prlimit", "--nofile=%d:%d" % (soft, hard)]
+
+
+def _metric(port, sample):
+    s = socket.create_connection((LOOPBACK4, port), timeout=5)
+    try:
+        s.sendall(build_request("GET", "/metrics", [("Host", "x"), ("Connection", "close")]))
+        r = read_response(Reader(s))
+    finally:
+        s.close()
+    check_eq(r.status, 200, "/metrics status")
+    m = re.search(r"^%s (\d+)$" % re.escape(sample), r.body.decode(), re.M)
+    check(m, "no %s in /metrics" % sample)
+    return int(m.group(1))
+
+
+def _idle_clients(al, n):
+    out = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect((LOOPBACK4, al.port))
+        al.clients.append(s)
+        out.append(s)
+    return out
+
+
+def _answered(socks, wait):
+    """The sockets among socks that received bytes within wait seconds."""
+    ready, _, _ = select.select(socks, [], [], wait)
+    time.sleep(0.1)
+    ready, _, _ = select.select(socks, [], [], 0)
+    return ready
+
+
+def _check_503(sock, what):
+    r = read_response(Reader(sock))
+    check_eq(r.status, 503, "%s: status" % what)
+    check_eq(r.json().get("error"), "too_many_connections", "%s: JSON error" % what)
+
+
+def _close(socks, al):
+    for s in socks:
+        s.close()
+        if s in al.clients:
+            al.clients.remove(s)
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_limit_derived_from_descriptor_limit_answers_503_and_recovers(env):
+    up = env.upstream()
+    admin = free_port()
+    al = env.airlock([up], args=["--admin", "%s:%d" % (LOOPBACK4, admin)],
+                     wrapper=_prlimit(100, 140))
+    log = al.log_text()
+    check("raised from 100 to 140" in log, "soft limit not raised to the hard one:\n" + log)
+    m = re.search(r"--max-connections (\d+) \(derived", log)
+    check(m, "no derived --max-connections in the log:\n" + log)
+    limit = int(m.group(1))
+    check(0 < limit < 140 // 2, "derived limit %d for 140 descriptors" % limit)
+    # The start-up probe's connection must be gone before counting starts.
+    check(wait_until(lambda: _metric(admin, "airlock_connections_active") == 0, 2),
+          "connections still active after start")
+    held = _idle_clients(al, limit)
+    time.sleep(0.3)
+    early = _answered(held, 0)
+    check(not early, "idle clients within the limit %d answered: %r" % (
+        limit, [s.recv(200) for s in early]))
+    extra = _idle_clients(al, 3)
+    for i, s in enumerate(extra):
+        _check_503(s, "client %d past the limit" % (i + 1))
+    check(wait_until(lambda: al.log_text().count("--max-connections %d reached" % limit) >= 3,
+                     2), "no log line per refusal")
+    check_eq(_metric(admin, 'airlock_connections_refused_total{reason="limit"}'), 3,
+             "refusals counted")
+    _close(held + extra, al)
+    time.sleep(0.5)
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    check_eq(c.request("GET", "/").status, 200, "status once the clients left")
+
+
+def test_out_of_descriptors_answers_503_logs_and_recovers(env):
+    # --max-connections far above what 120 descriptors hold: accept itself runs out. libuv
+    # alone would accept and close such clients in silence.
+    up = env.upstream()
+    admin = free_port()
+    al = env.airlock([up], args=["--max-connections", "1000",
+                                 "--admin", "%s:%d" % (LOOPBACK4, admin)],
+                     wrapper=_prlimit(120, 120))
+    socks = _idle_clients(al, 130)
+    answered = _answered(socks, 1.0)
+    check(len(answered) >= 10, "only %d of 130 clients answered with 120 descriptors" %
+          len(answered))
+    for s in answered:
+        _check_503(s, "client past the descriptors")
+    check(wait_until(lambda: "out of file descriptors" in al.log_text(), 2),
+          "no log line for the refusals")
+    # Still out of descriptors, with a client waiting: the listener must not spin.
+    waiting = _idle_clients(al, 1)
+    cpu0 = _cpu_seconds(al.pid)
+    time.sleep(1.0)
+    check(_cpu_seconds(al.pid) - cpu0 < 0.5, "airlock busy while out of descriptors")
+    _close(socks + waiting, al)
+    time.sleep(0.5)
+    check(_metric(admin, 'airlock_connections_refused_total{reason="fds"}') >= len(answered),
+          "refusals not counted")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    check_eq(c.request("GET", "/").status, 200, "status once the clients left")
+    check("more than the file descriptor limit" in al.log_text(), "no warning at start")
