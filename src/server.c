@@ -521,8 +521,7 @@ int server_run(const struct server_config *cfg)
     uv_signal_start(&sig_usr1, on_signal, SIGUSR1);
     /* Before any worker starts, so that a bad --admin is a configuration error (exit 1) with
      * nothing to stop yet. */
-    if (cfg->admin &&
-        admin_start(main_loop, s, cfg->admin, cfg->admin_public, err, sizeof err) < 0) {
+    if ((cfg->admin || cfg->health) && admin_start(main_loop, s, err, sizeof err) < 0) {
         log_msg(LOG_ERROR, "%s", err);
         rc = 1;
         stop_main_handles();
