@@ -2,7 +2,8 @@
 """Operations: the OCSF JSON log lines of each kind and their fields, the text log format, the
 query string kept out of both, SIGUSR1 reopening the log after a rename, the SIGTERM drain (an
 in-flight download completes, new connections are refused, exit 0), `airlock env` sourced in a
-shell, and `airlock run` refusing a bad policy or an unreadable CA."""
+shell, `airlock run` refusing a bad policy, an unreadable CA or a CA key others can read, and
+memory and descriptors given back after a burst of abandoned handshakes."""
 
 import hashlib
 import json
@@ -635,6 +636,17 @@ def test_run_ca_dir_that_is_a_file_exits_nonzero_with_message(env):
     check(rc is not None and rc > 0, "exit code %r of run with a file as --ca-dir, want "
           "non-zero (output %r)" % (rc, out[-2000:]))
     check(d in out, "no message naming the CA dir %s: %r" % (d, out[-2000:]))
+
+
+def test_run_refuses_a_ca_key_readable_by_others_naming_the_fix(env):
+    d = env.path("ca")
+    check_eq(env.run_cli(["ca", "init", "--dir", d]).returncode, 0, "ca init")
+    key = os.path.join(d, "ca.key")
+    os.chmod(key, 0o644)
+    rc, out = _run_to_exit(env, d, _good_policy(env), "open-ca-key")
+    check_eq(rc, 1, "exit code of run with a 0644 ca.key (output %r)" % out[-2000:])
+    check(key in out and "chmod 600" in out, "the error does not name %s and the fix: %r" % (
+        key, out[-2000:]))
 
 
 # ---------------------------------------------------------------------------------------------
