@@ -20,7 +20,8 @@ static const char usage[] =
     "  airlock ca init [--dir DIR] [--force]\n"
     "  airlock check --policy FILE [--providers FILE]\n"
     "  airlock run [--listen HOST:PORT]... [--ca-dir DIR] [--policy FILE] [--providers FILE]\n"
-    "              [--upstream-ca FILE] [--admin HOST:PORT|unix:PATH] [--admin-public]\n"
+    "              [--upstream-ca FILE] [--upstream-ca-only FILE]\n"
+    "              [--admin HOST:PORT|unix:PATH] [--admin-public]\n"
     "              [--admin-expose-sensitive] [--health HOST:PORT|unix:PATH] [--log FILE]\n"
     "              [--log-format text|json] [--log-level debug|info|warn|error] [--workers N]\n"
     "              [--idle-timeout S] [--drain-timeout S] [--max-connections N]\n"
@@ -162,6 +163,8 @@ static int cmd_run(int argc, char **argv)
             cfg.providers_file = v;
         } else if (!strcmp(a, "--upstream-ca")) {
             cfg.upstream_ca = v;
+        } else if (!strcmp(a, "--upstream-ca-only")) {
+            cfg.upstream_ca_only = v;
         } else if (!strcmp(a, "--admin")) {
             cfg.admin = v;
         } else if (!strcmp(a, "--health")) {

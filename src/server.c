@@ -437,7 +437,8 @@ int server_run(const struct server_config *cfg)
         goto out;
     }
     if (!(s->client_ctx = tls_server_ctx_new(err, sizeof err)) ||
-        !(s->upstream_ctx = tls_client_ctx_new(cfg->upstream_ca, err, sizeof err))) {
+        !(s->upstream_ctx =
+              tls_client_ctx_new(cfg->upstream_ca, cfg->upstream_ca_only, err, sizeof err))) {
         log_msg(LOG_ERROR, "TLS setup: %s", err);
         goto out;
     }

@@ -17,8 +17,8 @@ import subprocess
 import threading
 import time
 
-from harness import (LOOPBACK4, MIB, SANITIZER_MARKS, UPSTREAM_TIMEOUT, WS_TEXT, Reader,
-                     Skip, WebSocketClient, build_response, check, check_eq, content_chunks,
+from harness import (LOOPBACK4, MIB, SANITIZER_MARKS, UPSTREAM_TIMEOUT, WS_TEXT, CertPair,
+                     Reader, Skip, WebSocketClient, build_response, check, check_eq, content_chunks,
                      content_sha256, endpoint, find_log, free_port, open_tunnel, read_response,
                      read_response_head, wait_until, write_policy, ws_upgrade_request)
 from support import check_deny, loopback_ep, policy_doc, start_airlock, write_json
@@ -647,6 +647,65 @@ def test_run_refuses_a_ca_key_readable_by_others_naming_the_fix(env):
     check_eq(rc, 1, "exit code of run with a 0644 ca.key (output %r)" % out[-2000:])
     check(key in out and "chmod 600" in out, "the error does not name %s and the fix: %r" % (
         key, out[-2000:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Upstream trust: --upstream-ca adds to the system roots, --upstream-ca-only replaces them, and
+# a certificate's subject CN never stands in for a SAN.
+# ---------------------------------------------------------------------------------------------
+
+def _connect_status(al, port, host=LOOPBACK4):
+    s = socket.create_connection((LOOPBACK4, al.port), timeout=UPSTREAM_TIMEOUT)
+    try:
+        auth = "%s:%d" % (host, port)
+        s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (auth, auth)).encode())
+        return read_response_head(Reader(s)).status
+    finally:
+        s.close()
+
+
+def test_upstream_ca_adds_to_system_roots_and_upstream_ca_only_replaces_them(env):
+    # SSL_CERT_FILE in airlock's environment names its "system roots": here a second test CA.
+    ours = env.upstream()  # signed by the CA given with --upstream-ca (the harness's)
+    system = env.upstream(cert=env.pki.untrusted_leaf)  # signed by the "system" CA
+    doc = policy_doc({"trust": [loopback_ep(LOOPBACK4, ours.port, access="full"),
+                                loopback_ep(LOOPBACK4, system.port, access="full")]})
+    roots = {"SSL_CERT_FILE": env.pki.untrusted_ca.cert, "SSL_CERT_DIR": env.path("no-certs")}
+    al = start_airlock(env, doc, extra_env=roots)  # --upstream-ca FILE
+    check_eq(_connect_status(al, ours.port), 200, "--upstream-ca: upstream of that CA")
+    check_eq(_connect_status(al, system.port), 200, "--upstream-ca: upstream of a system root")
+    al.stop()
+
+    # The harness passes --upstream-ca too; --upstream-ca-only switches the system roots off.
+    al = start_airlock(env, doc, args=["--upstream-ca-only", env.pki.ca.cert], extra_env=roots)
+    check_eq(_connect_status(al, ours.port), 200, "--upstream-ca-only: upstream of that CA")
+    check_eq(_connect_status(al, system.port), 502,
+             "--upstream-ca-only: upstream of a system root (must be refused)")
+
+
+def _cn_only_leaf(env, cn):
+    """A leaf signed by the harness's upstream CA whose only name is its subject CN."""
+    base = env.path("cn-only-" + cn)
+    def openssl(*args):
+        r = subprocess.run(("openssl",) + args, capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        check(r.returncode == 0, "openssl %s: %s" % (args[0], r.stderr.decode()))
+    openssl("req", "-new", "-config", env.pki.cnf, "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-nodes", "-keyout", base + ".key", "-out", base + ".csr",
+            "-subj", "/CN=" + cn)
+    openssl("x509", "-req", "-in", base + ".csr", "-CA", env.pki.ca.cert, "-CAkey",
+            env.pki.ca.key, "-set_serial", "0x" + os.urandom(8).hex(), "-days", "3",
+            "-out", base + ".pem")
+    return CertPair(base + ".pem", base + ".key")
+
+
+def test_upstream_certificate_naming_the_host_only_in_its_cn_is_refused(env):
+    up = env.upstream(cert=_cn_only_leaf(env, "localhost"))
+    al = env.airlock([up])
+    check_eq(_connect_status(al, up.port, "localhost"), 502,
+             "CONNECT localhost to an upstream whose certificate has CN=localhost and no SAN")
+    check(find_log(al, lambda l: "hostname mismatch" in json.dumps(l)),
+          "no log line with the verification failure%s" % _dump(al))
 
 
 # ---------------------------------------------------------------------------------------------
