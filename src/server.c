@@ -432,8 +432,9 @@ int server_run(const struct server_config *cfg)
     uv_mutex_init(&s->policy_lock);
     signal(SIGPIPE, SIG_IGN);
 
-    if (log_open(cfg->log_file, cfg->log_format, cfg->log_level) < 0) {
-        fprintf(stderr, "airlock: cannot open log file %s: %s\n", cfg->log_file, strerror(errno));
+    int log_rc = log_open(cfg->log_file, cfg->log_format, cfg->log_level);
+    if (log_rc < 0) {
+        fprintf(stderr, "airlock: cannot open log file %s: %s\n", cfg->log_file, strerror(-log_rc));
         goto out;
     }
     if (!(s->client_ctx = tls_server_ctx_new(err, sizeof err)) ||

@@ -649,6 +649,25 @@ def test_run_refuses_a_ca_key_readable_by_others_naming_the_fix(env):
         key, out[-2000:]))
 
 
+
+def test_run_refuses_a_log_path_that_is_a_symlink_leaving_its_target_alone(env):
+    d = env.path("ca")
+    check_eq(env.run_cli(["ca", "init", "--dir", d]).returncode, 0, "ca init")
+    target = env.path("not-a-log.json")  # say, a file airlock reads
+    with open(target, "w") as f:
+        f.write("{}\n")
+    log = env.path("planted.log")
+    os.symlink(target, log)
+    r = subprocess.run([env.binary, "run", "--listen", "%s:%d" % (LOOPBACK4, free_port()),
+                        "--ca-dir", d, "--policy", _good_policy(env), "--log", log,
+                        "--workers", "1"], capture_output=True, timeout=10,
+                       stdin=subprocess.DEVNULL)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check(r.returncode != 0, "airlock ran with its log path a symlink: %r" % out)
+    check(log in out and "symbolic link" in out, "no message naming the symlink: %r" % out)
+    with open(target) as f:
+        check_eq(f.read(), "{}\n", "the symlink's target")
+
 # ---------------------------------------------------------------------------------------------
 # Upstream trust: --upstream-ca adds to the system roots, --upstream-ca-only replaces them, and
 # a certificate's subject CN never stands in for a SAN.
