@@ -538,14 +538,20 @@ static int clear_stale_socket(const char *path, const char *flag, char *err, siz
         snprintf(err, errlen, "%s unix:%s: the path exists and is not a socket", flag, path);
         return -1;
     }
+    /* Non-blocking: a live listener with a full backlog answers EAGAIN instead of blocking. */
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int live = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-    if (fd >= 0)
-        close(fd);
-    if (live) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int r = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0 ? 0 : errno;
+    close(fd);
+    if (r == 0 || r == EAGAIN) {
         snprintf(err, errlen, "%s unix:%s: another process is listening there", flag, path);
+        return -1;
+    }
+    if (r != ECONNREFUSED) {
+        snprintf(err, errlen, "%s unix:%s: %s", flag, path, strerror(r));
         return -1;
     }
     if (unlink(path) < 0) {
@@ -578,6 +584,7 @@ static int listen_unix(struct admin_listener *l, const char *path, char *err, si
     }
     l->is_unix = true;
     l->initialised = true;
+    l->sock.handle.data = l;
     mode_t old = umask(0177);
     r = uv_pipe_bind(&l->sock.pipe, path);
     umask(old);
@@ -601,6 +608,7 @@ static int listen_tcp(struct admin_listener *l, const struct sockaddr_storage *s
         return -1;
     }
     l->initialised = true;
+    l->sock.handle.data = l;
     /* libuv may report a bind error only at listen time, so both are checked. */
     r = uv_tcp_bind(&l->sock.tcp, (const struct sockaddr *)ss, 0);
     if (r == 0)
@@ -643,7 +651,6 @@ static int listener_start(struct admin_listener *l, const char *flag, const char
     memset(l, 0, sizeof *l);
     l->flag = flag;
     l->health_only = health_only;
-    l->sock.handle.data = l;
     int r;
     if (is_unix_addr(addr)) {
         /* Reaching the socket takes the filesystem access its mode grants: like loopback

@@ -249,10 +249,10 @@ static long rss_kib(void)
 static void on_trim_tick(uv_timer_t *t)
 {
     int64_t peak = metrics_gauge_peak(G_CONN_ACTIVE);
-    int64_t open = (int64_t)conn_live_count();
+    int64_t now_open = (int64_t)conn_live_count();
     if (peak > trim_peak)
         trim_peak = peak;
-    if (trim_peak - open < TRIM_DROP)
+    if (trim_peak - now_open < TRIM_DROP)
         return;
     long before = rss_kib();
     uint64_t t0 = uv_hrtime();
@@ -260,8 +260,8 @@ static void on_trim_tick(uv_timer_t *t)
     log_msg(
         LOG_DEBUG,
         "memory: %lld connections closed since the peak, trimmed in %.1f ms, RSS %ld -> %ld KiB",
-        (long long)(trim_peak - open), (double)(uv_hrtime() - t0) / 1e6, before, rss_kib());
-    trim_peak = open;
+        (long long)(trim_peak - now_open), (double)(uv_hrtime() - t0) / 1e6, before, rss_kib());
+    trim_peak = now_open;
 }
 
 /* ---- signals and drain ------------------------------------------------------------------- */
