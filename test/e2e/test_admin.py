@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from harness import (LOOPBACK4, SANITIZER_MARKS, SOCK_TIMEOUT, Reader, check, check_eq, endpoint,
-                     free_port, open_tunnel, read_response, wait_until, write_policy)
+from harness import (LOOPBACK4, SANITIZER_MARKS, SOCK_TIMEOUT, Reader, Skip, check, check_eq,
+                     endpoint, free_port, open_tunnel, read_response, wait_until, write_policy)
 
 ADMIN_MAX_CONNS = 64  # src/admin.c
 ADMIN_MAX_PER_SOURCE = 8
