@@ -1,14 +1,24 @@
 /* SPDX-License-Identifier: MIT */
-/* admin: the operators' HTTP/1.1 endpoint on the main thread's loop. It owns its listener and
- * its connections (one calloc each, freed by the last of its two handle close callbacks); it
- * reads shared state only through metrics_render and server_policy. One request per connection,
- * answered with Connection: close; at most ADMIN_MAX_CONNS of them, each cut after 5 s. */
+/* admin: the operators' HTTP/1.1 endpoints on the main thread's loop: the admin listener
+ * (--admin, TCP or a Unix socket) and the health-only listener (--health). It owns both
+ * listeners and their connections (one calloc each, freed by the last of its two handle close
+ * callbacks); it reads shared state only through metrics_render and server_policy. One request
+ * per connection, answered with Connection: close. Invariant: a flood of connections can never
+ * starve a probe: each listener holds at most ADMIN_MAX_CONNS open connections and each source
+ * ADMIN_MAX_PER_SOURCE, and a new connection over a cap evicts the oldest one that has not been
+ * answered (from the same source first) instead of being refused. */
 #include "airlock/admin.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "airlock/http.h"
 #include "airlock/log.h"
@@ -16,14 +26,39 @@
 #include "airlock/policy.h"
 #include "airlock/server.h"
 
-#define ADMIN_MAX_CONNS  64
-#define ADMIN_TIMEOUT_MS 5000
-#define ADMIN_READ_BUF   2048        /* requests are one short head; the parser keeps the bytes */
-#define ADMIN_BODY_MAX   (64 * 1024) /* no endpoint takes a body; a small one is read and ignored */
+#define ADMIN_MAX_CONNS      64 /* open connections per listener */
+#define ADMIN_MAX_PER_SOURCE 8  /* per client address (TCP) or uid (Unix socket) */
+/* Open plus closing. Evicted connections are freed on the next loop turn, and one turn may
+ * accept a whole backlog of them: the bound is far above the open cap so that a probe queued
+ * behind a flood is still accepted, and only keeps a runaway turn's memory finite. */
+#define ADMIN_MAX_ALLOCATED 1024
+#define ADMIN_TIMEOUT_MS    2000 /* a probe's request is one short packet */
+#define ADMIN_READ_BUF      2048 /* requests are one short head; the parser keeps the bytes */
+#define ADMIN_BODY_MAX      (64 * 1024) /* no endpoint takes a body; a small one is read and ignored */
+#define ADMIN_BACKLOG       128
+#define ADMIN_UNIX_PREFIX   "unix:"
+
+/* A TCP socket or a Unix socket: both are streams, and libuv's stream calls take either. */
+union admin_stream {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+};
+
+/* Where a connection comes from: the peer's IP address, or the peer's uid on a Unix socket. */
+struct admin_source {
+    int family;
+    unsigned char addr[16];
+};
+
+struct admin_listener;
 
 struct admin_conn {
-    struct admin_conn *next, *prev;
-    uv_tcp_t tcp;
+    struct admin_conn *next, *prev; /* the listener's list, newest first */
+    struct admin_listener *l;
+    union admin_stream sock;
+    struct admin_source src;
     uv_timer_t timer; /* one deadline for the whole connection, never moved */
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
@@ -37,15 +72,26 @@ struct admin_conn {
     char buf[ADMIN_READ_BUF];
 };
 
+struct admin_listener {
+    union admin_stream sock;
+    const char *flag;    /* "--admin" or "--health", for messages */
+    bool initialised;    /* sock needs a uv_close */
+    bool listening;      /* started and not yet stopped */
+    bool is_unix;        /* sock is a uv_pipe_t */
+    bool health_only;    /* /healthz and /readyz only */
+    bool sensitive;      /* /metrics and /policy are served */
+    char unix_path[108]; /* the socket file, removed at stop ("" for TCP) */
+    struct admin_conn *conns;
+    size_t nopen;  /* not closing: what the caps count */
+    size_t nalloc; /* allocated, closing ones included */
+};
+
 /* Main thread only, so plain fields suffice. */
 static struct admin_state {
     uv_loop_t *loop;
     struct server *server;
-    uv_tcp_t listener;
-    bool listening; /* admin_start succeeded and admin_stop has not run */
     bool draining;
-    struct admin_conn *conns;
-    size_t nconns; /* allocated, closing ones included: the cap bounds memory */
+    struct admin_listener admin, health;
 } admin;
 
 /* ---- connection lifecycle ---------------------------------------------------------------- */
@@ -55,13 +101,14 @@ static void on_handle_closed(uv_handle_t *h)
     struct admin_conn *ac = h->data;
     if (--ac->refs > 0)
         return;
+    struct admin_listener *l = ac->l;
     if (ac->prev)
         ac->prev->next = ac->next;
     else
-        admin.conns = ac->next;
+        l->conns = ac->next;
     if (ac->next)
         ac->next->prev = ac->prev;
-    admin.nconns--;
+    l->nalloc--;
     http_parser_deinit(&ac->parser);
     http_head_free(ac->req);
     http_buf_free(&ac->head);
@@ -76,7 +123,8 @@ static void close_conn(struct admin_conn *ac)
     if (ac->closing)
         return;
     ac->closing = true;
-    uv_close((uv_handle_t *)&ac->tcp, on_handle_closed);
+    ac->l->nopen--;
+    uv_close(&ac->sock.handle, on_handle_closed);
     uv_close((uv_handle_t *)&ac->timer, on_handle_closed);
 }
 
@@ -99,7 +147,7 @@ static void on_written(uv_write_t *req, int status)
         return;
     /* FIN after the response, then close: closing with the client's bytes still unread (a
      * pipelined second request) would send a reset that can destroy the response in flight. */
-    if (status < 0 || uv_shutdown(&ac->shutdown_req, (uv_stream_t *)&ac->tcp, on_shutdown) < 0)
+    if (status < 0 || uv_shutdown(&ac->shutdown_req, &ac->sock.stream, on_shutdown) < 0)
         close_conn(ac);
 }
 
@@ -111,7 +159,7 @@ static void respond(struct admin_conn *ac, int status, const char *reason, const
                     const char *extra)
 {
     ac->answered = true;
-    uv_read_stop((uv_stream_t *)&ac->tcp);
+    uv_read_stop(&ac->sock.stream);
     /* One request per connection (RFC 9112 §9.6): no keep-alive state to get wrong. no-store
      * because every answer describes this instant. */
     http_buf_printf(&ac->head,
@@ -129,7 +177,7 @@ static void respond(struct admin_conn *ac, int status, const char *reason, const
     unsigned nbufs = ac->body.len && !(ac->req && ac->req->method_id == HTTP_HEAD) ? 2 : 1;
     ac->write_req.data = ac;
     ac->shutdown_req.data = ac;
-    if (uv_write(&ac->write_req, (uv_stream_t *)&ac->tcp, bufs, nbufs, on_written) < 0)
+    if (uv_write(&ac->write_req, &ac->sock.stream, bufs, nbufs, on_written) < 0)
         close_conn(ac);
 }
 
@@ -148,14 +196,15 @@ static bool path_is(const char *path, size_t len, const char *want)
 static void answer_request(struct admin_conn *ac)
 {
     const struct http_head *h = ac->req;
+    const struct admin_listener *l = ac->l;
     /* The query is ignored: no endpoint takes parameters. */
     size_t plen = strcspn(h->target, "?");
-    bool known = path_is(h->target, plen, "/healthz") || path_is(h->target, plen, "/readyz") ||
-                 path_is(h->target, plen, "/metrics") || path_is(h->target, plen, "/policy");
+    bool health = path_is(h->target, plen, "/healthz") || path_is(h->target, plen, "/readyz");
+    bool sensitive = path_is(h->target, plen, "/metrics") || path_is(h->target, plen, "/policy");
 
-    log_msg(LOG_DEBUG, "admin: %.*s %.*s", (int)h->method_len, h->method,
-            (int)(plen > 128 ? 128 : plen), h->target);
-    if (!known) {
+    log_msg(LOG_DEBUG, "admin: %.*s %.*s on %s", (int)h->method_len, h->method,
+            (int)(plen > 128 ? 128 : plen), h->target, l->flag);
+    if (!health && !(sensitive && !l->health_only)) {
         respond_text(ac, 404, "Not Found", "not found\n", "");
     } else if (h->method_id != HTTP_GET) {
         /* RFC 9110 §15.5.6: a 405 names the methods the resource does support. */
@@ -169,6 +218,11 @@ static void answer_request(struct admin_conn *ac)
             respond_text(ac, 503, "Service Unavailable", "draining\n", "");
         else
             respond_text(ac, 200, "OK", "ready\n", "");
+    } else if (!l->sensitive) {
+        /* Metrics and the policy map what the sandbox may reach: a non-loopback TCP address
+         * serves them only when the operator asked for it. */
+        respond_text(ac, 403, "Forbidden",
+                     "not served on a non-loopback address without --admin-expose-sensitive\n", "");
     } else if (path_is(h->target, plen, "/metrics")) {
         metrics_render(&ac->body);
         respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", "");
@@ -267,60 +321,155 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-/* ---- listener ---------------------------------------------------------------------------- */
+/* ---- accepting under a flood ------------------------------------------------------------- */
+
+static void source_of(struct admin_conn *ac)
+{
+    struct admin_source *src = &ac->src;
+    memset(src, 0, sizeof *src);
+    if (ac->l->is_unix) {
+        /* Only users the socket file's mode lets in can connect; the cap is per uid. */
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        uv_os_fd_t fd;
+        src->family = AF_UNIX;
+        if (uv_fileno(&ac->sock.handle, &fd) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            memcpy(src->addr, &cred.uid, sizeof cred.uid);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&ac->sock.tcp, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    src->family = ss.ss_family;
+    if (ss.ss_family == AF_INET)
+        memcpy(src->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    else if (ss.ss_family == AF_INET6)
+        memcpy(src->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+}
+
+static bool same_source(const struct admin_source *a, const struct admin_source *b)
+{
+    return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
+}
+
+/* The oldest open connection still waiting for its request, other than keep, from src when
+ * src is not NULL; NULL when there is none. */
+static struct admin_conn *oldest_unanswered(struct admin_listener *l, struct admin_conn *keep,
+                                            const struct admin_source *src)
+{
+    struct admin_conn *found = NULL;
+    for (struct admin_conn *ac = l->conns; ac; ac = ac->next) {
+        if (ac != keep && !ac->closing && !ac->answered && (!src || same_source(&ac->src, src)))
+            found = ac; /* the list is newest first: the last match is the oldest */
+    }
+    return found;
+}
+
+static size_t open_from(struct admin_listener *l, const struct admin_source *src)
+{
+    size_t n = 0;
+    for (struct admin_conn *ac = l->conns; ac; ac = ac->next)
+        n += !ac->closing && same_source(&ac->src, src);
+    return n;
+}
+
+/* ac was just accepted. Over a cap, make room by closing the oldest connection that has not
+ * sent a whole request: a held-open or trickling socket loses its place to a new one, so a
+ * probe (whose request arrives with its connection) is always read. Refusing the newcomer
+ * instead would let whoever connected first keep the listener shut. The per-source cap comes
+ * first so that one noisy source evicts its own connections, never another source's. Returns
+ * false when ac itself had to go (everything else is already answered and closing soon). */
+static bool make_room(struct admin_listener *l, struct admin_conn *ac)
+{
+    struct admin_conn *victim = NULL;
+    if (open_from(l, &ac->src) > ADMIN_MAX_PER_SOURCE)
+        victim = oldest_unanswered(l, ac, &ac->src);
+    else if (l->nopen > ADMIN_MAX_CONNS)
+        victim = oldest_unanswered(l, ac, NULL);
+    else
+        return true;
+    if (!victim) {
+        close_conn(ac);
+        return false;
+    }
+    log_msg(LOG_DEBUG, "%s: connection limit reached, closing the oldest idle connection", l->flag);
+    close_conn(victim);
+    return true;
+}
 
 static void on_refused_closed(uv_handle_t *h)
 {
     free(h);
 }
 
-/* Over the cap: accept and close at once. A connection left in the backlog would keep the
- * listener stopped (libuv pauses it until the next uv_accept). */
-static void refuse(uv_stream_t *listener)
+/* Too many connections still closing (ADMIN_MAX_ALLOCATED): accept and close at once. A connection
+ * left in the backlog would keep the listener stopped (libuv pauses it until the next uv_accept).
+ */
+static void refuse(struct admin_listener *l)
 {
-    uv_tcp_t *t = malloc(sizeof *t);
-    if (!t || uv_tcp_init(admin.loop, t) < 0) {
+    union admin_stream *t = malloc(sizeof *t);
+    int r = !t           ? UV_ENOMEM
+            : l->is_unix ? uv_pipe_init(admin.loop, &t->pipe, 0)
+                         : uv_tcp_init(admin.loop, &t->tcp);
+    if (r < 0) {
         free(t);
         return;
     }
-    if (uv_accept(listener, (uv_stream_t *)t) == 0)
-        log_msg(LOG_DEBUG, "admin: connection refused, %d already open", ADMIN_MAX_CONNS);
-    uv_close((uv_handle_t *)t, on_refused_closed);
+    if (uv_accept(&l->sock.stream, &t->stream) == 0)
+        log_msg(LOG_DEBUG, "%s: connection refused, %zu still closing", l->flag, l->nalloc);
+    uv_close(&t->handle, on_refused_closed);
 }
 
-static void on_admin_connection(uv_stream_t *listener, int status)
+static void on_admin_connection(uv_stream_t *server, int status)
 {
+    struct admin_listener *l = server->data;
     if (status < 0) {
-        log_msg(LOG_WARN, "admin: accept: %s", uv_strerror(status));
+        log_msg(LOG_WARN, "%s: accept: %s", l->flag, uv_strerror(status));
         return;
     }
-    struct admin_conn *ac = admin.nconns < ADMIN_MAX_CONNS ? calloc(1, sizeof *ac) : NULL;
-    if (!ac || uv_tcp_init(admin.loop, &ac->tcp) < 0) {
+    struct admin_conn *ac = l->nalloc < ADMIN_MAX_ALLOCATED ? calloc(1, sizeof *ac) : NULL;
+    int r = !ac          ? UV_ENOMEM
+            : l->is_unix ? uv_pipe_init(admin.loop, &ac->sock.pipe, 0)
+                         : uv_tcp_init(admin.loop, &ac->sock.tcp);
+    if (r < 0) {
         free(ac);
-        refuse(listener);
+        refuse(l);
         return;
     }
-    ac->next = admin.conns;
-    if (admin.conns)
-        admin.conns->prev = ac;
-    admin.conns = ac;
-    admin.nconns++;
-    ac->tcp.data = ac;
+    ac->l = l;
+    ac->next = l->conns;
+    if (l->conns)
+        l->conns->prev = ac;
+    l->conns = ac;
+    l->nalloc++;
+    l->nopen++;
+    ac->sock.handle.data = ac;
     ac->refs++;
     uv_timer_init(admin.loop, &ac->timer);
     ac->timer.data = ac;
     ac->refs++;
     http_parser_init(&ac->parser, HTTP_KIND_REQUEST, &admin_cbs, ac);
-    int r = uv_accept(listener, (uv_stream_t *)&ac->tcp);
-    if (r == 0)
-        r = uv_read_start((uv_stream_t *)&ac->tcp, on_alloc, on_read);
+    r = uv_accept(server, &ac->sock.stream);
     if (r < 0) {
-        log_msg(LOG_WARN, "admin: %s", uv_strerror(r));
+        log_msg(LOG_WARN, "%s: %s", l->flag, uv_strerror(r));
+        close_conn(ac);
+        return;
+    }
+    source_of(ac);
+    if (!make_room(l, ac))
+        return;
+    r = uv_read_start(&ac->sock.stream, on_alloc, on_read);
+    if (r < 0) {
+        log_msg(LOG_WARN, "%s: %s", l->flag, uv_strerror(r));
         close_conn(ac);
         return;
     }
     uv_timer_start(&ac->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
 }
+
+/* ---- listeners --------------------------------------------------------------------------- */
 
 /* "IP:PORT", "[IPv6]:PORT" or "localhost:PORT"; port 0 included (any free port). */
 static int parse_hostport(const char *text, struct sockaddr_storage *ss)
@@ -373,46 +522,116 @@ static bool is_loopback(const struct sockaddr_storage *ss)
     return IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) && a6->sin6_addr.s6_addr[12] == 127;
 }
 
-int admin_start(uv_loop_t *loop, struct server *s, const char *hostport, bool allow_public,
-                char *err, size_t errlen)
+static bool is_unix_addr(const char *addr)
 {
-    struct sockaddr_storage ss;
-    if (parse_hostport(hostport, &ss) < 0) {
-        snprintf(err, errlen, "--admin %s: expected IP:PORT, [IPv6]:PORT or localhost:PORT",
-                 hostport);
-        return -1;
-    }
-    /* Metrics and the policy tell an attacker what the sandbox may reach: off loopback only
-     * when the operator says so. */
-    if (!allow_public && !is_loopback(&ss)) {
-        snprintf(err, errlen,
-                 "--admin %s is not a loopback address; add --admin-public to serve the admin "
-                 "endpoint there",
-                 hostport);
-        return -1;
-    }
-    admin.loop = loop;
-    admin.server = s;
-    int r = uv_tcp_init(loop, &admin.listener);
-    if (r < 0) {
-        snprintf(err, errlen, "--admin %s: %s", hostport, uv_strerror(r));
-        return -1;
-    }
-    /* libuv may report a bind error only at listen time, so both are checked. */
-    r = uv_tcp_bind(&admin.listener, (const struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&admin.listener, 64, on_admin_connection);
-    if (r < 0) {
-        snprintf(err, errlen, "cannot listen on --admin %s: %s", hostport, uv_strerror(r));
-        uv_close((uv_handle_t *)&admin.listener, NULL);
-        return -1;
-    }
-    admin.listening = true;
+    return strncmp(addr, ADMIN_UNIX_PREFIX, strlen(ADMIN_UNIX_PREFIX)) == 0;
+}
 
+/* A socket file left by a process that died without removing it is removed; a live one (a
+ * second airlock) or anything that is not a socket is an error. */
+static int clear_stale_socket(const char *path, const char *flag, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s unix:%s: the path exists and is not a socket", flag, path);
+        return -1;
+    }
+    /* Non-blocking: a live listener with a full backlog answers EAGAIN instead of blocking. */
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int r = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0 ? 0 : errno;
+    close(fd);
+    if (r == 0 || r == EAGAIN) {
+        snprintf(err, errlen, "%s unix:%s: another process is listening there", flag, path);
+        return -1;
+    }
+    if (r != ECONNREFUSED) {
+        snprintf(err, errlen, "%s unix:%s: %s", flag, path, strerror(r));
+        return -1;
+    }
+    if (unlink(path) < 0) {
+        snprintf(err, errlen, "%s unix:%s: cannot remove the stale socket: %s", flag, path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The socket is created 0600: only airlock's own uid (and root) may connect, whatever the
+ * directory allows. umask is process-wide; this runs on the main thread before any worker
+ * starts, and the log writer creates files only on SIGUSR1, which the loop has not yet run. */
+static int listen_unix(struct admin_listener *l, const char *path, char *err, size_t errlen)
+{
+    if (path[0] == '\0' || strlen(path) >= sizeof l->unix_path) {
+        snprintf(err, errlen, "%s unix:%s: the socket path is empty or longer than %zu bytes",
+                 l->flag, path, sizeof l->unix_path - 1);
+        return -1;
+    }
+    if (clear_stale_socket(path, l->flag, err, errlen) < 0) {
+        if (!err[0])
+            snprintf(err, errlen, "%s unix:%s: %s", l->flag, path, strerror(errno));
+        return -1;
+    }
+    int r = uv_pipe_init(admin.loop, &l->sock.pipe, 0);
+    if (r < 0) {
+        snprintf(err, errlen, "%s unix:%s: %s", l->flag, path, uv_strerror(r));
+        return -1;
+    }
+    l->is_unix = true;
+    l->initialised = true;
+    l->sock.handle.data = l;
+    mode_t old = umask(0177);
+    r = uv_pipe_bind(&l->sock.pipe, path);
+    umask(old);
+    if (r == 0) {
+        snprintf(l->unix_path, sizeof l->unix_path, "%s", path);
+        r = uv_listen(&l->sock.stream, ADMIN_BACKLOG, on_admin_connection);
+    }
+    if (r < 0) {
+        snprintf(err, errlen, "cannot listen on %s unix:%s: %s", l->flag, path, uv_strerror(r));
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_tcp(struct admin_listener *l, const struct sockaddr_storage *ss, const char *addr,
+                      char *err, size_t errlen)
+{
+    int r = uv_tcp_init(admin.loop, &l->sock.tcp);
+    if (r < 0) {
+        snprintf(err, errlen, "%s %s: %s", l->flag, addr, uv_strerror(r));
+        return -1;
+    }
+    l->initialised = true;
+    l->sock.handle.data = l;
+    /* libuv may report a bind error only at listen time, so both are checked. */
+    r = uv_tcp_bind(&l->sock.tcp, (const struct sockaddr *)ss, 0);
+    if (r == 0)
+        r = uv_listen(&l->sock.stream, ADMIN_BACKLOG, on_admin_connection);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot listen on %s %s: %s", l->flag, addr, uv_strerror(r));
+        return -1;
+    }
+    return 0;
+}
+
+/* "unix:/path" or "http://IP:PORT", for the start-up line. */
+static void describe(const struct admin_listener *l, char *out, size_t cap)
+{
+    if (l->is_unix) {
+        snprintf(out, cap, "unix:%s", l->unix_path);
+        return;
+    }
+    struct sockaddr_storage ss;
     int len = sizeof ss;
     char ip[64] = "?";
     unsigned port = 0;
-    if (uv_tcp_getsockname(&admin.listener, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -421,8 +640,81 @@ int admin_start(uv_loop_t *loop, struct server *s, const char *hostport, bool al
             port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         }
     }
-    log_msg(LOG_INFO, "admin endpoint on http://%s%s%s:%u (/healthz /readyz /metrics /policy)",
-            ss.ss_family == AF_INET6 ? "[" : "", ip, ss.ss_family == AF_INET6 ? "]" : "", port);
+    bool v6 = ss.ss_family == AF_INET6;
+    snprintf(out, cap, "http://%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", port);
+}
+
+static int listener_start(struct admin_listener *l, const char *flag, const char *addr,
+                          bool health_only, const struct server_config *cfg, char *err,
+                          size_t errlen)
+{
+    memset(l, 0, sizeof *l);
+    l->flag = flag;
+    l->health_only = health_only;
+    int r;
+    if (is_unix_addr(addr)) {
+        /* Reaching the socket takes the filesystem access its mode grants: like loopback
+         * in a machine of one's own, and unlike loopback in a pod, whose network namespace
+         * the agent shares. */
+        l->sensitive = !health_only;
+        r = listen_unix(l, addr + strlen(ADMIN_UNIX_PREFIX), err, errlen);
+    } else {
+        struct sockaddr_storage ss;
+        if (parse_hostport(addr, &ss) < 0) {
+            snprintf(err, errlen,
+                     "%s %s: expected IP:PORT, [IPv6]:PORT, localhost:PORT or unix:PATH", flag,
+                     addr);
+            return -1;
+        }
+        bool loopback = is_loopback(&ss);
+        /* The health listener serves nothing an attacker could use, so it may listen
+         * anywhere; the admin listener leaves loopback only when the operator says so. */
+        if (!health_only && !loopback && !cfg->admin_public) {
+            snprintf(err, errlen,
+                     "--admin %s is not a loopback address; add --admin-public to serve the "
+                     "admin endpoint there (or use --health for probes, --admin unix:PATH for "
+                     "the rest)",
+                     addr);
+            return -1;
+        }
+        l->sensitive = !health_only && (loopback || cfg->admin_expose_sensitive);
+        r = listen_tcp(l, &ss, addr, err, errlen);
+    }
+    if (r < 0) {
+        /* The next uv_run finishes the close. */
+        if (l->initialised)
+            uv_close(&l->sock.handle, NULL);
+        if (l->unix_path[0])
+            unlink(l->unix_path);
+        l->unix_path[0] = '\0';
+        return -1;
+    }
+    l->listening = true;
+
+    char where[160];
+    describe(l, where, sizeof where);
+    log_msg(LOG_INFO, "%s endpoint on %s (%s)", health_only ? "health" : "admin", where,
+            health_only    ? "/healthz /readyz"
+            : l->sensitive ? "/healthz /readyz /metrics /policy"
+                           : "/healthz /readyz; /metrics and /policy need "
+                             "--admin-expose-sensitive here");
+    return 0;
+}
+
+int admin_start(uv_loop_t *loop, struct server *s, char *err, size_t errlen)
+{
+    const struct server_config *cfg = s->cfg;
+    admin.loop = loop;
+    admin.server = s;
+    err[0] = '\0';
+    if (cfg->admin &&
+        listener_start(&admin.admin, "--admin", cfg->admin, false, cfg, err, errlen) < 0)
+        return -1;
+    if (cfg->health &&
+        listener_start(&admin.health, "--health", cfg->health, true, cfg, err, errlen) < 0) {
+        admin_stop();
+        return -1;
+    }
     return 0;
 }
 
@@ -431,12 +723,110 @@ void admin_set_draining(void)
     admin.draining = true;
 }
 
+static void listener_stop(struct admin_listener *l)
+{
+    if (!l->listening)
+        return;
+    l->listening = false;
+    uv_close(&l->sock.handle, NULL);
+    if (l->unix_path[0])
+        unlink(l->unix_path);
+    for (struct admin_conn *ac = l->conns; ac; ac = ac->next)
+        close_conn(ac);
+}
+
 void admin_stop(void)
 {
-    if (!admin.listening)
-        return;
-    admin.listening = false;
-    uv_close((uv_handle_t *)&admin.listener, NULL);
-    for (struct admin_conn *ac = admin.conns; ac; ac = ac->next)
-        close_conn(ac);
+    listener_stop(&admin.admin);
+    listener_stop(&admin.health);
+}
+
+/* ---- the command-line client ------------------------------------------------------------- */
+
+#define ADMIN_CLIENT_TIMEOUT_S 5
+#define ADMIN_CLIENT_MAX       (4 * 1024 * 1024) /* far above any /metrics or /policy */
+
+/* A blocking connection to addr with send and receive timeouts, or -1 with err filled. */
+static int client_connect(const char *addr, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    if (is_unix_addr(addr)) {
+        const char *path = addr + strlen(ADMIN_UNIX_PREFIX);
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+        if (path[0] == '\0' || strlen(path) >= sizeof sun->sun_path) {
+            snprintf(err, errlen, "%s: the socket path is empty or too long", addr);
+            return -1;
+        }
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, path, strlen(path) + 1);
+        len = sizeof *sun;
+    } else if (parse_hostport(addr, &ss) == 0) {
+        len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    } else {
+        snprintf(err, errlen, "%s: expected IP:PORT, [IPv6]:PORT, localhost:PORT or unix:PATH",
+                 addr);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", addr, strerror(errno));
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = ADMIN_CLIENT_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", addr, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int admin_get(const char *addr, const char *path, int *status, struct http_buf *body, char *err,
+              size_t errlen)
+{
+    struct http_buf raw = {0};
+    int rc = -1;
+    if (path[0] != '/' || strcspn(path, " \r\n") != strlen(path)) {
+        snprintf(err, errlen, "%s: not a path", path);
+        return -1;
+    }
+    int fd = client_connect(addr, err, errlen);
+    if (fd < 0)
+        return -1;
+    http_buf_printf(&raw, "GET %s HTTP/1.1\r\nHost: airlock\r\nConnection: close\r\n\r\n", path);
+    if (raw.failed || send(fd, raw.data, raw.len, MSG_NOSIGNAL) != (ssize_t)raw.len) {
+        snprintf(err, errlen, "%s: cannot send the request: %s", addr, strerror(errno));
+        goto out;
+    }
+    /* One request per connection: the server closes after the response. */
+    raw.len = 0;
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0 && raw.len < ADMIN_CLIENT_MAX)
+        http_buf_append(&raw, buf, (size_t)n);
+    if (n < 0) {
+        snprintf(err, errlen, "%s: %s", addr,
+                 errno == EAGAIN ? "no answer in time" : strerror(errno));
+        goto out;
+    }
+    const char *end = raw.failed ? NULL : memmem(raw.data, raw.len, "\r\n\r\n", 4);
+    unsigned code;
+    if (!end || sscanf(raw.data, "HTTP/1.%*1[01] %3u ", &code) != 1) {
+        snprintf(err, errlen, "%s: not an HTTP response", addr);
+        goto out;
+    }
+    *status = (int)code;
+    end += 4;
+    http_buf_append(body, end, raw.len - (size_t)(end - raw.data));
+    rc = body->failed ? -1 : 0;
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory");
+out:
+    close(fd);
+    http_buf_free(&raw);
+    return rc;
 }

@@ -402,6 +402,27 @@ static bool file_exists(const char *dir, const char *name)
     return join_path(path, sizeof(path), dir, name) == 0 && lstat(path, &st) == 0;
 }
 
+/* A directory that others may write lets them rename their own key and certificate over ours.
+ * One of ours loses its group and other write bits (read stays: layouts that share ca.pem
+ * from this directory need it); anyone else's is refused. */
+static int tighten_dir(const char *dir, const struct stat *st, char *err, size_t errlen)
+{
+    if (!(st->st_mode & 022))
+        return 0;
+    if (st->st_uid != geteuid()) {
+        fail_msg(err, errlen,
+                 "%s is writable by group or others and owned by uid %u, not by this uid %u: "
+                 "use a directory of your own",
+                 dir, (unsigned)st->st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    if (chmod(dir, st->st_mode & 07755) < 0) {
+        sys_fail(err, errlen, "cannot chmod", dir, errno);
+        return -1;
+    }
+    return 0;
+}
+
 bool ca_exists(const char *dir)
 {
     return file_exists(dir, "ca.pem") && file_exists(dir, "ca.key");
@@ -426,6 +447,8 @@ int ca_create(const char *dir, bool force, char *err, size_t errlen)
         fail_msg(err, errlen, "%s is not a directory", dir);
         return -1;
     }
+    if (tighten_dir(dir, &st, err, errlen) < 0)
+        return -1;
     if (!force) {
         const char *names[] = {"ca.pem", "ca.key"};
         for (size_t i = 0; i < 2; i++) {
@@ -517,6 +540,39 @@ static FILE *open_in(const char *dir, const char *name, char *path, size_t cap, 
     return fp;
 }
 
+/* Whoever can read the CA key can mint certificates that the sandbox trusts, and whoever owns
+ * the file can swap it. Checked on the open file (fstat), so the answer is about the very key
+ * that is read. true, with err naming the file and the fix, when it must not be used. */
+static bool key_file_unsafe(FILE *fp, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (fstat(fileno(fp), &st) < 0) {
+        sys_fail(err, errlen, "cannot stat", path, errno);
+        return true;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fail_msg(err, errlen, "%s is not a regular file", path);
+        return true;
+    }
+    if (st.st_uid != geteuid()) {
+        fail_msg(err, errlen,
+                 "%s is owned by uid %u, not by uid %u that airlock runs as: whoever owns it "
+                 "can replace it (fix: chown %u %s, or run airlock as uid %u)",
+                 path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path,
+                 (unsigned)st.st_uid);
+        return true;
+    }
+    if (st.st_mode & 077) {
+        fail_msg(err, errlen,
+                 "%s is open to group or others (mode %04o): anyone who can read it can mint "
+                 "certificates the sandbox trusts (fix: chmod 600 %s)",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        return true;
+    }
+    return false;
+}
+
 static int build_leaf_exts(struct ca *ca)
 {
     static const int leaf_bits[] = {0, -1}; /* digitalSignature: ECDHE with an ECDSA key */
@@ -568,6 +624,10 @@ struct ca *ca_load(const char *dir, char *err, size_t errlen)
     fp = open_in(dir, "ca.key", path, sizeof(path), err, errlen);
     if (!fp)
         goto fail;
+    if (key_file_unsafe(fp, path, err, errlen)) {
+        fclose(fp);
+        goto fail;
+    }
     ca->key = PEM_read_PrivateKey(fp, NULL, no_passphrase, NULL);
     fclose(fp);
     if (!ca->key) {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -862,15 +863,94 @@ static void report_drops(void)
     q.reported = d;
 }
 
+/* The directory that holds path must not let anyone else put a file of their choosing at that
+ * name: owned by us or root, and not writable by group or others unless sticky (as /tmp is,
+ * where nobody can rename or remove another's file). 0, or -EPERM with why filled. */
+static int check_log_dir(const char *path, char *why, size_t cap)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    struct stat st;
+
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    if (stat(dir, &st) < 0) {
+        snprintf(why, cap, "%.512s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(why, cap,
+                 "its directory %.512s belongs to uid %u, who could put any file at that name: log "
+                 "to a directory of airlock's user or root",
+                 dir, (unsigned)st.st_uid);
+        return -EPERM;
+    }
+    if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
+        snprintf(why, cap,
+                 "its directory %.512s is writable by group or others without the sticky "
+                 "bit (mode %04o), so they could put any file at that name: chmod go-w %.512s",
+                 dir, (unsigned)(st.st_mode & 07777), dir);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* Open the log for appending so that nobody else chooses what airlock writes into: never
+ * through a symlink (O_NOFOLLOW), a regular file or FIFO only if it is ours and (a file) has
+ * no second name, a character device (/dev/null, a terminal) as it is, nothing else. O_NONBLOCK
+ * only while opening, so a FIFO with no reader fails at once instead of hanging the start.
+ * Returns the fd, or -errno with why filled. */
+static int open_log_file(const char *path, char *why, size_t cap)
+{
+    struct stat st;
+    int fd, err = check_log_dir(path, why, cap);
+
+    if (err < 0)
+        return err;
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+    if (fd < 0) {
+        err = -errno;
+        snprintf(why, cap, "%s", err == -ELOOP ? "it is a symbolic link" : strerror(errno));
+        return err;
+    }
+    if (fstat(fd, &st) < 0) {
+        err = -errno;
+        snprintf(why, cap, "%s", strerror(errno));
+    } else if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+        err = -EINVAL;
+        snprintf(why, cap, "not a regular file, FIFO or character device");
+    } else if (!S_ISCHR(st.st_mode) && st.st_uid != geteuid()) {
+        err = -EPERM;
+        snprintf(why, cap, "owned by uid %u, not by airlock's uid %u", (unsigned)st.st_uid,
+                 (unsigned)geteuid());
+    } else if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+        err = -EMLINK;
+        snprintf(why, cap, "it has %lu hard links: one of them may be another file of airlock's",
+                 (unsigned long)st.st_nlink);
+    } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+        err = -errno;
+        snprintf(why, cap, "%s", strerror(errno));
+    }
+    if (err < 0) {
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
 /* logrotate has renamed the file: open a fresh one at the same path. On failure keep writing to
  * the old one, which is better than losing lines. */
 static void reopen_file(void)
 {
-    int fd = open(q.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    char msg[MSG_MAX];
+    char why[2048], msg[MSG_MAX];
+    int fd = open_log_file(q.path, why, sizeof(why));
 
     if (fd < 0) {
-        snprintf(msg, sizeof(msg), "log: reopen %s: %s", q.path, strerror(errno));
+        snprintf(msg, sizeof(msg), "log: reopen %s: %s", q.path, why);
         writer_note(LOG_ERROR, msg);
         return;
     }
@@ -953,12 +1033,16 @@ int log_open(const char *path, enum log_format format, enum log_level min_level)
         return -EBUSY;
     q.path = NULL;
     if (path) {
+        char why[2048];
+
         q.path = strdup(path);
         if (!q.path)
             return -ENOMEM;
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        fd = open_log_file(path, why, sizeof(why));
         if (fd < 0) {
-            err = -errno;
+            /* Before log_open succeeds this goes to stderr. */
+            log_msg(LOG_ERROR, "log file %s: %s", path, why);
+            err = fd;
             goto fail;
         }
     }

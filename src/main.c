@@ -9,8 +9,10 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "airlock/admin.h"
 #include "airlock/ca.h"
 #include "airlock/creds.h"
+#include "airlock/http.h"
 #include "airlock/policy.h"
 #include "airlock/server.h"
 
@@ -19,7 +21,9 @@ static const char usage[] =
     "  airlock ca init [--dir DIR] [--force]\n"
     "  airlock check --policy FILE [--providers FILE]\n"
     "  airlock run [--listen HOST:PORT]... [--ca-dir DIR] [--policy FILE] [--providers FILE]\n"
-    "              [--upstream-ca FILE] [--admin HOST:PORT] [--admin-public] [--log FILE]\n"
+    "              [--upstream-ca FILE] [--upstream-ca-only FILE]\n"
+    "              [--admin HOST:PORT|unix:PATH] [--admin-public]\n"
+    "              [--admin-expose-sensitive] [--health HOST:PORT|unix:PATH] [--log FILE]\n"
     "              [--log-format text|json] [--log-level debug|info|warn|error] [--workers N]\n"
     "              [--idle-timeout S] [--drain-timeout S] [--max-connections N]\n"
     "              [--binary-identity on|off] [--connect-timeout S] [--handshake-timeout S]\n"
@@ -27,7 +31,8 @@ static const char usage[] =
     "              [--max-field-size BYTES] [--max-fields N] [--max-chunk-ext BYTES]\n"
     "              [--resolver-threads N] [--resolver-queue N] [--dns-cache-ttl S]\n"
     "  airlock env [--listen HOST:PORT] [--ca-dir DIR] [--providers FILE]\n"
-    "              [--format export|dotenv]\n";
+    "              [--format export|dotenv]\n"
+    "  airlock admin get PATH [--admin HOST:PORT|unix:PATH]\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -142,6 +147,10 @@ static int cmd_run(int argc, char **argv)
             cfg.admin_public = true;
             continue;
         }
+        if (!strcmp(a, "--admin-expose-sensitive")) {
+            cfg.admin_expose_sensitive = true;
+            continue;
+        }
         if (!v)
             return usage_error("run: %s needs a value", a);
         i++;
@@ -157,8 +166,12 @@ static int cmd_run(int argc, char **argv)
             cfg.providers_file = v;
         } else if (!strcmp(a, "--upstream-ca")) {
             cfg.upstream_ca = v;
+        } else if (!strcmp(a, "--upstream-ca-only")) {
+            cfg.upstream_ca_only = v;
         } else if (!strcmp(a, "--admin")) {
             cfg.admin = v;
+        } else if (!strcmp(a, "--health")) {
+            cfg.health = v;
         } else if (!strcmp(a, "--log")) {
             cfg.log_file = v;
         } else if (!strcmp(a, "--log-format")) {
@@ -234,6 +247,9 @@ static int cmd_run(int argc, char **argv)
         if (ms && parse_seconds(v, ms) < 0)
             return usage_error("run: %s takes seconds", a);
     }
+    if (cfg.admin_expose_sensitive && !cfg.admin_public)
+        return usage_error("run: --admin-expose-sensitive goes with --admin-public (a loopback "
+                           "or unix: --admin serves /metrics and /policy anyway)");
     return server_run(&cfg);
 }
 
@@ -314,6 +330,43 @@ static int cmd_env(int argc, char **argv)
     return 0;
 }
 
+/* `airlock admin get PATH`: the admin endpoint from a shell that has no HTTP client (the
+ * image has none, and curl reaches a Unix socket only with --unix-socket). The body goes to
+ * stdout; the exit code is 0 for a 2xx answer, 1 otherwise. */
+static int cmd_admin(int argc, char **argv)
+{
+    const char *addr = getenv("AIRLOCK_ADMIN"), *path = NULL;
+    if (!addr || !addr[0])
+        addr = "127.0.0.1:9090";
+    if (argc < 1 || strcmp(argv[0], "get") != 0)
+        return usage_error("unknown admin command");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--admin") && i + 1 < argc)
+            addr = argv[++i];
+        else if (!path && argv[i][0] == '/')
+            path = argv[i];
+        else
+            return usage_error("admin get: unexpected argument %s", argv[i]);
+    }
+    if (!path)
+        return usage_error("admin get: a PATH such as /metrics is required");
+    struct http_buf body = {0};
+    char err[512];
+    int status = 0;
+    if (admin_get(addr, path, &status, &body, err, sizeof err) < 0) {
+        fprintf(stderr, "airlock: admin get: %s\n", err);
+        http_buf_free(&body);
+        return 1;
+    }
+    fwrite(body.data, 1, body.len, stdout);
+    http_buf_free(&body);
+    if (status < 200 || status > 299) {
+        fprintf(stderr, "airlock: admin get %s: status %d\n", path, status);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Every command may load secrets: no core dump, and no ptrace or /proc/PID/mem (nor
@@ -332,6 +385,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "env"))
         return cmd_env(argc - 2, argv + 2);
+    if (!strcmp(cmd, "admin"))
+        return cmd_admin(argc - 2, argv + 2);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
         return 0;

@@ -10,6 +10,7 @@
 
 static atomic_uint_fast64_t counters[M_COUNTER_COUNT];
 static atomic_int_fast64_t gauges[G_GAUGE_COUNT];
+static atomic_int_fast64_t peaks[G_GAUGE_COUNT]; /* highest value in the current window */
 
 /* Bucket upper bounds in milliseconds; the last bucket is +Inf. */
 static const uint64_t bucket_ms[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
@@ -29,7 +30,19 @@ void metrics_add(enum metric_counter m, uint64_t n)
 
 void metrics_gauge_add(enum metric_gauge g, int64_t delta)
 {
-    atomic_fetch_add_explicit(&gauges[g], delta, memory_order_relaxed);
+    int64_t now = atomic_fetch_add_explicit(&gauges[g], delta, memory_order_relaxed) + delta;
+    int64_t peak = atomic_load_explicit(&peaks[g], memory_order_relaxed);
+    /* Usually one load: the compare-and-swap runs only when a new high is set. */
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &peaks[g], &peak, now, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+int64_t metrics_gauge_peak(enum metric_gauge g)
+{
+    int64_t now = atomic_load_explicit(&gauges[g], memory_order_relaxed);
+    int64_t peak = atomic_exchange_explicit(&peaks[g], now, memory_order_relaxed);
+    return peak > now ? peak : now;
 }
 
 void metrics_observe_ms(enum metric_histogram h, uint64_t ms)

@@ -375,7 +375,19 @@ SSL_CTX *tls_server_ctx_new(char *err, size_t errlen)
 
 /* ---- client context --------------------------------------------------------------------- */
 
-SSL_CTX *tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
+/* Add the certificates of file (PEM, one or more) to ctx's store; NULL adds nothing. */
+static int load_ca_file(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
+{
+    char what[300];
+
+    if (!file || SSL_CTX_load_verify_locations(ctx, file, NULL))
+        return 0;
+    snprintf(what, sizeof(what), "cannot load CA file %s", file);
+    ctx_fail(err, errlen, what);
+    return -1;
+}
+
+SSL_CTX *tls_client_ctx_new(const char *ca_file, const char *ca_file_only, char *err, size_t errlen)
 {
     SSL_CTX *ctx = NULL;
     struct sess_cache *sc = NULL;
@@ -398,17 +410,15 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (ca_file) {
-        if (!SSL_CTX_load_verify_locations(ctx, ca_file, NULL)) {
-            char what[300];
-            snprintf(what, sizeof(what), "cannot load CA file %s", ca_file);
-            ctx_fail(err, errlen, what);
-            goto fail;
-        }
-    } else if (!SSL_CTX_set_default_verify_paths(ctx)) {
+    /* The system store is whatever SSL_CERT_FILE and SSL_CERT_DIR in airlock's own environment
+     * name, else OpenSSL's default paths. */
+    if (!ca_file_only && !SSL_CTX_set_default_verify_paths(ctx)) {
         ctx_fail(err, errlen, "cannot load the system trust store");
         goto fail;
     }
+    if (load_ca_file(ctx, ca_file, err, errlen) < 0 ||
+        load_ca_file(ctx, ca_file_only, err, errlen) < 0)
+        goto fail;
     /* SSL_CTX_set_alpn_protos() returns 0 on success, unlike nearly everything else. */
     if (SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) != 0) {
         ctx_fail(err, errlen, "ALPN");
@@ -513,8 +523,12 @@ struct tls *tls_client_new(SSL_CTX *ctx, const char *host, uint16_t port)
     } else {
         if (!SSL_set_tlsext_host_name(t->ssl, host) || !SSL_set1_host(t->ssl, host))
             goto fail;
-        /* "f*.example.com" wildcards are a CA/B-forbidden oddity; match whole labels only. */
-        SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        /* "f*.example.com" wildcards are a CA/B-forbidden oddity; match whole labels only.
+         * A certificate without a DNS SAN is not matched on its subject CN (RFC 6125 §6.4.4
+         * allows that fallback, RFC 9525 removed it): a private CA's CN-only leaf names no
+         * host. */
+        SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                      X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     }
     SSL_set_connect_state(t->ssl);
     sess_offer(t);

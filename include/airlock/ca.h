@@ -15,15 +15,18 @@
 #define CA_CACHE_SIZE 1024
 
 /* Write DIR/ca.pem, DIR/ca.key (0600), DIR/bundle.pem (system roots + the CA) and DIR/wgetrc
- * (`ca_certificate = DIR/bundle.pem`, absolute). Creates DIR (0700) if missing. Refuses (-1, err
- * filled) when ca.pem or ca.key exists unless force. 0 on success. */
+ * (`ca_certificate = DIR/bundle.pem`, absolute). Creates DIR (0700) if missing; an existing
+ * DIR of ours loses its group and other write bits, and anyone else's that others may write is
+ * refused. Refuses (-1, err filled) when ca.pem or ca.key exists unless force. 0 on success. */
 int ca_create(const char *dir, bool force, char *err, size_t errlen);
 
 /* true when DIR/ca.pem and DIR/ca.key both exist. */
 bool ca_exists(const char *dir);
 
 /* Load DIR/ca.pem and DIR/ca.key (checks they match and the cert is a CA), make the leaf key.
- * NULL with err filled on failure. */
+ * A ca.key that is not a regular file, not owned by the effective uid, or open to group or
+ * others (any of mode 077) is refused, err naming the file and the fix (chmod 600). NULL with
+ * err filled on failure. */
 struct ca *ca_load(const char *dir, char *err, size_t errlen);
 void ca_free(struct ca *ca);
 

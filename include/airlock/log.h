@@ -16,7 +16,13 @@
 enum log_format { LOG_TEXT, LOG_JSON };
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
-/* Start logging to path (append, created 0640) or to stderr when path is NULL. 0 or -errno. */
+/* Start logging to path (append, created 0640) or to stderr when path is NULL. 0 or -errno.
+ * So that nobody else picks the file airlock appends to, path is never followed through a
+ * symlink (-ELOOP); its directory must belong to airlock's uid or root and not be writable by
+ * group or others unless sticky (-EPERM); an existing regular file or FIFO must be airlock's
+ * own (-EPERM), a regular file with no second hard link (-EMLINK); a character device such as
+ * /dev/null is taken as it is, anything else refused (-EINVAL). A refusal is also logged
+ * (to stderr) with its reason. log_reopen applies the same rules. */
 int log_open(const char *path, enum log_format format, enum log_level min_level);
 /* Reopen the file (SIGUSR1, for logrotate). No-op on stderr. */
 void log_reopen(void);

@@ -49,6 +49,9 @@ static inline void metrics_inc(enum metric_counter m)
     metrics_add(m, 1);
 }
 void metrics_gauge_add(enum metric_gauge g, int64_t delta);
+/* The highest value g reached since the previous call (or since start), and a new window
+ * starts at its current value: the memory trimmer's view of a burst. */
+int64_t metrics_gauge_peak(enum metric_gauge g);
 /* Record one observation in milliseconds. */
 void metrics_observe_ms(enum metric_histogram h, uint64_t ms);
 

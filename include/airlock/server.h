@@ -25,9 +25,12 @@ struct server_config {
     const char *ca_dir;
     const char *policy_file;
     const char *providers_file;
-    const char *upstream_ca;
-    const char *admin;
-    bool admin_public;
+    const char *upstream_ca;      /* --upstream-ca: trusted besides the system roots */
+    const char *upstream_ca_only; /* --upstream-ca-only: trusted instead of the system roots */
+    const char *admin;            /* --admin: HOST:PORT or unix:PATH */
+    bool admin_public;            /* --admin may be a non-loopback address */
+    bool admin_expose_sensitive;  /* ... and serve /metrics and /policy there */
+    const char *health;           /* --health: /healthz and /readyz only */
     const char *log_file;
     enum log_format log_format;
     enum log_level log_level;

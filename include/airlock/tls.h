@@ -25,9 +25,13 @@ enum tls_status {
 SSL_CTX *tls_server_ctx_new(char *err, size_t errlen);
 
 /* Upstream-facing context: TLS >= 1.2, ALPN http/1.1, peer verification against the system
- * store, or only against ca_file when it is not NULL. Client session cache for resumption.
- * NULL on error (err names the cause). */
-SSL_CTX *tls_client_ctx_new(const char *ca_file, char *err, size_t errlen);
+ * store (what SSL_CERT_FILE / SSL_CERT_DIR in this process's environment name, else OpenSSL's
+ * default paths) plus ca_file when it is not NULL (--upstream-ca); when ca_file_only is not
+ * NULL (--upstream-ca-only), against ca_file_only and ca_file alone, without the system store.
+ * A name is matched against the certificate's SANs only, never its subject CN. Client session
+ * cache for resumption. NULL on error (err names the cause). */
+SSL_CTX *tls_client_ctx_new(const char *ca_file, const char *ca_file_only, char *err,
+                            size_t errlen);
 
 /* A server-side endpoint for one client tunnel. Borrows ctx, leaf, key and chain (the CA
  * certificate sent after the leaf) for the call; takes its own references. connect_host is the
@@ -36,8 +40,9 @@ struct tls *tls_server_new(SSL_CTX *ctx, X509 *leaf, EVP_PKEY *key, X509 *chain,
                            const char *connect_host);
 
 /* A client-side endpoint towards host:port: SNI = host unless host is an IP literal; the
- * certificate must name host (DNS) or the IP (IP SAN). A cached session for (host, port) is
- * offered for resumption; new sessions are stored. NULL on allocation failure. */
+ * certificate must name host in a DNS SAN (never the subject CN) or the IP in an IP SAN. A cached
+ * session for (host, port) is offered for resumption; new sessions are stored. NULL on allocation
+ * failure. */
 struct tls *tls_client_new(SSL_CTX *ctx, const char *host, uint16_t port);
 
 void tls_free(struct tls *t);

@@ -1,19 +1,30 @@
 # SPDX-License-Identifier: MIT
-"""The admin endpoint (--admin): health and readiness, Prometheus metrics that move with real
-traffic, the active policy as JSON, its bounds (404/405/400, the connection cap, the 5 s
-timeout), and the refusal of a non-loopback address without --admin-public."""
+"""The admin endpoint (--admin) and the health listener (--health): health and readiness,
+Prometheus metrics that move with real traffic, the active policy as JSON, their bounds
+(404/405/400, the 2 s timeout), probes still answered under a flood of idle sockets, the
+refusal of a non-loopback --admin without --admin-public, /metrics and /policy kept off a
+non-loopback address without --admin-expose-sensitive (checked in a network namespace of the
+test's own), and the admin endpoint on a 0600 Unix socket."""
 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import stat
+import subprocess
+import sys
 import time
 
-from harness import (LOOPBACK4, SANITIZER_MARKS, SOCK_TIMEOUT, Reader, check, check_eq, endpoint,
-                     free_port, open_tunnel, read_response, wait_until, write_policy)
+from harness import (LOOPBACK4, SANITIZER_MARKS, SOCK_TIMEOUT, Reader, Skip, check, check_eq,
+                     endpoint, free_port, open_tunnel, read_response, wait_until, write_policy)
 
 ADMIN_MAX_CONNS = 64  # src/admin.c
+ADMIN_MAX_PER_SOURCE = 8
+ADMIN_TIMEOUT = 2.0
+FLOOD = 100  # idle sockets held open against a listener
+PROBE_DEADLINE = 1.0  # a probe under a flood must be answered within this
 
 _LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:%s(?:,%s)*)?\})? (\S+)$' % (_LABEL, _LABEL))
@@ -28,20 +39,27 @@ def _start(env, upstreams=(), args=()):
     return al, port
 
 
-def _admin_conn(port):
-    s = socket.create_connection((LOOPBACK4, port), timeout=SOCK_TIMEOUT)
-    s.settimeout(SOCK_TIMEOUT)
+def _admin_conn(port, source=None, timeout=SOCK_TIMEOUT):
+    """A connection to the admin port (an int) or Unix socket (a path), from source (a
+    loopback address) when given."""
+    if isinstance(port, str):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(port)
+        return s
+    s = socket.create_connection((LOOPBACK4, port), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
+    s.settimeout(timeout)
     return s
 
 
-def _admin(port, target, method="GET", raw=None):
+def _admin(port, target, method="GET", raw=None, timeout=SOCK_TIMEOUT):
     """One request on a new connection; returns the Response after checking that airlock
     closes the connection behind it (one request per connection)."""
-    s = _admin_conn(port)
+    s = _admin_conn(port, timeout=timeout)
     try:
         if raw is None:
-            raw = ("%s %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (method, target, LOOPBACK4,
-                                                               port)).encode()
+            raw = ("%s %s HTTP/1.1\r\nHost: airlock\r\n\r\n" % (method, target)).encode()
         s.sendall(raw)
         reader = Reader(s)
         r = read_response(reader, method)
@@ -247,32 +265,84 @@ def test_admin_idle_connection_closed_after_timeout(env):
         closed, extra = Reader(s).wait_eof(9)
         took = time.monotonic() - t0
         check(closed, "admin connection still open after 9 s")
-        check(4.0 <= took <= 8.0, "closed after %.1f s, want about 5" % took)
+        check(ADMIN_TIMEOUT - 0.5 <= took <= ADMIN_TIMEOUT + 2,
+              "closed after %.1f s, want about %.0f" % (took, ADMIN_TIMEOUT))
         check_eq(extra, b"", "bytes sent on a timed-out admin connection")
     finally:
         s.close()
 
 
-def test_admin_connection_cap_refuses_extra_connections(env):
-    al, port = _start(env)
+def _hold_flood(port):
+    """FLOOD idle connections: half from 127.0.0.1 (the probes' own source), half from as many
+    other loopback sources. Returns the sockets; some are closed by airlock to make room."""
     held = []
+    for i in range(FLOOD):
+        src = LOOPBACK4 if i % 2 == 0 else "127.0.%d.%d" % (1 + i // 250, 1 + i % 250)
+        held.append(_admin_conn(port, source=src))
+    return held
+
+
+def _probe_quickly(port, path, want_status):
+    t0 = time.monotonic()
     try:
-        for _ in range(ADMIN_MAX_CONNS):
-            held.append(_admin_conn(port))
-        # Accepts are in order: once the cap is full, the next one is closed unanswered.
-        extra = _admin_conn(port)
-        try:
-            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            closed, got = Reader(extra).wait_eof(3)
-            check(closed and got == b"", "connection over the cap was served: %r" % got[:80])
-        except (ConnectionResetError, BrokenPipeError):
-            pass
-        finally:
-            extra.close()
+        r = _admin(port, path, timeout=PROBE_DEADLINE)
+    except (OSError, EOFError) as e:
+        raise AssertionError("%s under a flood of %d idle sockets: %s after %.2f s" % (
+            path, FLOOD, type(e).__name__, time.monotonic() - t0))
+    took = time.monotonic() - t0
+    check_eq(r.status, want_status, "%s status under a flood" % path)
+    check(took <= PROBE_DEADLINE, "%s took %.2f s under a flood" % (path, took))
+
+
+def _flood_then_probe(port):
+    held = _hold_flood(port)
+    try:
+        time.sleep(0.2)  # every flood connection accepted before the probes
+        for _ in range(6):
+            _probe_quickly(port, "/healthz", 200)
+            _probe_quickly(port, "/readyz", 200)
+        # The flood goes on: new idle sockets keep arriving between probes.
+        for _ in range(3):
+            held += _hold_flood(port)
+            _probe_quickly(port, "/healthz", 200)
     finally:
         for s in held:
             s.close()
-    check(wait_until(lambda: _try_health(port), 5), "no /healthz after the held connections closed")
+
+
+def test_admin_flood_of_idle_sockets_never_starves_health_probes(env):
+    al, port = _start(env)
+    _flood_then_probe(port)
+
+
+def test_health_listener_flood_of_idle_sockets_never_starves_probes(env):
+    hport = free_port()
+    al, port = _start(env, args=["--health", "%s:%d" % (LOOPBACK4, hport)])
+    _flood_then_probe(hport)
+    # Probes on the health listener while the admin listener is flooded too.
+    held = _hold_flood(port)
+    try:
+        _probe_quickly(hport, "/readyz", 200)
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_admin_per_source_cap_evicts_only_that_sources_idle_sockets(env):
+    al, port = _start(env)
+    other = _admin_conn(port, source="127.0.0.2")
+    noisy = [_admin_conn(port, source="127.0.0.3") for _ in range(ADMIN_MAX_PER_SOURCE * 3)]
+    try:
+        # The noisy source evicted its own oldest sockets, never the other source's.
+        closed = [s for s in noisy if Reader(s).wait_eof(0.05)[0]]
+        check_eq(len(closed), len(noisy) - ADMIN_MAX_PER_SOURCE, "noisy sockets closed")
+        check(not Reader(other).wait_eof(0.05)[0], "another source's socket was evicted")
+        other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        check_eq(read_response(Reader(other)).status, 200, "the other source's request")
+    finally:
+        other.close()
+        for s in noisy:
+            s.close()
 
 
 def test_admin_open_connections_closed_at_stop(env):
@@ -343,3 +413,183 @@ def test_admin_port_in_use_is_a_config_error(env):
         check("cannot listen" in out and addr in out, "no message about the busy port: %r" % out)
     finally:
         taken.close()
+
+
+# ----- a non-loopback address, in a network namespace of the test's own -------------------------
+
+NON_LOOPBACK = "192.0.2.1"  # TEST-NET-1 (RFC 5737), added to the namespace's own lo only
+
+# Runs inside the namespace: GET argv[3] from argv[1]:argv[2], print {"status", "body"}.
+_NS_CLIENT = """\
+import http.client, json, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=2)
+try:
+    c.request("GET", sys.argv[3])
+    r = c.getresponse()
+    print(json.dumps({"status": r.status, "body": r.read().decode("utf-8", "replace")}))
+except OSError as e:
+    print(json.dumps({"status": None, "body": str(e)}))
+"""
+
+
+class _NetnsAirlock:
+    """airlock run in a new network namespace whose loopback interface also holds
+    NON_LOOPBACK, so that a non-loopback bind is real and yet nothing leaves the machine."""
+
+    def __init__(self, env, args):
+        for tool in ("unshare", "nsenter", "ip"):
+            if not shutil.which(tool):
+                raise Skip("%s not found: cannot make a network namespace" % tool)
+        if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+            raise Skip("cannot create a network namespace here (needs CAP_SYS_ADMIN)")
+        d = env.path("ca-ns-%d" % free_port())
+        check_eq(env.run_cli(["ca", "init", "--dir", d]).returncode, 0, "ca init")
+        pol = write_policy(env.path("policy-ns-%d.json" % free_port()),
+                           [endpoint("admin.test", 443)])
+        self.stderr_path = env.path("ns-stderr-%d.txt" % free_port())
+        setup = "ip link set lo up && ip addr add %s/32 dev lo && exec \"$0\" \"$@\"" % NON_LOOPBACK
+        cmd = ["unshare", "-n", "sh", "-c", setup, env.binary, "run", "--listen",
+               "%s:3128" % LOOPBACK4, "--ca-dir", d, "--policy", pol, "--workers", "1",
+               "--log-format", "text"] + list(args)
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+
+    def get(self, port, path):
+        """(status or None, body) of GET path on NON_LOOPBACK:port inside the namespace."""
+        r = subprocess.run(["nsenter", "-t", str(self.proc.pid), "-n", sys.executable, "-c",
+                            _NS_CLIENT, NON_LOOPBACK, str(port), path],
+                           capture_output=True, timeout=15, stdin=subprocess.DEVNULL)
+        check(r.returncode == 0, "namespace client failed: %s" % r.stderr.decode())
+        out = json.loads(r.stdout.decode())
+        return out["status"], out["body"]
+
+    def wait_ready(self, port):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            check(self.proc.poll() is None, "airlock in the namespace exited %s: %s" % (
+                self.proc.returncode, self.output()))
+            if self.get(port, "/healthz")[0] == 200:
+                return
+            time.sleep(0.1)
+        raise AssertionError("no /healthz on %s:%d within 10 s: %s" % (
+            NON_LOOPBACK, port, self.output()))
+
+    def output(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("airlock in the namespace did not stop on SIGTERM")
+        out = self.output()
+        for mark in SANITIZER_MARKS:
+            check(mark not in out, "sanitizer report in airlock output:\n%s" % out)
+        check_eq(self.proc.returncode, 0, "exit code after SIGTERM (%s)" % out[-1000:])
+
+
+def test_admin_non_loopback_serves_metrics_and_policy_only_with_expose_sensitive(env):
+    admin, health = 9090, 9091
+    al = _NetnsAirlock(env, ["--admin", "%s:%d" % (NON_LOOPBACK, admin), "--admin-public",
+                             "--health", "%s:%d" % (NON_LOOPBACK, health)])
+    try:
+        al.wait_ready(admin)
+        check_eq(al.get(admin, "/readyz")[0], 200, "/readyz on a public --admin")
+        for path in ("/metrics", "/policy"):
+            status, body = al.get(admin, path)
+            check_eq(status, 403, "%s on a public --admin without --admin-expose-sensitive" % path)
+            check("--admin-expose-sensitive" in body, "the 403 does not name the flag: %r" % body)
+        # The health listener needs no --admin-public and serves probes only.
+        for path, want in (("/healthz", 200), ("/readyz", 200), ("/metrics", 404),
+                           ("/policy", 404)):
+            check_eq(al.get(health, path)[0], want, "%s on the --health listener" % path)
+        check("/metrics and /policy need --admin-expose-sensitive" in al.output(),
+              "the start-up line does not say what the admin endpoint serves: %s" % al.output())
+    finally:
+        al.stop()
+
+    al = _NetnsAirlock(env, ["--admin", "%s:%d" % (NON_LOOPBACK, admin), "--admin-public",
+                             "--admin-expose-sensitive"])
+    try:
+        al.wait_ready(admin)
+        status, body = al.get(admin, "/metrics")
+        check_eq(status, 200, "/metrics with --admin-expose-sensitive")
+        check("airlock_connections_accepted_total" in body, "/metrics body: %r" % body[:200])
+        status, body = al.get(admin, "/policy")
+        check_eq(status, 200, "/policy with --admin-expose-sensitive")
+        check("admin.test" in body, "/policy body: %r" % body[:200])
+    finally:
+        al.stop()
+
+
+def test_admin_expose_sensitive_without_admin_public_is_a_usage_error(env):
+    r = _run_refused(env, "%s:%d" % (LOOPBACK4, free_port()), ["--admin-expose-sensitive"])
+    out = _output(r)
+    check_eq(r.returncode, 1, "exit code: %s" % out)
+    check("--admin-expose-sensitive" in out and "--admin-public" in out,
+          "no message naming both flags: %r" % out)
+
+
+# ----- the admin endpoint on a Unix socket --------------------------------------------------------
+
+def test_admin_unix_socket_is_0600_serves_everything_and_is_removed_at_stop(env):
+    path = env.path("admin.sock")
+    al = env.airlock(endpoints=[endpoint("admin.test", 443)], args=["--admin", "unix:" + path])
+    st = os.lstat(path)
+    check(stat.S_ISSOCK(st.st_mode), "%s is not a socket" % path)
+    check_eq(oct(stat.S_IMODE(st.st_mode)), oct(0o600), "admin socket mode")
+    check_eq(_admin(path, "/healthz").status, 200, "/healthz on the Unix socket")
+    check_eq(_admin(path, "/metrics").status, 200, "/metrics on the Unix socket")
+    r = _admin(path, "/policy")
+    check_eq(r.status, 200, "/policy on the Unix socket")
+    with open(al.policy) as f:
+        check_eq(r.json(), json.load(f), "/policy body on the Unix socket")
+    _flood_then_probe(path)
+
+    # `airlock admin get`: the client for shells without one (the image has no curl).
+    r = env.run_cli(["admin", "get", "/healthz", "--admin", "unix:" + path])
+    check_eq((r.returncode, r.stdout), (0, b"ok\n"), "airlock admin get /healthz")
+    r = subprocess.run([env.binary, "admin", "get", "/metrics"], capture_output=True, timeout=30,
+                       stdin=subprocess.DEVNULL, env=dict(os.environ, AIRLOCK_ADMIN="unix:" + path))
+    check_eq(r.returncode, 0, "airlock admin get /metrics with AIRLOCK_ADMIN set")
+    check(b"airlock_connections_accepted_total" in r.stdout,
+          "admin get /metrics: %r" % r.stdout[:200])
+    r = env.run_cli(["admin", "get", "/nope", "--admin", "unix:" + path])
+    check_eq(r.returncode, 1, "airlock admin get of a 404")
+    check(b"404" in r.stderr, "no status in the error: %r" % r.stderr)
+    al.stop()
+    check(not os.path.lexists(path), "the admin socket file is left behind after stop")
+    r = env.run_cli(["admin", "get", "/healthz", "--admin", "unix:" + path])
+    check_eq(r.returncode, 1, "airlock admin get with nothing listening")
+    check(b"cannot connect" in r.stderr, "no message when nothing listens: %r" % r.stderr)
+
+
+def test_admin_unix_socket_replaces_a_stale_socket_and_refuses_a_regular_file(env):
+    path = env.path("stale.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens: what a crashed process leaves
+    al = env.airlock(endpoints=[endpoint("admin.test", 443)], args=["--admin", "unix:" + path])
+    check_eq(_admin(path, "/healthz").status, 200, "/healthz on a socket that replaced a stale one")
+    # A second airlock must not steal the live socket.
+    r = _run_refused(env, "unix:" + path)
+    out = _output(r)
+    check_eq(r.returncode, 1, "exit code with the socket in use: %s" % out)
+    check("another process" in out, "no message about the live socket: %r" % out)
+    check_eq(_admin(path, "/healthz").status, 200, "/healthz after the refused second start")
+    al.stop()
+
+    regular = env.path("not-a-socket")
+    with open(regular, "w") as f:
+        f.write("keep me\n")
+    r = _run_refused(env, "unix:" + regular)
+    out = _output(r)
+    check_eq(r.returncode, 1, "exit code with a regular file at the path: %s" % out)
+    check("not a socket" in out, "no message about the regular file: %r" % out)
+    with open(regular) as f:
+        check_eq(f.read(), "keep me\n", "the regular file")

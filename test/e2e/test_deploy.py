@@ -70,6 +70,16 @@ def _containers_by_role(pod):
     return agent[0], sidecar[0]
 
 
+def _volume_of(container, path):
+    """(volume name, mountPath) of the container's mount that holds path, or (None, None)."""
+    best = (None, None)
+    for m in container.get("volumeMounts", []):
+        mp = m["mountPath"].rstrip("/")
+        if (path == mp or path.startswith(mp + "/")) and len(mp) > len(best[1] or ""):
+            best = (m["name"], mp)
+    return best
+
+
 def test_kubernetes_manifest_pod_has_agent_and_sidecar_with_probes_and_proxy_env(env):
     docs = _load_manifest()
     pod = _one(docs, "Pod")
@@ -78,11 +88,13 @@ def test_kubernetes_manifest_pod_has_agent_and_sidecar_with_probes_and_proxy_env
     agent, sidecar = _containers_by_role(pod)
 
     ready = sidecar["readinessProbe"]["httpGet"]
+    live = sidecar["livenessProbe"]["httpGet"]
     check_eq(ready["path"], "/readyz", "readinessProbe path")
-    check_eq(sidecar["livenessProbe"]["httpGet"]["path"], "/healthz", "livenessProbe path")
+    check_eq(live["path"], "/healthz", "livenessProbe path")
     port_names = {p.get("name"): p["containerPort"] for p in sidecar.get("ports", [])}
     check(ready["port"] in port_names or ready["port"] in port_names.values(),
           "readinessProbe port %r is not a port of the sidecar %r" % (ready["port"], port_names))
+    check_eq(live["port"], ready["port"], "liveness and readiness probe ports")
 
     agent_env = _env_map(agent)
     side_env = _env_map(sidecar)
@@ -90,12 +102,14 @@ def test_kubernetes_manifest_pod_has_agent_and_sidecar_with_probes_and_proxy_env
     for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
         check_eq(agent_env.get(var), "http://" + listen, "agent %s" % var)
     check("127.0.0.1" in (agent_env.get("NO_PROXY") or ""), "agent NO_PROXY lacks 127.0.0.1")
-    # The admin port must answer the kubelet, which probes the pod's IP, not its loopback.
-    admin = side_env.get("AIRLOCK_ADMIN", "127.0.0.1:9090")
-    check(not admin.startswith("127.") and "--admin-public" in sidecar.get("args", []),
-          "admin %r on loopback (or without --admin-public): the kubelet cannot probe it" % admin)
-    check_eq(int(admin.rsplit(":", 1)[1]), port_names.get(ready["port"], ready["port"]),
-             "probe port vs AIRLOCK_ADMIN port")
+    # The kubelet probes the pod's IP, not its loopback: the probes go to the health-only
+    # listener, which listens beyond loopback.
+    health = side_env.get("AIRLOCK_HEALTH")
+    check(health, "the sidecar has no AIRLOCK_HEALTH (the health-only listener)")
+    check(not health.startswith("127.") and not health.startswith("unix:"),
+          "AIRLOCK_HEALTH %r: the kubelet cannot probe it" % health)
+    check_eq(int(health.rsplit(":", 1)[1]), port_names.get(ready["port"], ready["port"]),
+             "probe port vs AIRLOCK_HEALTH port")
 
 
 def _mebibytes(quantity):
@@ -120,37 +134,75 @@ def test_kubernetes_manifest_memory_limit_holds_its_max_connections(env):
         limit, n, need))
 
 
-def test_kubernetes_manifest_shares_ca_and_hardens_containers(env):
+def test_kubernetes_manifest_keeps_metrics_and_policy_out_of_the_agents_reach(env):
+    docs = _load_manifest()
+    pod = _one(docs, "Pod")
+    agent, sidecar = _containers_by_role(pod)
+    side_env = _env_map(sidecar)
+    args = list(sidecar.get("args", [])) + list(sidecar.get("command", []))
+    # The agent shares the pod's network namespace: any TCP admin address, loopback included,
+    # is reachable from it. /metrics and /policy go to a Unix socket in a volume the agent
+    # does not mount.
+    for flag in ("--admin-public", "--admin-expose-sensitive"):
+        check(flag not in args, "the sidecar runs with %s" % flag)
+    admin = side_env.get("AIRLOCK_ADMIN", "unix:/run/airlock/admin.sock")  # entrypoint default
+    check(admin.startswith("unix:"), "AIRLOCK_ADMIN %r is a TCP address, which the agent can "
+          "reach from the shared network namespace" % admin)
+    sock = admin[len("unix:"):]
+    vol, _ = _volume_of(sidecar, os.path.dirname(sock))
+    check(vol is not None, "the admin socket %s is on the read-only root filesystem, in no "
+          "volume of the sidecar" % sock)
+    check(vol not in {m["name"] for m in agent.get("volumeMounts", [])},
+          "the agent mounts the volume %s that holds the admin socket" % vol)
+    # No container port for the admin endpoint: only the health listener is declared.
+    for p in sidecar.get("ports", []):
+        check_eq(p["containerPort"], int(side_env["AIRLOCK_HEALTH"].rsplit(":", 1)[1]),
+                 "declared sidecar port (%r)" % p)
+
+
+def test_kubernetes_manifest_gives_agent_public_ca_files_only_and_hardens_containers(env):
     docs = _load_manifest()
     pod = _one(docs, "Pod")
     spec = pod["spec"]
     agent, sidecar = _containers_by_role(pod)
     volumes = {v["name"]: v for v in spec["volumes"]}
-
-    ca_dir = _env_map(sidecar).get("AIRLOCK_CA_DIR", "/airlock/ca")
-    shared = None
-    for m in sidecar["volumeMounts"]:
-        if ca_dir == m["mountPath"] or ca_dir.startswith(m["mountPath"].rstrip("/") + "/"):
-            shared = m
-    check(shared is not None, "no sidecar volume holds the CA dir %s" % ca_dir)
-    check("emptyDir" in volumes[shared["name"]], "the CA volume is not an emptyDir")
     agent_mounts = {m["name"]: m for m in agent["volumeMounts"]}
-    check(shared["name"] in agent_mounts, "the agent does not mount the CA volume")
-    check_eq(agent_mounts[shared["name"]]["mountPath"], shared["mountPath"],
-             "CA volume mount path in the agent (wgetrc names an absolute path)")
-    check(agent_mounts[shared["name"]].get("readOnly") is True,
+
+    # The CA with its key: a volume of the sidecar that the agent never mounts.
+    ca_dir = _env_map(sidecar).get("AIRLOCK_CA_DIR", "/airlock/ca")
+    private, _ = _volume_of(sidecar, ca_dir)
+    check(private is not None, "no sidecar volume holds the CA dir %s" % ca_dir)
+    check("emptyDir" in volumes[private], "the CA volume is not an emptyDir")
+    check(private not in agent_mounts, "the agent mounts the volume %s holding ca.key" % private)
+
+    # An init container of the airlock image makes the CA there, and copies the public files
+    # into another volume, which the agent mounts read-only.
+    inits = [c for c in spec.get("initContainers", [])
+             if _env_map(c).get("AIRLOCK_INIT_ONLY") == "1"]
+    check_eq(len(inits), 1, "init containers that make the CA")
+    init = inits[0]
+    init_env = _env_map(init)
+    check_eq(init_env.get("AIRLOCK_CA_DIR", "/airlock/ca"), ca_dir, "the init container's CA dir")
+    check_eq(_volume_of(init, ca_dir)[0], private, "the init container's CA volume")
+    public_dir = init_env.get("AIRLOCK_PUBLIC_CA_DIR")
+    check(public_dir, "the init container has no AIRLOCK_PUBLIC_CA_DIR: the agent would need "
+          "the private CA volume")
+    public, public_mount = _volume_of(init, public_dir)
+    check(public is not None and public != private,
+          "AIRLOCK_PUBLIC_CA_DIR %s is not in a volume of its own" % public_dir)
+    check(public in agent_mounts, "the agent does not mount the public CA volume %s" % public)
+    check_eq(agent_mounts[public]["mountPath"].rstrip("/"), public_mount,
+             "public CA volume mount path in the agent (wgetrc names an absolute path)")
+    check(agent_mounts[public].get("readOnly") is True,
           "the agent could rewrite the CA it trusts: mount it readOnly")
 
     agent_env = _env_map(agent)
-    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        check_eq(agent_env.get(var), ca_dir + "/bundle.pem", "agent " + var)
-    check_eq(agent_env.get("NODE_EXTRA_CA_CERTS"), ca_dir + "/ca.pem", "agent NODE_EXTRA_CA_CERTS")
-
-    # The CA exists before the agent starts: an init container of the airlock image makes it.
-    inits = spec.get("initContainers", [])
-    check(any(_env_map(c).get("AIRLOCK_INIT_ONLY") == "1" and
-              any(m["name"] == shared["name"] for m in c.get("volumeMounts", []))
-              for c in inits), "no init container makes the CA in the shared volume")
+    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
+                "CARGO_HTTP_CAINFO"):
+        check_eq(agent_env.get(var), public_dir + "/bundle.pem", "agent " + var)
+    for var in ("NODE_EXTRA_CA_CERTS", "DENO_CERT"):
+        check_eq(agent_env.get(var), public_dir + "/ca.pem", "agent " + var)
+    check_eq(agent_env.get("WGETRC"), public_dir + "/wgetrc", "agent WGETRC")
 
     check(spec.get("securityContext", {}).get("runAsNonRoot") is True, "pod runAsNonRoot")
     for c in containers_all(spec):
@@ -256,21 +308,24 @@ def test_entrypoint_builds_run_command_from_environment(env):
     with open(record) as f:
         argv = f.read().splitlines()
     check_eq(argv, ["run", "--listen", "127.0.0.1:3128", "--ca-dir", ca, "--policy",
-                    "/etc/airlock/policy.json", "--admin", "127.0.0.1:9090", "--log-format",
-                    "json", "--workers", "2"], "airlock arguments with the defaults")
+                    "/etc/airlock/policy.json", "--admin", "unix:/run/airlock/admin.sock",
+                    "--log-format", "json", "--workers", "2"],
+             "airlock arguments with the defaults")
     # The fake wrote ca.key 0644: the entrypoint narrows it.
     check_eq(oct(_mode(os.path.join(ca, "ca.key"))), oct(0o600), "ca.key mode")
 
     r = _run_entrypoint(env, {"AIRLOCK_BIN": fake, "AIRLOCK_CA_DIR": ca,
                               "AIRLOCK_LISTEN": "127.0.0.1:4000", "AIRLOCK_ADMIN": "0.0.0.0:9999",
-                              "AIRLOCK_POLICY": "/p.json", "AIRLOCK_PROVIDERS": "/prov dir/p.json"},
+                              "AIRLOCK_HEALTH": "0.0.0.0:9998", "AIRLOCK_POLICY": "/p.json",
+                              "AIRLOCK_PROVIDERS": "/prov dir/p.json"},
                         ["--admin-public"])
     check(r.returncode == 0, "entrypoint exited %d: %s" % (r.returncode, r.stderr.decode()))
     with open(record) as f:
         argv = f.read().splitlines()
     check_eq(argv, ["run", "--listen", "127.0.0.1:4000", "--ca-dir", ca, "--policy", "/p.json",
-                    "--providers", "/prov dir/p.json", "--admin", "0.0.0.0:9999",
-                    "--log-format", "json", "--admin-public"], "airlock arguments from the env")
+                    "--providers", "/prov dir/p.json", "--health", "0.0.0.0:9998", "--admin",
+                    "0.0.0.0:9999", "--log-format", "json", "--admin-public"],
+             "airlock arguments from the env")
 
 
 def test_entrypoint_init_only_makes_ca_once_and_keeps_it(env):
@@ -296,6 +351,32 @@ def test_entrypoint_init_only_makes_ca_once_and_keeps_it(env):
     check(r.returncode == 0, "run on half a CA exited %d: %s" % (r.returncode, r.stderr.decode()))
     with open(os.path.join(ca, "ca.pem"), "rb") as f:
         check(f.read() not in (b"", first), "no new CA after ca.pem went missing")
+
+
+def test_entrypoint_public_ca_dir_gets_certificates_never_the_key(env):
+    ca, pub = env.path("private-ca"), env.path("public-ca")
+    base = {"AIRLOCK_BIN": env.binary, "AIRLOCK_CA_DIR": ca, "AIRLOCK_PUBLIC_CA_DIR": pub,
+            "AIRLOCK_INIT_ONLY": "1"}
+    for attempt in ("first", "second"):
+        r = _run_entrypoint(env, base)
+        check(r.returncode == 0, "%s run exited %d: %s" % (attempt, r.returncode,
+                                                          r.stderr.decode()))
+        check_eq(sorted(os.listdir(pub)), ["bundle.pem", "ca.pem", "wgetrc"],
+                 "files in the public CA dir after the %s run" % attempt)
+        for name in ("ca.pem", "bundle.pem"):
+            with open(os.path.join(ca, name), "rb") as a, open(os.path.join(pub, name), "rb") as b:
+                check(a.read() == b.read(), "public %s differs from the CA's" % name)
+            check_eq(oct(_mode(os.path.join(pub, name))), oct(0o644), "public %s mode" % name)
+        with open(os.path.join(pub, "wgetrc")) as f:
+            check_eq(f.read(), "ca_certificate = %s/bundle.pem\n" % os.path.realpath(pub),
+                     "public wgetrc")
+        check_eq(oct(_mode(ca)), oct(0o700), "the private CA dir mode")
+        check_eq(oct(_mode(os.path.join(ca, "ca.key"))), oct(0o600), "ca.key mode")
+
+    # The CA dir itself as the public one would hand out the key: refused.
+    r = _run_entrypoint(env, dict(base, AIRLOCK_PUBLIC_CA_DIR=ca + "/."))
+    check_eq(r.returncode, 1, "exit code with the CA dir as the public dir")
+    check(b"ca.key" in r.stderr, "no message about the key: %r" % r.stderr)
 
 
 def _admin_get(port, path):

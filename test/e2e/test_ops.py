@@ -2,7 +2,8 @@
 """Operations: the OCSF JSON log lines of each kind and their fields, the text log format, the
 query string kept out of both, SIGUSR1 reopening the log after a rename, the SIGTERM drain (an
 in-flight download completes, new connections are refused, exit 0), `airlock env` sourced in a
-shell, and `airlock run` refusing a bad policy or an unreadable CA."""
+shell, `airlock run` refusing a bad policy, an unreadable CA or a CA key others can read, and
+memory and descriptors given back after a burst of abandoned handshakes."""
 
 import hashlib
 import json
@@ -16,8 +17,8 @@ import subprocess
 import threading
 import time
 
-from harness import (LOOPBACK4, MIB, SANITIZER_MARKS, UPSTREAM_TIMEOUT, WS_TEXT, Skip,
-                     WebSocketClient, build_response, check, check_eq, content_chunks,
+from harness import (LOOPBACK4, MIB, SANITIZER_MARKS, UPSTREAM_TIMEOUT, WS_TEXT, CertPair,
+                     Reader, Skip, WebSocketClient, build_response, check, check_eq, content_chunks,
                      content_sha256, endpoint, find_log, free_port, open_tunnel, read_response,
                      read_response_head, wait_until, write_policy, ws_upgrade_request)
 from support import check_deny, loopback_ep, policy_doc, start_airlock, write_json
@@ -635,3 +636,159 @@ def test_run_ca_dir_that_is_a_file_exits_nonzero_with_message(env):
     check(rc is not None and rc > 0, "exit code %r of run with a file as --ca-dir, want "
           "non-zero (output %r)" % (rc, out[-2000:]))
     check(d in out, "no message naming the CA dir %s: %r" % (d, out[-2000:]))
+
+
+def test_run_refuses_a_ca_key_readable_by_others_naming_the_fix(env):
+    d = env.path("ca")
+    check_eq(env.run_cli(["ca", "init", "--dir", d]).returncode, 0, "ca init")
+    key = os.path.join(d, "ca.key")
+    os.chmod(key, 0o644)
+    rc, out = _run_to_exit(env, d, _good_policy(env), "open-ca-key")
+    check_eq(rc, 1, "exit code of run with a 0644 ca.key (output %r)" % out[-2000:])
+    check(key in out and "chmod 600" in out, "the error does not name %s and the fix: %r" % (
+        key, out[-2000:]))
+
+
+
+def test_run_refuses_a_log_path_that_is_a_symlink_leaving_its_target_alone(env):
+    d = env.path("ca")
+    check_eq(env.run_cli(["ca", "init", "--dir", d]).returncode, 0, "ca init")
+    target = env.path("not-a-log.json")  # say, a file airlock reads
+    with open(target, "w") as f:
+        f.write("{}\n")
+    log = env.path("planted.log")
+    os.symlink(target, log)
+    r = subprocess.run([env.binary, "run", "--listen", "%s:%d" % (LOOPBACK4, free_port()),
+                        "--ca-dir", d, "--policy", _good_policy(env), "--log", log,
+                        "--workers", "1"], capture_output=True, timeout=10,
+                       stdin=subprocess.DEVNULL)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check(r.returncode != 0, "airlock ran with its log path a symlink: %r" % out)
+    check(log in out and "symbolic link" in out, "no message naming the symlink: %r" % out)
+    with open(target) as f:
+        check_eq(f.read(), "{}\n", "the symlink's target")
+
+# ---------------------------------------------------------------------------------------------
+# Upstream trust: --upstream-ca adds to the system roots, --upstream-ca-only replaces them, and
+# a certificate's subject CN never stands in for a SAN.
+# ---------------------------------------------------------------------------------------------
+
+def _connect_status(al, port, host=LOOPBACK4):
+    s = socket.create_connection((LOOPBACK4, al.port), timeout=UPSTREAM_TIMEOUT)
+    try:
+        auth = "%s:%d" % (host, port)
+        s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (auth, auth)).encode())
+        return read_response_head(Reader(s)).status
+    finally:
+        s.close()
+
+
+def test_upstream_ca_adds_to_system_roots_and_upstream_ca_only_replaces_them(env):
+    # SSL_CERT_FILE in airlock's environment names its "system roots": here a second test CA.
+    ours = env.upstream()  # signed by the CA given with --upstream-ca (the harness's)
+    system = env.upstream(cert=env.pki.untrusted_leaf)  # signed by the "system" CA
+    doc = policy_doc({"trust": [loopback_ep(LOOPBACK4, ours.port, access="full"),
+                                loopback_ep(LOOPBACK4, system.port, access="full")]})
+    roots = {"SSL_CERT_FILE": env.pki.untrusted_ca.cert, "SSL_CERT_DIR": env.path("no-certs")}
+    al = start_airlock(env, doc, extra_env=roots)  # --upstream-ca FILE
+    check_eq(_connect_status(al, ours.port), 200, "--upstream-ca: upstream of that CA")
+    check_eq(_connect_status(al, system.port), 200, "--upstream-ca: upstream of a system root")
+    al.stop()
+
+    # The harness passes --upstream-ca too; --upstream-ca-only switches the system roots off.
+    al = start_airlock(env, doc, args=["--upstream-ca-only", env.pki.ca.cert], extra_env=roots)
+    check_eq(_connect_status(al, ours.port), 200, "--upstream-ca-only: upstream of that CA")
+    check_eq(_connect_status(al, system.port), 502,
+             "--upstream-ca-only: upstream of a system root (must be refused)")
+
+
+def _cn_only_leaf(env, cn):
+    """A leaf signed by the harness's upstream CA whose only name is its subject CN."""
+    base = env.path("cn-only-" + cn)
+    def openssl(*args):
+        r = subprocess.run(("openssl",) + args, capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        check(r.returncode == 0, "openssl %s: %s" % (args[0], r.stderr.decode()))
+    openssl("req", "-new", "-config", env.pki.cnf, "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:P-256", "-nodes", "-keyout", base + ".key", "-out", base + ".csr",
+            "-subj", "/CN=" + cn)
+    openssl("x509", "-req", "-in", base + ".csr", "-CA", env.pki.ca.cert, "-CAkey",
+            env.pki.ca.key, "-set_serial", "0x" + os.urandom(8).hex(), "-days", "3",
+            "-out", base + ".pem")
+    return CertPair(base + ".pem", base + ".key")
+
+
+def test_upstream_certificate_naming_the_host_only_in_its_cn_is_refused(env):
+    up = env.upstream(cert=_cn_only_leaf(env, "localhost"))
+    al = env.airlock([up])
+    check_eq(_connect_status(al, up.port, "localhost"), 502,
+             "CONNECT localhost to an upstream whose certificate has CN=localhost and no SAN")
+    check(find_log(al, lambda l: "hostname mismatch" in json.dumps(l)),
+          "no log line with the verification failure%s" % _dump(al))
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory and descriptors come back after a burst.
+# ---------------------------------------------------------------------------------------------
+
+BURST = 500
+BURST_RSS_SLACK_KIB = 20 * 1024
+BURST_FD_SLACK = 20
+BURST_SETTLE = 8.0
+# A TLS record header and the start of a ClientHello that announces 200 bytes and sends 44.
+PARTIAL_CLIENT_HELLO = bytes.fromhex("16030100c8010000c40303") + b"\x5a" * 33
+
+
+def _fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def _uses_asan(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
+def test_memory_and_fds_return_to_baseline_after_burst_of_abandoned_handshakes(env):
+    up = env.upstream()
+    al = env.airlock([up])
+    auth = "%s:%d" % (LOOPBACK4, up.port)
+    # One whole exchange first: what a first tunnel allocates once (the leaf, the upstream
+    # session) belongs to the baseline.
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    check_eq(c.request("GET", "/warm").status, 200, "warm-up GET")
+    c.sock.close()
+    time.sleep(1.0)
+    base_rss, base_fds = al.rss_kib(), _fd_count(al.pid)
+
+    socks = []
+    try:
+        # All CONNECTs answered 200 (upstream dialled and verified), each tunnel then given a
+        # partial ClientHello, all open together before any closes: the burst's peak.
+        for _ in range(BURST):
+            s = socket.create_connection((LOOPBACK4, al.port), timeout=UPSTREAM_TIMEOUT)
+            socks.append(s)
+            s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (auth, auth)).encode())
+        for s in socks:
+            check_eq(read_response_head(Reader(s)).status, 200, "CONNECT in the burst")
+            s.sendall(PARTIAL_CLIENT_HELLO)
+        peak_rss = al.rss_kib()
+    finally:
+        for s in socks:
+            s.close()
+
+    def settled():
+        rss, fds = al.rss_kib(), _fd_count(al.pid)
+        return (rss, fds) if rss <= base_rss + BURST_RSS_SLACK_KIB and \
+            fds <= base_fds + BURST_FD_SLACK else None
+    got = wait_until(settled, BURST_SETTLE, 0.2)
+    rss, fds = al.rss_kib(), _fd_count(al.pid)
+    if env.verbose:
+        print("RSS KiB: baseline %d, peak %d, %.0f s after %d %s; fds %d -> %d" % (
+            base_rss, peak_rss, BURST_SETTLE, BURST, "settled" if got else "not settled",
+            base_fds, fds))
+    check(fds <= base_fds + BURST_FD_SLACK, "%d fds open %.0f s after the burst, baseline %d" % (
+        fds, BURST_SETTLE, base_fds))
+    if _uses_asan(al.pid):
+        raise Skip("RSS under AddressSanitizer's allocator (quarantine) says nothing about glibc's")
+    check(got, "RSS %d KiB %.0f s after %d abandoned handshakes: baseline %d KiB + more than %d "
+          "(peak %d)" % (rss, BURST_SETTLE, BURST, base_rss, BURST_RSS_SLACK_KIB, peak_rss))

@@ -290,6 +290,91 @@ static void test_load_errors(void)
     rm_rf(b);
 }
 
+/* ca.key must be a regular file of ours that nobody else can open: the error names the file
+ * and the fix. */
+static void test_load_refuses_open_or_foreign_key(void)
+{
+    char dir[64], key[128], err[512];
+    struct ca *ca;
+
+    CHECK(tmpdir(dir, sizeof(dir)) != NULL);
+    CHECK_EQ(ca_create(dir, false, err, sizeof(err)), 0);
+    snprintf(key, sizeof(key), "%s/ca.key", dir);
+    const mode_t open_modes[] = {0640, 0604, 0620, 0644, 0660};
+    for (size_t i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+        CHECK_EQ(chmod(key, open_modes[i]), 0);
+        err[0] = '\0';
+        ca = ca_load(dir, err, sizeof(err));
+        CHECK(ca == NULL);
+        CHECK(strstr(err, key) != NULL);
+        CHECK(strstr(err, "chmod 600") != NULL);
+        ca_free(ca);
+    }
+    CHECK_EQ(chmod(key, 0600), 0);
+    ca = ca_load(dir, err, sizeof(err));
+    CHECK(ca != NULL);
+    ca_free(ca);
+    CHECK_EQ(chmod(key, 0400), 0);
+    ca = ca_load(dir, err, sizeof(err));
+    CHECK(ca != NULL);
+    ca_free(ca);
+
+    /* Another user's key, even 0600: only root can make one here. */
+    if (geteuid() == 0) {
+        CHECK_EQ(chown(key, 65534, 65534), 0);
+        err[0] = '\0';
+        ca = ca_load(dir, err, sizeof(err));
+        CHECK(ca == NULL);
+        CHECK(strstr(err, "owned by uid 65534") != NULL);
+        CHECK(strstr(err, key) != NULL);
+        ca_free(ca);
+        CHECK_EQ(chown(key, 0, 0), 0);
+    }
+
+    /* A directory where the key should be. */
+    CHECK_EQ(unlink(key), 0);
+    CHECK_EQ(mkdir(key, 0700), 0);
+    err[0] = '\0';
+    ca = ca_load(dir, err, sizeof(err));
+    CHECK(ca == NULL);
+    CHECK(strstr(err, "not a regular file") != NULL);
+    ca_free(ca);
+    CHECK_EQ(ERR_peek_error(), 0);
+    rm_rf(dir);
+}
+
+/* ca init into an existing directory that others may write: ours is narrowed (read stays,
+ * setgid stays), another user's is refused. */
+static void test_create_tightens_existing_dir(void)
+{
+    char dir[64], err[512];
+    struct stat st;
+
+    CHECK(tmpdir(dir, sizeof(dir)) != NULL);
+    CHECK_EQ(chmod(dir, 0777), 0);
+    CHECK_EQ(ca_create(dir, false, err, sizeof(err)), 0);
+    CHECK_EQ(stat(dir, &st), 0);
+    CHECK_EQ(st.st_mode & 07777, 0755);
+    CHECK_EQ(chmod(dir, 02775), 0);
+    CHECK_EQ(ca_create(dir, true, err, sizeof(err)), 0);
+    CHECK_EQ(stat(dir, &st), 0);
+    CHECK_EQ(st.st_mode & 07777, 02755);
+    CHECK_EQ(file_mode(dir, "ca.key"), 0600);
+
+    if (geteuid() == 0) {
+        CHECK_EQ(chown(dir, 65534, 65534), 0);
+        CHECK_EQ(chmod(dir, 0777), 0);
+        err[0] = '\0';
+        CHECK_EQ(ca_create(dir, true, err, sizeof(err)), -1);
+        CHECK(strstr(err, "writable by group or others") != NULL);
+        CHECK(strstr(err, dir) != NULL);
+        CHECK_EQ(stat(dir, &st), 0);
+        CHECK_EQ(st.st_mode & 07777, 0777);
+        CHECK_EQ(chown(dir, 0, 0), 0);
+    }
+    rm_rf(dir);
+}
+
 static struct ca *fixture(char *dir, size_t cap)
 {
     char err[256];
@@ -552,6 +637,8 @@ int main(void)
     RUN(test_bundle_and_wgetrc);
     RUN(test_load_ca_extensions);
     RUN(test_load_errors);
+    RUN(test_load_refuses_open_or_foreign_key);
+    RUN(test_create_tightens_existing_dir);
     RUN(test_leaf_dns);
     RUN(test_leaf_ip);
     RUN(test_leaf_long_and_invalid);

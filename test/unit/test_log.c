@@ -622,6 +622,135 @@ static void test_reopen(void)
     CHECK(fcntl(STDERR_FILENO, F_GETFD) != -1); /* log_close leaves stderr open */
 }
 
+static off_t file_size(const char *path)
+{
+    struct stat st;
+
+    return lstat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Each refused open leaves the file it would have written to alone. */
+static void open_refusals(void)
+{
+    const char *target = tmp_path("target"), *sym = tmp_path("link.log");
+    char open_dir[300], open_log[320], sticky_dir[300], sticky_log[320];
+
+    /* A symlink at the path, dangling or not: refused, the target neither written nor made. */
+    close(open(target, O_WRONLY | O_CREAT, 0600));
+    CHECK_EQ(symlink(target, sym), 0);
+    CHECK_EQ(log_open(sym, LOG_TEXT, LOG_INFO), -ELOOP);
+    CHECK_EQ(file_size(target), 0);
+    CHECK_EQ(unlink(target), 0);
+    CHECK_EQ(log_open(sym, LOG_TEXT, LOG_INFO), -ELOOP);
+    CHECK_EQ(file_size(target), -1);
+    unlink(sym);
+
+    /* A second name for a file of ours (a hard link to, say, the policy): refused. */
+    close(open(target, O_WRONLY | O_CREAT, 0600));
+    CHECK_EQ(link(target, tmp_path("hard.log")), 0);
+    CHECK_EQ(log_open(tmp_path("hard.log"), LOG_TEXT, LOG_INFO), -EMLINK);
+    CHECK_EQ(file_size(target), 0);
+    unlink(tmp_path("hard.log"));
+
+    /* A directory others may write, without the sticky bit: refused before anything is made. */
+    snprintf(open_dir, sizeof(open_dir), "%s/open", dir);
+    snprintf(open_log, sizeof(open_log), "%s/airlock.log", open_dir);
+    CHECK_EQ(mkdir(open_dir, 0700), 0);
+    CHECK_EQ(chmod(open_dir, 0777), 0);
+    CHECK_EQ(log_open(open_log, LOG_TEXT, LOG_INFO), -EPERM);
+    CHECK_EQ(file_size(open_log), -1);
+    CHECK_EQ(chmod(open_dir, 0775), 0);
+    CHECK_EQ(log_open(open_log, LOG_TEXT, LOG_INFO), -EPERM);
+
+    /* A FIFO nobody reads fails at once instead of hanging the start. */
+    CHECK_EQ(mkfifo(tmp_path("noreader"), 0600), 0);
+    CHECK_EQ(log_open(tmp_path("noreader"), LOG_TEXT, LOG_INFO), -ENXIO);
+    unlink(tmp_path("noreader"));
+
+    /* Only root can make another user's file or directory here. */
+    if (geteuid() == 0) {
+        const char *theirs = tmp_path("theirs.log");
+        close(open(theirs, O_WRONLY | O_CREAT, 0600));
+        CHECK_EQ(chown(theirs, 65534, 65534), 0);
+        CHECK_EQ(log_open(theirs, LOG_TEXT, LOG_INFO), -EPERM);
+        CHECK_EQ(file_size(theirs), 0);
+        unlink(theirs);
+        CHECK_EQ(chmod(open_dir, 0755), 0);
+        CHECK_EQ(chown(open_dir, 65534, 65534), 0);
+        CHECK_EQ(log_open(open_log, LOG_TEXT, LOG_INFO), -EPERM);
+        CHECK_EQ(chown(open_dir, 0, 0), 0);
+    }
+    rmdir(open_dir);
+
+    /* Allowed: a sticky directory others may write (as /tmp), and /dev/null. */
+    snprintf(sticky_dir, sizeof(sticky_dir), "%s/sticky", dir);
+    snprintf(sticky_log, sizeof(sticky_log), "%s/airlock.log", sticky_dir);
+    CHECK_EQ(mkdir(sticky_dir, 0700), 0);
+    CHECK_EQ(chmod(sticky_dir, 01777), 0);
+    CHECK_EQ(log_open(sticky_log, LOG_TEXT, LOG_INFO), 0);
+    log_msg(LOG_INFO, "in a sticky directory");
+    log_close();
+    CHECK(file_size(sticky_log) > 0);
+    unlink(sticky_log);
+    rmdir(sticky_dir);
+    CHECK_EQ(log_open("/dev/null", LOG_TEXT, LOG_INFO), 0);
+    log_msg(LOG_INFO, "into /dev/null");
+    log_close();
+    unlink(target);
+}
+
+/* The log file is opened so that nobody else chooses what airlock appends to, and each refusal
+ * says why on stderr. */
+static void test_open_refuses_a_file_others_could_choose(void)
+{
+    char err[300]; /* tmp_path's buffers are reused by open_refusals */
+    struct lines ls;
+    bool symlink_said = false, dir_said = false;
+
+    snprintf(err, sizeof(err), "%s", tmp_path("refusals.txt"));
+
+    with_stderr_to(err, open_refusals);
+    read_lines(err, &ls);
+    for (size_t i = 0; i < ls.n; i++) {
+        symlink_said |= strstr(ls.v[i], "link.log: it is a symbolic link") != NULL;
+        dir_said |= strstr(ls.v[i], "without the sticky bit") != NULL &&
+                    strstr(ls.v[i], "chmod go-w") != NULL;
+    }
+    CHECK(symlink_said);
+    CHECK(dir_said);
+    lines_free(&ls);
+    unlink(err);
+}
+
+/* logrotate renamed the file and someone planted a symlink at its name before SIGUSR1: the
+ * reopen refuses it and lines keep going to the old file, which says why. */
+static void test_reopen_refuses_a_planted_symlink(void)
+{
+    const char *path = tmp_path("planted.log"), *old = tmp_path("planted.log.1");
+    const char *target = tmp_path("planted-target");
+    struct lines a;
+    bool said = false;
+
+    close(open(target, O_WRONLY | O_CREAT, 0600));
+    CHECK_EQ(log_open(path, LOG_TEXT, LOG_INFO), 0);
+    log_msg(LOG_INFO, "before");
+    CHECK(rename(path, old) == 0);
+    CHECK_EQ(symlink(target, path), 0);
+    log_reopen();
+    log_msg(LOG_INFO, "after");
+    log_close();
+    CHECK_EQ(file_size(target), 0);
+    read_lines(old, &a);
+    for (size_t i = 0; i < a.n; i++)
+        said |= strstr(a.v[i], "reopen") && strstr(a.v[i], "symbolic link");
+    CHECK(said);
+    CHECK(a.n >= 3);
+    lines_free(&a);
+    unlink(path);
+    unlink(old);
+    unlink(target);
+}
+
 #define THREADS    4
 #define PER_THREAD 1000
 
@@ -887,6 +1016,8 @@ int main(void)
     RUN(test_long_fields);
     RUN(test_min_level);
     RUN(test_reopen);
+    RUN(test_open_refuses_a_file_others_could_choose);
+    RUN(test_reopen_refuses_a_planted_symlink);
     RUN(test_concurrent);
     RUN(test_queue_full);
     RUN(test_findings_never_dropped);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 
 #include "airlock/ca.h"
 #include "test.h"
@@ -336,7 +337,7 @@ out:
 static void test_untrusted_ca(void)
 {
     char err[256];
-    SSL_CTX *ctx = tls_client_ctx_new(other_pem, err, sizeof(err));
+    SSL_CTX *ctx = tls_client_ctx_new(other_pem, NULL, err, sizeof(err));
     struct tls *s = server_for("example.com", "example.com");
     struct tls *c = ctx ? tls_client_new(ctx, "example.com", 443) : NULL;
     int rc_c, rc_s;
@@ -352,6 +353,116 @@ static void test_untrusted_ca(void)
     tls_free(c);
     tls_free(s);
     SSL_CTX_free(ctx);
+    CHECK_EQ(ERR_peek_error(), 0);
+}
+
+/* A leaf signed by the test CA whose only name is its subject CN: no SAN at all, as a private
+ * CA's hand-made certificate may be. NULL on failure. */
+static X509 *cn_only_leaf(const char *cn)
+{
+    char path[160];
+    FILE *fp;
+    EVP_PKEY *cakey = NULL;
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    bool ok = false;
+
+    snprintf(path, sizeof(path), "%s/ca.key", ca_dir);
+    if ((fp = fopen(path, "r"))) {
+        cakey = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+        fclose(fp);
+    }
+    ok = cakey && x && name && X509_set_version(x, X509_VERSION_3) &&
+         ASN1_INTEGER_set(X509_get_serialNumber(x), 4242) &&
+         X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC, (const unsigned char *)cn,
+                                    -1, -1, 0) &&
+         X509_set_subject_name(x, name) &&
+         X509_set_issuer_name(x, X509_get_subject_name(ca_cert(ca))) &&
+         X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+         X509_gmtime_adj(X509_getm_notAfter(x), 3600) && X509_set_pubkey(x, ca_leaf_key(ca)) &&
+         X509_sign(x, cakey, EVP_sha256()) > 0;
+    EVP_PKEY_free(cakey);
+    X509_NAME_free(name);
+    if (!ok) {
+        X509_free(x);
+        x = NULL;
+    }
+    ERR_clear_error();
+    return x;
+}
+
+/* RFC 9525: the subject CN is never a name to match, even when the certificate has no SAN. */
+static void test_cn_only_certificate_matches_no_name(void)
+{
+    X509 *leaf = cn_only_leaf("cnonly.example");
+    struct tls *s =
+        leaf ? tls_server_new(server_ctx, leaf, ca_leaf_key(ca), ca_cert(ca), "cnonly.example")
+             : NULL;
+    struct tls *c = tls_client_new(client_ctx, "cnonly.example", 443);
+    int rc_c, rc_s;
+
+    CHECK(leaf && s && c);
+    if (s && c) {
+        handshake(c, s, &rc_c, &rc_s);
+        CHECK_EQ(rc_c, TLS_FAIL);
+        CHECK(contains(tls_last_error(c), "hostname mismatch"));
+    }
+    tls_free(c);
+    tls_free(s);
+    X509_free(leaf);
+    CHECK_EQ(ERR_peek_error(), 0);
+}
+
+/* One handshake of a client from ctx with a server whose leaf comes from issuer; true when the
+ * client verified it. */
+static bool verifies(SSL_CTX *ctx, struct ca *issuer, const char *host)
+{
+    X509 *leaf = ca_leaf(issuer, host);
+    struct tls *s =
+        leaf ? tls_server_new(server_ctx, leaf, ca_leaf_key(issuer), ca_cert(issuer), host) : NULL;
+    struct tls *c = ctx ? tls_client_new(ctx, host, 443) : NULL;
+    int rc_c = TLS_FAIL, rc_s;
+
+    if (s && c)
+        handshake(c, s, &rc_c, &rc_s);
+    tls_free(c);
+    tls_free(s);
+    X509_free(leaf);
+    return rc_c == TLS_DONE;
+}
+
+/* --upstream-ca adds its CAs to the system store (SSL_CERT_FILE plays the system roots here);
+ * --upstream-ca-only replaces it. */
+static void test_trust_file_adds_to_or_replaces_the_system_store(void)
+{
+    char err[256];
+    struct ca *other = ca_load(other_dir, err, sizeof(err));
+    const char *saved = getenv("SSL_CERT_FILE");
+    char *saved_copy = saved ? strdup(saved) : NULL;
+
+    CHECK(other != NULL);
+    setenv("SSL_CERT_FILE", other_pem, 1);
+    SSL_CTX *adds = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
+    SSL_CTX *only = tls_client_ctx_new(NULL, ca_pem, err, sizeof(err));
+    SSL_CTX *system = tls_client_ctx_new(NULL, NULL, err, sizeof(err));
+    if (saved_copy)
+        setenv("SSL_CERT_FILE", saved_copy, 1);
+    else
+        unsetenv("SSL_CERT_FILE");
+    free(saved_copy);
+    CHECK(adds && only && system);
+    if (other && adds && only && system) {
+        CHECK(verifies(adds, ca, "file.example"));
+        CHECK(verifies(adds, other, "system.example"));
+        CHECK(verifies(only, ca, "file.example"));
+        CHECK(!verifies(only, other, "system.example"));
+        CHECK(!verifies(system, ca, "file.example"));
+        CHECK(verifies(system, other, "system.example"));
+    }
+    SSL_CTX_free(adds);
+    SSL_CTX_free(only);
+    SSL_CTX_free(system);
+    ca_free(other);
     CHECK_EQ(ERR_peek_error(), 0);
 }
 
@@ -391,9 +502,9 @@ static void test_ip_literals(void)
 static void test_alpn(void)
 {
     char err[256];
-    SSL_CTX *h2 = tls_client_ctx_new(ca_pem, err, sizeof(err));
-    SSL_CTX *none = tls_client_ctx_new(ca_pem, err, sizeof(err));
-    SSL_CTX *both = tls_client_ctx_new(ca_pem, err, sizeof(err));
+    SSL_CTX *h2 = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
+    SSL_CTX *none = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
+    SSL_CTX *both = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
     static const unsigned char h2_only[] = "\x02h2";
     static const unsigned char h2_and_11[] = "\x02h2\x08http/1.1";
     struct tls *s, *c;
@@ -474,8 +585,8 @@ static bool connect_once(SSL_CTX *ctx, const char *host, uint16_t port, bool *re
 static void test_session_resumption(void)
 {
     char err[256];
-    SSL_CTX *ctx = tls_client_ctx_new(ca_pem, err, sizeof(err));
-    SSL_CTX *ctx12 = tls_client_ctx_new(ca_pem, err, sizeof(err));
+    SSL_CTX *ctx = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
+    SSL_CTX *ctx12 = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
     bool reused = true;
 
     CHECK(ctx && ctx12);
@@ -556,7 +667,7 @@ static void *connect_many(void *arg)
 static void test_threads_share_sessions(void)
 {
     char err[256];
-    SSL_CTX *ctx = tls_client_ctx_new(ca_pem, err, sizeof(err));
+    SSL_CTX *ctx = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
     struct worker w[4];
     pthread_t th[4];
     int ok = 0, reused = 0;
@@ -610,11 +721,11 @@ static void test_misuse_and_ctx_errors(void)
     tls_free(s);
     tls_free(NULL);
 
-    ctx = tls_client_ctx_new("/nonexistent/ca.pem", err, sizeof(err));
+    ctx = tls_client_ctx_new("/nonexistent/ca.pem", NULL, err, sizeof(err));
     CHECK(ctx == NULL);
     CHECK(contains(err, "/nonexistent/ca.pem"));
     SSL_CTX_free(ctx);
-    ctx = tls_client_ctx_new(NULL, err, sizeof(err)); /* the system store */
+    ctx = tls_client_ctx_new(NULL, NULL, err, sizeof(err)); /* the system store */
     CHECK(ctx != NULL);
     SSL_CTX_free(ctx);
     CHECK_EQ(ERR_peek_error(), 0);
@@ -637,7 +748,7 @@ static bool setup(void)
     }
     ca = ca_load(ca_dir, err, sizeof(err));
     server_ctx = tls_server_ctx_new(err, sizeof(err));
-    client_ctx = tls_client_ctx_new(ca_pem, err, sizeof(err));
+    client_ctx = tls_client_ctx_new(ca_pem, NULL, err, sizeof(err));
     if (!ca || !server_ctx || !client_ctx) {
         fprintf(stderr, "setup: %s\n", err);
         return false;
@@ -659,6 +770,8 @@ int main(void)
         RUN(test_sni_case_and_trailing_dot);
         RUN(test_wrong_hostname);
         RUN(test_untrusted_ca);
+        RUN(test_cn_only_certificate_matches_no_name);
+        RUN(test_trust_file_adds_to_or_replaces_the_system_store);
         RUN(test_ip_literals);
         RUN(test_alpn);
         RUN(test_session_resumption);
