@@ -15,6 +15,7 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/netguard.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
@@ -991,17 +992,26 @@ void conn_recheck_policy(struct conn *c, struct policy *p)
                                .binary_identity_off = c->w->server->cfg->binary_identity_off};
     struct policy_l4 d;
     policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
-    if (d.verdict == POLICY_ALLOW)
+    /* The SSRF guard's question again, on the new snapshot: an address that only allowed_ips
+     * opened stays reachable only while they still do. */
+    const struct sockaddr *private_addr = netguard_private_addr(c);
+    const char *why = NULL;
+    if (d.verdict != POLICY_ALLOW)
+        why = "policy reload: endpoint no longer allowed";
+    else if (private_addr &&
+             !policy_ip_allowed(p, c->target.host, c->target.port, &peer, private_addr))
+        why = "policy reload: allowed_ips no longer cover the upstream address";
+    if (!why)
         return;
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
                            .activity = "CLOSE",
                            .action = "deny",
                            .severity = LOG_SEV_MEDIUM,
                            .relay_outcome = "upgraded",
-                           .reason = "policy reload: endpoint no longer allowed",
+                           .reason = why,
                            .overflow = -1};
     conn_log(c, &ev);
-    conn_close(c, "policy reload: endpoint no longer allowed");
+    conn_close(c, why);
 }
 
 size_t conn_live_count(void)

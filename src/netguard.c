@@ -65,6 +65,9 @@ static void on_connect(uv_connect_t *req, int status)
         dial_next(c);
         return;
     }
+    const struct sockaddr *sa = (const struct sockaddr *)&c->dial_addrs[c->dial_next - 1];
+    if (addr_classify(sa) != ADDR_PUBLIC)
+        memcpy(&c->private_addr, sa, sizeof c->private_addr);
     struct side *us = &c->sides[SIDE_UPSTREAM];
     us->flags |= SIDE_F_CONNECTED;
     uv_tcp_nodelay(&us->tcp, 1);
@@ -167,6 +170,7 @@ void netguard_dial(struct conn *c)
     const char *host = c->target.host;
     c->ndial = 0;
     c->dial_error = 0;
+    memset(&c->private_addr, 0, sizeof c->private_addr);
     free(c->dial_addrs);
     c->dial_addrs = calloc(NETGUARD_MAX_ADDRS, sizeof *c->dial_addrs);
     if (!c->dial_addrs) {
@@ -200,4 +204,10 @@ void netguard_dial(struct conn *c)
     }
     c->gai_active = true;
     conn_ref(c);
+}
+
+const struct sockaddr *netguard_private_addr(const struct conn *c)
+{
+    return c->private_addr.ss_family == AF_UNSPEC ? NULL
+                                                  : (const struct sockaddr *)&c->private_addr;
 }

@@ -159,6 +159,9 @@ struct conn {
     size_t ndial, dial_next;
     int dial_error;
     uint64_t dial_started;
+    /* The upstream address connected to when it is not public, else ss_family AF_UNSPEC:
+     * read it with netguard_private_addr. Kept after the dial, reset by the next one. */
+    struct sockaddr_storage private_addr;
     void (*on_dialed)(struct conn *c, int status, const char *why);
     unsigned pending_shutdowns;
     bool timer_absolute; /* the deadline does not move with activity (head timeout) */
@@ -222,7 +225,8 @@ void conn_close_upstream(struct conn *c, uv_close_cb cb);
 /* The first byte of a request head arrived: the head deadline starts. */
 void conn_head_started(struct conn *c);
 /* After a policy reload: close the connection if it is piped (upgraded or tcp) and no
- * endpoint of the new policy allows its host and port any more. */
+ * endpoint of the new policy allows its host and port any more, or its upstream address is
+ * private and no allowed_ips of the new policy open it for this connection. */
 void conn_recheck_policy(struct conn *c, struct policy *p);
 /* Connections alive in the process (all workers). */
 size_t conn_live_count(void);

@@ -3,6 +3,7 @@
 rules with the deny body, canonical paths, audit mode, the SSRF guard, protocol tcp endpoints,
 binary identity, hot reload under traffic, and `airlock check` error paths."""
 
+import json
 import os
 import shutil
 import signal
@@ -458,6 +459,42 @@ def test_reload_removing_endpoint_closes_websocket(env):
     closed, _ = ws.reader.wait_eof(2.0)
     check(closed, "WebSocket still open 2 s after a reload that removed its endpoint")
     check(al.alive(), "airlock exited after the reload")
+
+
+def _closed_by_reload(al, reader, why):
+    closed, _ = reader.wait_eof(2.0)
+    check(closed, "pipe still open 2 s after a reload that %s" % why)
+    check(wait_log(al, lambda l: "allowed_ips no longer cover" in json.dumps(l)),
+          "no log line says why the pipe closed:\n" + al.log_text()[-3000:])
+    check(al.alive(), "airlock exited after the reload")
+
+
+def test_reload_dropping_allowed_ips_closes_websocket_to_loopback(env):
+    # The new policy still allows the host and port, but no longer the loopback address the
+    # WebSocket was dialled to: the SSRF guard would refuse it now, so the pipe must go.
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({"ws": [loopback_ep(LOOPBACK4, up.port, access="full")]}))
+    ws = _open_ws(al, up.port)
+    reload(al, policy_doc({"ws": [ep(LOOPBACK4, up.port, access="full")]}), settle=0)
+    _closed_by_reload(al, ws.reader, "dropped its allowed_ips")
+
+
+def test_reload_dropping_allowed_ips_closes_tcp_pipe_to_loopback(env):
+    srv, al, sock = _tcp_tunnel(env)
+    sock.sendall(b"ping")
+    check_eq(recv_exact(sock, 4), b"ping", "echo before the reload")
+    reload(al, policy_doc({"raw": [ep(LOOPBACK4, srv.port, protocol="tcp")]}), settle=0)
+    sock.settimeout(2.0)
+    try:
+        recv_to_eof(sock)
+        closed = True
+    except socket.timeout:
+        closed = False
+    except ConnectionError:
+        closed = True
+    check(closed, "tcp pipe still open 2 s after a reload that dropped allowed_ips")
+    check(wait_log(al, lambda l: "allowed_ips no longer cover" in json.dumps(l)),
+          "no log line says why the pipe closed:\n" + al.log_text()[-3000:])
 
 
 # ----- airlock check ---------------------------------------------------------------------------
