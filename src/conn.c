@@ -786,8 +786,21 @@ static const char *next_steps(const char *error, bool l7)
     return NULL;
 }
 
-void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
-                         const char *rule_missing)
+/* What to do about an L7 refusal: an allow rule helps unless a deny rule refused. */
+static const char *l7_next_steps(const struct policy_l7 *d)
+{
+    if (d->deny_rule.path)
+        return "A deny rule of the policy matched (deny_rule); deny rules win over every allow "
+               "rule, so use another method or path.";
+    if (d->rule_missing[0])
+        return next_steps("policy_denied", true);
+    return "No rule can allow this request on this connection; see detail, and ask the "
+           "operator if it should be allowed.";
+}
+
+/* The deny body; l7 (or NULL) is the L7 decision that refused. */
+static void respond_denied(struct conn *c, int status, const char *error, const char *detail,
+                           const char *rule_missing, const struct policy_l7 *l7)
 {
     /* One answer per connection: after the first, the connection is already finishing. */
     if (c->state == CONN_S_LINGER || (c->flags & CONN_F_CLOSING))
@@ -831,7 +844,14 @@ void conn_respond_denied(struct conn *c, int status, const char *error, const ch
     }
     if (rule_missing && rule_missing[0])
         http_buf_printf(&body, ",\"rule_missing\":%s", rule_missing);
-    const char *next = next_steps(error, in_request);
+    if (l7 && l7->deny_rule.path) {
+        http_buf_puts(&body, ",\"deny_rule\":{\"method\":");
+        json_string(&body, l7->deny_rule.method);
+        http_buf_puts(&body, ",\"path\":");
+        json_string(&body, l7->deny_rule.path);
+        http_buf_puts(&body, "}");
+    }
+    const char *next = l7 ? l7_next_steps(l7) : next_steps(error, in_request);
     if (next) {
         http_buf_puts(&body, ",\"next_steps\":");
         json_string(&body, next);
@@ -856,6 +876,17 @@ void conn_respond_denied(struct conn *c, int status, const char *error, const ch
     http_buf_free(&head);
     http_buf_free(&body);
     conn_finish(c, detail);
+}
+
+void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
+                         const char *rule_missing)
+{
+    respond_denied(c, status, error, detail, rule_missing, NULL);
+}
+
+void conn_respond_l7_denied(struct conn *c, const struct policy_l7 *d)
+{
+    respond_denied(c, 403, "policy_denied", d->reason, d->rule_missing, d);
 }
 
 void conn_respond_error(struct conn *c, int status, const char *error, const char *detail)

@@ -214,6 +214,9 @@ void conn_respond_error(struct conn *c, int status, const char *error, const cha
  * JSON object text, or NULL) and next_steps. */
 void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
                          const char *rule_missing);
+/* 403 policy_denied for a request refused by the L7 decision d: its reason, and either
+ * rule_missing, or deny_rule when a deny rule refused (an allow rule cannot help then). */
+void conn_respond_l7_denied(struct conn *c, const struct policy_l7 *d);
 
 /* Like conn_write with several spans: one TLS flush (one socket write) for all of them. */
 int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs);
