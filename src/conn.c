@@ -787,8 +787,21 @@ static const char *next_steps(const char *error, bool l7)
     return NULL;
 }
 
-void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
-                         const char *rule_missing)
+/* What to do about an L7 refusal: an allow rule helps unless a deny rule refused. */
+static const char *l7_next_steps(const struct policy_l7 *d)
+{
+    if (d->deny_rule.path)
+        return "A deny rule of the policy matched (deny_rule); deny rules win over every allow "
+               "rule, so use another method or path.";
+    if (d->rule_missing[0])
+        return next_steps("policy_denied", true);
+    return "No rule can allow this request on this connection; see detail, and ask the "
+           "operator if it should be allowed.";
+}
+
+/* The deny body; l7 (or NULL) is the L7 decision that refused. */
+static void respond_denied(struct conn *c, int status, const char *error, const char *detail,
+                           const char *rule_missing, const struct policy_l7 *l7)
 {
     /* One answer per connection: after the first, the connection is already finishing. */
     if (c->state == CONN_S_LINGER || (c->flags & CONN_F_CLOSING))
@@ -832,7 +845,14 @@ void conn_respond_denied(struct conn *c, int status, const char *error, const ch
     }
     if (rule_missing && rule_missing[0])
         http_buf_printf(&body, ",\"rule_missing\":%s", rule_missing);
-    const char *next = next_steps(error, in_request);
+    if (l7 && l7->deny_rule.path) {
+        http_buf_puts(&body, ",\"deny_rule\":{\"method\":");
+        json_string(&body, l7->deny_rule.method);
+        http_buf_puts(&body, ",\"path\":");
+        json_string(&body, l7->deny_rule.path);
+        http_buf_puts(&body, "}");
+    }
+    const char *next = l7 ? l7_next_steps(l7) : next_steps(error, in_request);
     if (next) {
         http_buf_puts(&body, ",\"next_steps\":");
         json_string(&body, next);
@@ -857,6 +877,17 @@ void conn_respond_denied(struct conn *c, int status, const char *error, const ch
     http_buf_free(&head);
     http_buf_free(&body);
     conn_finish(c, detail);
+}
+
+void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
+                         const char *rule_missing)
+{
+    respond_denied(c, status, error, detail, rule_missing, NULL);
+}
+
+void conn_respond_l7_denied(struct conn *c, const struct policy_l7 *d)
+{
+    respond_denied(c, 403, "policy_denied", d->reason, d->rule_missing, d);
 }
 
 void conn_respond_error(struct conn *c, int status, const char *error, const char *detail)
@@ -979,17 +1010,26 @@ void conn_recheck_policy(struct conn *c, struct policy *p)
                                .binary_identity_off = c->w->server->cfg->binary_identity_off};
     struct policy_l4 d;
     policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
-    if (d.verdict == POLICY_ALLOW)
+    /* The SSRF guard's question again, on the new snapshot: an address that only allowed_ips
+     * opened stays reachable only while they still do. */
+    const struct sockaddr *private_addr = netguard_private_addr(c);
+    const char *why = NULL;
+    if (d.verdict != POLICY_ALLOW)
+        why = "policy reload: endpoint no longer allowed";
+    else if (private_addr &&
+             !policy_ip_allowed(p, c->target.host, c->target.port, &peer, private_addr))
+        why = "policy reload: allowed_ips no longer cover the upstream address";
+    if (!why)
         return;
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
                            .activity = "CLOSE",
                            .action = "deny",
                            .severity = LOG_SEV_MEDIUM,
                            .relay_outcome = "upgraded",
-                           .reason = "policy reload: endpoint no longer allowed",
+                           .reason = why,
                            .overflow = -1};
     conn_log(c, &ev);
-    conn_close(c, "policy reload: endpoint no longer allowed");
+    conn_close(c, why);
 }
 
 size_t conn_live_count(void)

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "airlock/addr.h"
@@ -65,6 +66,12 @@ static void on_raced(int result, void *data)
         conn_unref(c);
         return;
     }
+    /* Which of the raced addresses won: later decisions bind to it when it is private. */
+    struct sockaddr_storage won;
+    socklen_t won_len = sizeof won;
+    if (getpeername(result, (struct sockaddr *)&won, &won_len) == 0 &&
+        addr_classify((const struct sockaddr *)&won) != ADDR_PUBLIC)
+        memcpy(&c->private_addr, &won, sizeof c->private_addr);
     struct side *us = &c->sides[SIDE_UPSTREAM];
     int r = conn_init_upstream(c);
     if (r == 0 && (r = uv_tcp_open(&us->tcp, result)) == 0) {
@@ -150,6 +157,8 @@ static void literal_answer(const struct conn *c, struct resolve_answer *ans)
 void netguard_dial(struct conn *c)
 {
     const char *host = c->target.host;
+    /* Each dial decides afresh which address later decisions are bound to. */
+    memset(&c->private_addr, 0, sizeof c->private_addr);
     c->dial_started = uv_now(&c->w->loop);
     if (addr_is_metadata_name(host)) {
         dial_done(c, NETGUARD_SSRF, "cloud metadata name");
@@ -181,4 +190,10 @@ void netguard_cancel(struct conn *c)
         resolve_cancel(c->resolve_req);
     if (c->dial)
         dial_cancel(c->dial);
+}
+
+const struct sockaddr *netguard_private_addr(const struct conn *c)
+{
+    return c->private_addr.ss_family == AF_UNSPEC ? NULL
+                                                  : (const struct sockaddr *)&c->private_addr;
 }

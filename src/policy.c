@@ -1126,13 +1126,18 @@ static bool deny_rule_matches(const struct rule *r, const struct l7_request *q)
            (q->path_alt && path_glob_match_nocase(r->glob, q->path_alt));
 }
 
-/* NULL when e allows the request, else the static reason it refuses. Deny rules first: they
- * win over the preset and every allow rule. */
-static const char *endpoint_refusal(const struct endpoint *e, const struct l7_request *q)
+/* NULL when e allows the request, else the static reason it refuses, and *deny the deny rule
+ * that refused (NULL when the preset and rules did). Deny rules first: they win over the
+ * preset and every allow rule. */
+static const char *endpoint_refusal(const struct endpoint *e, const struct l7_request *q,
+                                    const struct rule **deny)
 {
+    *deny = NULL;
     for (size_t i = 0; i < e->ndeny; i++) {
-        if (deny_rule_matches(&e->deny[i], q))
+        if (deny_rule_matches(&e->deny[i], q)) {
+            *deny = &e->deny[i];
             return "matched deny rule";
+        }
     }
     if (access_allows(e->access, q->method))
         return NULL;
@@ -1150,17 +1155,35 @@ static const char *endpoint_refusal(const struct endpoint *e, const struct l7_re
     }
 }
 
+/* One endpoint's refusal: the endpoint, its static reason, and the deny rule that refused
+ * (NULL when its preset and rules did). */
+struct refusal {
+    const struct endpoint *e;
+    const char *reason;
+    const struct rule *deny;
+};
+
 struct l7_ctx {
     uint16_t port;
     const struct policy_peer *peer;
+    const struct sockaddr *private_addr;
     struct l7_request q;
     const struct endpoint *allow; /* lowest index that allows */
-    const struct endpoint *audit; /* lowest index in audit mode that refuses */
-    const char *audit_reason;
-    const struct endpoint *deny; /* highest index that refuses ("last denied") */
-    const char *deny_reason;
+    struct refusal audit;         /* lowest index in audit mode that refuses */
+    struct refusal deny;          /* highest index refusing by preset or rules ("last denied") */
+    struct refusal deny_by_rule;  /* highest index refusing by a deny rule */
     const struct endpoint *bin_refused;
+    const struct endpoint *ip_refused; /* lowest index whose allowed_ips miss private_addr */
 };
+
+static bool ips_cover(const struct endpoint *e, const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < e->nips; i++) {
+        if (addr_cidr_contains(&e->ips[i], sa))
+            return true;
+    }
+    return false;
+}
 
 static void visit_l7(const struct endpoint *e, void *arg)
 {
@@ -1172,20 +1195,29 @@ static void visit_l7(const struct endpoint *e, void *arg)
             c->bin_refused = e;
         return;
     }
+    /* allowed_ips opened this connection's address for the endpoints that list it: any other
+     * endpoint never agreed to that traffic, so it neither allows nor audits it. */
+    if (c->private_addr && !ips_cover(e, c->private_addr)) {
+        if (!c->ip_refused || e->index < c->ip_refused->index)
+            c->ip_refused = e;
+        return;
+    }
     /* Once something allows, only an earlier allowing endpoint can change the answer. */
     if (c->allow && e->index > c->allow->index)
         return;
-    const char *why = endpoint_refusal(e, &c->q);
-    if (!why) {
+    struct refusal r = {e, NULL, NULL};
+    r.reason = endpoint_refusal(e, &c->q, &r.deny);
+    if (!r.reason) {
         c->allow = e;
     } else if (e->audit) {
-        if (!c->audit || e->index < c->audit->index) {
-            c->audit = e;
-            c->audit_reason = why;
-        }
-    } else if (!c->deny || e->index > c->deny->index) {
-        c->deny = e;
-        c->deny_reason = why;
+        if (!c->audit.e || e->index < c->audit.e->index)
+            c->audit = r;
+    } else {
+        /* Kept apart: an allow rule can fix a refusal by preset or rules, never one by a deny
+         * rule, and the answer should name one that can be fixed when there is one. */
+        struct refusal *slot = r.deny ? &c->deny_by_rule : &c->deny;
+        if (!slot->e || e->index > slot->e->index)
+            *slot = r;
     }
 }
 
@@ -1277,15 +1309,31 @@ static bool toggle_trailing_slash(const char *path, char *buf, size_t cap, const
     return true;
 }
 
+/* The answer from one refusal; rule_missing only when an allow rule could fix it. */
+static void report_refusal(const struct refusal *r, const struct l7_request *q,
+                           struct policy_l7 *out)
+{
+    out->policy_name = r->e->policy_name;
+    out->reason = r->reason;
+    if (r->deny) {
+        out->deny_rule.method = r->deny->method ? r->deny->method : "*";
+        out->deny_rule.path = r->deny->glob;
+    } else {
+        rule_missing(out->rule_missing, sizeof(out->rule_missing), q->method,
+                     q->path[0] == '/' ? q->path : "/");
+    }
+}
+
 void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
-                     const struct policy_peer *peer, const char *method, const char *path,
-                     struct policy_l7 *out)
+                     const struct policy_peer *peer, const struct sockaddr *private_addr,
+                     const char *method, const char *path, struct policy_l7 *out)
 {
     char h[HOST_MAX + 2], alt[PATH_MAX_LEN + 2];
     struct l7_ctx c;
     memset(&c, 0, sizeof(c));
     c.port = port;
     c.peer = peer;
+    c.private_addr = private_addr;
     c.q.method = method ? method : "";
     c.q.path = path ? path : "";
 
@@ -1298,29 +1346,31 @@ void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
         out->policy_name = c.allow->policy_name;
         return;
     }
-    if (c.audit) {
+    if (c.audit.e) {
         out->verdict = POLICY_AUDIT;
-        out->policy_name = c.audit->policy_name;
-        out->reason = c.audit_reason;
-    } else if (c.deny) {
-        out->verdict = POLICY_DENY;
-        out->policy_name = c.deny->policy_name;
-        out->reason = c.deny_reason;
+        report_refusal(&c.audit, &c.q, out);
+        return;
+    }
+    out->verdict = POLICY_DENY;
+    if (c.deny.e || c.deny_by_rule.e) {
+        report_refusal(c.deny.e ? &c.deny : &c.deny_by_rule, &c.q, out);
+        return;
+    }
+    /* From here on no endpoint judged the method and path, so no allow rule can help: no
+     * rule_missing. */
+    if (c.ip_refused) {
+        out->policy_name = c.ip_refused->policy_name;
+        out->reason = "connected address not in allowed_ips";
     } else if (c.bin_refused) {
-        out->verdict = POLICY_DENY;
         out->policy_name = c.bin_refused->policy_name;
         out->reason = "binary not allowed";
     } else if (!checkable) {
         /* Longer than any canonical path (relay answers 414 first): no deny rule can be
          * checked against it, so nothing may allow it. */
-        out->verdict = POLICY_DENY;
         out->reason = "path too long";
     } else {
-        out->verdict = POLICY_DENY;
         out->reason = "no endpoint matches host and port";
     }
-    rule_missing(out->rule_missing, sizeof(out->rule_missing), c.q.method,
-                 c.q.path[0] == '/' ? c.q.path : "/");
 }
 
 struct ip_ctx {
@@ -1340,12 +1390,7 @@ static void visit_ip(const struct endpoint *e, void *arg)
     if (c->allowed || e->protocol != c->protocol || !port_matches(e, c->port) ||
         !peer_matches(e, c->peer))
         return;
-    for (size_t i = 0; i < e->nips; i++) {
-        if (addr_cidr_contains(&e->ips[i], c->sa)) {
-            c->allowed = true;
-            return;
-        }
-    }
+    c->allowed = ips_cover(e, c->sa);
 }
 
 bool policy_ip_allowed(const struct policy *p, const char *host, uint16_t port,

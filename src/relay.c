@@ -16,6 +16,7 @@
 #include "airlock/creds.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/netguard.h"
 #include "airlock/path.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
@@ -573,11 +574,12 @@ int relay_start_request(struct conn *c)
     struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
                                .binary_identity_off = cfg->binary_identity_off};
     struct policy_l7 d;
-    policy_check_l7(pol, c->target.host, c->target.port, &peer, ex->method, policy_path, &d);
+    policy_check_l7(pol, c->target.host, c->target.port, &peer, netguard_private_addr(c),
+                    ex->method, policy_path, &d);
     conn_adopt_policy(c, pol, d.policy_name); /* keeps d's borrowed strings alive */
     if (d.verdict == POLICY_DENY) {
         log_request(c, "deny", "deny", 403, d.reason, LOG_SEV_MEDIUM);
-        conn_respond_denied(c, 403, "policy_denied", d.reason, d.rule_missing);
+        conn_respond_l7_denied(c, &d);
         return HTTP_HEAD_ERROR;
     }
     ex->audit = d.verdict == POLICY_AUDIT;

@@ -175,6 +175,9 @@ struct conn {
     uv_work_t peer_work;
     bool peer_work_active;
     uint64_t dial_started;
+    /* The upstream address connected to when it is not public, else ss_family AF_UNSPEC:
+     * read it with netguard_private_addr. Kept after the dial, reset by the next one. */
+    struct sockaddr_storage private_addr;
     void (*on_dialed)(struct conn *c, int status, const char *why);
     unsigned pending_shutdowns;
     bool timer_absolute; /* the deadline does not move with activity (conn_set_deadline) */
@@ -230,6 +233,9 @@ void conn_respond_error(struct conn *c, int status, const char *error, const cha
  * JSON object text, or NULL) and next_steps. */
 void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
                          const char *rule_missing);
+/* 403 policy_denied for a request refused by the L7 decision d: its reason, and either
+ * rule_missing, or deny_rule when a deny rule refused (an allow rule cannot help then). */
+void conn_respond_l7_denied(struct conn *c, const struct policy_l7 *d);
 
 /* Like conn_write with several spans: one TLS flush (one socket write) for all of them. */
 int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs);
@@ -241,7 +247,8 @@ void conn_close_upstream(struct conn *c, uv_close_cb cb);
 /* The first byte of a request head arrived: the head deadline starts. */
 void conn_head_started(struct conn *c);
 /* After a policy reload: close the connection if it is piped (upgraded or tcp) and no
- * endpoint of the new policy allows its host and port any more. */
+ * endpoint of the new policy allows its host and port any more, or its upstream address is
+ * private and no allowed_ips of the new policy open it for this connection. */
 void conn_recheck_policy(struct conn *c, struct policy *p);
 /* Connections alive in the process (all workers). */
 size_t conn_live_count(void);

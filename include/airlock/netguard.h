@@ -25,5 +25,10 @@ void netguard_dial(struct conn *c);
 /* The connection is closing: give up a lookup or a race in flight. Their callbacks still run
  * later and drop the references they hold; on_dialed is not called. */
 void netguard_cancel(struct conn *c);
+/* The address c's upstream is connected to when it is not public (the guard dialled it only
+ * because allowed_ips cover it), else NULL; borrowed from c until its next dial. Later
+ * decisions on the connection pass it to policy (policy_check_l7, policy_ip_allowed after a
+ * reload), so that only endpoints whose allowed_ips cover it count. */
+const struct sockaddr *netguard_private_addr(const struct conn *c);
 
 #endif

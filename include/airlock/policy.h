@@ -62,11 +62,19 @@ void policy_check_l4(const struct policy *p, const char *host, uint16_t port,
 /* The L7 decision for one request inside an allowed tunnel. */
 struct policy_l7 {
     enum policy_verdict verdict;
-    const char *policy_name; /* the policy that allowed (or audited / last denied) */
+    const char *policy_name; /* the policy that allowed (or audited / denied, see below) */
     const char *reason;      /* static text on DENY/AUDIT: "method not allowed by access
-                              * read-only", "matched deny rule", "no rule allows method and path" */
-    char rule_missing[512];  /* on DENY/AUDIT: the JSON of a rule that would allow it, e.g.
-                              * {"method":"POST","path":"/repos/o/r/issues"} */
+                              * read-only", "matched deny rule", "no rule allows method and path",
+                              * "connected address not in allowed_ips" */
+    char rule_missing[512];  /* on DENY/AUDIT by an endpoint's access or rules: the JSON of a
+                              * rule that would allow it there, e.g.
+                              * {"method":"POST","path":"/repos/o/r/issues"}; "" when an allow
+                              * rule cannot help (a deny rule refused, or no endpoint judged
+                              * the request: address, binary, host and port, path too long) */
+    struct {
+        const char *method; /* "*" for any */
+        const char *path;   /* the glob as written; NULL unless a deny rule refused */
+    } deny_rule;            /* the deny rule that refused (borrowed from the snapshot) */
 };
 
 /* L7: the request is allowed when some endpoint matching host and port (and peer) allows the
@@ -74,10 +82,19 @@ struct policy_l7 {
  * matches. When every matching endpoint refuses and one of them is in audit mode, AUDIT.
  * Allow rules match exactly. Deny rules fail closed: the path also with one trailing slash
  * added or removed, letters ASCII case-insensitively, and a GET deny also covers HEAD. A path
- * longer than PATH_MAX_LEN is refused. */
+ * longer than PATH_MAX_LEN is refused.
+ *
+ * private_addr: the upstream address the connection is dialled to when it is not public (the
+ * SSRF guard let it through only by allowed_ips), else NULL. Then only endpoints whose
+ * allowed_ips cover it take part: an endpoint that never listed the address allows nothing on
+ * that connection, whatever its access.
+ *
+ * A DENY names the last endpoint (in file order) that refused by its access or rules, so that
+ * rule_missing added to it would allow the request; only when every refusal is by a deny rule
+ * does it name the last of those, with deny_rule set and no rule_missing. */
 void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
-                     const struct policy_peer *peer, const char *method, const char *path,
-                     struct policy_l7 *out);
+                     const struct policy_peer *peer, const struct sockaddr *private_addr,
+                     const char *method, const char *path, struct policy_l7 *out);
 
 /* SSRF: true when sa lies in an allowed_ips block of an endpoint that takes part in this
  * peer's L4 decision for host:port: it matches host, port and peer (binaries), and has the

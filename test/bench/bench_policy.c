@@ -77,7 +77,7 @@ int main(void)
     t0 = now();
     for (int i = 0; i < N; i++) {
         struct policy_l7 d;
-        policy_check_l7(p, hosts[i % 1000], 443, &peer, "POST", "/v1/abc/x", &d);
+        policy_check_l7(p, hosts[i % 1000], 443, &peer, NULL, "POST", "/v1/abc/x", &d);
         allowed += d.verdict == POLICY_ALLOW;
     }
     double l7 = (now() - t0) / N;

@@ -3,6 +3,7 @@
 rules with the deny body, canonical paths, audit mode, the SSRF guard, protocol tcp endpoints,
 binary identity, hot reload under traffic, and `airlock check` error paths."""
 
+import json
 import os
 import shutil
 import signal
@@ -10,8 +11,9 @@ import socket
 import subprocess
 import time
 
-from harness import (LOOPBACK4, WS_TEXT, Skip, WebSocketClient, check, check_eq,
-                     connect_tunnel_resp, open_tunnel, read_response, ws_upgrade_request)
+from harness import (LOOPBACK4, WS_TEXT, Skip, WebSocketClient, build_request, check, check_eq,
+                     connect_tunnel_resp, forward_client, open_tunnel, read_response,
+                     ws_upgrade_request)
 from support import (TcpEchoServer, check_deny, ep, loopback_ep, policy_doc, recv_exact,
                      recv_to_eof, reload, run_cli, start_airlock, tcp_echo_server, wait_log,
                      write_json)
@@ -112,6 +114,17 @@ def test_deny_rule_wins_over_full_access_and_covers_bare_prefix(env):
     c = open_tunnel(al, LOOPBACK4, up.port)
     _allowed(c, "DELETE", "/administrator")
     _allowed(c, "POST", "/public/admin")
+
+
+def test_deny_rule_refusal_names_the_rule_instead_of_rule_missing(env):
+    # Deny wins over every allow rule: suggesting one would send the operator the wrong way.
+    up, al = _one_endpoint(env, "full_but_admin", access="full",
+                           deny_rules=[{"method": "*", "path": "/admin/**"}])
+    j = _denied(open_tunnel(al, LOOPBACK4, up.port), up, "DELETE", "/Admin/x")
+    check_eq(j.get("detail"), "matched deny rule", "detail")
+    check("rule_missing" not in j, "rule_missing offered for a deny-rule refusal: %r" % j)
+    check_eq(j.get("deny_rule"), {"method": "*", "path": "/admin/**"}, "deny_rule")
+    check("deny rule" in j.get("next_steps", ""), "next_steps: %r" % j.get("next_steps"))
 
 
 def test_denied_head_request_gets_the_head_only(env):
@@ -273,6 +286,37 @@ def test_allowed_ips_of_another_binarys_endpoint_do_not_open_the_address(env):
     check_deny(resp, "ssrf_denied")
     time.sleep(0.3)
     check_eq(up.accepts, 0, "connections made to the loopback upstream")
+
+
+def test_l7_on_an_allowed_ips_address_counts_only_endpoints_listing_it(env):
+    # Only "reader" lists loopback, so only its read-only access may judge requests on a
+    # tunnel dialled to 127.0.0.1; "writer" (full, no allowed_ips) never agreed to that traffic.
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({
+        "reader": [loopback_ep(LOOPBACK4, up.port, access="read-only")],
+        "writer": [ep(LOOPBACK4, up.port, access="full")],
+    }))
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "GET", "/x")
+    j = _denied(c, up, "POST", "/x")
+    check_eq(j.get("policy"), "reader", "policy")
+    check_eq(j.get("detail"), "method not allowed by access read-only", "detail")
+    check_eq(j.get("rule_missing"), {"method": "POST", "path": "/x"}, "rule_missing")
+
+
+def test_forward_proxy_to_an_allowed_ips_address_counts_only_endpoints_listing_it(env):
+    # The forward proxy dials before its first L7 decision: the same rule holds there.
+    up = env.upstream(tls=False)
+    al = start_airlock(env, policy_doc({
+        "reader": [loopback_ep(LOOPBACK4, up.port, access="read-only")],
+        "writer": [ep(LOOPBACK4, up.port, access="full")],
+    }))
+    c = forward_client(al)
+    auth = "%s:%d" % (LOOPBACK4, up.port)
+    c.send(build_request("POST", "http://%s/x" % auth, [("Host", auth)], body=b"p"))
+    j = check_deny(read_response(c.reader), "policy_denied")
+    check_eq(j.get("policy"), "reader", "policy")
+    check_eq(len(up.requests), 0, "requests that reached the upstream")
 
 
 def _check_refuses(env, endpoints, want_path):
@@ -458,6 +502,53 @@ def test_reload_removing_endpoint_closes_websocket(env):
     closed, _ = ws.reader.wait_eof(2.0)
     check(closed, "WebSocket still open 2 s after a reload that removed its endpoint")
     check(al.alive(), "airlock exited after the reload")
+
+
+def _closed_by_reload(al, reader, why):
+    closed, _ = reader.wait_eof(2.0)
+    check(closed, "pipe still open 2 s after a reload that %s" % why)
+    check(wait_log(al, lambda l: "allowed_ips no longer cover" in json.dumps(l)),
+          "no log line says why the pipe closed:\n" + al.log_text()[-3000:])
+    check(al.alive(), "airlock exited after the reload")
+
+
+def test_reload_dropping_allowed_ips_closes_websocket_to_loopback(env):
+    # The new policy still allows the host and port, but no longer the loopback address the
+    # WebSocket was dialled to: the SSRF guard would refuse it now, so the pipe must go.
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({"ws": [loopback_ep(LOOPBACK4, up.port, access="full")]}))
+    ws = _open_ws(al, up.port)
+    reload(al, policy_doc({"ws": [ep(LOOPBACK4, up.port, access="full")]}), settle=0)
+    _closed_by_reload(al, ws.reader, "dropped its allowed_ips")
+
+
+def test_reload_dropping_allowed_ips_closes_tcp_pipe_to_loopback(env):
+    srv, al, sock = _tcp_tunnel(env)
+    sock.sendall(b"ping")
+    check_eq(recv_exact(sock, 4), b"ping", "echo before the reload")
+    reload(al, policy_doc({"raw": [ep(LOOPBACK4, srv.port, protocol="tcp")]}), settle=0)
+    sock.settimeout(2.0)
+    try:
+        recv_to_eof(sock)
+        closed = True
+    except socket.timeout:
+        closed = False
+    except ConnectionError:
+        closed = True
+    check(closed, "tcp pipe still open 2 s after a reload that dropped allowed_ips")
+    check(wait_log(al, lambda l: "allowed_ips no longer cover" in json.dumps(l)),
+          "no log line says why the pipe closed:\n" + al.log_text()[-3000:])
+
+
+def test_reload_dropping_allowed_ips_refuses_next_request_on_http_tunnel(env):
+    up = env.upstream()
+    al = start_airlock(env, policy_doc({"lo": [loopback_ep(LOOPBACK4, up.port, access="full")]}))
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    _allowed(c, "GET", "/before")
+    reload(al, policy_doc({"lo": [ep(LOOPBACK4, up.port, access="full")]}))
+    j = _denied(c, up, "GET", "/after")
+    check_eq(j.get("detail"), "connected address not in allowed_ips", "detail")
+    check("rule_missing" not in j, "rule_missing offered for an address refusal: %r" % j)
 
 
 # ----- airlock check ---------------------------------------------------------------------------

@@ -153,17 +153,53 @@ static void check_l7_text(const struct policy_l7 *o)
     CHECK(n < sizeof(o->rule_missing));
     if (o->verdict == POLICY_ALLOW) {
         CHECK(n == 0 && o->reason == NULL && o->policy_name != NULL);
+        CHECK(o->deny_rule.path == NULL);
         return;
     }
     CHECK(o->reason != NULL);
+    if (o->deny_rule.path) {
+        /* a deny rule refused: no allow rule can help, so none is suggested */
+        CHECK(n == 0 && o->deny_rule.method && o->deny_rule.path[0] == '/');
+        CHECK(strcmp(o->reason, "matched deny rule") == 0);
+        return;
+    }
+    /* a rule is suggested exactly when an endpoint refused by its access or rules */
+    bool fixable = strncmp(o->reason, "method not allowed by access", 28) == 0 ||
+                   strcmp(o->reason, "no rule allows method and path") == 0;
+    CHECK(fixable == (n > 0));
+    if (!fixable)
+        return;
     /* the suggested rule is JSON an operator can paste: an object with method and path */
-    CHECK(n > 0);
     cJSON *rule = cJSON_Parse(o->rule_missing);
     CHECK(rule != NULL);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(rule, "method");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(rule, "path");
     CHECK(cJSON_IsString(m) && cJSON_IsString(p) && p->valuestring[0] == '/');
     cJSON_Delete(rule);
+}
+
+/* The same request on a connection dialled to a private address: only endpoints whose
+ * allowed_ips cover it count, so it never gets further than without one (o7), and it goes
+ * through only where the SSRF guard would have opened the address for a rest tunnel. */
+static void decide_private(const struct policy *pol, const char *host, uint16_t port,
+                           const struct policy_peer *peer, const char *method, const char *path,
+                           const struct policy_l4 *o4, const struct policy_l7 *o7)
+{
+    static const char *const v4[] = {"127.0.0.1", "10.1.2.3"};
+    for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+        CHECK(inet_pton(AF_INET, v4[i], &sin.sin_addr) == 1);
+        const struct sockaddr *sa = (const struct sockaddr *)&sin;
+        struct policy_l7 o;
+        policy_check_l7(pol, host, port, peer, sa, method, path, &o);
+        check_l7_text(&o);
+        if (o.verdict == POLICY_ALLOW)
+            CHECK(o7->verdict == POLICY_ALLOW);
+        if (o.verdict == POLICY_AUDIT)
+            CHECK(o7->verdict != POLICY_DENY);
+        if (o.verdict != POLICY_DENY && o4->protocol == POLICY_REST)
+            CHECK(policy_ip_allowed(pol, host, port, peer, sa));
+    }
 }
 
 static void decide(const struct policy *pol, const char *host, uint16_t port,
@@ -182,13 +218,14 @@ static void decide(const struct policy *pol, const char *host, uint16_t port,
 
     for (size_t i = 0; i < pr->npaths; i++) {
         for (size_t j = 0; j < pr->nmethods; j++) {
-            policy_check_l7(pol, host, port, peer, pr->methods[j], pr->paths[i], &o7);
+            policy_check_l7(pol, host, port, peer, NULL, pr->methods[j], pr->paths[i], &o7);
             CHECK(o7.verdict == POLICY_ALLOW || o7.verdict == POLICY_DENY ||
                   o7.verdict == POLICY_AUDIT);
             check_l7_text(&o7);
             /* a request is never allowed (or audited) inside a tunnel L4 would refuse */
             if (o7.verdict != POLICY_DENY)
                 CHECK(o4.verdict == POLICY_ALLOW);
+            decide_private(pol, host, port, peer, pr->methods[j], pr->paths[i], &o4, &o7);
         }
     }
 }
@@ -257,7 +294,7 @@ static void exercise(const struct policy *pol, const char *json)
     /* a NULL peer and NULL method or path must not crash */
     policy_check_l4(pol, pr->hosts[0], pr->ports[0], NULL, &(struct policy_l4){0});
     struct policy_l7 o7;
-    policy_check_l7(pol, pr->hosts[0], pr->ports[0], &anyone, NULL, NULL, &o7);
+    policy_check_l7(pol, pr->hosts[0], pr->ports[0], &anyone, NULL, NULL, NULL, &o7);
     check_l7_text(&o7);
     free(pr);
 }

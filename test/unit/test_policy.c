@@ -55,7 +55,7 @@ static enum policy_verdict l7(const struct policy *p, const char *host, uint16_t
     struct policy_l7 tmp;
     if (!out)
         out = &tmp;
-    policy_check_l7(p, host, port, &anyone, method, path, out);
+    policy_check_l7(p, host, port, &anyone, NULL, method, path, out);
     return out->verdict;
 }
 
@@ -118,6 +118,8 @@ static void test_design_example(void)
     CHECK_STR(o7.rule_missing, "{\"method\":\"POST\",\"path\":\"/repos/o/r/pulls\"}");
     CHECK_EQ(l7(p, "api.github.com", 443, "GET", "/admin", &o7), POLICY_DENY);
     CHECK_STR(o7.reason, "matched deny rule");
+    CHECK_STR(o7.rule_missing, "");
+    CHECK(o7.deny_rule.path != NULL);
     CHECK_EQ(l7(p, "api.github.com", 443, "GET", "/admin/users", NULL), POLICY_DENY);
     CHECK_EQ(l7(p, "api.github.com", 443, "GET", "/administrator", NULL), POLICY_ALLOW);
     CHECK_EQ(l7(p, "wss-primary.slack.com", 443, "DELETE", "/x", NULL), POLICY_ALLOW);
@@ -642,6 +644,144 @@ static void test_allowed_ips_follow_l4(void)
     policy_unref(p);
 }
 
+/* L7 on a connection dialled to a private address: only endpoints whose allowed_ips cover it
+ * take part, so a broader endpoint for the same host that never listed the address allows
+ * (or audits) nothing there. */
+static const char *const python[] = {"/usr/bin/python3", NULL};
+static const struct policy_peer stranger = {python, false};
+
+static enum policy_verdict l7_via(const struct policy *p, const char *host, const char *ip,
+                                  const char *method, struct policy_l7 *out)
+{
+    struct sockaddr_storage ss = sa_of(ip);
+    policy_check_l7(p, host, 443, &stranger, (const struct sockaddr *)&ss, method, "/x", out);
+    return out->verdict;
+}
+
+static void test_l7_private_addr_needs_covering_endpoint(void)
+{
+    struct policy *p = load(
+        "{'version':1,'network_policies':{"
+        "'reader':{'endpoints':[{'host':'svc.example.com','port':443,'access':'read-only',"
+        "  'allowed_ips':['127.0.0.0/8']}]},"
+        "'writer':{'endpoints':[{'host':'svc.example.com','port':443,'access':'full'},"
+        "  {'host':'aud.example.com','port':443,'access':'read-only',"
+        "   'allowed_ips':['10.0.0.0/8']},"
+        "  {'host':'aud.example.com','port':443,'access':'read-only','enforcement':'audit'}]},"
+        "'tools':{'binaries':['/opt/not-here/tool'],'endpoints':["
+        "  {'host':'svc.example.com','port':443,'access':'full','allowed_ips':['10.0.0.0/8']}]}"
+        "}}");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    struct policy_l7 o;
+
+    /* a public address: every endpoint counts, and writer allows the POST */
+    CHECK_EQ(l7(p, "svc.example.com", 443, "POST", "/x", &o), POLICY_ALLOW);
+    CHECK_STR(o.policy_name, "writer");
+
+    /* 127.0.0.1 was opened by reader alone: its read-only access decides */
+    CHECK_EQ(l7_via(p, "svc.example.com", "127.0.0.1", "GET", &o), POLICY_ALLOW);
+    CHECK_STR(o.policy_name, "reader");
+    CHECK_EQ(l7_via(p, "svc.example.com", "127.0.0.1", "POST", &o), POLICY_DENY);
+    CHECK_STR(o.policy_name, "reader");
+    CHECK_STR(o.reason, "method not allowed by access read-only");
+    CHECK_STR(o.rule_missing, "{\"method\":\"POST\",\"path\":\"/x\"}");
+    CHECK_EQ(l7_via(p, "svc.example.com", "::ffff:127.0.0.1", "DELETE", &o), POLICY_DENY);
+    CHECK_EQ(l7_via(p, "svc.example.com", "::1", "GET", &o), POLICY_DENY);
+
+    /* no endpoint of this peer covers the address (tools does, for another binary: with
+     * identity checking off it matches anyone) */
+    CHECK_EQ(l7_via(p, "svc.example.com", "10.1.2.3", "GET", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "connected address not in allowed_ips");
+    CHECK_STR(o.policy_name, "reader");
+    CHECK_STR(o.rule_missing, "");
+    CHECK(o.deny_rule.path == NULL);
+    struct sockaddr_storage ss = sa_of("10.1.2.3");
+    policy_check_l7(p, "svc.example.com", 443, &anyone, (const struct sockaddr *)&ss, "DELETE",
+                    "/x", &o);
+    CHECK_EQ(o.verdict, POLICY_ALLOW);
+    CHECK_STR(o.policy_name, "tools");
+
+    /* an audit endpoint that never listed the address does not audit what it refuses there */
+    CHECK_EQ(l7(p, "aud.example.com", 443, "POST", "/x", &o), POLICY_AUDIT);
+    CHECK_EQ(l7_via(p, "aud.example.com", "10.9.9.9", "POST", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "method not allowed by access read-only");
+    CHECK_EQ(l7_via(p, "aud.example.com", "10.9.9.9", "GET", &o), POLICY_ALLOW);
+    policy_unref(p);
+}
+
+/* A refusal by a deny rule names that rule and suggests no allow rule (deny wins over them);
+ * when another endpoint refuses by its access or rules, that one is named, with rule_missing,
+ * because an allow rule added to it would let the request through. */
+static void test_deny_rule_refusal_names_the_rule(void)
+{
+    struct policy *p = load(
+        "{'version':1,'network_policies':{"
+        "'guard':{'endpoints':[{'host':'g.example.com','port':443,'access':'full',"
+        "  'deny_rules':[{'method':'*','path':'/admin/**'},{'method':'GET','path':'/secret'}]},"
+        "  {'host':'mixed.example.com','port':443,'access':'full',"
+        "   'deny_rules':[{'method':'DELETE','path':'/admin/**'}]},"
+        "  {'host':'both.example.com','port':443,'access':'full',"
+        "   'deny_rules':[{'method':'*','path':'/a/**'}]},"
+        "  {'host':'watch.example.com','port':443,'access':'full','enforcement':'audit',"
+        "   'deny_rules':[{'method':'*','path':'/x'}]}]},"
+        "'reader':{'endpoints':[{'host':'mixed.example.com','port':443,'access':'read-only'},"
+        "  {'host':'flip.example.com','port':443,'access':'read-only'}]},"
+        "'last':{'endpoints':[{'host':'both.example.com','port':443,'access':'full',"
+        "   'deny_rules':[{'method':'DELETE','path':'/a/b'}]},"
+        "  {'host':'flip.example.com','port':443,'access':'full',"
+        "   'deny_rules':[{'method':'DELETE','path':'/admin/**'}]}]}"
+        "}}");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    struct policy_l7 o;
+
+    CHECK_EQ(l7(p, "g.example.com", 443, "DELETE", "/admin/users", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "matched deny rule");
+    CHECK_STR(o.policy_name, "guard");
+    CHECK_STR(o.rule_missing, "");
+    CHECK_STR(o.deny_rule.method, "*");
+    CHECK_STR(o.deny_rule.path, "/admin/**");
+    CHECK_EQ(l7(p, "g.example.com", 443, "HEAD", "/Secret/", &o), POLICY_DENY);
+    CHECK_STR(o.deny_rule.method, "GET");
+    CHECK_STR(o.deny_rule.path, "/secret");
+    CHECK_STR(o.rule_missing, "");
+
+    /* guard refuses by a deny rule, reader (later in the file) by its access: reader can be
+     * fixed with an allow rule, guard never */
+    CHECK_EQ(l7(p, "mixed.example.com", 443, "DELETE", "/admin/x", &o), POLICY_DENY);
+    CHECK_STR(o.policy_name, "reader");
+    CHECK_STR(o.reason, "method not allowed by access read-only");
+    CHECK_STR(o.rule_missing, "{\"method\":\"DELETE\",\"path\":\"/admin/x\"}");
+    CHECK(o.deny_rule.path == NULL);
+    /* the same when the deny rule's endpoint comes last in the file */
+    CHECK_EQ(l7(p, "flip.example.com", 443, "DELETE", "/admin/x", &o), POLICY_DENY);
+    CHECK_STR(o.policy_name, "reader");
+    CHECK_STR(o.rule_missing, "{\"method\":\"DELETE\",\"path\":\"/admin/x\"}");
+
+    /* every refusal is a deny rule: the last one is named */
+    CHECK_EQ(l7(p, "both.example.com", 443, "DELETE", "/a/b", &o), POLICY_DENY);
+    CHECK_STR(o.policy_name, "last");
+    CHECK_STR(o.deny_rule.method, "DELETE");
+    CHECK_STR(o.deny_rule.path, "/a/b");
+    CHECK_STR(o.rule_missing, "");
+    CHECK_EQ(l7(p, "both.example.com", 443, "GET", "/a/b", &o), POLICY_ALLOW);
+
+    /* audit reports its deny rule the same way */
+    CHECK_EQ(l7(p, "watch.example.com", 443, "GET", "/x", &o), POLICY_AUDIT);
+    CHECK_STR(o.deny_rule.path, "/x");
+    CHECK_STR(o.rule_missing, "");
+
+    /* no endpoint judged the request (after a reload, say): no rule to suggest either */
+    CHECK_EQ(l7(p, "nowhere.example.com", 443, "GET", "/x", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "no endpoint matches host and port");
+    CHECK_STR(o.rule_missing, "");
+    CHECK(o.deny_rule.path == NULL);
+    policy_unref(p);
+}
+
 /* ---- binaries ---- */
 
 static void test_binaries(void)
@@ -720,7 +860,7 @@ static void test_binaries(void)
             struct policy_l4 o4;
             struct policy_l7 o7;
             policy_check_l4(p, cases[i].host, 443, &peer, &o4);
-            policy_check_l7(p, cases[i].host, 443, &peer, "GET", "/", &o7);
+            policy_check_l7(p, cases[i].host, 443, &peer, NULL, "GET", "/", &o7);
             if (o4.verdict != cases[i].want)
                 fprintf(stderr, "binary case %zu\n", i);
             CHECK_EQ(o4.verdict, cases[i].want);
@@ -1309,6 +1449,8 @@ int main(void)
     RUN(test_tcp);
     RUN(test_allowed_ips);
     RUN(test_allowed_ips_follow_l4);
+    RUN(test_l7_private_addr_needs_covering_endpoint);
+    RUN(test_deny_rule_refusal_names_the_rule);
     RUN(test_binaries);
     RUN(test_rule_missing);
     RUN(test_load_errors);
