@@ -15,6 +15,7 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/peer.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
@@ -84,9 +85,18 @@ void conn_log(struct conn *c, struct log_event *ev)
     }
     if (!ev->policy)
         ev->policy = c->policy_name;
-    if (!ev->process && c->exe_paths)
-        ev->process = c->exe_paths[0];
+    if (!ev->process && c->peer)
+        ev->process = c->peer->procs[0].exes[0];
     log_event(ev);
+}
+
+void conn_policy_peer(const struct conn *c, struct policy_peer *out)
+{
+    static_assert(POLICY_PEER_MAX >= PEER_MAX_HOLDERS, "every holder reaches the policy");
+    memset(out, 0, sizeof(*out));
+    out->binary_identity_off = c->w->server->cfg->binary_identity_off;
+    for (size_t i = 0; c->peer && i < c->peer->n; i++)
+        out->procs[out->nprocs++] = (const char *const *)c->peer->procs[i].exes;
 }
 
 /* ---- lifetime ---------------------------------------------------------------------------- */
@@ -100,11 +110,8 @@ static void conn_free(struct conn *c)
         tls_free(c->sides[i].tls);
         free(c->sides[i].stash);
     }
-    if (c->exe_paths) {
-        for (char **p = c->exe_paths; *p; p++)
-            free(*p);
-        free(c->exe_paths);
-    }
+    peer_info_free(c->peer);
+    free(c->peer);
     if (c->policy)
         policy_unref(c->policy);
     if (c->creds)
@@ -976,8 +983,8 @@ void conn_recheck_policy(struct conn *c, struct policy *p)
 {
     if (c->state != CONN_S_PIPE || (c->flags & CONN_F_CLOSING))
         return;
-    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
-                               .binary_identity_off = c->w->server->cfg->binary_identity_off};
+    struct policy_peer peer;
+    conn_policy_peer(c, &peer);
     struct policy_l4 d;
     policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
     if (d.verdict == POLICY_ALLOW)

@@ -22,6 +22,7 @@ struct worker;
 struct tls;
 struct creds;
 struct creds_provider;
+struct peer_info;
 
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
  * they start again (STYLE.md §5). */
@@ -142,7 +143,7 @@ struct conn {
     const char *policy_name; /* static within the snapshot we hold */
     struct policy *policy;   /* the snapshot of the current decision, a reference */
     struct creds *creds;     /* the providers snapshot of the current request, or NULL */
-    char **exe_paths;        /* peer executables (NULL-terminated) or NULL */
+    struct peer_info *peer;  /* the processes holding the client's socket, or NULL */
     bool peer_known;
     struct http_parser req_parser, resp_parser;
     bool req_parser_init, resp_parser_init;
@@ -219,6 +220,9 @@ void conn_head_started(struct conn *c);
 void conn_recheck_policy(struct conn *c, struct policy *p);
 /* Connections alive in the process (all workers). */
 size_t conn_live_count(void);
+
+/* Who the client is, as the policy asks (borrows from c until the peer changes). */
+void conn_policy_peer(const struct conn *c, struct policy_peer *out);
 
 /* Log one event about this connection (fills the source and destination). */
 struct log_event;
