@@ -383,6 +383,33 @@ int conn_write(struct conn *c, enum side_id id, const char *p, size_t len)
     return conn_writev(c, id, &b, 1);
 }
 
+/* Our TLS towards a side ends with close_notify, unless what we relay to it ended without one:
+ * then the FIN alone passes the upstream's (or client's) unauthenticated end on as it came, and
+ * the log says so. false when the connection closed meanwhile. */
+static bool end_tls_towards(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if (!s->tls || !tls_handshake_done(s->tls))
+        return true;
+    if (s->flags & SIDE_F_BARE_END) {
+        struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                               .activity = "CLOSE",
+                               .action = "allow",
+                               .severity = LOG_SEV_LOW,
+                               .reason = id == SIDE_CLIENT
+                                             ? "upstream closed without TLS close_notify: "
+                                               "passed on to the client as a FIN alone "
+                                               "(possibly truncated)"
+                                             : "client closed without TLS close_notify: "
+                                               "passed on to the upstream as a FIN alone",
+                               .overflow = -1};
+        conn_log(c, &ev);
+        return true;
+    }
+    tls_close_notify(s->tls);
+    return conn_flush_tls(c, id) == 0;
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
@@ -402,11 +429,8 @@ void conn_shutdown_side(struct conn *c, enum side_id id)
     if ((c->flags & CONN_F_CLOSING) || (s->flags & SIDE_F_SHUT) || !(s->flags & SIDE_F_CONNECTED))
         return;
     s->flags |= SIDE_F_SHUT;
-    if (s->tls && tls_handshake_done(s->tls)) {
-        tls_close_notify(s->tls);
-        if (conn_flush_tls(c, id) < 0)
-            return;
-    }
+    if (!end_tls_towards(c, id))
+        return;
     s->shutdown_req.data = c;
     /* libuv sends the FIN once every queued write is done. */
     if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) == 0) {
@@ -515,6 +539,18 @@ static void side_process_stash(struct conn *c, enum side_id id)
     }
 }
 
+/* A bare FIN ends what we relay from that side: in a pipe, the other direction; in HTTP, a
+ * response being streamed (one delimited by the close, or cut short). Its end reaches the other
+ * side as bare as it came, whoever sends it. */
+static void pass_on_bare_eof(struct conn *c, enum side_id id)
+{
+    if (!(c->sides[id].flags & SIDE_F_BARE_EOF))
+        return;
+    if (c->state == CONN_S_PIPE ||
+        (c->state == CONN_S_HTTP && id == SIDE_UPSTREAM && c->ex.active && c->ex.resp_head_sent))
+        c->sides[other(id)].flags |= SIDE_F_BARE_END;
+}
+
 static void side_on_eof(struct conn *c, enum side_id id, const char *why)
 {
     struct side *s = &c->sides[id];
@@ -522,6 +558,7 @@ static void side_on_eof(struct conn *c, enum side_id id, const char *why)
         return;
     s->flags |= SIDE_F_EOF;
     conn_update_reading(c, id);
+    pass_on_bare_eof(c, id);
     switch (c->state) {
     case CONN_S_HTTP:
         relay_on_eof(c, id);
@@ -668,6 +705,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         if (nread == UV_EOF) {
+            /* A TLS peer's clean end is its close_notify (TLS_EOF, which stops our reads). */
+            if (s->tls && tls_handshake_done(s->tls) && !(s->flags & SIDE_F_EOF))
+                s->flags |= SIDE_F_BARE_EOF;
             side_on_eof(c, id, id == SIDE_CLIENT ? "client closed" : "upstream closed");
         } else {
             conn_close(c, id == SIDE_CLIENT ? "client read error" : "upstream read error");
@@ -732,11 +772,8 @@ void conn_finish(struct conn *c, const char *reason)
         conn_close(c, reason);
         return;
     }
-    if (cs->tls && tls_handshake_done(cs->tls)) {
-        tls_close_notify(cs->tls);
-        if (conn_flush_tls(c, SIDE_CLIENT) < 0)
-            return;
-    }
+    if (!end_tls_towards(c, SIDE_CLIENT))
+        return;
     cs->flags |= SIDE_F_SHUT;
     cs->shutdown_req.data = c;
     if (uv_shutdown(&cs->shutdown_req, (uv_stream_t *)&cs->tcp, on_linger_shutdown) == 0) {

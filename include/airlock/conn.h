@@ -74,6 +74,12 @@ enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
 #define SIDE_F_SHUT      0x40  /* we sent our close_notify and FIN */
 #define SIDE_F_KICK      0x80  /* queued to resume on the next loop turn */
 #define SIDE_F_DIRTY     0x100 /* TLS output waits for the end of the read (corked) */
+/* The peer ended its TLS with a TCP FIN and no close_notify: an end that anyone on the path can
+ * forge, so what it ends may be truncated. */
+#define SIDE_F_BARE_EOF 0x200
+/* What we relay to this side ended that way: our TLS towards it ends with a FIN alone too, so
+ * that the truncation shows (RFC 8446 §6.1). */
+#define SIDE_F_BARE_END 0x400
 
 struct side {
     uv_tcp_t tcp;
@@ -168,7 +174,8 @@ void conn_accept(struct worker *w, uv_stream_t *listener);
 /* The one close path: idempotent; stops reads, closes every handle, frees on the last
  * close callback. reason is static text for the log. */
 void conn_close(struct conn *c, const char *reason);
-/* Flush what is queued to the client, send close_notify and FIN, then close. */
+/* Flush what is queued to the client, send close_notify (unless SIDE_F_BARE_END) and FIN, then
+ * close. */
 void conn_finish(struct conn *c, const char *reason);
 
 /* Hold a reference while an async request (DNS, connect, work) is in flight. */
@@ -190,7 +197,8 @@ void conn_update_reading(struct conn *c, enum side_id id);
 void conn_release(struct conn *c, enum side_id id);
 /* The worker's idle callback for deferred releases. */
 void conn_on_kick(uv_idle_t *idle);
-/* Half-close towards a side: close_notify (TLS) and FIN after queued writes. */
+/* Half-close towards a side: close_notify (TLS) and FIN after queued writes, or the FIN alone
+ * when what it was sent ended without close_notify (SIDE_F_BARE_END). */
 void conn_shutdown_side(struct conn *c, enum side_id id);
 
 /* Arm the connection's single timer: fire after timeout_ms without activity. status is what
