@@ -373,8 +373,17 @@ static int runs_as(int proc_fd, const char *name, uid_t uid)
 struct search {
     char want[48]; /* "socket:[INODE]", as readlink shows an fd on it */
     size_t wlen;
-    size_t budget; /* fd entries left to read */
+    size_t budget; /* fd entries and processes left to look at */
 };
+
+/* Charge one unit of work: false once the budget is spent. */
+static bool spend(struct search *s)
+{
+    if (s->budget == 0)
+        return false;
+    s->budget--;
+    return true;
+}
 
 /* Whether the fd table listed at dirfd/path links to the socket. 1, 0, or -errno (-E2BIG when
  * the budget runs out). */
@@ -397,11 +406,10 @@ static int table_holds(int dirfd, const char *path, struct search *s)
     while (rc == 0 && (de = readdir(fds)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        if (s->budget == 0) {
+        if (!spend(s)) {
             rc = -E2BIG;
             break;
         }
-        s->budget--;
         ssize_t n = readlinkat(fd, de->d_name, link, sizeof(link));
         if (n == (ssize_t)s->wlen && memcmp(link, s->want, s->wlen) == 0)
             rc = 1;
@@ -491,6 +499,10 @@ static int find_holders(unsigned long inode, uid_t uid, const struct peer_limits
         pid_t pid = (pid_t)strtol(de->d_name, NULL, 10), tid = 0;
         if (pid == lim->skip_pid)
             continue;
+        if (!spend(&s)) {
+            rc = -E2BIG;
+            break;
+        }
         rc = runs_as(dirfd(proc), de->d_name, uid);
         if (rc == 1)
             rc = process_holds(dirfd(proc), de->d_name, &s, &tid);

@@ -18,8 +18,9 @@
 #define PEER_MAX_EXES    16 /* per holder: the process itself, then its ancestors */
 #define PEER_MAX_HOLDERS 16 /* processes sharing one socket; more is not an answer */
 
-/* The default bound on the fd entries one lookup reads, over every process it searches: an fd
- * costs 3 to 7 us to read, so a lookup holds a pool thread for at most a few hundred ms. */
+/* The default bound on one lookup's work: the processes it looks at plus the fd entries it
+ * reads. An fd costs 3 to 7 us to read, so a lookup holds a pool thread for at most a few
+ * hundred ms. */
 #define PEER_FD_BUDGET (64 * 1024)
 
 struct peer_process {
@@ -37,7 +38,8 @@ struct peer_info {
 };
 
 struct peer_limits {
-    size_t fd_budget; /* fd entries read at most before giving up with -E2BIG */
+    size_t fd_budget; /* processes looked at plus fd entries read, at most, before giving up
+                       * with -E2BIG */
     pid_t skip_pid;   /* a process never searched (the caller's own: it is not its own client;
                        * 0 for none) */
     bool proc_net;    /* find the socket through /proc/net/tcp{,6} only (tests the fallback) */

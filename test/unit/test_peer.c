@@ -6,6 +6,7 @@
 #include "airlock/peer.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -126,6 +127,21 @@ static void check_only_self(const struct peer_info *info)
     }
 }
 
+/* Open fds of this process (the lookup must leave none behind). */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 /* One connection within this process: the client end is ours, so the one holder is us. */
 static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily, const char *caddr,
                        const char *what)
@@ -150,6 +166,7 @@ static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily,
     CHECK(afd >= 0);
 
     /* Through netlink, then through the /proc/net tables. */
+    int fds_before = count_fds();
     for (int pass = 0; pass < 2; pass++) {
         struct peer_limits lim = {.fd_budget = PEER_FD_BUDGET, .proc_net = pass == 1};
         /* From the client's socket: its local name is the peer, its remote name is us. */
@@ -178,6 +195,7 @@ static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily,
             peer_info_free(&info);
         }
     }
+    CHECK_EQ(count_fds(), fds_before);
     if (afd >= 0)
         close(afd);
     close(cfd);
@@ -466,7 +484,7 @@ static void test_shared_socket(void)
     conn3_close(&c);
 }
 
-/* The search reads at most fd_budget fd entries, then refuses to answer. */
+/* The search looks at most at fd_budget processes and fd entries, then refuses to answer. */
 static void test_budget(void)
 {
     struct peer_limits tiny = {.fd_budget = 1};
@@ -480,6 +498,43 @@ static void test_budget(void)
     /* this process alone has more than one fd (stdio and the three sockets) */
     CHECK_EQ(identify_accepted(c.afd, &tiny, &info), -E2BIG);
     CHECK_EQ(info.n, 0);
+
+    /* Another process of our uid with 3,000 fds, none on the socket, so that every one of them
+     * is read: a budget that covers every process but not those fds refuses, the default one
+     * answers. */
+    int go[2], extra[3000];
+    size_t nextra = 0, nprocs = 0;
+    DIR *proc = opendir("/proc");
+    for (struct dirent *de; proc && (de = readdir(proc)) != NULL;)
+        nprocs += de->d_name[0] >= '0' && de->d_name[0] <= '9';
+    if (proc)
+        closedir(proc);
+    while (nextra < 3000 && (extra[nextra] = dup(c.lfd)) >= 0)
+        nextra++;
+    CHECK_EQ(pipe(go), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        char b;
+        close(c.cfd);
+        close(go[1]);
+        while (read(go[0], &b, 1) > 0)
+            ;
+        _exit(0);
+    }
+    close(go[0]);
+    for (size_t i = 0; i < nextra; i++)
+        close(extra[i]);
+    if (nextra < 3000 || child <= 0) {
+        printf("skip budget: could not open 3000 fds\n");
+    } else {
+        struct peer_limits some = {.fd_budget = nprocs + 64 + 2000};
+        CHECK_EQ(identify_accepted(c.afd, &some, &info), -E2BIG);
+        CHECK_EQ(identify_accepted(c.afd, NULL, &info), 0);
+        check_only_self(&info);
+        peer_info_free(&info);
+    }
+    if (child > 0)
+        reap_holder(child, go);
     conn3_close(&c);
 }
 
