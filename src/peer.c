@@ -311,6 +311,12 @@ static int find_socket(const struct endpoint *local, const struct endpoint *remo
     return find_socket_proc(local, remote, inode, uid);
 }
 
+/* A process or thread that exited while we looked at it: it holds nothing any more. */
+static bool gone(int rc)
+{
+    return rc == -ENOENT || rc == -ESRCH;
+}
+
 static bool is_pid_name(const char *s)
 {
     if (*s == '\0')
@@ -413,8 +419,8 @@ static int table_holds(int dirfd, const char *path, struct search *s)
         ssize_t n = readlinkat(fd, de->d_name, link, sizeof(link));
         if (n == (ssize_t)s->wlen && memcmp(link, s->want, s->wlen) == 0)
             rc = 1;
-        else if (n < 0 && errno != ENOENT) /* ENOENT: that fd was closed meanwhile */
-            rc = -errno;
+        else if (n < 0 && (errno == EACCES || errno == EPERM)) /* else the fd just closed */
+            rc = -EACCES;
     }
     closedir(fds);
     return rc;
@@ -462,7 +468,7 @@ static int process_holds(int proc_fd, const char *name, struct search *s, pid_t 
             continue;
         snprintf(path, sizeof(path), "%s/fd", de->d_name);
         rc = table_holds(fd, path, s);
-        if (rc == -ENOENT) /* the thread exited */
+        if (gone(rc)) /* the thread exited */
             rc = 0;
         else if (rc == 1)
             *tid = t;
@@ -480,7 +486,7 @@ static int process_holds(int proc_fd, const char *name, struct search *s, pid_t 
  * machine. A process of that uid that cannot be searched (we lack CAP_SYS_PTRACE over it) makes
  * the answer unknown. */
 static int find_holders(unsigned long inode, uid_t uid, const struct peer_limits *lim, pid_t *pids,
-                        pid_t *tids, size_t *n)
+                        pid_t *tids, size_t *n, pid_t *blocker)
 {
     struct search s;
     struct dirent *de;
@@ -506,12 +512,14 @@ static int find_holders(unsigned long inode, uid_t uid, const struct peer_limits
         rc = runs_as(dirfd(proc), de->d_name, uid);
         if (rc == 1)
             rc = process_holds(dirfd(proc), de->d_name, &s, &tid);
-        if (rc == -ENOENT) /* it exited while we looked */
+        if (gone(rc)) /* it exited while we looked */
             rc = 0;
         /* PID 1 that we may not inspect is the runtime's init (a container's, a sandbox
          * supervisor), protected from the processes it runs: not a client. */
         if (pid == 1 && (rc == -EACCES || rc == -EPERM))
             rc = 0;
+        if (rc < 0)
+            *blocker = pid;
         if (rc == 1) {
             rc = 0;
             if (*n == PEER_MAX_HOLDERS) {
@@ -647,14 +655,15 @@ int peer_identify(const struct sockaddr *peer_addr, const struct sockaddr *our_a
      * our accepted socket is the mirror and must not match. */
     if ((rc = find_socket(&local, &remote, lim, &out->inode, &out->uid)) != 0)
         return rc;
-    if ((rc = find_holders(out->inode, out->uid, lim, pids, tids, &n)) != 0)
+    if ((rc = find_holders(out->inode, out->uid, lim, pids, tids, &n, &out->blocker)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
         rc = read_chain(pids[i], tids[i], &out->procs[out->n]);
-        if (rc == -ENOENT) /* it exited since: it holds nothing any more */
+        if (gone(rc)) /* it exited since: it holds nothing any more */
             continue;
         if (rc != 0) {
             peer_info_free(out);
+            out->blocker = pids[i];
             return rc;
         }
         out->n++;

@@ -242,8 +242,8 @@ static void peer_after(uv_work_t *req, int status)
         }
     } else if (status == 0) {
         /* Unknown: endpoints that name binaries refuse this client. */
-        log_msg(LOG_WARN, "conn %llu: binary identity: %s", (unsigned long long)c->id,
-                peer_strerror(job->result));
+        log_msg(LOG_WARN, "conn %llu: binary identity: %s (pid %d)", (unsigned long long)c->id,
+                peer_strerror(job->result), (int)job->info.blocker);
     }
     peer_info_free(&job->info);
     free(job);

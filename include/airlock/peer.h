@@ -35,6 +35,7 @@ struct peer_info {
     uid_t uid;           /* its owner (the creator's fsuid) */
     size_t n;            /* holders, in /proc order */
     struct peer_process procs[PEER_MAX_HOLDERS];
+    pid_t blocker; /* on an error, the process it came from (0: none in particular) */
 };
 
 struct peer_limits {
@@ -47,10 +48,11 @@ struct peer_limits {
 
 /* Identify every process holding the socket whose local address is peer_addr (the client's
  * side) and remote address is our_addr. 0 with out filled (n >= 1), or a negative errno, and
- * then out is empty: -ENOENT when the socket or its holders cannot be found (e.g. another PID
- * namespace), -EACCES when a process of the socket's uid could not be searched or a holder's
- * exe not read (the set of holders is then unknown), -E2BIG when the fd budget ran out or more
- * than PEER_MAX_HOLDERS processes hold it. lim NULL: PEER_FD_BUDGET, no skipped process. */
+ * then out is empty but for blocker: -ENOENT when the socket or its holders cannot be found
+ * (e.g. another PID namespace), -EACCES when a process of the socket's uid could not be searched
+ * or a holder's exe not read (the set of holders is then unknown), -E2BIG when the budget ran
+ * out or more than PEER_MAX_HOLDERS processes hold it. lim NULL: PEER_FD_BUDGET, no skipped
+ * process. */
 int peer_identify(const struct sockaddr *peer_addr, const struct sockaddr *our_addr,
                   const struct peer_limits *lim, struct peer_info *out);
 void peer_info_free(struct peer_info *p);
