@@ -17,6 +17,7 @@
 #include "airlock/log.h"
 #include "airlock/metrics.h"
 #include "airlock/netguard.h"
+#include "airlock/peer.h"
 #include "airlock/pipe.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
@@ -94,9 +95,18 @@ void conn_log(struct conn *c, struct log_event *ev)
     }
     if (!ev->policy)
         ev->policy = c->policy_name;
-    if (!ev->process && c->exe_paths)
-        ev->process = c->exe_paths[0];
+    if (!ev->process && c->peer)
+        ev->process = c->peer->procs[0].exes[0];
     log_event(ev);
+}
+
+void conn_policy_peer(const struct conn *c, struct policy_peer *out)
+{
+    static_assert(POLICY_PEER_MAX >= PEER_MAX_HOLDERS, "every holder reaches the policy");
+    memset(out, 0, sizeof(*out));
+    out->binary_identity_off = c->w->server->cfg->binary_identity_off;
+    for (size_t i = 0; c->peer && i < c->peer->n; i++)
+        out->procs[out->nprocs++] = (const char *const *)c->peer->procs[i].exes;
 }
 
 /* ---- lifetime ---------------------------------------------------------------------------- */
@@ -109,11 +119,8 @@ static void conn_free(struct conn *c)
         tls_free(c->sides[i].tls);
         free(c->sides[i].stash);
     }
-    if (c->exe_paths) {
-        for (char **p = c->exe_paths; *p; p++)
-            free(*p);
-        free(c->exe_paths);
-    }
+    peer_info_free(c->peer);
+    free(c->peer);
     if (c->policy)
         policy_unref(c->policy);
     if (c->creds)
@@ -383,6 +390,33 @@ int conn_write(struct conn *c, enum side_id id, const char *p, size_t len)
     return conn_writev(c, id, &b, 1);
 }
 
+/* Our TLS towards a side ends with close_notify, unless what we relay to it ended without one:
+ * then the FIN alone passes the upstream's (or client's) unauthenticated end on as it came, and
+ * the log says so. false when the connection closed meanwhile. */
+static bool end_tls_towards(struct conn *c, enum side_id id)
+{
+    struct side *s = &c->sides[id];
+    if (!s->tls || !tls_handshake_done(s->tls))
+        return true;
+    if (s->flags & SIDE_F_BARE_END) {
+        struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                               .activity = "CLOSE",
+                               .action = "allow",
+                               .severity = LOG_SEV_LOW,
+                               .reason = id == SIDE_CLIENT
+                                             ? "upstream closed without TLS close_notify: "
+                                               "passed on to the client as a FIN alone "
+                                               "(possibly truncated)"
+                                             : "client closed without TLS close_notify: "
+                                               "passed on to the upstream as a FIN alone",
+                               .overflow = -1};
+        conn_log(c, &ev);
+        return true;
+    }
+    tls_close_notify(s->tls);
+    return conn_flush_tls(c, id) == 0;
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
@@ -402,11 +436,8 @@ void conn_shutdown_side(struct conn *c, enum side_id id)
     if ((c->flags & CONN_F_CLOSING) || (s->flags & SIDE_F_SHUT) || !(s->flags & SIDE_F_CONNECTED))
         return;
     s->flags |= SIDE_F_SHUT;
-    if (s->tls && tls_handshake_done(s->tls)) {
-        tls_close_notify(s->tls);
-        if (conn_flush_tls(c, id) < 0)
-            return;
-    }
+    if (!end_tls_towards(c, id))
+        return;
     s->shutdown_req.data = c;
     /* libuv sends the FIN once every queued write is done. */
     if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) == 0) {
@@ -515,6 +546,18 @@ static void side_process_stash(struct conn *c, enum side_id id)
     }
 }
 
+/* A bare FIN ends what we relay from that side: in a pipe, the other direction; in HTTP, a
+ * response being streamed (one delimited by the close, or cut short). Its end reaches the other
+ * side as bare as it came, whoever sends it. */
+static void pass_on_bare_eof(struct conn *c, enum side_id id)
+{
+    if (!(c->sides[id].flags & SIDE_F_BARE_EOF))
+        return;
+    if (c->state == CONN_S_PIPE ||
+        (c->state == CONN_S_HTTP && id == SIDE_UPSTREAM && c->ex.active && c->ex.resp_head_sent))
+        c->sides[other(id)].flags |= SIDE_F_BARE_END;
+}
+
 static void side_on_eof(struct conn *c, enum side_id id, const char *why)
 {
     struct side *s = &c->sides[id];
@@ -522,6 +565,7 @@ static void side_on_eof(struct conn *c, enum side_id id, const char *why)
         return;
     s->flags |= SIDE_F_EOF;
     conn_update_reading(c, id);
+    pass_on_bare_eof(c, id);
     switch (c->state) {
     case CONN_S_HTTP:
         relay_on_eof(c, id);
@@ -668,6 +712,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         if (nread == UV_EOF) {
+            /* A TLS peer's clean end is its close_notify (TLS_EOF, which stops our reads). */
+            if (s->tls && tls_handshake_done(s->tls) && !(s->flags & SIDE_F_EOF))
+                s->flags |= SIDE_F_BARE_EOF;
             side_on_eof(c, id, id == SIDE_CLIENT ? "client closed" : "upstream closed");
         } else {
             conn_close(c, id == SIDE_CLIENT ? "client read error" : "upstream read error");
@@ -735,11 +782,8 @@ void conn_finish(struct conn *c, const char *reason)
         conn_close(c, reason);
         return;
     }
-    if (cs->tls && tls_handshake_done(cs->tls)) {
-        tls_close_notify(cs->tls);
-        if (conn_flush_tls(c, SIDE_CLIENT) < 0)
-            return;
-    }
+    if (!end_tls_towards(c, SIDE_CLIENT))
+        return;
     cs->flags |= SIDE_F_SHUT;
     cs->shutdown_req.data = c;
     if (uv_shutdown(&cs->shutdown_req, (uv_stream_t *)&cs->tcp, on_linger_shutdown) == 0) {
@@ -1006,8 +1050,8 @@ void conn_recheck_policy(struct conn *c, struct policy *p)
 {
     if (c->state != CONN_S_PIPE || (c->flags & CONN_F_CLOSING))
         return;
-    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
-                               .binary_identity_off = c->w->server->cfg->binary_identity_off};
+    struct policy_peer peer;
+    conn_policy_peer(c, &peer);
     struct policy_l4 d;
     policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
     /* The SSRF guard's question again, on the new snapshot: an address that only allowed_ips

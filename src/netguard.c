@@ -37,8 +37,8 @@ static const char *vet(struct conn *c, const struct sockaddr *sa)
         return NULL;
     /* The same peer as the L4 decision, so that only the endpoints that allowed this
      * connection can open a private address for it. */
-    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
-                               .binary_identity_off = c->w->server->cfg->binary_identity_off};
+    struct policy_peer peer;
+    conn_policy_peer(c, &peer);
     if (policy_ip_allowed(c->policy, c->target.host, c->target.port, &peer, sa))
         return NULL;
     return addr_class_name(cls);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* peer: from a loopback TCP 4-tuple to the executables of the process holding the client end,
- * through /proc/net/tcp{,6}, /proc/PID/fd, /proc/PID/exe and /proc/PID/stat (Linux only).
- * Owns no state: every call opens, reads and closes its own files, so calls may run on any
- * number of pool threads at once. Answers are best effort against a changing /proc, and a
- * missing answer is an error (-ENOENT), never a guess. */
+/* peer: from a loopback TCP 4-tuple to the executables of every process holding the client end,
+ * through NETLINK_SOCK_DIAG (or /proc/net/tcp{,6}), /proc/PID/task/TID/fd, /proc/PID/exe and
+ * /proc/PID/stat (Linux only). Owns no state: every call opens, reads and closes its own files,
+ * so calls may run on any number of pool threads at once. Answers are best effort against a
+ * changing /proc, and a missing or partial answer is an error, never a guess. */
 #include "airlock/peer.h"
 
 #include <ctype.h>
@@ -11,12 +11,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/inet_diag.h>
+#include <linux/kcmp.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -120,13 +126,23 @@ static const char *next_token(const char **p, size_t *len)
     return *len ? start : NULL;
 }
 
+static bool parse_decimal(const char *tok, size_t len, unsigned long *out)
+{
+    char *end;
+
+    if (!isdigit((unsigned char)tok[0]))
+        return false;
+    errno = 0;
+    *out = strtoul(tok, &end, 10);
+    return errno == 0 && end == tok + len;
+}
+
 /* A row is "sl: local remote st tx:rx tr:when retrnsmt uid timeout inode ...". */
 static bool parse_row(const char *line, bool v6, struct endpoint *local, struct endpoint *remote,
-                      unsigned long *inode)
+                      unsigned long *uid, unsigned long *inode)
 {
     const char *p = line, *tok = NULL;
     size_t len = 0;
-    char *end;
 
     if (next_token(&p, &len) == NULL) /* sl */
         return false;
@@ -136,21 +152,22 @@ static bool parse_row(const char *line, bool v6, struct endpoint *local, struct 
     tok = next_token(&p, &len);
     if (tok == NULL || !parse_endpoint(tok, len, v6, remote))
         return false;
-    for (int i = 0; i < 7; i++) /* st through inode */
+    /* st, tx:rx, tr:when and retrnsmt, then the decimal uid, timeout and inode */
+    for (int i = 0; i < 7; i++) {
         if ((tok = next_token(&p, &len)) == NULL)
             return false;
-    if (!isdigit((unsigned char)tok[0]))
-        return false;
-    errno = 0;
-    *inode = strtoul(tok, &end, 10);
-    return errno == 0 && end == tok + len;
+        if ((i == 4 && !parse_decimal(tok, len, uid)) ||
+            (i == 6 && !parse_decimal(tok, len, inode)))
+            return false;
+    }
+    return true;
 }
 
 static int scan_table(const char *path, bool v6, const struct endpoint *local,
-                      const struct endpoint *remote, unsigned long *inode)
+                      const struct endpoint *remote, unsigned long *inode, uid_t *uid)
 {
     struct endpoint l, r;
-    unsigned long ino;
+    unsigned long ino, u;
     char *line = NULL;
     size_t cap = 0;
     int rc = -ENOENT;
@@ -161,9 +178,10 @@ static int scan_table(const char *path, bool v6, const struct endpoint *local,
     /* The first line is the column header, which parse_row() rejects. */
     while (getline(&line, &cap, f) != -1) {
         /* Inode 0 is a socket no process holds any more (TIME_WAIT, or orphaned). */
-        if (parse_row(line, v6, &l, &r, &ino) && ino != 0 && endpoint_eq(&l, local) &&
+        if (parse_row(line, v6, &l, &r, &u, &ino) && ino != 0 && endpoint_eq(&l, local) &&
             endpoint_eq(&r, remote)) {
             *inode = ino;
+            *uid = (uid_t)u;
             rc = 0;
             break;
         }
@@ -175,21 +193,128 @@ static int scan_table(const char *path, bool v6, const struct endpoint *local,
     return rc;
 }
 
-/* The client's socket may be either family whatever ours is (an AF_INET6 client can dial
+/* The slow way, for a kernel without inet_diag: every TCP socket of the namespace is a row.
+ * The client's socket may be either family whatever ours is (an AF_INET6 client can dial
  * ::ffff:127.0.0.1 and reach an AF_INET listener), so both tables are searched. tcp6 is absent
  * on a kernel without IPv6, which is no error. */
-static int find_inode(const struct endpoint *local, const struct endpoint *remote,
-                      unsigned long *inode)
+static int find_socket_proc(const struct endpoint *local, const struct endpoint *remote,
+                            unsigned long *inode, uid_t *uid)
 {
-    int rc4 = scan_table("/proc/net/tcp", false, local, remote, inode);
+    int rc4 = scan_table("/proc/net/tcp", false, local, remote, inode, uid);
     int rc6;
 
     if (rc4 == 0)
         return 0;
-    rc6 = scan_table("/proc/net/tcp6", true, local, remote, inode);
+    rc6 = scan_table("/proc/net/tcp6", true, local, remote, inode, uid);
     if (rc6 == 0)
         return 0;
     return rc4 != -ENOENT ? rc4 : rc6;
+}
+
+static bool is_mapped(const struct endpoint *ep)
+{
+    static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(ep->addr, prefix, sizeof(prefix)) == 0;
+}
+
+/* Fill the 4-tuple of an inet_diag request or answer in the family's layout. */
+static void diag_set_addr(__be32 *dst, const struct endpoint *ep, int family)
+{
+    if (family == AF_INET)
+        memcpy(dst, ep->addr + 12, 4);
+    else
+        memcpy(dst, ep->addr, 16);
+}
+
+/* One exact-match SOCK_DIAG_BY_FAMILY request (no dump): the kernel looks the 4-tuple up in its
+ * hash table, so the cost does not grow with the number of sockets. The answer is queued before
+ * sendto() returns (the kernel handles a netlink request in the sender's context), so the read
+ * need not block. */
+static int find_socket_diag(int family, const struct endpoint *local, const struct endpoint *remote,
+                            unsigned long *inode, uid_t *uid)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg;
+    union {
+        struct nlmsghdr nlh;
+        char bytes[8192];
+    } ans;
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    int rc = -ENOENT;
+    ssize_t n;
+
+    memset(&msg, 0, sizeof(msg));
+    msg.nlh.nlmsg_len = sizeof(msg);
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.nlh.nlmsg_seq = 1;
+    msg.req.sdiag_family = (uint8_t)family;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = ~0u;
+    /* The client's socket: its source is the peer, its destination is us. */
+    msg.req.id.idiag_sport = htons(local->port);
+    msg.req.id.idiag_dport = htons(remote->port);
+    diag_set_addr(msg.req.id.idiag_src, local, family);
+    diag_set_addr(msg.req.id.idiag_dst, remote, family);
+    msg.req.id.idiag_cookie[0] = msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return -errno;
+    if (sendto(fd, &msg, sizeof(msg), 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    n = recv(fd, &ans, sizeof(ans), MSG_DONTWAIT);
+    if (n < 0)
+        rc = -errno;
+    close(fd);
+    for (struct nlmsghdr *h = &ans.nlh; n > 0 && NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type == NLMSG_ERROR) {
+            const struct nlmsgerr *e = NLMSG_DATA(h);
+            if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(*e)) && e->error < 0)
+                rc = e->error;
+            break;
+        }
+        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+            h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+            continue;
+        const struct inet_diag_msg *m = NLMSG_DATA(h);
+        /* The lookup falls back to a listener on the requested destination: only the exact
+         * socket will do. Inode 0 is one no process holds any more (TIME_WAIT). */
+        if (m->id.idiag_sport != msg.req.id.idiag_sport ||
+            m->id.idiag_dport != msg.req.id.idiag_dport || m->idiag_inode == 0)
+            break;
+        *inode = m->idiag_inode;
+        *uid = (uid_t)m->idiag_uid;
+        rc = 0;
+        break;
+    }
+    return rc;
+}
+
+/* The client's socket inode and owner. An IPv4-mapped tuple is asked as IPv4: the kernel keeps
+ * both families' sockets in one hash, where a dual-stack socket talking to IPv4 is found by its
+ * IPv4 addresses. Any netlink failure (no inet_diag module, a seccomp filter, or a socket gone)
+ * falls back to reading the tables, which gives the same answer more slowly. */
+static int find_socket(const struct endpoint *local, const struct endpoint *remote,
+                       const struct peer_limits *lim, unsigned long *inode, uid_t *uid)
+{
+    if (!lim->proc_net) {
+        int family = is_mapped(local) && is_mapped(remote) ? AF_INET : AF_INET6;
+        if (find_socket_diag(family, local, remote, inode, uid) == 0)
+            return 0;
+    }
+    return find_socket_proc(local, remote, inode, uid);
+}
+
+/* A process or thread that exited while we looked at it: it holds nothing any more. */
+static bool gone(int rc)
+{
+    return rc == -ENOENT || rc == -ESRCH;
 }
 
 static bool is_pid_name(const char *s)
@@ -202,71 +327,224 @@ static bool is_pid_name(const char *s)
     return true;
 }
 
-/* Whether any fd of the process whose /proc directory is name links to want. */
-static bool holds_socket(int proc_fd, const char *name, const char *want, size_t wlen)
+/* Read a small /proc file at dirfd/path into buf (NUL-terminated). 0 or -errno. */
+static int read_small(int dirfd, const char *path, char *buf, size_t cap)
 {
-    char path[300], link[64]; /* a d_name is at most 255 bytes */
-    struct dirent *de;
-    bool found = false;
-    DIR *fds;
-    int fd;
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
 
-    snprintf(path, sizeof(path), "%s/fd", name);
-    fd = openat(proc_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return false;
-    fds = fdopendir(fd);
-    if (fds == NULL) {
+        return -errno;
+    n = read(fd, buf, cap - 1);
+    if (n < 0) {
+        int err = errno;
         close(fd);
-        return false;
+        return -err;
     }
-    while (!found && (de = readdir(fds)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        ssize_t n = readlinkat(fd, de->d_name, link, sizeof(link));
-        found = n == (ssize_t)wlen && memcmp(link, want, wlen) == 0;
-    }
-    closedir(fds);
-    return found;
+    close(fd);
+    buf[n] = '\0';
+    return 0;
 }
 
-/* The first process, in /proc order, with an fd on the socket. A forked child may share it,
- * and any holder is as much the peer as another; stopping at the first keeps a busy machine's
- * scan short. Processes we may not inspect (exited, or another user's without
- * CAP_SYS_PTRACE) are skipped. */
-static int find_pid(unsigned long inode, pid_t *pid)
+/* Whether the process whose /proc directory is name runs as uid: its real, effective, saved or
+ * filesystem uid. The directory's owner is the effective uid, which answers most processes with
+ * one stat; a program of the user that runs setuid (real uid the user's, effective another) is
+ * checked in its status file. 1, 0, or -errno (-ENOENT: it exited). */
+static int runs_as(int proc_fd, const char *name, uid_t uid)
 {
-    char want[48];
-    struct dirent *de;
-    int rc = -ENOENT;
-    size_t wlen;
-    DIR *proc;
+    char path[300], buf[2048]; /* "Uid:" is the ninth line, after a comm of at most 64 bytes */
+    unsigned long ids[4];
+    struct stat st;
+    const char *line;
+    int rc;
 
-    wlen = (size_t)snprintf(want, sizeof(want), "socket:[%lu]", inode);
-    proc = opendir("/proc");
-    if (proc == NULL)
+    if (fstatat(proc_fd, name, &st, 0) != 0)
         return -errno;
-    while ((de = readdir(proc)) != NULL) {
-        if (!is_pid_name(de->d_name))
+    if (st.st_uid == uid)
+        return 1;
+    snprintf(path, sizeof(path), "%s/status", name);
+    if ((rc = read_small(proc_fd, path, buf, sizeof(buf))) != 0)
+        return rc;
+    line = strstr(buf, "\nUid:");
+    if (line == NULL ||
+        sscanf(line + 5, "%lu %lu %lu %lu", &ids[0], &ids[1], &ids[2], &ids[3]) != 4)
+        return -EINVAL;
+    for (int i = 0; i < 4; i++)
+        if (ids[i] == uid)
+            return 1;
+    return 0;
+}
+
+/* The socket searched for, and what the search may still cost. */
+struct search {
+    char want[48]; /* "socket:[INODE]", as readlink shows an fd on it */
+    size_t wlen;
+    size_t budget; /* fd entries and processes left to look at */
+};
+
+/* Charge one unit of work: false once the budget is spent. */
+static bool spend(struct search *s)
+{
+    if (s->budget == 0)
+        return false;
+    s->budget--;
+    return true;
+}
+
+/* Whether the fd table listed at dirfd/path links to the socket. 1, 0, or -errno (-E2BIG when
+ * the budget runs out). */
+static int table_holds(int dirfd, const char *path, struct search *s)
+{
+    char link[64];
+    struct dirent *de;
+    int rc = 0, fd;
+    DIR *fds;
+
+    fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    fds = fdopendir(fd);
+    if (fds == NULL) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    while (rc == 0 && (de = readdir(fds)) != NULL) {
+        if (de->d_name[0] == '.')
             continue;
-        if (holds_socket(dirfd(proc), de->d_name, want, wlen)) {
-            *pid = (pid_t)strtol(de->d_name, NULL, 10);
-            rc = 0;
+        if (!spend(s)) {
+            rc = -E2BIG;
             break;
         }
+        ssize_t n = readlinkat(fd, de->d_name, link, sizeof(link));
+        if (n == (ssize_t)s->wlen && memcmp(link, s->want, s->wlen) == 0)
+            rc = 1;
+        else if (n < 0 && (errno == EACCES || errno == EPERM)) /* else the fd just closed */
+            rc = -EACCES;
     }
-    closedir(proc);
+    closedir(fds);
     return rc;
 }
 
-static int read_exe(pid_t pid, char **out)
+/* Whether task tid uses the same fd table as one already searched. Without kcmp (a kernel
+ * without CONFIG_CHECKPOINT_RESTORE) every table is searched. */
+static bool table_searched(pid_t tid, const pid_t *searched, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (syscall(SYS_kcmp, searched[i], tid, KCMP_FILES, 0, 0) == 0)
+            return true;
+    return false;
+}
+
+/* Whether any thread of the process whose /proc directory is name holds the socket: 1 with *tid
+ * the thread whose table has it, 0, or -errno. The threads of a process usually share one fd
+ * table, searched once. A thread that unshared its table (unshare(CLONE_FILES)), or one that
+ * outlived the thread-group leader (whose /proc/PID/fd is then empty), has its own, which
+ * /proc/PID/fd does not show: each is found through /proc/PID/task and searched apart. */
+static int process_holds(int proc_fd, const char *name, struct search *s, pid_t *tid)
+{
+    pid_t searched[8];
+    size_t nsearched = 0;
+    char path[300];
+    struct dirent *de;
+    int rc = 0, fd;
+    DIR *tasks;
+
+    snprintf(path, sizeof(path), "%s/task", name);
+    fd = openat(proc_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    tasks = fdopendir(fd);
+    if (tasks == NULL) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    while (rc == 0 && (de = readdir(tasks)) != NULL) {
+        if (!is_pid_name(de->d_name))
+            continue;
+        pid_t t = (pid_t)strtol(de->d_name, NULL, 10);
+        if (table_searched(t, searched, nsearched))
+            continue;
+        snprintf(path, sizeof(path), "%s/fd", de->d_name);
+        rc = table_holds(fd, path, s);
+        if (gone(rc)) /* the thread exited */
+            rc = 0;
+        else if (rc == 1)
+            *tid = t;
+        else if (rc == 0 && nsearched < sizeof(searched) / sizeof(searched[0]))
+            searched[nsearched++] = t;
+    }
+    closedir(tasks);
+    return rc;
+}
+
+/* Every process, in /proc order, with an fd on the socket, apart from lim->skip_pid. Only the
+ * processes that run as the socket's owner are searched: the socket was made by that uid, and
+ * it reaches a process of another user only if that user takes part (an fd passed over a unix
+ * socket). Searching the others would make every lookup pay for every busy daemon on the
+ * machine. A process of that uid that cannot be searched (we lack CAP_SYS_PTRACE over it) makes
+ * the answer unknown. */
+static int find_holders(unsigned long inode, uid_t uid, const struct peer_limits *lim, pid_t *pids,
+                        pid_t *tids, size_t *n, pid_t *blocker)
+{
+    struct search s;
+    struct dirent *de;
+    int rc = 0;
+    DIR *proc;
+
+    s.wlen = (size_t)snprintf(s.want, sizeof(s.want), "socket:[%lu]", inode);
+    s.budget = lim->fd_budget;
+    *n = 0;
+    proc = opendir("/proc");
+    if (proc == NULL)
+        return -errno;
+    while (rc == 0 && (de = readdir(proc)) != NULL) {
+        if (!is_pid_name(de->d_name))
+            continue;
+        pid_t pid = (pid_t)strtol(de->d_name, NULL, 10), tid = 0;
+        if (pid == lim->skip_pid)
+            continue;
+        if (!spend(&s)) {
+            rc = -E2BIG;
+            break;
+        }
+        rc = runs_as(dirfd(proc), de->d_name, uid);
+        if (rc == 1)
+            rc = process_holds(dirfd(proc), de->d_name, &s, &tid);
+        if (gone(rc)) /* it exited while we looked */
+            rc = 0;
+        /* PID 1 that we may not inspect is the runtime's init (a container's, a sandbox
+         * supervisor), protected from the processes it runs: not a client. */
+        if (pid == 1 && (rc == -EACCES || rc == -EPERM))
+            rc = 0;
+        if (rc < 0)
+            *blocker = pid;
+        if (rc == 1) {
+            rc = 0;
+            if (*n == PEER_MAX_HOLDERS) {
+                rc = -E2BIG;
+                break;
+            }
+            pids[*n] = pid;
+            tids[*n] = tid;
+            (*n)++;
+        }
+    }
+    closedir(proc);
+    if (rc == 0 && *n == 0)
+        rc = -ENOENT;
+    return rc;
+}
+
+/* The executable behind path, a /proc exe link. */
+static int read_exe(const char *path, char **out)
 {
     static const char deleted[] = " (deleted)";
     const size_t dlen = sizeof(deleted) - 1;
-    char path[32], buf[PATH_MAX];
+    char buf[PATH_MAX];
     ssize_t n;
 
-    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
     n = readlink(path, buf, sizeof(buf));
     if (n < 0)
         return -errno;
@@ -287,21 +565,11 @@ static int read_ppid(pid_t pid, pid_t *ppid)
 {
     char path[32], buf[512];
     const char *p;
-    ssize_t n;
-    int fd, v;
+    int rc, v;
 
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    n = read(fd, buf, sizeof(buf) - 1);
-    if (n < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    close(fd);
-    buf[n] = '\0';
+    if ((rc = read_small(AT_FDCWD, path, buf, sizeof(buf))) != 0)
+        return rc;
     p = strrchr(buf, ')');
     if (p == NULL || sscanf(p + 1, " %*c %d", &v) != 1 || v < 0)
         return -EINVAL;
@@ -309,50 +577,96 @@ static int read_ppid(pid_t pid, pid_t *ppid)
     return 0;
 }
 
-void peer_exes_free(struct peer_exes *e)
+/* The holder's own exe (read through the thread that holds the socket: a thread-group leader
+ * that has exited has no exe link of its own) must be readable, or there is no answer. After
+ * that, an ancestor that has exited or is not ours to read ends the chain: a shorter chain can
+ * only match fewer `binaries` entries, never more. PID 1 is init (or a container's), whose exe
+ * says nothing about the client, and ppid 0 means the parent is outside our PID namespace. */
+static int read_chain(pid_t pid, pid_t tid, struct peer_process *p)
 {
-    if (e == NULL)
-        return;
-    for (size_t i = 0; i < e->n; i++) {
-        free(e->paths[i]);
-        e->paths[i] = NULL;
+    char path[64];
+    pid_t ppid;
+    int rc;
+
+    p->pid = pid;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/exe", (int)pid, (int)tid);
+    if ((rc = read_exe(path, &p->exes[0])) != 0)
+        return rc;
+    p->n = 1;
+    while (p->n < PEER_MAX_EXES && read_ppid(pid, &ppid) == 0 && ppid > 1) {
+        pid = ppid;
+        snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+        if (read_exe(path, &p->exes[p->n]) != 0)
+            break;
+        p->n++;
     }
-    e->n = 0;
+    p->exes[p->n] = NULL;
+    return 0;
+}
+
+void peer_info_free(struct peer_info *info)
+{
+    if (info == NULL)
+        return;
+    for (size_t i = 0; i < info->n; i++) {
+        struct peer_process *p = &info->procs[i];
+        for (size_t j = 0; j < p->n; j++) {
+            free(p->exes[j]);
+            p->exes[j] = NULL;
+        }
+        p->n = 0;
+    }
+    info->n = 0;
+}
+
+const char *peer_strerror(int rc)
+{
+    switch (rc) {
+    case -ENOENT:
+        return "no process found holding the client's socket";
+    case -EACCES:
+    case -EPERM:
+        return "a process of the client's user could not be inspected (airlock needs "
+               "CAP_SYS_PTRACE over it)";
+    case -E2BIG:
+        return "too many open files or processes to inspect";
+    case -EAFNOSUPPORT:
+        return "not a TCP/IP client";
+    default:
+        return "could not read /proc";
+    }
 }
 
 int peer_identify(const struct sockaddr *peer_addr, const struct sockaddr *our_addr,
-                  struct peer_exes *out)
+                  const struct peer_limits *lim, struct peer_info *out)
 {
+    static const struct peer_limits defaults = {.fd_budget = PEER_FD_BUDGET};
+    pid_t pids[PEER_MAX_HOLDERS], tids[PEER_MAX_HOLDERS];
     struct endpoint local, remote;
-    unsigned long inode;
-    pid_t pid = 0, ppid;
+    size_t n = 0;
     int rc;
 
     memset(out, 0, sizeof(*out));
+    if (lim == NULL)
+        lim = &defaults;
     if ((rc = endpoint_of(peer_addr, &local)) != 0 || (rc = endpoint_of(our_addr, &remote)) != 0)
         return rc;
-    /* The client's socket is the row whose local side is the peer and whose remote side is us;
-     * our accepted socket is the mirror row and must not match. */
-    if ((rc = find_inode(&local, &remote, &inode)) != 0)
+    /* The client's socket is the one whose local side is the peer and whose remote side is us;
+     * our accepted socket is the mirror and must not match. */
+    if ((rc = find_socket(&local, &remote, lim, &out->inode, &out->uid)) != 0)
         return rc;
-    if ((rc = find_pid(inode, &pid)) != 0)
+    if ((rc = find_holders(out->inode, out->uid, lim, pids, tids, &n, &out->blocker)) != 0)
         return rc;
-
-    /* The process's own exe must be readable, or there is no answer. After that, an ancestor
-     * that has exited or is not ours to read ends the chain: a shorter chain can only match
-     * fewer `binaries` entries, never more. PID 1 is init (or a container's), whose exe says
-     * nothing about the client, and ppid 0 means the parent is outside our PID namespace. */
-    for (;;) {
-        rc = read_exe(pid, &out->paths[out->n]);
-        if (rc != 0)
-            break;
+    for (size_t i = 0; i < n; i++) {
+        rc = read_chain(pids[i], tids[i], &out->procs[out->n]);
+        if (gone(rc)) /* it exited since: it holds nothing any more */
+            continue;
+        if (rc != 0) {
+            peer_info_free(out);
+            out->blocker = pids[i];
+            return rc;
+        }
         out->n++;
-        if (out->n == PEER_MAX_EXES || read_ppid(pid, &ppid) != 0 || ppid <= 1)
-            break;
-        pid = ppid;
     }
-    if (out->n == 0)
-        return rc;
-    out->paths[out->n] = NULL;
-    return 0;
+    return out->n ? 0 : -ENOENT;
 }

@@ -44,7 +44,8 @@ size_t pipe_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
 void pipe_on_eof(struct conn *c, enum side_id id)
 {
     enum side_id to = id == SIDE_CLIENT ? SIDE_UPSTREAM : SIDE_CLIENT;
-    /* Pass the half-close on (close_notify and FIN once the queued bytes are out). */
+    /* Pass the half-close on as it came (close_notify and FIN once the queued bytes are out, or
+     * the FIN alone when this side sent no close_notify). */
     conn_shutdown_side(c, to);
     if ((c->sides[SIDE_CLIENT].flags & SIDE_F_EOF) &&
         (c->sides[SIDE_UPSTREAM].flags & SIDE_F_EOF) && c->pending_shutdowns == 0)

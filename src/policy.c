@@ -63,6 +63,8 @@ struct endpoint {
     enum policy_protocol protocol;
     enum access access;
     bool audit;
+    /* "binaries_match": "exact": only a process's own executable counts, not its ancestors' */
+    bool binaries_exact;
     bool has_binaries; /* the network policy names binaries */
     uint32_t index;    /* declaration order: earlier wins where an answer names one endpoint */
     size_t nports, nrules, ndeny, nips, nbinaries;
@@ -518,11 +520,25 @@ static void load_ips(struct loader *ld, const cJSON *obj, struct endpoint *e)
 
 /* ---- endpoints, binaries, policies ---- */
 
+/* "binaries_match": "ancestors" (the default: a process passes when it or an ancestor runs a
+ * listed executable) or "exact" (only the process's own executable counts). It qualifies the
+ * network policy's `binaries`, so it is an error where there are none. */
+static void load_binaries_match(struct loader *ld, const cJSON *obj, struct endpoint *e)
+{
+    static const char *const modes[] = {"ancestors", "exact", NULL};
+    int mode = json_choice(ld, obj, "binaries_match", modes);
+
+    e->binaries_exact = mode == 1;
+    if (mode >= 0 && !e->has_binaries)
+        jsonload_fail_at(&ld->j, "binaries_match",
+                         "applies to the network policy's \"binaries\", and it names none");
+}
+
 static void load_endpoint(struct loader *ld, const cJSON *obj, struct endpoint *e)
 {
-    static const char *const keys[] = {"host",        "port",   "ports", "protocol",
-                                       "enforcement", "access", "rules", "deny_rules",
-                                       "allowed_ips", NULL};
+    static const char *const keys[] = {"host",        "port",           "ports", "protocol",
+                                       "enforcement", "access",         "rules", "deny_rules",
+                                       "allowed_ips", "binaries_match", NULL};
     static const char *const protocols[] = {"rest", "tcp", NULL};
     static const char *const enforcements[] = {"enforce", "audit", NULL};
     static const char *const accesses[] = {"read-only", "read-write", "full", NULL};
@@ -547,6 +563,7 @@ static void load_endpoint(struct loader *ld, const cJSON *obj, struct endpoint *
     e->rules = load_rules(ld, obj, "rules", &e->nrules);
     e->deny = load_rules(ld, obj, "deny_rules", &e->ndeny);
     load_ips(ld, obj, e);
+    load_binaries_match(ld, obj, e);
 
     if (e->protocol == POLICY_TCP) {
         /* A tcp endpoint is piped without parsing: HTTP rules there would be a promise the
@@ -969,22 +986,43 @@ static bool port_matches(const struct endpoint *e, uint16_t port)
     return false;
 }
 
-/* The peer runs (or descends from) one of the policy's executables. An unknown peer matches
- * only when identity checking is off: failing closed is the point of naming binaries. */
+static bool binary_listed(const struct endpoint *e, const char *exe)
+{
+    for (size_t i = 0; i < e->nbinaries; i++) {
+        const struct binary *b = &e->binaries[i];
+        if (b->subtree ? strncmp(exe, b->path, b->len) == 0 : strcmp(exe, b->path) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* One process runs one of the policy's executables (or, unless the endpoint is exact, descends
+ * from one). */
+static bool process_matches(const struct endpoint *e, const char *const *exes)
+{
+    for (const char *const *x = exes; *x; x++) {
+        if (binary_listed(e, *x))
+            return true;
+        if (e->binaries_exact)
+            break;
+    }
+    return false;
+}
+
+/* Every process holding the client's socket must match: any of them can write the bytes, so one
+ * listed process must not lend its identity to another sharing its socket. An unknown peer
+ * matches only when identity checking is off: failing closed is the point of naming binaries. */
 static bool peer_matches(const struct endpoint *e, const struct policy_peer *peer)
 {
     if (!e->has_binaries || (peer && peer->binary_identity_off))
         return true;
-    if (!peer || !peer->exe_paths)
+    if (!peer || peer->nprocs == 0)
         return false;
-    for (const char *const *x = peer->exe_paths; *x; x++) {
-        for (size_t i = 0; i < e->nbinaries; i++) {
-            const struct binary *b = &e->binaries[i];
-            if (b->subtree ? strncmp(*x, b->path, b->len) == 0 : strcmp(*x, b->path) == 0)
-                return true;
-        }
+    for (size_t i = 0; i < peer->nprocs && i < POLICY_PEER_MAX; i++) {
+        if (!peer->procs[i] || !process_matches(e, peer->procs[i]))
+            return false;
     }
-    return false;
+    return true;
 }
 
 typedef void (*visit_fn)(const struct endpoint *e, void *ctx);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "airlock/ca.h"
 #include "airlock/creds.h"
@@ -154,8 +155,8 @@ static void dial_checked(struct conn *c)
 {
     const struct server_config *cfg = c->w->server->cfg;
     struct policy *pol = server_policy(c->w->server);
-    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
-                               .binary_identity_off = cfg->binary_identity_off};
+    struct policy_peer peer;
+    conn_policy_peer(c, &peer);
     struct policy_l4 d;
     policy_check_l4(pol, c->target.host, c->target.port, &peer, &d);
     conn_adopt_policy(c, pol, d.policy_name);
@@ -202,15 +203,32 @@ static void dial_checked(struct conn *c)
 struct peer_job {
     struct conn *c;
     struct sockaddr_storage peer, local;
-    struct peer_exes exes;
+    struct peer_info info;
     int result;
 };
 
 static void peer_work(uv_work_t *req)
 {
     struct peer_job *job = req->data;
-    job->result =
-        peer_identify((struct sockaddr *)&job->peer, (struct sockaddr *)&job->local, &job->exes);
+    /* Our own process holds thousands of sockets when busy, never the client's. */
+    struct peer_limits lim = {.fd_budget = PEER_FD_BUDGET, .skip_pid = getpid()};
+    job->result = peer_identify((struct sockaddr *)&job->peer, (struct sockaddr *)&job->local, &lim,
+                                &job->info);
+}
+
+/* One line naming every process when several share the socket: the log's process field names
+ * only the first, and a refusal is about any of them. */
+static void log_shared_socket(const struct conn *c, const struct peer_info *info)
+{
+    char list[1024];
+    size_t used = 0;
+
+    list[0] = '\0';
+    for (size_t i = 0; i < info->n && used < sizeof(list); i++)
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s (pid %d)", i ? ", " : "",
+                                 info->procs[i].exes[0], (int)info->procs[i].pid);
+    log_msg(LOG_INFO, "conn %llu: %zu processes hold the client's socket: %s",
+            (unsigned long long)c->id, info->n, list);
 }
 
 static void peer_after(uv_work_t *req, int status)
@@ -219,16 +237,20 @@ static void peer_after(uv_work_t *req, int status)
     struct conn *c = job->c;
     c->peer_work_active = false;
     c->peer_known = true;
-    if (status == 0 && job->result == 0 && job->exes.n > 0) {
-        c->exe_paths = calloc(job->exes.n + 1, sizeof *c->exe_paths);
-        if (c->exe_paths) {
-            for (size_t i = 0; i < job->exes.n; i++) {
-                c->exe_paths[i] = job->exes.paths[i];
-                job->exes.paths[i] = NULL;
-            }
+    if (status == 0 && job->result == 0) {
+        c->peer = malloc(sizeof(*c->peer));
+        if (c->peer) {
+            *c->peer = job->info; /* the paths move with it */
+            job->info.n = 0;
+            if (c->peer->n > 1)
+                log_shared_socket(c, c->peer);
         }
+    } else if (status == 0) {
+        /* Unknown: endpoints that name binaries refuse this client. */
+        log_msg(LOG_WARN, "conn %llu: binary identity: %s (pid %d)", (unsigned long long)c->id,
+                peer_strerror(job->result), (int)job->info.blocker);
     }
-    peer_exes_free(&job->exes);
+    peer_info_free(&job->info);
     free(job);
     if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_DIALING)
         dial_checked(c);

@@ -571,8 +571,8 @@ int relay_start_request(struct conn *c)
 
     /* L7 policy, on the snapshot current now (a reload applies to the next request). */
     struct policy *pol = server_policy(c->w->server);
-    struct policy_peer peer = {.exe_paths = (const char *const *)c->exe_paths,
-                               .binary_identity_off = cfg->binary_identity_off};
+    struct policy_peer peer;
+    conn_policy_peer(c, &peer);
     struct policy_l7 d;
     policy_check_l7(pol, c->target.host, c->target.port, &peer, netguard_private_addr(c),
                     ex->method, policy_path, &d);

@@ -26,6 +26,7 @@ struct redactor;
 struct resolver_client;
 struct resolve_req;
 struct dial;
+struct peer_info;
 
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
  * they start again (STYLE.md §5). */
@@ -90,6 +91,12 @@ enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
 #define SIDE_F_SHUT      0x40  /* we sent our close_notify and FIN */
 #define SIDE_F_KICK      0x80  /* queued to resume on the next loop turn */
 #define SIDE_F_DIRTY     0x100 /* TLS output waits for the end of the read (corked) */
+/* The peer ended its TLS with a TCP FIN and no close_notify: an end that anyone on the path can
+ * forge, so what it ends may be truncated. */
+#define SIDE_F_BARE_EOF 0x200
+/* What we relay to this side ended that way: our TLS towards it ends with a FIN alone too, so
+ * that the truncation shows (RFC 8446 §6.1). */
+#define SIDE_F_BARE_END 0x400
 
 struct side {
     uv_tcp_t tcp;
@@ -164,7 +171,7 @@ struct conn {
     struct policy *policy;
     const char *policy_name;
     struct creds *creds; /* the providers snapshot of the current request, or NULL */
-    char **exe_paths;    /* peer executables (NULL-terminated) or NULL */
+    struct peer_info *peer; /* the processes holding the client's socket, or NULL */
     bool peer_known;
     struct http_parser req_parser, resp_parser;
     bool req_parser_init, resp_parser_init;
@@ -189,7 +196,8 @@ void conn_accept(struct worker *w, int fd);
 /* The one close path: idempotent; stops reads, closes every handle, frees on the last
  * close callback. reason is static text for the log. */
 void conn_close(struct conn *c, const char *reason);
-/* Flush what is queued to the client, send close_notify and FIN, then close. */
+/* Flush what is queued to the client, send close_notify (unless SIDE_F_BARE_END) and FIN, then
+ * close. */
 void conn_finish(struct conn *c, const char *reason);
 
 /* Hold a reference while an async request (DNS, connect, work) is in flight. */
@@ -215,7 +223,8 @@ void conn_update_reading(struct conn *c, enum side_id id);
 void conn_release(struct conn *c, enum side_id id);
 /* The worker's idle callback for deferred releases. */
 void conn_on_kick(uv_idle_t *idle);
-/* Half-close towards a side: close_notify (TLS) and FIN after queued writes. */
+/* Half-close towards a side: close_notify (TLS) and FIN after queued writes, or the FIN alone
+ * when what it was sent ended without close_notify (SIDE_F_BARE_END). */
 void conn_shutdown_side(struct conn *c, enum side_id id);
 
 /* Arm the connection's single timer: fire after timeout_ms without activity. status is what
@@ -252,6 +261,9 @@ void conn_head_started(struct conn *c);
 void conn_recheck_policy(struct conn *c, struct policy *p);
 /* Connections alive in the process (all workers). */
 size_t conn_live_count(void);
+
+/* Who the client is, as the policy asks (borrows from c until the peer changes). */
+void conn_policy_peer(const struct conn *c, struct policy_peer *out);
 
 /* Log one event about this connection (fills the source and destination). */
 struct log_event;

@@ -37,10 +37,17 @@ enum policy_verdict {
     POLICY_AUDIT = 2, /* would deny, but the endpoint is in audit mode: forward and log */
 };
 
-/* Who the client is: the executables of the peer process and its ancestors (absolute paths,
- * NULL-terminated), or NULL when unknown. binary_identity_off makes `binaries` match anyone. */
+#define POLICY_PEER_MAX 16
+
+/* Who the client is: for each process that holds the client's socket (any of them may be the
+ * one writing on it), the absolute paths of its executable and then of its ancestors',
+ * NULL-terminated. nprocs 0 when unknown. An endpoint's `binaries` allow the client only when
+ * every process matches: by its own executable or an ancestor's ("binaries_match": "ancestors",
+ * the default), or by its own alone ("exact"). binary_identity_off makes `binaries` match
+ * anyone. */
 struct policy_peer {
-    const char *const *exe_paths;
+    const char *const *procs[POLICY_PEER_MAX];
+    size_t nprocs;
     bool binary_identity_off;
 };
 

@@ -9,10 +9,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from harness import (LOOPBACK4, WS_TEXT, Skip, WebSocketClient, build_request, check, check_eq,
-                     connect_tunnel_resp, forward_client, open_tunnel, read_response,
+                     connect_tunnel_resp, forward_client, open_tunnel, read_response, wait_until,
                      ws_upgrade_request)
 from support import (TcpEchoServer, check_deny, ep, loopback_ep, policy_doc, recv_exact,
                      recv_to_eof, reload, run_cli, start_airlock, tcp_echo_server, wait_log,
@@ -433,6 +434,171 @@ def test_binary_identity_off_lets_unlisted_process_through(env):
     up, al = _binaries_airlock(env, [_curl()], args=["--binary-identity", "off"])
     c = open_tunnel(al, LOOPBACK4, up.port)
     _allowed(c, "GET", "/from-python")
+
+
+def _sleep():
+    path = shutil.which("sleep") or "/bin/sleep"
+    if not os.path.exists(path):
+        raise Skip("sleep is not installed")
+    return os.path.realpath(path)
+
+
+# A process that got the client's socket by inheritance sends the CONNECT on it (fd argv[1],
+# authority argv[2]) once told to (a line on stdin), and prints the status airlock answered.
+# In "thread" mode a thread first takes a private copy of the fd table (unshare(CLONE_FILES))
+# and the main thread closes the socket, so only that thread's table still holds it.
+_SENDER = r"""
+import ctypes, os, socket, sys, threading
+fd, auth, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def send():
+    s = socket.socket(fileno=os.dup(fd))
+    s.settimeout(10)
+    s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (auth, auth)).encode())
+    head = b""
+    while b"\r\n" not in head:
+        b = s.recv(1)
+        if not b:
+            break
+        head += b
+    print(head.split(b" ")[1].decode() if head else "eof", flush=True)
+sys.stdin.readline()
+if mode == "thread":
+    ready, out = threading.Event(), []
+    def worker():
+        libc = ctypes.CDLL(None, use_errno=True)
+        out.append(libc.unshare(0x400))  # CLONE_FILES
+        ready.set()
+        if out[0] == 0:
+            send()
+    t = threading.Thread(target=worker)
+    t.start()
+    ready.wait()
+    os.close(fd)
+    t.join()
+    if out[0] != 0:
+        print("unshare failed", flush=True)
+else:
+    send()
+"""
+
+
+def _share_then_connect(al, host, port, sender_mode="plain"):
+    """Connect to airlock, give the socket to a `sleep` (the lower PID) and to a python sender,
+    close our own copy, and have the sender CONNECT: the status it got (a string)."""
+    sock = al.connect()
+    fd = sock.fileno()
+    sleeper = subprocess.Popen([_sleep(), "30"], pass_fds=(fd,), stdin=subprocess.DEVNULL)
+    try:
+        sender = subprocess.Popen([sys.executable, "-c", _SENDER, str(fd), "%s:%d" % (host, port),
+                                   sender_mode], pass_fds=(fd,), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        sock.close()
+        out, _ = sender.communicate(b"go\n", timeout=20)
+        return out.decode().strip()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_binaries_refuse_a_socket_shared_with_an_unlisted_process(env):
+    """`sleep` is listed; a python process sharing its socket sends the CONNECT. The holder
+    found first (the lower PID) is sleep, but every holder must match: 403."""
+    up, al = _binaries_airlock(env, [_sleep()])
+    check_eq(_share_then_connect(al, LOOPBACK4, up.port), "403", "CONNECT status")
+    check(wait_until(lambda: "2 processes hold the client's socket" in al.log_text() +
+                     al.stderr_text(), 3), "no log line naming both holders")
+    check_eq(up.accepts, 0, "connections made to the upstream")
+
+
+def test_binaries_see_a_thread_with_a_private_fd_table(env):
+    """The sender's socket lives only in one thread's private fd table (not in /proc/PID/fd):
+    the search still finds it, and the unlisted sender is refused."""
+    up, al = _binaries_airlock(env, [_sleep()])
+    got = _share_then_connect(al, LOOPBACK4, up.port, "thread")
+    if got == "unshare failed":
+        raise Skip("unshare(CLONE_FILES) is not permitted here")
+    check_eq(got, "403", "CONNECT status")
+    check_eq(up.accepts, 0, "connections made to the upstream")
+
+
+# The brief's spoof as an agent writes it: a worker forked from the process that then execs a
+# listed binary keeping the socket. The worker descends from that binary.
+_FORK_EXEC = r"""
+import os, socket, sys, time
+fd, auth, sleep = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+pid = os.fork()
+if pid:
+    os.execv(sleep, [sleep, "30"])
+ppid = os.getppid()
+for _ in range(200):
+    if os.path.realpath("/proc/%d/exe" % ppid) == sleep:
+        break
+    time.sleep(0.02)
+s = socket.socket(fileno=fd)
+s.settimeout(10)
+s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (auth, auth)).encode())
+head = b""
+while b"\r\n" not in head:
+    b = s.recv(1)
+    if not b:
+        break
+    head += b
+print(head.split(b" ")[1].decode() if head else "eof", flush=True)
+os.kill(ppid, 9)
+"""
+
+
+def _fork_exec_connect(al, host, port):
+    sock = al.connect()
+    fd = sock.fileno()
+    proc = subprocess.Popen([sys.executable, "-c", _FORK_EXEC, str(fd), "%s:%d" % (host, port),
+                             _sleep()], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE)
+    sock.close()
+    try:
+        # The pipe ends when the worker prints and kills its parent (the sleep).
+        out = proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return out.decode().strip()
+
+
+def test_binaries_match_ancestors_lets_a_child_of_a_listed_binary_through(env):
+    """The default: a process passes when an ancestor runs a listed binary. A worker whose
+    parent exec'd `sleep` after forking it shares the socket with sleep, and both pass."""
+    up, al = _binaries_airlock(env, [_sleep()])
+    check_eq(_fork_exec_connect(al, LOOPBACK4, up.port), "200", "CONNECT status")
+
+
+def test_binaries_match_exact_refuses_a_child_of_a_listed_binary(env):
+    """"binaries_match": "exact": the worker's own executable (python) is not listed, so the
+    same fork-then-exec trick is refused."""
+    up = env.upstream()
+    doc = policy_doc({"tools": {"endpoints": [loopback_ep(LOOPBACK4, up.port, access="full",
+                                                          binaries_match="exact")],
+                                "binaries": [_sleep()]}})
+    al = start_airlock(env, doc)
+    check_eq(_fork_exec_connect(al, LOOPBACK4, up.port), "403", "CONNECT status")
+    check_eq(up.accepts, 0, "connections made to the upstream")
+
+
+def test_binaries_match_exact_lets_the_listed_binary_itself_through(env):
+    curl = _curl()
+    up = env.upstream()
+    doc = policy_doc({"tools": {"endpoints": [loopback_ep(LOOPBACK4, up.port, access="full",
+                                                          binaries_match="exact")],
+                                "binaries": [curl]}})
+    al = start_airlock(env, doc)
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": env.tmp}
+    r = subprocess.run([curl, "-q", "-sS", "--max-time", "10",
+                        "--proxy", "http://%s:%d" % (LOOPBACK4, al.port), "--cacert", al.ca_pem,
+                        "https://%s:%d/exact" % (LOOPBACK4, up.port)],
+                       capture_output=True, timeout=30, stdin=subprocess.DEVNULL, env=clean)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check_eq(r.returncode, 0, "curl exit code (output %r)" % out[-1000:])
+    check_eq(len(up.requests), 1, "requests that reached the upstream")
 
 
 # ----- reload under traffic --------------------------------------------------------------------

@@ -234,6 +234,7 @@ static void check_ips(const struct policy *pol, const char *host, uint16_t port,
                       const struct policy_peer *peer)
 {
     static const char *const v4[] = {"127.0.0.1", "10.1.2.3", "93.184.216.34"};
+    static const struct policy_peer anyone = {.binary_identity_off = true};
     struct policy_l4 o4;
 
     policy_check_l4(pol, host, port, peer, &o4);
@@ -256,7 +257,7 @@ static void exercise(const struct policy *pol, const char *json)
     /* a normalisation case, an address, and the empty host */
     static const char *const fixed_hosts[] = {"API.GitHub.com.", "127.0.0.1", ""};
     struct probes *pr = calloc(1, sizeof(*pr));
-    struct policy_peer anyone = {NULL, true}, unknown = {NULL, false}, named;
+    struct policy_peer anyone = {.binary_identity_off = true}, unknown = {0}, named = {0};
     const char *exe_list[PROBE_EXES + 2];
 
     CHECK(pr != NULL);
@@ -273,8 +274,8 @@ static void exercise(const struct policy *pol, const char *json)
         exe_list[i] = pr->exes[i];
     exe_list[pr->nexes] = "/usr/bin/stranger";
     exe_list[pr->nexes + 1] = NULL;
-    named.exe_paths = exe_list;
-    named.binary_identity_off = false;
+    named.procs[0] = exe_list;
+    named.nprocs = 1;
 
     for (size_t i = 0; i < pr->nhosts; i++) {
         decide(pol, pr->hosts[i], pr->ports[i], &anyone, pr);

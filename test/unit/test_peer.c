@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for peer: real loopback connections made by this process (IPv4, IPv6, and across
- * families through IPv4-mapped addresses), and by a child running a deleted copy of this binary
- * under an awkward comm, so the " (deleted)" suffix and the ppid parse are exercised. */
+ * families through IPv4-mapped addresses, through netlink and through /proc/net), by a child
+ * running a deleted copy of this binary under an awkward comm (the " (deleted)" suffix and the
+ * ppid parse), and sockets shared between processes and threads, which must all be reported. */
 #include "airlock/peer.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -92,7 +96,7 @@ static int connect_to(int family, const char *addr, int lfd)
 }
 
 /* Identify the peer of an accepted socket the way the daemon does: its peer and local names. */
-static int identify_accepted(int afd, struct peer_exes *out)
+static int identify_accepted(int afd, const struct peer_limits *lim, struct peer_info *out)
 {
     struct sockaddr_storage peer, ours;
     socklen_t plen = sizeof(peer), olen = sizeof(ours);
@@ -100,25 +104,51 @@ static int identify_accepted(int afd, struct peer_exes *out)
     if (getpeername(afd, (struct sockaddr *)&peer, &plen) != 0 ||
         getsockname(afd, (struct sockaddr *)&ours, &olen) != 0)
         return -errno;
-    return peer_identify((struct sockaddr *)&peer, (struct sockaddr *)&ours, out);
+    return peer_identify((struct sockaddr *)&peer, (struct sockaddr *)&ours, lim, out);
 }
 
-static void check_chain(const struct peer_exes *e)
+static void check_chain(const struct peer_process *p)
 {
-    CHECK(e->n >= 1);
-    CHECK(e->n <= PEER_MAX_EXES);
-    CHECK(e->paths[e->n] == NULL);
-    for (size_t i = 0; i < e->n; i++)
-        CHECK(e->paths[i] != NULL && e->paths[i][0] == '/');
+    CHECK(p->n >= 1);
+    CHECK(p->n <= PEER_MAX_EXES);
+    CHECK(p->exes[p->n] == NULL);
+    for (size_t i = 0; i < p->n; i++)
+        CHECK(p->exes[i] != NULL && p->exes[i][0] == '/');
 }
 
-/* One connection within this process: the client end is ours, so the first path is us. */
+/* The one holder is this process, running this binary. */
+static void check_only_self(const struct peer_info *info)
+{
+    CHECK_EQ(info->n, 1);
+    if (info->n >= 1) {
+        CHECK_EQ(info->procs[0].pid, getpid());
+        check_chain(&info->procs[0]);
+        CHECK_STR(info->procs[0].exes[0], self_exe);
+    }
+}
+
+/* Open fds of this process (the lookup must leave none behind). */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* One connection within this process: the client end is ours, so the one holder is us. */
 static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily, const char *caddr,
                        const char *what)
 {
     struct sockaddr_storage local, remote;
     socklen_t llen = sizeof(local), rlen = sizeof(remote);
-    struct peer_exes e;
+    struct peer_info info;
     int lfd, cfd, afd, rc;
 
     lfd = listen_on(lfamily, laddr, v6only);
@@ -135,31 +165,39 @@ static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily,
     afd = accept(lfd, NULL, NULL);
     CHECK(afd >= 0);
 
-    /* From the client's socket: its local name is the peer, its remote name is us. */
-    CHECK_EQ(getsockname(cfd, (struct sockaddr *)&local, &llen), 0);
-    CHECK_EQ(getpeername(cfd, (struct sockaddr *)&remote, &rlen), 0);
-    rc = peer_identify((struct sockaddr *)&local, (struct sockaddr *)&remote, &e);
-    if (rc != 0)
-        fprintf(stderr, "  %s: client view: %s\n", what, strerror(-rc));
-    CHECK_EQ(rc, 0);
-    if (rc == 0) {
-        check_chain(&e);
-        CHECK_STR(e.paths[0], self_exe);
-    }
-    peer_exes_free(&e);
-    CHECK_EQ(e.n, 0);
-
-    /* From the accepted socket, as the daemon sees it (possibly IPv4-mapped). */
-    if (afd >= 0) {
-        rc = identify_accepted(afd, &e);
+    /* Through netlink, then through the /proc/net tables. */
+    int fds_before = count_fds();
+    for (int pass = 0; pass < 2; pass++) {
+        struct peer_limits lim = {.fd_budget = PEER_FD_BUDGET, .proc_net = pass == 1};
+        /* From the client's socket: its local name is the peer, its remote name is us. */
+        CHECK_EQ(getsockname(cfd, (struct sockaddr *)&local, &llen), 0);
+        CHECK_EQ(getpeername(cfd, (struct sockaddr *)&remote, &rlen), 0);
+        rc = peer_identify((struct sockaddr *)&local, (struct sockaddr *)&remote, &lim, &info);
         if (rc != 0)
-            fprintf(stderr, "  %s: server view: %s\n", what, strerror(-rc));
+            fprintf(stderr, "  %s, pass %d: client view: %s\n", what, pass, strerror(-rc));
         CHECK_EQ(rc, 0);
-        if (rc == 0)
-            CHECK_STR(e.paths[0], self_exe);
-        peer_exes_free(&e);
-        close(afd);
+        if (rc == 0) {
+            check_only_self(&info);
+            CHECK_EQ(info.uid, geteuid());
+            CHECK(info.inode != 0);
+        }
+        peer_info_free(&info);
+        CHECK_EQ(info.n, 0);
+
+        /* From the accepted socket, as the daemon sees it (possibly IPv4-mapped). */
+        if (afd >= 0) {
+            rc = identify_accepted(afd, &lim, &info);
+            if (rc != 0)
+                fprintf(stderr, "  %s, pass %d: server view: %s\n", what, pass, strerror(-rc));
+            CHECK_EQ(rc, 0);
+            if (rc == 0)
+                check_only_self(&info);
+            peer_info_free(&info);
+        }
     }
+    CHECK_EQ(count_fds(), fds_before);
+    if (afd >= 0)
+        close(afd);
     close(cfd);
     close(lfd);
 }
@@ -192,7 +230,8 @@ static void test_not_found(void)
 {
     struct sockaddr_in a, b;
     struct sockaddr_in6 c, d;
-    struct peer_exes e;
+    struct peer_info info;
+    struct peer_limits proc_net = {.fd_budget = PEER_FD_BUDGET, .proc_net = true};
 
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
@@ -201,9 +240,10 @@ static void test_not_found(void)
     b = a;
     b.sin_port = htons(2);
     inet_pton(AF_INET, "127.3.2.1", &b.sin_addr);
-    CHECK_EQ(peer_identify((struct sockaddr *)&a, (struct sockaddr *)&b, &e), -ENOENT);
-    CHECK_EQ(e.n, 0);
-    CHECK(e.paths[0] == NULL);
+    CHECK_EQ(peer_identify((struct sockaddr *)&a, (struct sockaddr *)&b, NULL, &info), -ENOENT);
+    CHECK_EQ(info.n, 0);
+    CHECK_EQ(peer_identify((struct sockaddr *)&a, (struct sockaddr *)&b, &proc_net, &info),
+             -ENOENT);
 
     memset(&c, 0, sizeof(c));
     c.sin6_family = AF_INET6;
@@ -211,11 +251,13 @@ static void test_not_found(void)
     inet_pton(AF_INET6, "2001:db8::1", &c.sin6_addr);
     d = c;
     d.sin6_port = htons(2);
-    CHECK_EQ(peer_identify((struct sockaddr *)&c, (struct sockaddr *)&d, &e), -ENOENT);
+    CHECK_EQ(peer_identify((struct sockaddr *)&c, (struct sockaddr *)&d, NULL, &info), -ENOENT);
 
     a.sin_family = AF_UNIX;
-    CHECK_EQ(peer_identify((struct sockaddr *)&a, (struct sockaddr *)&b, &e), -EAFNOSUPPORT);
-    peer_exes_free(&e);
+    CHECK_EQ(peer_identify((struct sockaddr *)&a, (struct sockaddr *)&b, NULL, &info),
+             -EAFNOSUPPORT);
+    peer_info_free(&info);
+    CHECK(peer_strerror(-ENOENT) != NULL && peer_strerror(-EIO) != NULL);
 }
 
 static int copy_file(const char *from, const char *to)
@@ -274,7 +316,7 @@ static void test_child_deleted_exe(void)
     struct sockaddr_in ls;
     socklen_t llen = sizeof(ls);
     struct pollfd pfd;
-    struct peer_exes e;
+    struct peer_info info;
     int lfd, afd, status, rc;
     pid_t child;
 
@@ -316,16 +358,18 @@ static void test_child_deleted_exe(void)
     CHECK(afd >= 0);
     CHECK_EQ(unlink(copy), 0);
 
-    rc = identify_accepted(afd, &e);
+    rc = identify_accepted(afd, NULL, &info);
     CHECK_EQ(rc, 0);
     if (rc == 0) {
-        check_chain(&e);
-        CHECK_STR(e.paths[0], copy);
-        CHECK(e.n >= 2);
-        if (e.n >= 2)
-            CHECK_STR(e.paths[1], self_exe);
+        CHECK_EQ(info.n, 1);
+        CHECK_EQ(info.procs[0].pid, child);
+        check_chain(&info.procs[0]);
+        CHECK_STR(info.procs[0].exes[0], copy);
+        CHECK(info.procs[0].n >= 2);
+        if (info.procs[0].n >= 2)
+            CHECK_STR(info.procs[0].exes[1], self_exe);
     }
-    peer_exes_free(&e);
+    peer_info_free(&info);
 
     close(afd);
     CHECK_EQ(waitpid(child, &status, 0), child);
@@ -334,6 +378,271 @@ out:
     close(lfd);
     unlink(copy);
     rmdir(dir);
+}
+
+/* A loopback connection made by this process: the listener, the client end and the accepted end.
+ * false (and nothing open) when loopback is unusable here. */
+struct conn3 {
+    int lfd, cfd, afd;
+};
+
+static bool conn3_open(struct conn3 *c)
+{
+    c->lfd = listen_on(AF_INET, "127.0.0.1", false);
+    c->cfd = c->lfd >= 0 ? connect_to(AF_INET, "127.0.0.1", c->lfd) : -1;
+    c->afd = c->cfd >= 0 ? accept(c->lfd, NULL, NULL) : -1;
+    if (c->afd < 0) {
+        if (c->cfd >= 0)
+            close(c->cfd);
+        if (c->lfd >= 0)
+            close(c->lfd);
+        return false;
+    }
+    return true;
+}
+
+static void conn3_close(struct conn3 *c)
+{
+    if (c->cfd >= 0)
+        close(c->cfd);
+    close(c->afd);
+    close(c->lfd);
+}
+
+/* A forked child that keeps every fd it inherited until told to go (by closing go[1]). */
+static pid_t fork_holder(int go[2])
+{
+    char b;
+    pid_t pid;
+
+    if (pipe(go) != 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        close(go[1]);
+        while (read(go[0], &b, 1) > 0)
+            ;
+        _exit(0);
+    }
+    close(go[0]);
+    return pid;
+}
+
+static void reap_holder(pid_t pid, int go[2])
+{
+    int status;
+
+    close(go[1]);
+    waitpid(pid, &status, 0);
+}
+
+static bool holds_pid(const struct peer_info *info, pid_t pid)
+{
+    for (size_t i = 0; i < info->n; i++)
+        if (info->procs[i].pid == pid)
+            return true;
+    return false;
+}
+
+/* A socket shared by a fork: both processes hold it, and both are reported (the first one found
+ * is not "the" peer: either may write). Skipping our own process leaves the child. */
+static void test_shared_socket(void)
+{
+    struct peer_limits skip_self = {.fd_budget = PEER_FD_BUDGET, .skip_pid = getpid()};
+    struct peer_info info;
+    struct conn3 c;
+    int go[2], rc;
+    pid_t child;
+
+    if (!conn3_open(&c)) {
+        printf("skip shared socket: no loopback\n");
+        return;
+    }
+    child = fork_holder(go);
+    CHECK(child > 0);
+    if (child > 0) {
+        rc = identify_accepted(c.afd, NULL, &info);
+        CHECK_EQ(rc, 0);
+        CHECK_EQ(info.n, 2);
+        CHECK(holds_pid(&info, getpid()));
+        CHECK(holds_pid(&info, child));
+        for (size_t i = 0; i < info.n; i++) {
+            check_chain(&info.procs[i]);
+            CHECK_STR(info.procs[i].exes[0], self_exe);
+        }
+        peer_info_free(&info);
+
+        rc = identify_accepted(c.afd, &skip_self, &info);
+        CHECK_EQ(rc, 0);
+        CHECK_EQ(info.n, 1);
+        CHECK(holds_pid(&info, child));
+        /* the child's parent is us */
+        CHECK(info.n == 1 && info.procs[0].n >= 2 && strcmp(info.procs[0].exes[1], self_exe) == 0);
+        peer_info_free(&info);
+        reap_holder(child, go);
+    }
+    conn3_close(&c);
+}
+
+/* The search looks at most at fd_budget processes and fd entries, then refuses to answer. */
+static void test_budget(void)
+{
+    struct peer_limits tiny = {.fd_budget = 1};
+    struct peer_info info;
+    struct conn3 c;
+
+    if (!conn3_open(&c)) {
+        printf("skip budget: no loopback\n");
+        return;
+    }
+    /* this process alone has more than one fd (stdio and the three sockets) */
+    CHECK_EQ(identify_accepted(c.afd, &tiny, &info), -E2BIG);
+    CHECK_EQ(info.n, 0);
+
+    /* Another process of our uid with 3,000 fds, none on the socket, so that every one of them
+     * is read: a budget that covers every process but not those fds refuses, the default one
+     * answers. */
+    int go[2], extra[3000];
+    size_t nextra = 0, nprocs = 0;
+    DIR *proc = opendir("/proc");
+    for (struct dirent *de; proc && (de = readdir(proc)) != NULL;)
+        nprocs += de->d_name[0] >= '0' && de->d_name[0] <= '9';
+    if (proc)
+        closedir(proc);
+    while (nextra < 3000 && (extra[nextra] = dup(c.lfd)) >= 0)
+        nextra++;
+    CHECK_EQ(pipe(go), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        char b;
+        close(c.cfd);
+        close(go[1]);
+        while (read(go[0], &b, 1) > 0)
+            ;
+        _exit(0);
+    }
+    close(go[0]);
+    for (size_t i = 0; i < nextra; i++)
+        close(extra[i]);
+    if (nextra < 3000 || child <= 0) {
+        printf("skip budget: could not open 3000 fds\n");
+    } else {
+        struct peer_limits some = {.fd_budget = nprocs + 64 + 2000};
+        CHECK_EQ(identify_accepted(c.afd, &some, &info), -E2BIG);
+        CHECK_EQ(identify_accepted(c.afd, NULL, &info), 0);
+        check_only_self(&info);
+        peer_info_free(&info);
+    }
+    if (child > 0)
+        reap_holder(child, go);
+    conn3_close(&c);
+}
+
+/* A thread that unshared its fd table keeps the socket after the rest of the process closed it:
+ * /proc/PID/fd no longer shows it, /proc/PID/task/TID/fd does. */
+struct private_table {
+    int ready[2], done[2];
+};
+
+static void *private_table_thread(void *arg)
+{
+    struct private_table *pt = arg;
+    char b = 0;
+
+    if (unshare(CLONE_FILES) != 0)
+        b = 1;
+    if (write(pt->ready[1], &b, 1) != 1)
+        return NULL;
+    /* Its table (copies of every fd, the client end among them) goes when the thread does. */
+    if (read(pt->done[0], &b, 1) != 1)
+        return NULL;
+    return NULL;
+}
+
+static void test_thread_private_table(void)
+{
+    struct private_table pt;
+    struct peer_info info;
+    struct conn3 c;
+    pthread_t th;
+    char b = 1;
+    int rc;
+
+    if (!conn3_open(&c)) {
+        printf("skip private table: no loopback\n");
+        return;
+    }
+    CHECK_EQ(pipe(pt.ready), 0);
+    CHECK_EQ(pipe(pt.done), 0);
+    CHECK_EQ(pthread_create(&th, NULL, private_table_thread, &pt), 0);
+    CHECK_EQ(read(pt.ready[0], &b, 1), 1);
+    if (b != 0) {
+        printf("skip private table: unshare(CLONE_FILES) failed\n");
+    } else {
+        /* Our table drops the client end; the thread's copy stays. */
+        close(c.cfd);
+        c.cfd = -1;
+        rc = identify_accepted(c.afd, NULL, &info);
+        CHECK_EQ(rc, 0);
+        check_only_self(&info);
+        peer_info_free(&info);
+    }
+    CHECK_EQ(write(pt.done[1], &b, 1), 1);
+    pthread_join(th, NULL);
+    close(pt.done[1]);
+    close(pt.done[0]);
+    close(pt.ready[0]);
+    close(pt.ready[1]);
+    conn3_close(&c);
+}
+
+/* A holder whose effective uid is not the socket's (a setuid program the user ran, keeping its
+ * socket): its /proc directory shows the effective uid, its status file the real one, which is
+ * the socket's. It is searched like any process of the user. Needs root (setresuid). */
+static void test_holder_with_another_euid(void)
+{
+    struct peer_info info;
+    struct pollfd pfd;
+    int lfd, afd, go[2], status;
+    pid_t child;
+
+    if (geteuid() != 0) {
+        printf("skip another euid: needs root\n");
+        return;
+    }
+    lfd = listen_on(AF_INET, "127.0.0.1", false);
+    CHECK(lfd >= 0);
+    CHECK_EQ(pipe(go), 0);
+    child = fork();
+    if (child == 0) {
+        char b;
+        close(go[1]);
+        /* The socket is made as 65534, then the effective uid goes back to root (saved). */
+        if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 0) != 0)
+            _exit(1);
+        int fd = connect_to(AF_INET, "127.0.0.1", lfd);
+        if (fd < 0 || seteuid(0) != 0)
+            _exit(1);
+        while (read(go[0], &b, 1) > 0)
+            ;
+        _exit(0);
+    }
+    close(go[0]);
+    pfd.fd = lfd;
+    pfd.events = POLLIN;
+    CHECK(child > 0 && poll(&pfd, 1, 10000) == 1);
+    afd = accept(lfd, NULL, NULL);
+    CHECK(afd >= 0);
+    CHECK_EQ(identify_accepted(afd, NULL, &info), 0);
+    CHECK_EQ(info.uid, 65534);
+    CHECK_EQ(info.n, 1);
+    CHECK(holds_pid(&info, child));
+    peer_info_free(&info);
+    close(afd);
+    close(go[1]);
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(lfd);
 }
 
 int main(int argc, char **argv)
@@ -350,5 +659,9 @@ int main(int argc, char **argv)
     RUN(test_self_mapped_client);
     RUN(test_not_found);
     RUN(test_child_deleted_exe);
+    RUN(test_shared_socket);
+    RUN(test_budget);
+    RUN(test_thread_private_table);
+    RUN(test_holder_with_another_euid);
     return test_report();
 }

@@ -40,7 +40,7 @@ static struct policy *load(const char *single_quoted)
     return p;
 }
 
-static const struct policy_peer anyone = {NULL, true};
+static const struct policy_peer anyone = {.binary_identity_off = true};
 
 static enum policy_verdict l4(const struct policy *p, const char *host, uint16_t port)
 {
@@ -610,8 +610,10 @@ static void test_allowed_ips_follow_l4(void)
     const char *tool[] = {"/opt/not-here/tool", NULL};
     const char *child_of_tool[] = {"/usr/bin/python3", "/opt/not-here/tool", NULL};
     const char *stranger[] = {"/usr/bin/python3", NULL};
-    const struct policy_peer as_tool = {tool, false}, as_child = {child_of_tool, false},
-                             as_stranger = {stranger, false}, unknown = {NULL, false};
+    const struct policy_peer as_tool = {.procs = {tool}, .nprocs = 1},
+                             as_child = {.procs = {child_of_tool}, .nprocs = 1},
+                             as_stranger = {.procs = {stranger}, .nprocs = 1},
+                             unknown = {.nprocs = 0};
     struct {
         const char *host;
         const struct policy_peer *peer;
@@ -648,7 +650,7 @@ static void test_allowed_ips_follow_l4(void)
  * take part, so a broader endpoint for the same host that never listed the address allows
  * (or audits) nothing there. */
 static const char *const python[] = {"/usr/bin/python3", NULL};
-static const struct policy_peer stranger = {python, false};
+static const struct policy_peer stranger = {.procs = {python}, .nprocs = 1};
 
 static enum policy_verdict l7_via(const struct policy *p, const char *host, const char *ip,
                                   const char *method, struct policy_l7 *out)
@@ -856,7 +858,9 @@ static void test_binaries(void)
             {NULL, false, "all.example.com", POLICY_DENY},
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-            struct policy_peer peer = {cases[i].exes, cases[i].off};
+            struct policy_peer peer = {.procs = {cases[i].exes},
+                                       .nprocs = cases[i].exes ? 1 : 0,
+                                       .binary_identity_off = cases[i].off};
             struct policy_l4 o4;
             struct policy_l7 o7;
             policy_check_l4(p, cases[i].host, 443, &peer, &o4);
@@ -889,6 +893,73 @@ static void test_binaries(void)
     p = load("{'version':1,'network_policies':{'x':{'endpoints':[{'host':'x.example.com',"
              "'port':443,'access':'full'}]}}}");
     CHECK(p && !policy_uses_binaries(p));
+    policy_unref(p);
+}
+
+/* Every process holding the client's socket must match; "exact" counts only each process's own
+ * executable, "ancestors" (the default) its ancestors' too. */
+static void test_binaries_match(void)
+{
+    struct policy *p = load("{'version':1,'network_policies':{'t':{'endpoints':["
+                            "{'host':'a.example.com','port':443,'access':'full'},"
+                            "{'host':'e.example.com','port':443,'access':'full',"
+                            "'binaries_match':'exact'},"
+                            "{'host':'x.example.com','port':443,'access':'full',"
+                            "'binaries_match':'ancestors'}],"
+                            "'binaries':['/opt/t/tool','/opt/kit/**']}}}");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    static const char *const tool[] = {"/opt/t/tool", "/bin/sh", NULL};
+    static const char *const kit[] = {"/opt/kit/bin/run", NULL};
+    static const char *const child_of_tool[] = {"/usr/bin/python3", "/opt/t/tool", NULL};
+    static const char *const outsider[] = {"/usr/bin/python3", "/bin/sh", NULL};
+    static const char *const empty[] = {NULL};
+    struct {
+        const char *const *procs[3];
+        size_t n;
+        enum policy_verdict ancestors, exact;
+    } cases[] = {
+        {{tool}, 1, POLICY_ALLOW, POLICY_ALLOW},
+        {{kit}, 1, POLICY_ALLOW, POLICY_ALLOW},
+        {{child_of_tool}, 1, POLICY_ALLOW, POLICY_DENY},
+        {{outsider}, 1, POLICY_DENY, POLICY_DENY},
+        {{tool, tool}, 2, POLICY_ALLOW, POLICY_ALLOW},
+        {{tool, kit}, 2, POLICY_ALLOW, POLICY_ALLOW},
+        /* a listed process shares its socket with an unlisted one: the socket is not its own */
+        {{tool, outsider}, 2, POLICY_DENY, POLICY_DENY},
+        {{outsider, tool}, 2, POLICY_DENY, POLICY_DENY},
+        {{tool, kit, outsider}, 3, POLICY_DENY, POLICY_DENY},
+        /* a child of a listed binary passes by ancestry, never in exact mode */
+        {{tool, child_of_tool}, 2, POLICY_ALLOW, POLICY_DENY},
+        {{tool, empty}, 2, POLICY_DENY, POLICY_DENY},
+        {{NULL}, 0, POLICY_DENY, POLICY_DENY},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct policy_peer peer = {.nprocs = cases[i].n};
+        for (size_t j = 0; j < cases[i].n; j++)
+            peer.procs[j] = cases[i].procs[j];
+        struct policy_l4 a, e, x;
+        struct policy_l7 a7, e7;
+        policy_check_l4(p, "a.example.com", 443, &peer, &a);
+        policy_check_l4(p, "e.example.com", 443, &peer, &e);
+        policy_check_l4(p, "x.example.com", 443, &peer, &x);
+        policy_check_l7(p, "a.example.com", 443, &peer, NULL, "GET", "/", &a7);
+        policy_check_l7(p, "e.example.com", 443, &peer, NULL, "GET", "/", &e7);
+        if (a.verdict != cases[i].ancestors || e.verdict != cases[i].exact)
+            fprintf(stderr, "binaries_match case %zu\n", i);
+        CHECK_EQ(a.verdict, cases[i].ancestors);
+        CHECK_EQ(x.verdict, cases[i].ancestors);
+        CHECK_EQ(e.verdict, cases[i].exact);
+        CHECK_EQ(a7.verdict, cases[i].ancestors);
+        CHECK_EQ(e7.verdict, cases[i].exact);
+        if (e.verdict == POLICY_DENY)
+            CHECK_STR(e.reason, "binary not allowed");
+        /* identity off lets every one of them through */
+        peer.binary_identity_off = true;
+        policy_check_l4(p, "e.example.com", 443, &peer, &e);
+        CHECK_EQ(e.verdict, POLICY_ALLOW);
+    }
     policy_unref(p);
 }
 
@@ -1142,7 +1213,7 @@ static const struct err_case ep_errors[] = {
      "network_policies.p.endpoints[0].allowed_ips: must be an array of CIDR strings"},
     {"{'host':'a.com','port':443,'access':'full','prot':'tcp'}",
      "network_policies.p.endpoints[0].prot: unknown key (allowed: host, port, ports, protocol, "
-     "enforcement, access, rules, deny_rules, allowed_ips)"},
+     "enforcement, access, rules, deny_rules, allowed_ips, binaries_match)"},
     {"{'Host':'a.com','port':443,'access':'full'}",
      "network_policies.p.endpoints[0].Host: unknown key"},
     {"{'host':'a.com','port':443,'access':'full','deny_rule':[]}",
@@ -1222,6 +1293,18 @@ static const struct err_case doc_errors[] = {
     {"{'version':1,'network_policies':{'p':{'endpoints':[{'host':'a.com','port':1,"
      "'access':'full'}]},'p':{'endpoints':[{'host':'b.com','port':1,'access':'full'}]}}}",
      "network_policies.p: duplicate key"},
+    {"{'version':1,'network_policies':{'p':{'endpoints':[{'host':'a.com','port':1,"
+     "'access':'full','binaries_match':'parent'}],'binaries':['/usr/bin/git']}}}",
+     "network_policies.p.endpoints[0].binaries_match: \"parent\" must be \"ancestors\" or "
+     "\"exact\""},
+    {"{'version':1,'network_policies':{'p':{'endpoints':[{'host':'a.com','port':1,"
+     "'access':'full','binaries_match':true}],'binaries':['/usr/bin/git']}}}",
+     "network_policies.p.endpoints[0].binaries_match: must be \"ancestors\" or \"exact\", "
+     "not a boolean"},
+    {"{'version':1,'network_policies':{'p':{'endpoints':[{'host':'a.com','port':1,"
+     "'access':'full','binaries_match':'exact'}]}}}",
+     "network_policies.p.endpoints[0].binaries_match: applies to the network policy's "
+     "\"binaries\", and it names none"},
 };
 
 /* true when some line of errors starts with want. */
@@ -1452,6 +1535,7 @@ int main(void)
     RUN(test_l7_private_addr_needs_covering_endpoint);
     RUN(test_deny_rule_refusal_names_the_rule);
     RUN(test_binaries);
+    RUN(test_binaries_match);
     RUN(test_rule_missing);
     RUN(test_load_errors);
     RUN(test_error_collection);
