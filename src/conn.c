@@ -16,12 +16,8 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
-#include "airlock/netguard.h"
 #include "airlock/peer.h"
-#include "airlock/pipe.h"
 #include "airlock/policy.h"
-#include "airlock/proxy.h"
-#include "airlock/relay.h"
 #include "airlock/server.h"
 #include "airlock/tls.h"
 
@@ -114,7 +110,7 @@ void conn_policy_peer(const struct conn *c, struct policy_peer *out)
 static void conn_free(struct conn *c)
 {
     struct worker *w = c->w;
-    relay_deinit(c);
+    w->session->free(c);
     for (int i = 0; i < 2; i++) {
         tls_free(c->sides[i].tls);
         free(c->sides[i].stash);
@@ -168,7 +164,7 @@ void conn_close(struct conn *c, const char *reason)
     conn_set_state(c, CONN_S_CLOSING);
     /* In-flight lookups and connects are cancelled where possible; their callbacks still run
      * (with UV_ECANCELED or later) and drop their own references. */
-    netguard_cancel(c);
+    c->w->session->cancel(c);
     if (c->peer_work_active)
         uv_cancel((uv_req_t *)&c->peer_work);
     for (int i = 0; i < 2; i++) {
@@ -475,22 +471,21 @@ void conn_update_reading(struct conn *c, enum side_id id)
     }
 }
 
+void conn_set_handler(struct conn *c, const struct conn_handler *h)
+{
+    c->handler = h;
+}
+
 static size_t dispatch(struct conn *c, enum side_id id, const char *p, size_t len)
 {
-    switch (c->state) {
-    case CONN_S_FIRST:
-    case CONN_S_HTTP:
-        return relay_on_data(c, id, p, len);
-    case CONN_S_PIPE:
-        return pipe_on_data(c, id, p, len);
-    case CONN_S_LINGER:
+    if (c->state == CONN_S_LINGER)
         return len; /* discarded: the answer is written, the client's rest is not wanted */
-    default:
-        /* Bytes that arrive before their consumer exists (a ClientHello sent before our 200,
-         * say) wait in the stash. */
-        c->sides[id].flags |= SIDE_F_HELD;
-        return 0;
-    }
+    if (c->handler && c->handler->on_data)
+        return c->handler->on_data(c, id, p, len);
+    /* Bytes that arrive before their consumer exists (a ClientHello sent before our 200, say)
+     * wait in the stash. */
+    c->sides[id].flags |= SIDE_F_HELD;
+    return 0;
 }
 
 static int stash_append(struct conn *c, struct side *s, const char *p, size_t len)
@@ -515,6 +510,8 @@ static int stash_append(struct conn *c, struct side *s, const char *p, size_t le
 static void side_consume(struct conn *c, enum side_id id, const char *p, size_t len)
 {
     struct side *s = &c->sides[id];
+    if (c->state == CONN_S_LINGER)
+        return; /* the answer is out: what the client still sends is not wanted */
     while (len > 0 && !(c->flags & CONN_F_CLOSING)) {
         if ((s->flags & SIDE_F_HELD) || s->stash) {
             stash_append(c, s, p, len);
@@ -566,22 +563,10 @@ static void side_on_eof(struct conn *c, enum side_id id, const char *why)
     s->flags |= SIDE_F_EOF;
     conn_update_reading(c, id);
     pass_on_bare_eof(c, id);
-    switch (c->state) {
-    case CONN_S_HTTP:
-        relay_on_eof(c, id);
-        break;
-    case CONN_S_PIPE:
-        pipe_on_eof(c, id);
-        break;
-    case CONN_S_FIRST:
-        if (id == SIDE_CLIENT && !http_parser_in_message(&c->req_parser)) {
-            conn_close(c, "client closed");
-            break;
-        }
-        /* fall through */
-    default:
+    if (c->handler && c->handler->on_eof)
+        c->handler->on_eof(c, id);
+    else
         conn_close(c, why);
-    }
 }
 
 /* Decrypt what the side's TLS layer holds and pass it on, driving the handshake first. The
@@ -616,7 +601,8 @@ static void side_process_tls(struct conn *c, enum side_id id)
                 return;
             }
             metrics_inc(id == SIDE_CLIENT ? M_TLS_HANDSHAKES_CLIENT : M_TLS_HANDSHAKES_UPSTREAM);
-            proxy_on_handshake_done(c, id);
+            if (c->handler && c->handler->on_tls_ready)
+                c->handler->on_tls_ready(c, id);
             continue;
         }
         size_t n = 0;
@@ -664,8 +650,8 @@ static void side_kick(struct conn *c, enum side_id id)
     s->flags &= ~(SIDE_F_KICK | SIDE_F_HELD);
     if (c->flags & CONN_F_CLOSING)
         return;
-    if (c->state == CONN_S_FIRST || c->state == CONN_S_HTTP)
-        relay_resume(c, id);
+    if (c->handler && c->handler->on_resume)
+        c->handler->on_resume(c, id);
     side_process_stash(c, id);
     if (!(s->flags & SIDE_F_HELD) && !s->stash)
         side_process_tls(c, id);
@@ -723,7 +709,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     s->bytes_in += (uint64_t)nread;
     metrics_add(M_BYTES_IN, (uint64_t)nread);
-    conn_touch(c);
+    /* While lingering only our answer draining counts as activity: a client that keeps
+     * writing (and never reads) must not hold the connection open. */
+    if (c->state != CONN_S_LINGER)
+        conn_touch(c);
     if (s->tls) {
         if (tls_feed(s->tls, buf->base, (size_t)nread) < 0) {
             conn_close(c, "out of memory");
@@ -771,13 +760,18 @@ void conn_finish(struct conn *c, const char *reason)
     /* The upstream has nothing more to give us, and neither has a lookup or a connection
      * race still running (an attempt to a blackholed address would hold its socket for the
      * kernel's whole SYN timeout). */
-    netguard_cancel(c);
+    c->w->session->cancel(c);
     struct side *us = &c->sides[SIDE_UPSTREAM];
     if (us->flags & SIDE_F_OPEN) {
         us->flags &= ~(SIDE_F_OPEN | SIDE_F_READING | SIDE_F_CONNECTED);
         uv_close((uv_handle_t *)&us->tcp, on_handle_closed);
     }
     cs->flags &= ~(SIDE_F_PAUSED | SIDE_F_HELD);
+    /* What the client sent and nobody will read is discarded, not kept: a client that never
+     * reads its answer and keeps writing must not grow a stash while the answer drains. */
+    free(cs->stash);
+    cs->stash = NULL;
+    cs->stash_len = cs->stash_off = 0;
     if (!(cs->flags & SIDE_F_CONNECTED)) {
         conn_close(c, reason);
         return;
@@ -987,7 +981,7 @@ void conn_accept(struct worker *w, int fd)
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
     conn_ref(c);
-    relay_init(c);
+    w->session->start(c);
     struct side *cs = &c->sides[SIDE_CLIENT];
     int r = side_init(c, SIDE_CLIENT);
     if (r == 0)
@@ -1044,36 +1038,6 @@ void conn_head_started(struct conn *c)
 {
     const struct server_config *cfg = c->w->server->cfg;
     conn_set_deadline(c, cfg->head_timeout_ms, 408, "request head not complete in time");
-}
-
-void conn_recheck_policy(struct conn *c, struct policy *p)
-{
-    if (c->state != CONN_S_PIPE || (c->flags & CONN_F_CLOSING))
-        return;
-    struct policy_peer peer;
-    conn_policy_peer(c, &peer);
-    struct policy_l4 d;
-    policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
-    /* The SSRF guard's question again, on the new snapshot: an address that only allowed_ips
-     * opened stays reachable only while they still do. */
-    const struct sockaddr *private_addr = netguard_private_addr(c);
-    const char *why = NULL;
-    if (d.verdict != POLICY_ALLOW)
-        why = "policy reload: endpoint no longer allowed";
-    else if (private_addr &&
-             !policy_ip_allowed(p, c->target.host, c->target.port, &peer, private_addr))
-        why = "policy reload: allowed_ips no longer cover the upstream address";
-    if (!why)
-        return;
-    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = "CLOSE",
-                           .action = "deny",
-                           .severity = LOG_SEV_MEDIUM,
-                           .relay_outcome = "upgraded",
-                           .reason = why,
-                           .overflow = -1};
-    conn_log(c, &ev);
-    conn_close(c, why);
 }
 
 size_t conn_live_count(void)

@@ -9,11 +9,17 @@
 #include "airlock/metrics.h"
 #include "airlock/server.h"
 
+static const struct conn_handler piping = {
+    .on_data = pipe_on_data,
+    .on_eof = pipe_on_eof,
+};
+
 void pipe_start(struct conn *c, size_t upstream_overflow)
 {
     const struct server_config *cfg = c->w->server->cfg;
     struct side *cs = &c->sides[SIDE_CLIENT];
     conn_set_state(c, CONN_S_PIPE);
+    conn_set_handler(c, &piping);
     /* Only the operator's idle timeout (off by default) ends a quiet piped connection. */
     conn_set_timeout(c, cfg->tunnel_idle_timeout_ms, 0, "tunnel idle timeout");
     struct log_event ev = {

@@ -26,6 +26,57 @@
 
 static void start_dial(struct conn *c);
 
+/* ---- the handlers this controller installs, one per phase -------------------------------- */
+
+/* The first request on the plain client connection: CONNECT or an absolute-form request. */
+static void first_on_eof(struct conn *c, enum side_id id)
+{
+    conn_close(c, id == SIDE_CLIENT && !http_parser_in_message(&c->req_parser)
+                      ? "client closed"
+                      : "client closed inside its first request");
+}
+
+static const struct conn_handler first_request = {
+    .on_data = relay_on_data,
+    .on_eof = first_on_eof,
+    .on_resume = relay_resume,
+};
+
+/* Dialling, and the TLS handshakes: the client's bytes wait, a close ends it all. */
+static const struct conn_handler waiting = {
+    .on_tls_ready = proxy_on_handshake_done,
+};
+
+/* HTTP exchanges inside the tunnel (or the forward proxy's). */
+static const struct conn_handler http_exchanges = {
+    .on_data = relay_on_data,
+    .on_eof = relay_on_eof,
+    .on_resume = relay_resume,
+};
+
+static void enter(struct conn *c, enum conn_state state, const struct conn_handler *h)
+{
+    conn_set_state(c, state);
+    conn_set_handler(c, h);
+}
+
+static void session_start(struct conn *c)
+{
+    relay_init(c);
+    enter(c, CONN_S_FIRST, &first_request);
+}
+
+static void session_free(struct conn *c)
+{
+    relay_deinit(c);
+}
+
+const struct conn_session proxy_session = {
+    .start = session_start,
+    .cancel = netguard_cancel,
+    .free = session_free,
+};
+
 static void log_connect(struct conn *c, const char *action, int status, const char *reason)
 {
     metrics_inc(strcmp(action, "allow") ? M_CONNECT_DENY : M_CONNECT_ALLOW);
@@ -123,7 +174,7 @@ static void on_dialed(struct conn *c, int status, const char *why)
             conn_respond_error(c, 502, "internal_error", "out of memory");
             return;
         }
-        conn_set_state(c, CONN_S_UPSTREAM_TLS);
+        enter(c, CONN_S_UPSTREAM_TLS, &waiting);
         /* "Connecting" to an upstream ends with its verified TLS handshake, so one timeout
          * (--connect-timeout) bounds both. A deadline: an upstream that dribbles its hello
          * byte by byte must not hold the client's CONNECT open. */
@@ -144,7 +195,7 @@ static void on_dialed(struct conn *c, int status, const char *why)
     }
     /* Forward proxy: the held request goes out now. */
     log_connect(c, "allow", 0, NULL);
-    conn_set_state(c, CONN_S_HTTP);
+    enter(c, CONN_S_HTTP, &http_exchanges);
     conn_update_reading(c, SIDE_UPSTREAM);
     if (relay_start_request(c) == HTTP_HEAD_ERROR)
         return;
@@ -260,7 +311,7 @@ static void peer_after(uv_work_t *req, int status)
 static void start_dial(struct conn *c)
 {
     const struct server_config *cfg = c->w->server->cfg;
-    conn_set_state(c, CONN_S_DIALING);
+    enter(c, CONN_S_DIALING, &waiting);
     c->sides[SIDE_CLIENT].flags |= SIDE_F_HELD;
     conn_update_reading(c, SIDE_CLIENT);
     struct policy *pol = server_policy(c->w->server);
@@ -328,7 +379,7 @@ void proxy_on_handshake_done(struct conn *c, enum side_id id)
             conn_close(c, "could not mint a certificate");
             return;
         }
-        conn_set_state(c, CONN_S_CLIENT_TLS);
+        enter(c, CONN_S_CLIENT_TLS, &waiting);
         /* A deadline from the start: a client that sends its ClientHello a byte at a time
          * must not hold this verified upstream connection open for longer. */
         conn_set_deadline(c, cfg->handshake_timeout_ms, 0, "client TLS handshake timed out");
@@ -342,7 +393,39 @@ void proxy_on_handshake_done(struct conn *c, enum side_id id)
         return;
     }
     /* The client trusts us: parse its requests. */
-    conn_set_state(c, CONN_S_HTTP);
+    enter(c, CONN_S_HTTP, &http_exchanges);
     relay_reset_request_parser(c);
     conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
+}
+
+/* ---- reload ------------------------------------------------------------------------------- */
+
+void proxy_recheck_policy(struct conn *c, struct policy *p)
+{
+    if (c->state != CONN_S_PIPE || (c->flags & CONN_F_CLOSING))
+        return;
+    struct policy_peer peer;
+    conn_policy_peer(c, &peer);
+    struct policy_l4 d;
+    policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
+    /* The SSRF guard's question again, on the new snapshot: an address that only allowed_ips
+     * opened stays reachable only while they still do. */
+    const struct sockaddr *private_addr = netguard_private_addr(c);
+    const char *why = NULL;
+    if (d.verdict != POLICY_ALLOW)
+        why = "policy reload: endpoint no longer allowed";
+    else if (private_addr &&
+             !policy_ip_allowed(p, c->target.host, c->target.port, &peer, private_addr))
+        why = "policy reload: allowed_ips no longer cover the upstream address";
+    if (!why)
+        return;
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
+                           .activity = "CLOSE",
+                           .action = "deny",
+                           .severity = LOG_SEV_MEDIUM,
+                           .relay_outcome = "upgraded",
+                           .reason = why,
+                           .overflow = -1};
+    conn_log(c, &ev);
+    conn_close(c, why);
 }

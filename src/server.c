@@ -23,6 +23,7 @@
 #include "airlock/creds.h"
 #include "airlock/metrics.h"
 #include "airlock/policy.h"
+#include "airlock/proxy.h"
 #include "airlock/resolve.h"
 #include "airlock/target.h"
 #include "airlock/tls.h"
@@ -287,7 +288,7 @@ static void on_wakeup(uv_async_t *a)
         struct policy *p = server_policy(w->server);
         for (struct conn *c = w->conns, *next; c; c = next) {
             next = c->next;
-            conn_recheck_policy(c, p);
+            proxy_recheck_policy(c, p);
         }
         policy_unref(p);
     }
@@ -752,6 +753,7 @@ int server_run(const struct server_config *cfg)
             break;
         }
         w->server = s;
+        w->session = &proxy_session; /* what every accepted connection becomes */
         w->index = wi;
         workers[wi] = w;
         int r = worker_start(w, fds + wi * nlisten, nlisten);

@@ -43,10 +43,37 @@ struct listener {
     struct worker *w;
 };
 
+struct conn;
+enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
+
+/* conn is a transport: it owns both sides, their TLS, reads, writes, timers and the one close
+ * path, and knows no consumer. What the bytes mean is decided by the handler the session
+ * controller (proxy.c) installs as the connection changes phase: the first request, a TLS
+ * handshake, the HTTP relay, the raw pipe. */
+struct conn_handler {
+    /* Plaintext from a side. Returns the bytes taken; fewer than len holds the side (the rest
+     * waits in its stash until conn_release). NULL: every byte waits. */
+    size_t (*on_data)(struct conn *c, enum side_id id, const char *p, size_t len);
+    /* The peer on a side finished sending (TCP FIN or close_notify). NULL: close. */
+    void (*on_eof)(struct conn *c, enum side_id id);
+    /* A released side is about to be read again (a paused parser resumes first). */
+    void (*on_resume)(struct conn *c, enum side_id id);
+    /* A side's TLS handshake completed. */
+    void (*on_tls_ready)(struct conn *c, enum side_id id);
+};
+
+/* The session controller's hooks into a connection's life, one table per server. */
+struct conn_session {
+    void (*start)(struct conn *c);  /* accepted: set up, install the first handler */
+    void (*cancel)(struct conn *c); /* closing or finishing: give up async work in flight */
+    void (*free)(struct conn *c);   /* the last reference is gone: free what start set up */
+};
+
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every
  * connection on this loop shares (a read callback consumes its buffer before returning). */
 struct worker {
     struct server *server;
+    const struct conn_session *session;
     uv_loop_t loop;
     struct listener listeners[8];
     size_t nlisteners;
@@ -79,8 +106,6 @@ enum conn_state {
     CONN_S_CLOSING,
 };
 const char *conn_state_name(enum conn_state s);
-
-enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
 
 #define SIDE_F_OPEN      0x01  /* the tcp handle is initialised */
 #define SIDE_F_CONNECTED 0x02  /* reads and writes may be issued */
@@ -154,6 +179,7 @@ struct conn {
     unsigned flags;
     unsigned refs;
     enum conn_state state;
+    const struct conn_handler *handler; /* the consumer of the current phase, or NULL */
     struct side sides[2];
     uv_timer_t timer;
     uint64_t timeout_ms; /* the idle timeout the timer enforces now */
@@ -205,6 +231,8 @@ void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 
 void conn_set_state(struct conn *c, enum conn_state s);
+/* Install the consumer of the connection's bytes (NULL: bytes wait in the stashes). */
+void conn_set_handler(struct conn *c, const struct conn_handler *h);
 
 /* Take pol (a reference the caller hands over) as the connection's snapshot, with name (a
  * policy name inside pol, or NULL), releasing the previous snapshot. */
@@ -255,10 +283,6 @@ int conn_init_upstream(struct conn *c);
 void conn_close_upstream(struct conn *c, uv_close_cb cb);
 /* The first byte of a request head arrived: the head deadline starts. */
 void conn_head_started(struct conn *c);
-/* After a policy reload: close the connection if it is piped (upgraded or tcp) and no
- * endpoint of the new policy allows its host and port any more, or its upstream address is
- * private and no allowed_ips of the new policy open it for this connection. */
-void conn_recheck_policy(struct conn *c, struct policy *p);
 /* Connections alive in the process (all workers). */
 size_t conn_live_count(void);
 

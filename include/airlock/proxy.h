@@ -19,4 +19,12 @@ void proxy_on_handshake_done(struct conn *c, enum side_id id);
 /* Dial again for a forward-proxy request whose authority differs from the current upstream. */
 void proxy_redial(struct conn *c);
 
+/* The session controller's hooks, for the server to give every worker. */
+extern const struct conn_session proxy_session;
+
+/* After a policy reload: close the connection if it is piped (upgraded or tcp) and no endpoint
+ * of the new policy allows its host, port and protocol any more, or its upstream address is
+ * private and no allowed_ips of the new policy open it for this connection. */
+void proxy_recheck_policy(struct conn *c, struct policy *p);
+
 #endif
