@@ -121,6 +121,8 @@ static void conn_free(struct conn *c)
         policy_unref(c->policy);
     if (c->creds)
         creds_unref(c->creds);
+    if (c->echo_creds)
+        creds_unref(c->echo_creds);
     if (c->prev)
         c->prev->next = c->next;
     else

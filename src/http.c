@@ -433,6 +433,8 @@ static const char *check_head(const struct http_parser *p, const struct http_hea
         return "Transfer-Encoding in HTTP/1.0";
     if (p->bad_codings)
         return "malformed Transfer-Encoding";
+    if (h->transfer_codings && !h->transfer_codings[0])
+        return "empty Transfer-Encoding";
     /* What airlock forwards must frame the body exactly as llhttp read it. */
     if (h->transfer_codings &&
         ends_with_chunked(h->transfer_codings) != ((p->llhttp.flags & F_CHUNKED) != 0))
@@ -579,6 +581,8 @@ static int on_message_complete(llhttp_t *l)
     }
     p->field_state &= ~(FS_MASK | FS_IN_MESSAGE);
     p->in_trailers = false;
+    /* A trailer section can still say Connection: close (llhttp then refuses what follows) */
+    p->keep_alive = llhttp_should_keep_alive(l) != 0;
     if (p->cbs->on_complete)
         rc = p->cbs->on_complete(p->owner, trailers);
     http_head_free(trailers);
@@ -762,6 +766,11 @@ int http_parser_finish(struct http_parser *p)
     else
         set_llhttp_error(p, err);
     return -1;
+}
+
+bool http_parser_keep_alive(const struct http_parser *p)
+{
+    return p->keep_alive;
 }
 
 bool http_parser_in_message(const struct http_parser *p)

@@ -414,6 +414,9 @@ void proxy_recheck_policy(struct conn *c, struct policy *p)
     const char *why = NULL;
     if (d.verdict != POLICY_ALLOW)
         why = "policy reload: endpoint no longer allowed";
+    else if (d.protocol != c->protocol)
+        /* a tcp pipe carries bytes no rule has seen; an upgraded one was judged as HTTP */
+        why = "policy reload: the endpoint's protocol changed";
     else if (private_addr &&
              !policy_ip_allowed(p, c->target.host, c->target.port, &peer, private_addr))
         why = "policy reload: allowed_ips no longer cover the upstream address";

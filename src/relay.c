@@ -294,27 +294,17 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         append_with_secrets(c, &b, query, strlen(query), CREDS_SECRET_PCT);
     }
     http_buf_puts(&b, " HTTP/1.1\r\n");
-    /* Host first (RFC 9112 §3.2): in a tunnel as the client sent it (checked against the
-     * CONNECT authority); for a forward request rebuilt from the absolute URI. */
-    if (c->flags & CONN_F_FORWARD) {
-        char host[TARGET_HOST_MAX + 16];
-        struct authority a = c->target;
-        if (a.port == 80)
-            a.port_present = false;
-        if (a.port_present || a.kind == TARGET_IPV6) {
-            target_format(&a, host, sizeof host);
-            if (!a.port_present) /* strip ":80" but keep the brackets */
-                *strrchr(host, ':') = '\0';
-        } else {
-            snprintf(host, sizeof host, "%s", a.host);
-        }
-        http_buf_printf(&b, "Host: %s\r\n", host);
-    } else {
-        const struct http_field *hf = http_head_find(h, "host");
-        http_buf_puts(&b, "Host: ");
-        http_buf_append(&b, hf->value, hf->value_len);
-        http_buf_puts(&b, "\r\n");
-    }
+    /* Host first (RFC 9112 §3.2), written from the authority that was judged, normalised:
+     * never the client's spelling of it (a trailing dot or another case can pick another
+     * virtual host). A tunnel's Host carries the port when the client's did; a forward
+     * request's unless it is 80. */
+    bool show_port = c->flags & CONN_F_FORWARD ? c->target.port != 80 : c->ex.host_has_port;
+    char host[TARGET_HOST_MAX + 16];
+    struct authority a = c->target;
+    target_format(&a, host, sizeof host);
+    if (!show_port) /* strip ":port" but keep an IPv6 literal's brackets */
+        *strrchr(host, ':') = '\0';
+    http_buf_printf(&b, "Host: %s\r\n", host);
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
         /* Framing and Host are written below from what was parsed, never copied: the upstream
@@ -331,7 +321,7 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         }
         /* A secret goes out: the answer must come unencoded for an echo in it to be redacted
          * (see start_redaction). */
-        if (c->ex.ncreds_used && field_is(f, "accept-encoding"))
+        if (c->ex.nredact && field_is(f, "accept-encoding"))
             continue;
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
@@ -347,7 +337,7 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         http_buf_puts(&b, "\r\n");
     }
     /* Without the field any content coding would be acceptable (RFC 9110 §12.5.3). */
-    if (c->ex.ncreds_used)
+    if (c->ex.nredact)
         http_buf_puts(&b, "Accept-Encoding: identity\r\n");
     if (c->ex.upgrade_asked)
         http_buf_puts(&b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
@@ -395,6 +385,36 @@ static bool refuse_misplaced(struct conn *c, const struct creds_provider *p, con
     return false;
 }
 
+/* Once a secret has gone out on a connection, any later response on it may echo it (an API
+ * that reflects an earlier request, a cache): every response from then on is redacted for
+ * every provider bound to the tunnel's host, not only the ones this request used. */
+static void choose_redaction(struct conn *c, bool inspected)
+{
+    struct exchange *ex = &c->ex;
+    if (ex->ncreds_used > 0 && c->echo_creds != c->creds) {
+        if (c->echo_creds)
+            creds_unref(c->echo_creds);
+        creds_ref(c->creds);
+        c->echo_creds = c->creds;
+    }
+    ex->nredact = 0;
+    if (!c->echo_creds || !inspected)
+        return;
+    for (size_t i = 0; i < creds_count(c->echo_creds); i++) {
+        const struct creds_provider *p = creds_at(c->echo_creds, i);
+        if (!creds_binds(p, c->target.host, c->target.port))
+            continue;
+        if (ex->nredact == sizeof ex->redact_with / sizeof ex->redact_with[0]) {
+            log_msg(LOG_WARN,
+                    "conn %llu: more providers bind %s:%u than one response is "
+                    "redacted for",
+                    (unsigned long long)c->id, c->target.host, (unsigned)c->target.port);
+            break;
+        }
+        ex->redact_with[ex->nredact++] = p;
+    }
+}
+
 /* Which providers this request involves. A placeholder for a host or port its provider does not
  * name (or outside a verified TLS tunnel: a forward-proxy request is plain HTTP) is refused
  * before anything is forwarded. Returns false when the request was refused. The redacted path
@@ -408,9 +428,11 @@ static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
         creds_unref(c->creds);
     c->creds = server_creds(c->w->server);
     ex->ncreds_used = 0;
-    if (!c->creds)
-        return true;
     bool inspected = (c->flags & CONN_F_TUNNEL) && c->protocol == POLICY_REST;
+    if (!c->creds) {
+        choose_redaction(c, inspected);
+        return true;
+    }
     const struct creds_provider *mismatch = NULL, *misplaced = NULL;
     const char *where = NULL;
     for (size_t i = 0; i < creds_count(c->creds); i++) {
@@ -437,6 +459,7 @@ static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
             ex->creds_used[ex->ncreds_used++] = p;
     }
     copy_truncated(ex->log_path, sizeof ex->log_path, path);
+    choose_redaction(c, inspected);
     if (!mismatch && misplaced)
         return refuse_misplaced(c, misplaced, where);
     if (!mismatch)
@@ -532,6 +555,7 @@ int relay_start_request(struct conn *c)
                                "port");
             return HTTP_HEAD_ERROR;
         }
+        ex->host_has_port = req_auth.port_present;
     }
 
     /* One canonical path: what the policy sees is what goes upstream. */
@@ -663,6 +687,8 @@ static int on_req_complete(void *owner, const struct http_head *trailers)
         return 0;
     if (c->ex.req_chunked_out && write_last_chunk(c, SIDE_UPSTREAM, trailers) < 0)
         return -1;
+    if (!http_parser_keep_alive(&c->req_parser))
+        c->ex.close_after = true; /* the parser reads nothing after this message */
     c->ex.req_done = true;
     /* One exchange at a time: a pipelined next request waits until this one ends. */
     return HTTP_PAUSE_BODY;
@@ -684,10 +710,10 @@ static bool valid_websocket_101(const struct conn *c, const struct http_head *h)
  * raw or encoded (Base64 too), replaced by its placeholder. */
 static void append_redacting_secrets(struct conn *c, struct http_buf *b, const char *p, size_t len)
 {
-    if (c->ex.ncreds_used == 0)
+    if (c->ex.nredact == 0)
         http_buf_append(b, p, len);
     else
-        creds_redact_field(c->ex.creds_used, c->ex.ncreds_used, p, len, b);
+        creds_redact_field(c->ex.redact_with, c->ex.nredact, p, len, b);
 }
 
 /* The response's framing as parsed, written by us (RFC 9112 §6). Interim responses have none;
@@ -713,10 +739,10 @@ static int write_response_head(struct conn *c, const struct http_head *h, bool u
 {
     struct http_buf b = {0};
     http_buf_printf(&b, "HTTP/1.1 %d ", h->status);
-    if (c->ex.ncreds_used == 0)
+    if (c->ex.nredact == 0)
         http_buf_append(&b, h->reason, h->reason_len);
     else
-        creds_redact_text(c->ex.creds_used, c->ex.ncreds_used, h->reason, h->reason_len, &b);
+        creds_redact_text(c->ex.redact_with, c->ex.nredact, h->reason, h->reason_len, &b);
     http_buf_puts(&b, "\r\n");
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
@@ -756,7 +782,7 @@ static int start_redaction(struct conn *c, const struct http_head *head, bool cl
     /* so does a transfer coding other than the chunks we decode */
     if (head->transfer_codings && strcmp(head->transfer_codings, "chunked") != 0)
         return 1;
-    ex->redact = creds_redactor(ex->creds_used, ex->ncreds_used);
+    ex->redact = creds_redactor(ex->redact_with, ex->nredact);
     if (!ex->redact)
         return -1;
     if (head->has_content_length) {
@@ -821,7 +847,7 @@ static int on_resp_head(void *owner, struct http_head *head)
             ex->close_after = true;
         }
     }
-    int red = !no_body && ex->ncreds_used > 0 ? start_redaction(c, head, client_http10) : 0;
+    int red = !no_body && ex->nredact > 0 ? start_redaction(c, head, client_http10) : 0;
     if (red != 0) {
         http_head_free(head);
         if (red > 0)
@@ -888,6 +914,8 @@ static int on_resp_complete(void *owner, const struct http_head *trailers)
         return -1;
     if (ex->resp_chunked_out && write_last_chunk(c, SIDE_CLIENT, trailers) < 0)
         return -1;
+    if (!http_parser_keep_alive(&c->resp_parser))
+        ex->close_after = true; /* the parser reads nothing after this message */
     ex->resp_done = true;
     if (!ex->req_done) {
         /* Answered before the request ended (an early 4xx, say): the rest of the request body
@@ -999,7 +1027,9 @@ size_t relay_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
         } else {
             log_msg(LOG_INFO, "conn %llu: upstream sent a malformed response: %s",
                     (unsigned long long)c->id, hp->error_reason ? hp->error_reason : "?");
-            if (c->ex.resp_head_sent)
+            if (!c->ex.active)
+                conn_finish(c, "upstream sent bytes between exchanges"); /* nobody asked */
+            else if (c->ex.resp_head_sent)
                 conn_close(c, "malformed response");
             else
                 conn_respond_error(c, 502, "bad_upstream_response",

@@ -155,6 +155,7 @@ struct exchange {
     bool close_after;      /* Connection: close from either side, or HTTP/1.0 */
     bool upgrade_asked;    /* a websocket upgrade the client asked for, forwarded upstream */
     bool head_request;     /* HEAD: the response has no body */
+    bool host_has_port;    /* the client's Host named a port (so does the forwarded one) */
     bool audit;
     bool interim;             /* the response being parsed is a 1xx */
     bool upgraded;            /* a valid 101 went to the client */
@@ -165,9 +166,14 @@ struct exchange {
     char ws_accept[32]; /* the Sec-WebSocket-Accept the 101 must carry */
     /* providers whose secret this request carries (placeholder or inject), bound to this
      * host and port; borrowed from conn.creds */
-    const struct creds_provider *creds_used[4];
+    const struct creds_provider *creds_used[8];
     unsigned ncreds_used;
-    /* the response body's redactor (redact.h) when ncreds_used > 0 and it has a body */
+    /* providers whose secret may be echoed in this exchange's response: every provider bound
+     * to the tunnel's host and port once any secret went out on the connection (borrowed from
+     * conn.creds or conn.echo_creds) */
+    const struct creds_provider *redact_with[8];
+    unsigned nredact;
+    /* the response body's redactor (redact.h) when nredact > 0 and it has a body */
     struct redactor *redact;
 };
 
@@ -197,6 +203,9 @@ struct conn {
     struct policy *policy;
     const char *policy_name;
     struct creds *creds; /* the providers snapshot of the current request, or NULL */
+    /* the providers snapshot under which a secret last went out on this connection (a
+     * reference), or NULL: from then on every response is redacted */
+    struct creds *echo_creds;
     struct peer_info *peer; /* the processes holding the client's socket, or NULL */
     bool peer_known;
     struct http_parser req_parser, resp_parser;

@@ -133,6 +133,7 @@ struct http_parser {
     int field_state;
     bool in_trailers;
     bool bad_codings; /* the head's Transfer-Encoding is not a list of tokens ending in chunked */
+    bool keep_alive;  /* at the end of the last message, trailers included */
     struct http_limits limits;
     size_t field_size;     /* bytes of the field line being collected */
     size_t chunk_ext_size; /* chunk-extension bytes seen in this message */
@@ -166,6 +167,10 @@ void http_parser_resume_after_upgrade(struct http_parser *p);
  * when the close cut a message short; 0 also when no message was in progress. Call it after
  * every byte was executed; a pending pause is resumed first. */
 int http_parser_finish(struct http_parser *p);
+
+/* Inside on_complete and after it: whether the connection may carry another message, taking the
+ * trailer section into account (a head's keep_alive cannot). */
+bool http_parser_keep_alive(const struct http_parser *p);
 
 /* true between the first byte of a message and its completion. */
 bool http_parser_in_message(const struct http_parser *p);

@@ -45,9 +45,9 @@ struct server_config {
     size_t max_connections;          /* per process; 0 = derived from the descriptor limit */
     bool binary_identity_off;
     struct http_limits http_limits; /* per message, both directions */
-    unsigned resolver_threads; /* DNS lookup threads */
-    size_t resolver_queue;     /* lookups that may wait for a thread (beyond: 503) */
-    uint64_t dns_cache_ttl_ms; /* how long an answer is reused; 0 = no cache */
+    unsigned resolver_threads;      /* DNS lookup threads */
+    size_t resolver_queue;          /* lookups that may wait for a thread (beyond: 503) */
+    uint64_t dns_cache_ttl_ms;      /* how long an answer is reused; 0 = no cache */
 };
 
 /* Fill cfg with DESIGN.md's defaults. */

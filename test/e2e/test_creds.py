@@ -395,8 +395,9 @@ def test_secret_echoed_in_bodies_reason_and_trailers_reaches_client_as_placehold
     check_eq(base64.b64decode(b64).decode(), "user:" + PLACEHOLDER,
              "WWW-Authenticate error, decoded")
 
-    # No placeholder sent: nothing to redact, the framing stays as the upstream chose it.
-    r = _get(c, "/json")
+    # No secret ever went out on a tunnel: nothing to redact, the framing stays as the
+    # upstream chose it.
+    r = _get(s.tunnel(), "/json")
     check_eq(r.framing, "length", "framing without a secret on the wire")
     check_eq(len(s.up.requests), 6, "requests that reached the upstream")
     s.finish()
@@ -572,3 +573,31 @@ def test_env_prints_placeholder_never_secret(env):
     check(SECRET not in out, "env printed the secret")
     want = re.compile(r"^(export )?%s='?%s'?$" % (SECRET_ENV, PLACEHOLDER), re.M)
     check(want.search(out), "no line %s=%s in env output: %r" % (SECRET_ENV, PLACEHOLDER, out))
+
+
+def remembering_echo_handler(conn):
+    """An upstream that remembers the last Authorization it saw on the connection and hands it
+    back on /later, to a request that carries none (an API that reflects an earlier call)."""
+    last = ""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        last = req.headers.get("authorization", last)
+        body = json.dumps({"remembered": last}).encode()
+        conn.sendall(build_response(200, "Seen " + last, [
+            ("X-Remembered", last), ("Content-Length", str(len(body)))], body))
+
+
+def test_secret_echoed_to_a_later_request_without_one_is_redacted(env):
+    """A hostile review: redaction covered only the exchange that carried the secret; any
+    later response on the same connection could hand it to the agent."""
+    s = Setup(env, secret=ECHO_SECRET, handler=remembering_echo_handler)
+    c = s.tunnel()
+    _get(c, "/first", [("Authorization", "Bearer " + PLACEHOLDER)])
+    r = _get(c, "/later")
+    seen = r.raw_head.decode("latin-1") + r.body.decode("latin-1")
+    check(ECHO_SECRET not in seen, "a later response handed the secret to the client")
+    check_eq(r.json(), {"remembered": "Bearer " + PLACEHOLDER}, "the later body")
+    check_eq(r.headers.get("x-remembered"), "Bearer " + PLACEHOLDER, "the later header")
+    s.finish()

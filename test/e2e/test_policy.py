@@ -381,6 +381,23 @@ def test_tcp_endpoint_pipes_bytes_untouched_both_ways(env):
     check_eq(recv_exact(sock, 4), b"\r\n\r\n", "second echo")
 
 
+def test_reload_turning_a_tcp_endpoint_into_rest_closes_its_pipe(env):
+    """A hostile review: raw bytes kept flowing to an endpoint that a reload made rest and
+    read-only."""
+    srv, al, sock = _tcp_tunnel(env)
+    sock.sendall(b"before ")
+    check_eq(recv_exact(sock, 7), b"before ", "echo before the reload")
+    reload(al, policy_doc({"raw": [loopback_ep(LOOPBACK4, srv.port, access="read-only")]}))
+    try:
+        sock.sendall(b"DELETE /everything HTTP/1.1\r\n\r\n")
+    except OSError:
+        pass
+    time.sleep(0.3)
+    with srv.lock:
+        got = bytes(srv.received)
+    check(b"DELETE" not in got, "raw bytes reached a rest endpoint after the reload: %r" % got)
+
+
 def test_tcp_endpoint_half_close_delivers_final_reply_then_eof(env):
     srv, al, sock = _tcp_tunnel(env)
     sock.sendall(TCP_PAYLOAD)

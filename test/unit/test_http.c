@@ -986,6 +986,10 @@ static void test_framing_fields(void)
         /* a response whose codings do not end in chunked runs until close, codings intact */
         {HTTP_KIND_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "gzip"},
         {HTTP_KIND_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "E"},
+        /* an empty list frames nothing and means nothing: refused, not dropped */
+        {HTTP_KIND_REQUEST, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ,\r\n\r\n", "E"},
+        {HTTP_KIND_REQUEST, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\n\r\n", "E"},
+        {HTTP_KIND_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\n\r\n", "E"},
         /* Connection may not nominate framing */
         {HTTP_KIND_REQUEST,
          "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\n",
