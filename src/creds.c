@@ -33,6 +33,7 @@ extern char **environ;
 #define PLACEHOLDER_MIN 16
 #define PLACEHOLDER_MAX 128
 #define SECRET_MAX      (64u << 10)
+#define SECRET_MIN 8 /* bytes */
 #define NAME_MAX_LEN    64
 #define HOST_MAX        253
 #define MAX_FILE_SIZE   (16u << 20)
@@ -348,6 +349,12 @@ static void set_secret(struct loader *ld, struct creds_provider *p, const char *
      * smuggling), and NUL truncates it for any C consumer. */
     if (memchr(s, '\r', len) || memchr(s, '\n', len) || memchr(s, '\0', len)) {
         jsonload_fail(&ld->j, "%s contains CR, LF or NUL, which no header value may carry", origin);
+        return;
+    }
+    /* A secret this short is guessed, and could not be told apart from ordinary text when a
+     * response is redacted. */
+    if (len < SECRET_MIN) {
+        jsonload_fail(&ld->j, "%s is shorter than %u bytes", origin, SECRET_MIN);
         return;
     }
     size_t pct_len = pct_encode(s, len, NULL);

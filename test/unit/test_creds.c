@@ -226,7 +226,7 @@ static void test_load_env(void)
 static void test_load_file(void)
 {
     /* echo's newline is dropped, and "\r\n" as a whole */
-    const char *lf = temp_file("tok-lf\n", 7);
+    const char *lf = temp_file("tok-lf-x\n", 9);
     const char *crlf = temp_file("tok-crlf\r\n", 10);
     const char *bare = temp_file("tok-bare", 8);
     char json[2048];
@@ -253,7 +253,7 @@ static void test_load_file(void)
         return;
     CHECK_EQ(creds_count(c), 3);
     char *v = inject(creds_at(c, 0));
-    CHECK_STR(v, "tok-lf");
+    CHECK_STR(v, "tok-lf-x");
     free(v);
     v = inject(creds_at(c, 1));
     CHECK_STR(v, "tok-crlf");
@@ -293,6 +293,11 @@ static void test_secret_errors(void)
     setenv(ENV_BAD, "ab\ncd", 1);
     EXPECT_ERROR(doc("{\"env\": \"" ENV_BAD "\"}", ep443(), ""),
                  "providers.p.secret: environment variable " ENV_BAD " contains CR, LF or NUL");
+
+    /* too short to tell from ordinary text */
+    setenv(ENV_BAD, "s3cr3t!", 1);
+    EXPECT_ERROR(doc("{\"env\": \"" ENV_BAD "\"}", ep443(), ""),
+                 "providers.p.secret: environment variable " ENV_BAD " is shorter than 8 bytes");
 
     /* empty */
     setenv(ENV_BAD, "", 1);
