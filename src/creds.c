@@ -33,7 +33,7 @@ extern char **environ;
 #define PLACEHOLDER_MIN 16
 #define PLACEHOLDER_MAX 128
 #define SECRET_MAX      (64u << 10)
-#define SECRET_MIN 8 /* bytes */
+#define SECRET_MIN      8 /* bytes */
 #define NAME_MAX_LEN    64
 #define HOST_MAX        253
 #define MAX_FILE_SIZE   (16u << 20)
@@ -1426,13 +1426,15 @@ static bool allows(const struct creds_provider *p, enum place_kind kind, const c
     return false;
 }
 
-/* The query (after '?'), parameter by parameter. A placeholder never spans a '&' or '=': its
+/* The query (after '?'), parameter by parameter. A placeholder never spans a '&', ';' or '=': its
  * characters are letters, digits, '_' and '-', and a decoded "%26" is none of them. */
 static const char *misplaced_in_query(const struct creds_provider *p, const char *q, size_t len)
 {
     for (size_t pos = 0; pos <= len;) {
-        const char *amp = memchr(q + pos, '&', len - pos);
-        size_t end = amp ? (size_t)(amp - q) : len;
+        /* ';' separates parameters too for many servers (the W3C's old recommendation) */
+        size_t end = pos;
+        while (end < len && q[end] != '&' && q[end] != ';')
+            end++;
         const char *param = q + pos;
         size_t plen = end - pos;
         const char *eq = memchr(param, '=', plen);

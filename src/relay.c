@@ -321,8 +321,9 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
         }
         /* A secret goes out: the answer must come unencoded for an echo in it to be redacted
          * (see start_redaction). */
-        if (c->ex.nredact && field_is(f, "accept-encoding"))
-            continue;
+        if (c->ex.nredact &&
+            (field_is(f, "accept-encoding") || field_is(f, "range") || field_is(f, "if-range")))
+            continue; /* a coded or partial answer would hide a secret from the redactor */
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
         append_with_secrets(c, &b, f->value, f->value_len, CREDS_SECRET);
@@ -388,6 +389,24 @@ static bool refuse_misplaced(struct conn *c, const struct creds_provider *p, con
 /* Once a secret has gone out on a connection, any later response on it may echo it (an API
  * that reflects an earlier request, a cache): every response from then on is redacted for
  * every provider bound to the tunnel's host, not only the ones this request used. */
+static void redact_for(struct conn *c, const struct creds *snapshot)
+{
+    struct exchange *ex = &c->ex;
+    for (size_t i = 0; snapshot && i < creds_count(snapshot); i++) {
+        const struct creds_provider *p = creds_at(snapshot, i);
+        if (!creds_binds(p, c->target.host, c->target.port))
+            continue;
+        if (ex->nredact == sizeof ex->redact_with / sizeof ex->redact_with[0]) {
+            log_msg(LOG_WARN,
+                    "conn %llu: more providers bind %s:%u than one response is "
+                    "redacted for",
+                    (unsigned long long)c->id, c->target.host, (unsigned)c->target.port);
+            return;
+        }
+        ex->redact_with[ex->nredact++] = p;
+    }
+}
+
 static void choose_redaction(struct conn *c, bool inspected)
 {
     struct exchange *ex = &c->ex;
@@ -398,21 +417,14 @@ static void choose_redaction(struct conn *c, bool inspected)
         c->echo_creds = c->creds;
     }
     ex->nredact = 0;
-    if (!c->echo_creds || !inspected)
+    if (!inspected)
         return;
-    for (size_t i = 0; i < creds_count(c->echo_creds); i++) {
-        const struct creds_provider *p = creds_at(c->echo_creds, i);
-        if (!creds_binds(p, c->target.host, c->target.port))
-            continue;
-        if (ex->nredact == sizeof ex->redact_with / sizeof ex->redact_with[0]) {
-            log_msg(LOG_WARN,
-                    "conn %llu: more providers bind %s:%u than one response is "
-                    "redacted for",
-                    (unsigned long long)c->id, c->target.host, (unsigned)c->target.port);
-            break;
-        }
-        ex->redact_with[ex->nredact++] = p;
-    }
+    /* A provider's host may hand back what it stored from any earlier request, on any
+     * connection: every response from it is redacted, for its current secret and for the one
+     * that last went out on this connection (a reload may have rotated it). */
+    redact_for(c, c->creds);
+    if (c->echo_creds != c->creds)
+        redact_for(c, c->echo_creds);
 }
 
 /* Which providers this request involves. A placeholder for a host or port its provider does not
@@ -782,6 +794,10 @@ static int start_redaction(struct conn *c, const struct http_head *head, bool cl
     /* so does a transfer coding other than the chunks we decode */
     if (head->transfer_codings && strcmp(head->transfer_codings, "chunked") != 0)
         return 1;
+    /* and so does a part of a representation: parts asked for one by one would hand the
+     * secret over in pieces */
+    if (head->status == 206 || http_head_find(head, "content-range"))
+        return 1;
     ex->redact = creds_redactor(ex->redact_with, ex->nredact);
     if (!ex->redact)
         return -1;
@@ -1062,6 +1078,8 @@ void relay_on_eof(struct conn *c, enum side_id id)
         conn_respond_error(c, 502, "upstream_closed", "the upstream closed before it answered");
         return;
     }
-    /* Cut mid-body: close without a clean end so the client sees the truncation. */
-    conn_close(c, "upstream closed mid-response");
+    /* Cut mid-body: what was relayed still goes out (it may sit corked in this very read),
+     * then a FIN without close_notify, so that the client sees the truncation. */
+    c->sides[SIDE_CLIENT].flags |= SIDE_F_BARE_END;
+    conn_finish(c, "upstream closed mid-response");
 }

@@ -395,10 +395,10 @@ def test_secret_echoed_in_bodies_reason_and_trailers_reaches_client_as_placehold
     check_eq(base64.b64decode(b64).decode(), "user:" + PLACEHOLDER,
              "WWW-Authenticate error, decoded")
 
-    # No secret ever went out on a tunnel: nothing to redact, the framing stays as the
-    # upstream chose it.
+    # Every answer from a provider's host is redacted (it may hand back what it stored from
+    # an earlier request), so even one to a request without a secret is re-framed.
     r = _get(s.tunnel(), "/json")
-    check_eq(r.framing, "length", "framing without a secret on the wire")
+    check_eq(r.framing, "chunked", "framing of an answer from a provider's host")
     check_eq(len(s.up.requests), 6, "requests that reached the upstream")
     s.finish()
 
@@ -426,12 +426,13 @@ def test_secret_exchange_asks_identity_and_refuses_encoded_answer(env):
              "Accept-Encoding upstream")
     check(wait_log(s.al, lambda l: l.get("class_uid") == 2004),
           "no finding logged:\n" + s.al.log_text()[-3000:])
-    # Without a secret on the wire the client's Accept-Encoding goes through untouched.
+    # A provider's host may return what it stored from an earlier request: even without a
+    # secret on this request, its answers are redacted, so they too must come unencoded.
     c = s.tunnel()
     c.send_request("GET", "/gzip", [("Accept-Encoding", "gzip")])
     r = read_response(c.reader)
-    check_eq(r.status, 200, "status of an encoded answer to a request without a secret")
-    check_eq(s.up.requests[1].headers.get_all("accept-encoding"), ["gzip"],
+    check_eq(r.status, 502, "status of an encoded answer from a provider's host")
+    check_eq(s.up.requests[1].headers.get_all("accept-encoding"), ["identity"],
              "Accept-Encoding upstream without a secret")
     s.finish()
 
@@ -600,4 +601,61 @@ def test_secret_echoed_to_a_later_request_without_one_is_redacted(env):
     check(ECHO_SECRET not in seen, "a later response handed the secret to the client")
     check_eq(r.json(), {"remembered": "Bearer " + PLACEHOLDER}, "the later body")
     check_eq(r.headers.get("x-remembered"), "Bearer " + PLACEHOLDER, "the later header")
+    s.finish()
+
+
+def stored_echo_handler(conn):
+    """An upstream that stores X-Store values across connections and hands them back on
+    /fetch: the secret comes back on a connection that never carried it."""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        if req.headers.get("x-store"):
+            conn.upstream.stored = req.headers.get("x-store")
+        body = json.dumps({"stored": getattr(conn.upstream, "stored", "")}).encode()
+        conn.sendall(build_response(200, "OK", [("Content-Length", str(len(body)))], body))
+
+
+def test_secret_stored_then_fetched_on_another_connection_is_redacted(env):
+    """A hostile review: only exchanges that carried a secret were scanned, so a secret the
+    provider stored came back in clear on a later request or connection."""
+    s = Setup(env, secret=ECHO_SECRET, handler=stored_echo_handler)
+    _get(s.tunnel(), "/store", [("X-Store", PLACEHOLDER)])
+    r = _get(s.tunnel(), "/fetch")
+    check(ECHO_SECRET not in r.body.decode("latin-1"), "the stored secret reached the client")
+    check_eq(r.json(), {"stored": PLACEHOLDER}, "the fetched body")
+    s.finish()
+
+
+def ranged_echo_handler(conn):
+    """An upstream that reflects the Authorization it saw and honours Range on it."""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        body = req.headers.get("authorization", "").encode()
+        rng = req.headers.get("range", "")
+        if rng.startswith("bytes="):
+            a, _, b = rng[len("bytes="):].partition("-")
+            part = body[int(a):int(b) + 1]
+            conn.sendall(build_response(206, "Partial Content", [
+                ("Content-Range", "bytes %s-%s/%d" % (a, b, len(body))),
+                ("Content-Length", str(len(part)))], part))
+        else:
+            conn.sendall(build_response(200, "OK", [("Content-Length", str(len(body)))], body))
+
+
+def test_range_requests_cannot_fetch_a_secret_in_pieces(env):
+    """A hostile review: two ranged GETs returned the two halves of an echoed secret, which
+    the redactor, looking for whole secrets, let through."""
+    s = Setup(env, secret=ECHO_SECRET, handler=ranged_echo_handler)
+    c = s.tunnel()
+    got = b""
+    for rng in ("bytes=0-15", "bytes=16-200"):
+        r = _get(c, "/reflect", [("Authorization", "Bearer " + PLACEHOLDER), ("Range", rng)])
+        got += r.body
+    check(ECHO_SECRET[:12].encode() not in got and ECHO_SECRET[12:].encode() not in got,
+          "parts of the secret reached the client: %r" % got)
+    check_eq(s.up.requests[0].headers.get("range"), None, "Range upstream")
     s.finish()

@@ -964,6 +964,9 @@ static void test_substitute_in(void)
     CHECK_STR(misplaced(p, "/x?api_key=1&" PH "=1", NULL), "a query parameter name");
     CHECK_STR(misplaced(p, "/x?api_keys=" PH, NULL),
               "a query parameter that substitute_in does not list");
+    /* ';' separates parameters for many servers: note=<ph> is not api_key's value */
+    CHECK_STR(misplaced(p, "/x?api_key=1;note=" PH, NULL),
+              "a query parameter that substitute_in does not list");
     creds_unref(c);
 
     /* wildcards and the path */
