@@ -133,6 +133,24 @@ static bool v6_embedded_v4(const uint8_t *a, uint32_t *v4)
     return false;
 }
 
+/* An operator carves its own RFC 6052 prefix out of 64:ff9b:1::/48 (RFC 8215 §3), at any of
+ * the lengths that fit inside it, and we cannot know which: an IPv4 address may sit at the
+ * place each of /48, /56, /64 and /96 puts it (RFC 6052 §2.2; bits 64-71, the "u" octet, are
+ * skipped). A metadata address at any of them is refused: a false refusal is harmless, a
+ * translator that reaches 169.254.169.254 is not. */
+static bool nat64_local_carries_metadata(const uint8_t *a)
+{
+    static const uint8_t at[][4] = {
+        {6, 7, 9, 10}, {7, 9, 10, 11}, {9, 10, 11, 12}, {12, 13, 14, 15}};
+
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        const uint8_t b[4] = {a[at[i][0]], a[at[i][1]], a[at[i][2]], a[at[i][3]]};
+        if (classify_v4(v4_from_bytes(b)) == ADDR_METADATA)
+            return true;
+    }
+    return false;
+}
+
 static enum addr_class classify_v6(const uint8_t *a)
 {
     /* AWS IMDS on Nitro instances (fd00:ec2::254) and GCP's metadata server on IPv6
@@ -156,9 +174,9 @@ static enum addr_class classify_v6(const uint8_t *a)
     if (v6_embedded_v4(a, &v4))
         return classify_v4(v4);
     /* 64:ff9b:1::/48 (RFC 8215) is for translators inside one network, so what lies behind it
-     * is local whatever the embedded address says. */
+     * is local whatever the embedded address says, unless that is a metadata service. */
     if (v6_in(a, nat64_local, 48))
-        return ADDR_PRIVATE;
+        return nat64_local_carries_metadata(a) ? ADDR_METADATA : ADDR_PRIVATE;
     if (v6_in(a, bench, 48)) /* RFC 5180 §8 */
         return ADDR_BENCHMARK;
     if (v6_in(a, doc, 32) || v6_in(a, doc2, 20)) /* RFC 3849, RFC 9637 */

@@ -2,7 +2,8 @@
 /* addr: classification of IP addresses for the SSRF guard, and CIDR sets (allowed_ips).
  * IPv4-mapped (::ffff:0:0/96), IPv4-compatible (::/96), NAT64 (64:ff9b::/96), 6to4 (2002::/16)
  * and Teredo (2001::/32) forms are unwrapped to the IPv4 address they carry and classified as
- * that. Pure. */
+ * that. The local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215) is private, or metadata when a
+ * metadata address sits where any RFC 6052 prefix length inside it would put one. Pure. */
 #ifndef AIRLOCK_ADDR_H
 #define AIRLOCK_ADDR_H
 

@@ -178,7 +178,18 @@ static void test_v6_ranges(void)
         {"64:ff9b:1::", ADDR_PRIVATE},
         {"64:ff9b:1:ffff:ffff:ffff:ffff:ffff", ADDR_PRIVATE},
         {"64:ff9b:1:0:0:0:808:808", ADDR_PRIVATE},
+        {"64:ff9b:1::7f00:1", ADDR_PRIVATE},
+        {"64:ff9b:1::a9fe:a9fd", ADDR_PRIVATE},
         {"64:ff9b:2::", ADDR_PUBLIC},
+        /* ... but a metadata address where a /96, /64, /56 or /48 inside it would put an IPv4
+         * address (RFC 6052 §2.2) is metadata */
+        {"64:ff9b:1::a9fe:a9fe", ADDR_METADATA},
+        {"64:ff9b:1::100.100.100.200", ADDR_METADATA},
+        {"64:ff9b:1:ab::168.63.129.16", ADDR_METADATA},
+        {"64:ff9b:1:0:a9:fea9:fe00:0", ADDR_METADATA},
+        {"64:ff9b:1:a9:fe:a9fe::", ADDR_METADATA},
+        {"64:ff9b:1:a9fe:a9:fe00::", ADDR_METADATA},
+        {"64:ff9b:1:a9fe:a9:fd00::", ADDR_PRIVATE},
         /* metadata, and its neighbours */
         {"fd00:ec2::254", ADDR_METADATA},
         {"fd00:ec2::253", ADDR_PRIVATE},
@@ -485,7 +496,8 @@ static void test_cidr_is_metadata(void)
         {"100.100.100.200", true},    {"168.63.129.16", true},
         {"168.63.129.16/32", true},   {"fd00:ec2::254", true},
         {"fd20:ce::254/128", true},   {"::ffff:168.63.129.16", true},
-        {"64:ff9b::a9fe:a9fe", true}, {"168.63.129.16/31", false},
+        {"64:ff9b::a9fe:a9fe", true}, {"64:ff9b:1::a9fe:a9fe", true},
+        {"64:ff9b:1::/48", false},    {"168.63.129.16/31", false},
         {"169.254.0.0/16", false},    {"fd20:ce::254/127", false},
         {"168.63.129.17", false},     {"10.0.0.1", false},
         {"0.0.0.0/0", false},         {"::/0", false},
