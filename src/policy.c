@@ -1138,12 +1138,39 @@ static bool access_allows(enum access a, const char *method)
     return false;
 }
 
-/* One request as the L7 decision sees it. */
+/* Every spelling of the path that deny rules are matched against (policy.h lists them): at
+ * most four bases, each without and with a trailing slash, stored as "B\0B/\0". Built on
+ * first use, since most endpoints have no deny rules. */
+#define DENY_FORMS_MAX 8
+
+struct deny_forms {
+    const char *source; /* the path they spell, at most PATH_MAX_LEN long */
+    bool built;
+    const char *path[DENY_FORMS_MAX];
+    size_t n;
+    size_t used;
+    char buf[DENY_FORMS_MAX * (PATH_MAX_LEN + 2)];
+};
+
+/* One method of a request as the L7 decision judges it. */
 struct l7_request {
     const char *method;
-    const char *path;     /* canonical */
-    const char *path_alt; /* path with one trailing slash added or removed; NULL for "/" */
+    const char *path; /* canonical, for allow rules */
+    bool upgrade;
+    bool override;            /* method is a method override's value */
+    struct deny_forms *forms; /* of path, shared by every method judged */
 };
+
+static const struct deny_forms *deny_forms_get(struct deny_forms *f);
+
+/* An upgrade needs a preset that allows writing: read-only's GET would otherwise open a
+ * two-way channel whose frames no rule ever sees. */
+static bool access_grants(enum access a, const struct l7_request *q)
+{
+    if (q->upgrade && a == ACCESS_READ_ONLY)
+        return false;
+    return access_allows(a, q->method);
+}
 
 /* Allow rules are exact: method, case and trailing slash as written. */
 static bool allow_rule_matches(const struct rule *r, const struct l7_request *q)
@@ -1153,43 +1180,79 @@ static bool allow_rule_matches(const struct rule *r, const struct l7_request *q)
 
 /* Deny rules fail closed where upstreams are lenient. Most frameworks route "/a" and "/a/" to
  * one handler, many servers (IIS, Windows and macOS file systems, case-folding routers) treat
- * "/ADMIN" as "/admin", and HEAD is answered by the GET handler (RFC 9110 §9.3.2): a deny
- * rule that missed any of these would be a bypass. */
+ * "/ADMIN" as "/admin", IIS drops trailing dots and spaces, Rails and Spring serve
+ * "/admin.json" from "/admin", and HEAD is answered by the GET handler (RFC 9110 §9.3.2): a
+ * deny rule that missed any of these would be a bypass. */
 static bool deny_rule_matches(const struct rule *r, const struct l7_request *q)
 {
     if (r->method && strcmp(r->method, q->method) != 0 &&
         !(strcmp(r->method, "GET") == 0 && strcmp(q->method, "HEAD") == 0))
         return false;
-    return path_glob_match_nocase(r->glob, q->path) ||
-           (q->path_alt && path_glob_match_nocase(r->glob, q->path_alt));
+    const struct deny_forms *f = deny_forms_get(q->forms);
+    for (size_t i = 0; i < f->n; i++) {
+        if (path_glob_match_nocase(r->glob, f->path[i]))
+            return true;
+    }
+    return false;
 }
 
-/* NULL when e allows the request, else the static reason it refuses, and *deny the deny rule
- * that refused (NULL when the preset and rules did). Deny rules first: they win over the
- * preset and every allow rule. */
-static const char *endpoint_refusal(const struct endpoint *e, const struct l7_request *q,
-                                    const struct rule **deny)
+/* Why one endpoint refuses a request. */
+enum refusal_kind {
+    REFUSAL_NONE = 0,
+    REFUSAL_DENY_RULE,
+    REFUSAL_READ_ONLY,
+    REFUSAL_READ_WRITE,
+    REFUSAL_NO_RULE,
+    REFUSAL_UPGRADE_READ_ONLY,
+};
+
+/* The static reason of a refusal; a method override's says so, since the method the client
+ * sees in the answer is not the one refused. */
+static const char *refusal_reason(enum refusal_kind k, bool override)
+{
+    static const char *const reasons[][2] = {
+        [REFUSAL_NONE] = {NULL, NULL},
+        [REFUSAL_DENY_RULE] = {"matched deny rule", "method override: matched deny rule"},
+        [REFUSAL_READ_ONLY] = {"method not allowed by access read-only",
+                               "method override: method not allowed by access read-only"},
+        [REFUSAL_READ_WRITE] = {"method not allowed by access read-write",
+                                "method override: method not allowed by access read-write"},
+        [REFUSAL_NO_RULE] = {"no rule allows method and path",
+                             "method override: no rule allows method and path"},
+        [REFUSAL_UPGRADE_READ_ONLY] =
+            {"websocket upgrade not allowed by access read-only",
+             "method override: websocket upgrade not allowed by access read-only"},
+    };
+    return reasons[k][override ? 1 : 0];
+}
+
+/* REFUSAL_NONE when e allows the request, else why it refuses, and *deny the deny rule that
+ * refused (NULL when the preset and rules did). Deny rules first: they win over the preset and
+ * every allow rule. */
+static enum refusal_kind endpoint_refusal(const struct endpoint *e, const struct l7_request *q,
+                                          const struct rule **deny)
 {
     *deny = NULL;
     for (size_t i = 0; i < e->ndeny; i++) {
         if (deny_rule_matches(&e->deny[i], q)) {
             *deny = &e->deny[i];
-            return "matched deny rule";
+            return REFUSAL_DENY_RULE;
         }
     }
-    if (access_allows(e->access, q->method))
-        return NULL;
+    if (access_grants(e->access, q))
+        return REFUSAL_NONE;
     for (size_t i = 0; i < e->nrules; i++) {
         if (allow_rule_matches(&e->rules[i], q))
-            return NULL;
+            return REFUSAL_NONE;
     }
     switch (e->access) {
     case ACCESS_READ_ONLY:
-        return "method not allowed by access read-only";
+        return q->upgrade && access_allows(e->access, q->method) ? REFUSAL_UPGRADE_READ_ONLY
+                                                                 : REFUSAL_READ_ONLY;
     case ACCESS_READ_WRITE:
-        return "method not allowed by access read-write";
+        return REFUSAL_READ_WRITE;
     default:
-        return "no rule allows method and path";
+        return REFUSAL_NO_RULE;
     }
 }
 
@@ -1244,7 +1307,7 @@ static void visit_l7(const struct endpoint *e, void *arg)
     if (c->allow && e->index > c->allow->index)
         return;
     struct refusal r = {e, NULL, NULL};
-    r.reason = endpoint_refusal(e, &c->q, &r.deny);
+    r.reason = refusal_reason(endpoint_refusal(e, &c->q, &r.deny), c->q.override);
     if (!r.reason) {
         c->allow = e;
     } else if (e->audit) {
@@ -1326,25 +1389,99 @@ static void rule_missing(char *out, size_t cap, const char *method, const char *
         out[0] = '\0';
 }
 
-/* The path with one trailing slash removed or added, written to buf, for deny rules. *alt is
- * NULL for "/" and for a path that does not start with '/' (no glob matches those). Returns
- * false when the path is too long to fit buf: the caller must refuse, not skip the check. */
-static bool toggle_trailing_slash(const char *path, char *buf, size_t cap, const char **alt)
+/* Adds base (a path without a trailing slash, or "/") as itself and with a trailing slash,
+ * skipping spellings already there. */
+static void deny_forms_add(struct deny_forms *f, const char *base, size_t n)
 {
+    for (int slash = 0; slash <= (n > 1); slash++) {
+        char *w = f->buf + f->used;
+        memcpy(w, base, n);
+        if (slash)
+            w[n] = '/';
+        w[n + (size_t)slash] = '\0';
+        bool seen = false;
+        for (size_t i = 0; i < f->n && !seen; i++)
+            seen = strcmp(f->path[i], w) == 0;
+        if (!seen) {
+            f->path[f->n++] = w;
+            f->used += n + (size_t)slash + 1;
+        }
+    }
+}
+
+/* The segments of path[0..n) (which starts with '/') with each one's trailing run of '.' and
+ * "%20" removed, a segment left empty dropped, into out; returns the length, "/" at least.
+ * Windows and IIS open "/admin." and "/admin%20" as "/admin". */
+static size_t trim_segments(const char *path, size_t n, char *out)
+{
+    size_t w = 0, r = 0;
+    while (r < n) {
+        size_t start = ++r; /* past the '/' */
+        while (r < n && path[r] != '/')
+            r++;
+        size_t end = r;
+        for (;;) {
+            if (end > start && path[end - 1] == '.')
+                end--;
+            else if (end - start >= 3 && memcmp(path + end - 3, "%20", 3) == 0)
+                end -= 3;
+            else
+                break;
+        }
+        if (end > start) {
+            out[w++] = '/';
+            memcpy(out + w, path + start, end - start);
+            w += end - start;
+        }
+    }
+    if (w == 0)
+        out[w++] = '/';
+    return w;
+}
+
+/* Fills f with the spellings of path (at most PATH_MAX_LEN long) that deny rules match. */
+static void deny_forms_build(struct deny_forms *f, const char *path)
+{
+    char trimmed[PATH_MAX_LEN + 1];
     size_t n = strlen(path);
-    *alt = NULL;
-    if (path[0] != '/' || n == 1)
-        return true;
-    if (n + 2 > cap)
-        return false;
-    memcpy(buf, path, n);
-    if (path[n - 1] == '/')
+
+    f->n = f->used = 0;
+    /* The asterisk-form (OPTIONS *) asks about the server as a whole: a deny rule that covers
+     * "/" covers it. */
+    if (strcmp(path, "*") == 0)
+        path = "/", n = 1;
+    if (path[0] != '/') {
+        deny_forms_add(f, path, n); /* no glob matches it */
+        return;
+    }
+    if (n > 1 && path[n - 1] == '/')
         n--;
-    else
-        buf[n++] = '/';
-    buf[n] = '\0';
-    *alt = buf;
-    return true;
+    deny_forms_add(f, path, n);
+    n = trim_segments(path, n, trimmed);
+    deny_forms_add(f, trimmed, n);
+
+    /* The last segment without its suffix, cut at its first and at its last dot: Rails routes
+     * "/admin.json" to /admin with format json, Spring's suffix match serves "/admin.*". A dot
+     * that starts the segment ("/.env") is part of the name. */
+    const char *last = (const char *)memrchr(trimmed, '/', n) + 1;
+    const char *end = trimmed + n;
+    if (last + 1 < end) {
+        const char *first_dot = memchr(last + 1, '.', (size_t)(end - last - 1));
+        const char *last_dot = memrchr(last + 1, '.', (size_t)(end - last - 1));
+        if (first_dot)
+            deny_forms_add(f, trimmed, (size_t)(first_dot - trimmed));
+        if (last_dot)
+            deny_forms_add(f, trimmed, (size_t)(last_dot - trimmed));
+    }
+}
+
+static const struct deny_forms *deny_forms_get(struct deny_forms *f)
+{
+    if (!f->built) {
+        deny_forms_build(f, f->source);
+        f->built = true;
+    }
+    return f;
 }
 
 /* The answer from one refusal; rule_missing only when an allow rule could fix it. */
@@ -1362,22 +1499,29 @@ static void report_refusal(const struct refusal *r, const struct l7_request *q,
     }
 }
 
-void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
-                     const struct policy_peer *peer, const struct sockaddr *private_addr,
-                     const char *method, const char *path, struct policy_l7 *out)
+/* Where one method of the request is judged: the connection's facts and the request's. */
+struct l7_target {
+    const struct policy *p;
+    const char *host; /* normalised, or NULL when it could not be: nothing matches */
+    uint16_t port;
+    const struct policy_peer *peer;
+    const struct sockaddr *private_addr;
+    bool checkable; /* false when the path is too long for deny rules to be checked */
+};
+
+/* The decision for one method of the request (its own, or an override's). */
+static void decide_method(const struct l7_target *t, const struct l7_request *q,
+                          struct policy_l7 *out)
 {
-    char h[HOST_MAX + 2], alt[PATH_MAX_LEN + 2];
     struct l7_ctx c;
     memset(&c, 0, sizeof(c));
-    c.port = port;
-    c.peer = peer;
-    c.private_addr = private_addr;
-    c.q.method = method ? method : "";
-    c.q.path = path ? path : "";
+    c.port = t->port;
+    c.peer = t->peer;
+    c.private_addr = t->private_addr;
+    c.q = *q;
 
-    bool checkable = toggle_trailing_slash(c.q.path, alt, sizeof(alt), &c.q.path_alt);
-    if (checkable && normalise_query_host(host, h))
-        for_each_host_match(p, h, visit_l7, &c);
+    if (t->checkable && t->host)
+        for_each_host_match(t->p, t->host, visit_l7, &c);
     memset(out, 0, sizeof(*out));
     if (c.allow) {
         out->verdict = POLICY_ALLOW;
@@ -1402,12 +1546,45 @@ void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
     } else if (c.bin_refused) {
         out->policy_name = c.bin_refused->policy_name;
         out->reason = "binary not allowed";
-    } else if (!checkable) {
+    } else if (!t->checkable) {
         /* Longer than any canonical path (relay answers 414 first): no deny rule can be
          * checked against it, so nothing may allow it. */
         out->reason = "path too long";
     } else {
         out->reason = "no endpoint matches host and port";
+    }
+}
+
+void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
+                     const struct policy_peer *peer, const struct sockaddr *private_addr,
+                     const struct policy_request *q, struct policy_l7 *out)
+{
+    char h[HOST_MAX + 2];
+    struct deny_forms forms;
+    struct l7_target t = {p, NULL, port, peer, private_addr, false};
+    struct l7_request r = {q->method ? q->method : "", q->path ? q->path : "", q->upgrade, false,
+                           &forms};
+
+    forms.source = r.path;
+    forms.built = false;
+    /* Longer than any canonical path: deny rules could not be checked on it. */
+    t.checkable = strlen(r.path) <= PATH_MAX_LEN;
+    if (normalise_query_host(host, h))
+        t.host = h;
+    decide_method(&t, &r, out);
+
+    /* A framework that honours an override performs that method instead: each is judged as
+     * a method of its own, and any refusal refuses the request. */
+    const char *method = r.method;
+    for (size_t i = 0; i < q->noverrides && out->verdict != POLICY_DENY; i++) {
+        struct policy_l7 o;
+        if (strcmp(q->overrides[i], method) == 0)
+            continue;
+        r.method = q->overrides[i];
+        r.override = true;
+        decide_method(&t, &r, &o);
+        if (o.verdict == POLICY_DENY || (o.verdict == POLICY_AUDIT && out->verdict == POLICY_ALLOW))
+            *out = o;
     }
 }
 

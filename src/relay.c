@@ -605,13 +605,26 @@ int relay_start_request(struct conn *c)
         return HTTP_HEAD_ERROR;
     }
 
-    /* L7 policy, on the snapshot current now (a reload applies to the next request). */
+    /* L7 policy, on the snapshot current now (a reload applies to the next request). The
+     * method overrides the request carries are judged too: an upstream may act on them. */
+    bool websocket = http_head_has_token(h, "upgrade", "websocket");
+    struct policy_request q;
+    policy_request_init(&q, ex->method, policy_path, websocket);
+    int bad_override = policy_request_add_query(&q, has_query ? query : NULL);
+    for (size_t i = 0; i < h->nfields && bad_override == 0; i++)
+        bad_override = policy_request_add_field(&q, h->fields[i].name, h->fields[i].name_len,
+                                                h->fields[i].value, h->fields[i].value_len);
+    if (bad_override < 0) {
+        log_request(c, "deny", "deny", 400, "invalid method override", LOG_SEV_LOW);
+        conn_respond_error(c, 400, "bad_request",
+                           "each method override must be one method (a token), at most 8");
+        return HTTP_HEAD_ERROR;
+    }
     struct policy *pol = server_policy(c->w->server);
     struct policy_peer peer;
     conn_policy_peer(c, &peer);
     struct policy_l7 d;
-    policy_check_l7(pol, c->target.host, c->target.port, &peer, netguard_private_addr(c),
-                    ex->method, policy_path, &d);
+    policy_check_l7(pol, c->target.host, c->target.port, &peer, netguard_private_addr(c), &q, &d);
     conn_adopt_policy(c, pol, d.policy_name); /* keeps d's borrowed strings alive */
     if (d.verdict == POLICY_DENY) {
         log_request(c, "deny", "deny", 403, d.reason, LOG_SEV_MEDIUM);
@@ -622,7 +635,7 @@ int relay_start_request(struct conn *c)
 
     /* A websocket upgrade is forwarded only as a whole, valid handshake; any other Upgrade is
      * hop-by-hop and dropped, so the upstream has no reason to switch (RFC 9110 §7.8). */
-    if (http_head_has_token(h, "upgrade", "websocket")) {
+    if (websocket) {
         const char *bad = websocket_request_problem(h);
         if (bad) {
             log_request(c, "deny", "deny", 400, bad, LOG_SEV_LOW);

@@ -66,16 +66,53 @@ struct policy_l4 {
 void policy_check_l4(const struct policy *p, const char *host, uint16_t port,
                      const struct policy_peer *peer, struct policy_l4 *out);
 
+#define POLICY_OVERRIDE_MAX 8  /* method-override values one request may carry */
+#define POLICY_METHOD_MAX   32 /* bytes of one override value, with its NUL */
+
+/* One request as the L7 decision sees it. The caller owns it; policy_request_init fills the
+ * method and path (both borrowed until the decision returns), policy_request_add_field and
+ * policy_request_add_query collect the method overrides it carries. */
+struct policy_request {
+    const char *method; /* as received: methods are case-sensitive (RFC 9110 §9.1) */
+    const char *path;   /* canonical (path.h), or "*" for the asterisk-form of OPTIONS */
+    bool upgrade;       /* a websocket opening handshake (see policy_check_l7) */
+    size_t noverrides;
+    char overrides[POLICY_OVERRIDE_MAX][POLICY_METHOD_MAX]; /* upper-cased, distinct */
+};
+
+void policy_request_init(struct policy_request *q, const char *method, const char *path,
+                         bool upgrade);
+
+/* Method overrides: many frameworks (Symfony and Laravel, Express's method-override, Google
+ * APIs, ...) serve a request as the method named in one of these, so the policy judges that
+ * method too. A header field X-HTTP-Method-Override, X-HTTP-Method or X-Method-Override (any
+ * case) is a comma-separated list: every element is an override. add_field takes any field and
+ * keeps only those. Returns 0, or -1 when an element is not a method (an empty or non-token
+ * value, longer than POLICY_METHOD_MAX - 1), or the request carries more than
+ * POLICY_OVERRIDE_MAX distinct overrides: answer 400. */
+int policy_request_add_field(struct policy_request *q, const char *name, size_t name_len,
+                             const char *value, size_t value_len);
+
+/* The query's _method parameters (query without its '?', as received): every pair separated by
+ * '&' or ';' whose name, percent-decoded ('+' as a space), with leading spaces dropped, spaces
+ * and dots read as '_' (PHP's reading) and anything from a '[' on ignored, is "_method" in any
+ * letter case. The value, percent-decoded, is an override. Returns 0 or -1 as add_field. A
+ * form body's _method is never seen. */
+int policy_request_add_query(struct policy_request *q, const char *query);
+
 /* The L7 decision for one request inside an allowed tunnel. */
 struct policy_l7 {
     enum policy_verdict verdict;
     const char *policy_name; /* the policy that allowed (or audited / denied, see below) */
     const char *reason;      /* static text on DENY/AUDIT: "method not allowed by access
                               * read-only", "matched deny rule", "no rule allows method and path",
-                              * "connected address not in allowed_ips" */
+                              * "websocket upgrade not allowed by access read-only",
+                              * "connected address not in allowed_ips"; "method override: "
+                              * and one of the first four when an override was refused */
     char rule_missing[512];  /* on DENY/AUDIT by an endpoint's access or rules: the JSON of a
                               * rule that would allow it there, e.g.
-                              * {"method":"POST","path":"/repos/o/r/issues"}; "" when an allow
+                              * {"method":"POST","path":"/repos/o/r/issues"} (the method is the
+                              * override's when an override was refused); "" when an allow
                               * rule cannot help (a deny rule refused, or no endpoint judged
                               * the request: address, binary, host and port, path too long) */
     struct {
@@ -87,9 +124,26 @@ struct policy_l7 {
 /* L7: the request is allowed when some endpoint matching host and port (and peer) allows the
  * method and canonical path by its access preset or rules and no deny_rule of that endpoint
  * matches. When every matching endpoint refuses and one of them is in audit mode, AUDIT.
- * Allow rules match exactly. Deny rules fail closed: the path also with one trailing slash
- * added or removed, letters ASCII case-insensitively, and a GET deny also covers HEAD. A path
- * longer than PATH_MAX_LEN is refused.
+ * Allow rules match exactly. Deny rules fail closed: they compare letters ASCII
+ * case-insensitively, a GET deny also covers HEAD, and they match any of these spellings of
+ * the path, each also with one trailing slash added or removed:
+ *   - the path itself ("*" reads as "/");
+ *   - the path with every segment's trailing run of '.' and "%20" removed (IIS and Windows
+ *     drop them), a segment left empty dropped: "/admin./x%20" is "/admin/x";
+ *   - that path with its last segment cut at its first and at its last '.' not at the
+ *     segment's start (Rails' format suffix, Spring's suffix match): "/admin.tar.gz" is also
+ *     "/admin" and "/admin.tar".
+ * A path longer than PATH_MAX_LEN is refused.
+ *
+ * Every method override the request carries is judged as a method of its own, on the same
+ * path: the request is refused when its method or any override is refused (then reason starts
+ * "method override: "), audited when any is audited, else allowed (policy_name is the one that
+ * allowed the method itself).
+ *
+ * A websocket upgrade turns the connection into a two-way channel that no rule sees, so it
+ * needs a grant that already allows writing there: an access preset that allows writes
+ * (read-write or full) or an allow rule matching its method (GET, or "*") and path. A
+ * read-only preset alone never allows one; rule_missing then names the explicit GET rule.
  *
  * private_addr: the upstream address the connection is dialled to when it is not public (the
  * SSRF guard let it through only by allowed_ips), else NULL. Then only endpoints whose
@@ -101,7 +155,7 @@ struct policy_l7 {
  * does it name the last of those, with deny_rule set and no rule_missing. */
 void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
                      const struct policy_peer *peer, const struct sockaddr *private_addr,
-                     const char *method, const char *path, struct policy_l7 *out);
+                     const struct policy_request *q, struct policy_l7 *out);
 
 /* SSRF: true when sa lies in an allowed_ips block of an endpoint that takes part in this
  * peer's L4 decision for host:port: it matches host, port and peer (binaries), and has the

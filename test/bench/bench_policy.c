@@ -77,7 +77,9 @@ int main(void)
     t0 = now();
     for (int i = 0; i < N; i++) {
         struct policy_l7 d;
-        policy_check_l7(p, hosts[i % 1000], 443, &peer, NULL, "POST", "/v1/abc/x", &d);
+        struct policy_request q;
+        policy_request_init(&q, "POST", "/v1/abc/x", false);
+        policy_check_l7(p, hosts[i % 1000], 443, &peer, NULL, &q, &d);
         allowed += d.verdict == POLICY_ALLOW;
     }
     double l7 = (now() - t0) / N;

@@ -28,11 +28,11 @@ def _one_endpoint(env, name, **extra):
     return up, al
 
 
-def _denied(c, up, method, target, error="policy_denied", status=403):
+def _denied(c, up, method, target, error="policy_denied", status=403, headers=None):
     """Send one request that must be refused: the deny answer's JSON body; the tunnel closes
     and the upstream gets no request."""
     before = len(up.requests)
-    c.send_request(method, target)
+    c.send_request(method, target, headers)
     r = read_response(c.reader, method)
     if method == "HEAD":
         # No content in an answer to HEAD (RFC 9110 §9.3.2): only the head, then the close.
@@ -182,6 +182,103 @@ def test_read_write_allows_put_and_patch_but_not_delete(env):
     check_eq(_allowed(c, "POST", "/doc", body=b"post").json()["method"], "POST", "method upstream")
     j = _denied(c, up, "DELETE", "/doc/1")
     check_eq(j.get("method"), "DELETE", "method in the deny body")
+
+
+def test_deny_rule_matches_suffix_and_trailing_dot_spellings(env):
+    # Rails serves /admin.json from /admin (format json), Spring's suffix match /admin.*, and
+    # IIS drops trailing dots and spaces: a deny rule for /admin must refuse them all.
+    up, al = _one_endpoint(env, "guarded", access="full",
+                           deny_rules=[{"method": "*", "path": "/admin/**"}])
+    for target in ("/admin.json", "/admin.", "/admin%20", "/ADMIN%2E", "/admin../",
+                   "/admin.tar.gz", "/admin./users%20.", "/Admin.JSON/"):
+        j = _denied(open_tunnel(al, LOOPBACK4, up.port), up, "GET", target)
+        check_eq(j.get("detail"), "matched deny rule", "detail for %s" % target)
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    for target in ("/administrator.json", "/admin-x.json", "/x/admin.json"):
+        _allowed(c, "GET", target)
+
+
+def test_deny_rule_for_every_path_refuses_options_asterisk(env):
+    # "OPTIONS *" asks about the server as a whole, so a deny rule covering "/" covers it.
+    up, al = _one_endpoint(env, "closed", access="full",
+                           deny_rules=[{"method": "*", "path": "/**"}])
+    j = _denied(open_tunnel(al, LOOPBACK4, up.port), up, "OPTIONS", "*")
+    check_eq(j.get("deny_rule"), {"method": "*", "path": "/**"}, "deny_rule")
+    up, al = _one_endpoint(env, "open", access="read-only")
+    r = open_tunnel(al, LOOPBACK4, up.port).request("OPTIONS", "*")
+    check_eq(r.status, 200, "OPTIONS * without a deny rule")
+
+
+# ----- method overrides ------------------------------------------------------------------------
+
+def test_method_override_is_judged_as_a_method(env):
+    # Symfony, Laravel, Express's method-override and Google APIs perform the method a POST
+    # names in these fields or in ?_method=: read-write must not let a DELETE through that way.
+    up, al = _one_endpoint(env, "rw", access="read-write")
+    for name in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"):
+        c = open_tunnel(al, LOOPBACK4, up.port)
+        j = _denied(c, up, "POST", "/repos/o/r", headers=[(name, "delete"),
+                                                         ("Content-Length", "0")])
+        check_eq(j.get("detail"), "method override: method not allowed by access read-write",
+                 "detail for %s" % name)
+        check_eq(j.get("method"), "POST", "method in the deny body")
+        check_eq(j.get("rule_missing"), {"method": "DELETE", "path": "/repos/o/r"},
+                 "rule_missing names the override")
+    for target in ("/repos/o/r?_method=DELETE", "/repos/o/r?a=1&%5Fmethod=Delete"):
+        c = open_tunnel(al, LOOPBACK4, up.port)
+        j = _denied(c, up, "POST", target, headers=[("Content-Length", "0")])
+        check_eq(j.get("detail"), "method override: method not allowed by access read-write",
+                 "detail for %s" % target)
+    check(wait_log(al, lambda l: "method override" in json.dumps(l)),
+          "no log line says a method override was refused:\n" + al.log_text()[-2000:])
+    # an override the endpoint allows goes through, as it was sent
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    r = _allowed(c, "POST", "/repos/o/r?_method=PATCH", body=b"x")
+    check_eq(r.json()["method"], "POST", "method seen upstream")
+    r = c.request("POST", "/repos/o/r", headers=[("X-HTTP-Method-Override", "PUT")], body=b"x")
+    check_eq(r.status, 200, "POST overridden to PUT")
+
+
+def test_method_override_that_is_not_a_method_gets_400(env):
+    up, al = _one_endpoint(env, "rw", access="read-write")
+    for headers, target in (([("X-HTTP-Method-Override", "DEL ETE")], "/x"),
+                            ([("X-HTTP-Method-Override", "")], "/x"),
+                            ([("X-HTTP-Method", "PUT,")], "/x"),
+                            ([], "/x?_method=DELETE%00")):
+        c = open_tunnel(al, LOOPBACK4, up.port)
+        c.send_request("POST", target, headers + [("Content-Length", "0")])
+        r = read_response(c.reader)
+        check_eq(r.status, 400, "status for %r %s" % (headers, target))
+        check_eq(r.json().get("error"), "bad_request", "error")
+        closed, _ = c.wait_closed(5)
+        check(closed, "tunnel still open after the 400")
+    check_eq(len(up.requests), 0, "requests that reached the upstream")
+
+
+# ----- websocket upgrades ----------------------------------------------------------------------
+
+def test_websocket_upgrade_needs_a_grant_that_allows_writes(env):
+    # After its 101 a websocket is a two-way channel whose frames no rule sees: read-only's
+    # GET alone must not open one.
+    up, al = _one_endpoint(env, "ro", access="read-only")
+    c = open_tunnel(al, LOOPBACK4, up.port)
+    req, _ = ws_upgrade_request(c.host)
+    c.send(req)
+    j = check_deny(read_response(c.reader), "policy_denied")
+    check_eq(j.get("detail"), "websocket upgrade not allowed by access read-only", "detail")
+    check_eq(j.get("rule_missing"), {"method": "GET", "path": "/ws"}, "rule_missing")
+    closed, _ = c.wait_closed(5)
+    check(closed, "tunnel still open after the 403")
+    check_eq(len(up.requests), 0, "requests that reached the upstream")
+    # the rule the answer suggests, or a preset that allows writes, lets it through
+    for name, extra in (("ro_rule", {"access": "read-only",
+                                     "rules": [{"method": "GET", "path": "/ws"}]}),
+                        ("rw", {"access": "read-write"})):
+        up, al = _one_endpoint(env, name, **extra)
+        ws = _open_ws(al, up.port)
+        ws.send(WS_TEXT, b"hi")
+        check_eq(ws.recv(), (WS_TEXT, b"hi"), "echo through the %s endpoint" % name)
+        ws.close()
 
 
 # ----- canonical paths -------------------------------------------------------------------------
@@ -341,6 +438,17 @@ def test_check_rejects_azure_wireserver_endpoint(env):
 def test_check_rejects_gcp_ipv6_metadata_endpoint(env):
     _check_refuses(env, [ep("fd20:ce::254", 80, access="full")],
                    "network_policies.x.endpoints[0].host")
+
+
+def test_check_rejects_metadata_behind_the_local_use_nat64_prefix(env):
+    # 64:ff9b:1::/48 (RFC 8215) carries IPv4 addresses as 64:ff9b::/96 does:
+    # 64:ff9b:1::a9fe:a9fe is 169.254.169.254 behind a local translator.
+    _check_refuses(env, [ep("64:ff9b:1::a9fe:a9fe", 80, access="full",
+                            allowed_ips=["64:ff9b:1::/48"])],
+                   "network_policies.x.endpoints[0].host")
+    _check_refuses(env, [ep("wire.example.com", 80, access="full",
+                            allowed_ips=["64:ff9b:1::/48", "64:ff9b:1::a9fe:a9fe/128"])],
+                   "network_policies.x.endpoints[0].allowed_ips[1]")
 
 
 def test_check_rejects_metadata_address_in_allowed_ips(env):

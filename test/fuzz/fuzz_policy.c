@@ -157,15 +157,20 @@ static void check_l7_text(const struct policy_l7 *o)
         return;
     }
     CHECK(o->reason != NULL);
+    /* a method override's refusal says so, then gives the reason as for a method */
+    const char *reason = o->reason;
+    if (strncmp(reason, "method override: ", 17) == 0)
+        reason += 17;
     if (o->deny_rule.path) {
         /* a deny rule refused: no allow rule can help, so none is suggested */
         CHECK(n == 0 && o->deny_rule.method && o->deny_rule.path[0] == '/');
-        CHECK(strcmp(o->reason, "matched deny rule") == 0);
+        CHECK(strcmp(reason, "matched deny rule") == 0);
         return;
     }
     /* a rule is suggested exactly when an endpoint refused by its access or rules */
-    bool fixable = strncmp(o->reason, "method not allowed by access", 28) == 0 ||
-                   strcmp(o->reason, "no rule allows method and path") == 0;
+    bool fixable = strncmp(reason, "method not allowed by access", 28) == 0 ||
+                   strcmp(reason, "no rule allows method and path") == 0 ||
+                   strcmp(reason, "websocket upgrade not allowed by access read-only") == 0;
     CHECK(fixable == (n > 0));
     if (!fixable)
         return;
@@ -191,7 +196,9 @@ static void decide_private(const struct policy *pol, const char *host, uint16_t 
         CHECK(inet_pton(AF_INET, v4[i], &sin.sin_addr) == 1);
         const struct sockaddr *sa = (const struct sockaddr *)&sin;
         struct policy_l7 o;
-        policy_check_l7(pol, host, port, peer, sa, method, path, &o);
+        struct policy_request q;
+        policy_request_init(&q, method, path, false);
+        policy_check_l7(pol, host, port, peer, sa, &q, &o);
         check_l7_text(&o);
         if (o.verdict == POLICY_ALLOW)
             CHECK(o7->verdict == POLICY_ALLOW);
@@ -199,6 +206,70 @@ static void decide_private(const struct policy *pol, const char *host, uint16_t 
             CHECK(o7->verdict != POLICY_DENY);
         if (o.verdict != POLICY_DENY && o4->protocol == POLICY_REST)
             CHECK(policy_ip_allowed(pol, host, port, peer, sa));
+    }
+}
+
+/* DENY over AUDIT over ALLOW. */
+static enum policy_verdict strictest(enum policy_verdict a, enum policy_verdict b)
+{
+    if (a == POLICY_DENY || b == POLICY_DENY)
+        return POLICY_DENY;
+    return a == POLICY_AUDIT || b == POLICY_AUDIT ? POLICY_AUDIT : POLICY_ALLOW;
+}
+
+static enum policy_verdict plain_l7(const struct policy *pol, const char *host, uint16_t port,
+                                    const struct policy_peer *peer, const char *method,
+                                    const char *path, bool upgrade, struct policy_l7 *o)
+{
+    struct policy_request q;
+    policy_request_init(&q, method, path, upgrade);
+    policy_check_l7(pol, host, port, peer, NULL, &q, o);
+    check_l7_text(o);
+    return o->verdict;
+}
+
+/* An upgrade is never let further than the same GET; a request with a method override is
+ * decided as the stricter of its method and the override. */
+static void decide_upgrade_and_override(const struct policy *pol, const char *host, uint16_t port,
+                                        const struct policy_peer *peer, const struct probes *pr,
+                                        size_t path, const struct policy_l7 *o7)
+{
+    struct policy_l7 o;
+    enum policy_verdict up =
+        plain_l7(pol, host, port, peer, pr->methods[0], pr->paths[path], true, &o);
+    CHECK(strictest(up, o7->verdict) == up);
+
+    for (size_t j = 1; j < pr->nmethods; j++) {
+        struct policy_l7 alone;
+        enum policy_verdict v =
+            plain_l7(pol, host, port, peer, pr->methods[j], pr->paths[path], false, &alone);
+        struct policy_request q;
+        policy_request_init(&q, pr->methods[0], pr->paths[path], false);
+        CHECK(policy_request_add_field(&q, "X-HTTP-Method-Override", 22, pr->methods[j],
+                                       strlen(pr->methods[j])) == 0);
+        policy_check_l7(pol, host, port, peer, NULL, &q, &o);
+        check_l7_text(&o);
+        CHECK(o.verdict == strictest(o7->verdict, v));
+    }
+}
+
+/* The method-override parsers on arbitrary text: whatever they keep is a distinct, upper-case
+ * token that fits. */
+static void check_override_parsers(const char *text)
+{
+    struct policy_request q;
+    policy_request_init(&q, "POST", "/", false);
+    (void)policy_request_add_query(&q, text);
+    (void)policy_request_add_field(&q, "x-http-method", 13, text, strlen(text));
+    CHECK(q.noverrides <= POLICY_OVERRIDE_MAX);
+    for (size_t i = 0; i < q.noverrides; i++) {
+        size_t n = strnlen(q.overrides[i], POLICY_METHOD_MAX);
+        CHECK(n > 0 && n < POLICY_METHOD_MAX);
+        for (size_t k = 0; k < n; k++)
+            CHECK(!(q.overrides[i][k] >= 'a' && q.overrides[i][k] <= 'z') &&
+                  q.overrides[i][k] > ' ' && q.overrides[i][k] != ',');
+        for (size_t k = 0; k < i; k++)
+            CHECK(strcmp(q.overrides[i], q.overrides[k]) != 0);
     }
 }
 
@@ -218,10 +289,11 @@ static void decide(const struct policy *pol, const char *host, uint16_t port,
 
     for (size_t i = 0; i < pr->npaths; i++) {
         for (size_t j = 0; j < pr->nmethods; j++) {
-            policy_check_l7(pol, host, port, peer, NULL, pr->methods[j], pr->paths[i], &o7);
+            plain_l7(pol, host, port, peer, pr->methods[j], pr->paths[i], false, &o7);
             CHECK(o7.verdict == POLICY_ALLOW || o7.verdict == POLICY_DENY ||
                   o7.verdict == POLICY_AUDIT);
-            check_l7_text(&o7);
+            if (j == 0)
+                decide_upgrade_and_override(pol, host, port, peer, pr, i, &o7);
             /* a request is never allowed (or audited) inside a tunnel L4 would refuse */
             if (o7.verdict != POLICY_DENY)
                 CHECK(o4.verdict == POLICY_ALLOW);
@@ -295,8 +367,8 @@ static void exercise(const struct policy *pol, const char *json)
     /* a NULL peer and NULL method or path must not crash */
     policy_check_l4(pol, pr->hosts[0], pr->ports[0], NULL, &(struct policy_l4){0});
     struct policy_l7 o7;
-    policy_check_l7(pol, pr->hosts[0], pr->ports[0], &anyone, NULL, NULL, NULL, &o7);
-    check_l7_text(&o7);
+    plain_l7(pol, pr->hosts[0], pr->ports[0], &anyone, NULL, NULL, false, &o7);
+    check_override_parsers(json);
     free(pr);
 }
 

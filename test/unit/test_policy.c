@@ -49,13 +49,23 @@ static enum policy_verdict l4(const struct policy *p, const char *host, uint16_t
     return out.verdict;
 }
 
+/* policy_check_l7 for a plain request: a method and a path, no override, no upgrade. */
+static void check_l7(const struct policy *p, const char *host, uint16_t port,
+                     const struct policy_peer *peer, const struct sockaddr *private_addr,
+                     const char *method, const char *path, struct policy_l7 *out)
+{
+    struct policy_request q;
+    policy_request_init(&q, method, path, false);
+    policy_check_l7(p, host, port, peer, private_addr, &q, out);
+}
+
 static enum policy_verdict l7(const struct policy *p, const char *host, uint16_t port,
                               const char *method, const char *path, struct policy_l7 *out)
 {
     struct policy_l7 tmp;
     if (!out)
         out = &tmp;
-    policy_check_l7(p, host, port, &anyone, NULL, method, path, out);
+    check_l7(p, host, port, &anyone, NULL, method, path, out);
     return out->verdict;
 }
 
@@ -437,6 +447,40 @@ static void test_deny_rules_fail_closed(void)
         /* audit mode sees the same matches */
         {"watch.example.com", "HEAD", "/Admin/", POLICY_AUDIT, "matched deny rule"},
         {"watch.example.com", "GET", "/admins", POLICY_ALLOW, NULL},
+        /* trailing dots and encoded spaces of every segment, as IIS and Windows drop them */
+        {"d.example.com", "GET", "/admin.", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin%20", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/ADMIN.", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin../", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin.%20./users", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/users%20.", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/tmp./", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/private%20%20/x", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/.../users", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin%2520", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/admin%09", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/x%20/admin/users/x", POLICY_ALLOW, NULL},
+        /* the last segment's suffix, cut at its first and at its last dot */
+        {"d.example.com", "GET", "/admin.json", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/Admin.JSON/", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin.tar.gz", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/admin/users.xml", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/private/x.json.", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "PUT", "/tmp.json", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/export/q1.csv.bak", POLICY_DENY, "matched deny rule"},
+        {"d.example.com", "GET", "/export/q1.csvx.bak", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/probe.json", POLICY_ALLOW, NULL},
+        {"d.example.com", "HEAD", "/probe.json", POLICY_DENY, "matched deny rule"},
+        /* only the last segment loses its suffix, and a leading dot is part of the name */
+        {"d.example.com", "GET", "/admin.d/users/x", POLICY_ALLOW, NULL},
+        {"d.example.com", "GET", "/admin-x.json", POLICY_ALLOW, NULL},
+        {"d.example.com", "DELETE", "/.json", POLICY_ALLOW, NULL},
+        {"d.example.com", "DELETE", "/.", POLICY_DENY, "matched deny rule"},
+        /* allow rules stay exact on these spellings too */
+        {"exact.example.com", "GET", "/v1/items.", POLICY_DENY, "no rule allows method and path"},
+        {"exact.example.com", "GET", "/v1/items.json", POLICY_DENY,
+         "no rule allows method and path"},
+        {"exact.example.com", "GET", "/v1/items%20", POLICY_DENY, "no rule allows method and path"},
     };
     CHECK(p != NULL);
     if (!p)
@@ -458,6 +502,29 @@ static void test_deny_rules_fail_closed(void)
         CHECK_EQ(o.verdict, POLICY_DENY);
     }
 
+    /* The asterisk-form of OPTIONS asks about the whole server: a deny rule that covers "/"
+     * covers it, and only a preset that allows OPTIONS allows it. */
+    struct policy *star = load("{'version':1,'network_policies':{'a':{'endpoints':["
+                               "{'host':'all.example.com','port':443,'access':'full',"
+                               "  'deny_rules':[{'method':'*','path':'/**'}]},"
+                               "{'host':'root.example.com','port':443,'access':'full',"
+                               "  'deny_rules':[{'method':'OPTIONS','path':'/'}]},"
+                               "{'host':'sub.example.com','port':443,'access':'full',"
+                               "  'deny_rules':[{'method':'*','path':'/a/**'}]},"
+                               "{'host':'ro.example.com','port':443,'access':'read-only'}"
+                               "]}}}");
+    CHECK(star != NULL);
+    if (star) {
+        struct policy_l7 o;
+        CHECK_EQ(l7(star, "all.example.com", 443, "OPTIONS", "*", &o), POLICY_DENY);
+        CHECK_STR(o.reason, "matched deny rule");
+        CHECK_STR(o.deny_rule.path, "/**");
+        CHECK_EQ(l7(star, "root.example.com", 443, "OPTIONS", "*", &o), POLICY_DENY);
+        CHECK_EQ(l7(star, "sub.example.com", 443, "OPTIONS", "*", &o), POLICY_ALLOW);
+        CHECK_EQ(l7(star, "ro.example.com", 443, "OPTIONS", "*", &o), POLICY_ALLOW);
+        policy_unref(star);
+    }
+
     /* Longer than any canonical path: no deny rule could be checked, so it is refused. The
      * longest canonical path is still decided normally. */
     char *longest = malloc(PATH_MAX_LEN + 2);
@@ -474,6 +541,225 @@ static void test_deny_rules_fail_closed(void)
         CHECK_STR(o.reason, "path too long");
         free(longest);
     }
+    policy_unref(p);
+}
+
+/* ---- method overrides ---- */
+
+static int add_field(struct policy_request *q, const char *name, const char *value)
+{
+    return policy_request_add_field(q, name, strlen(name), value, strlen(value));
+}
+
+/* Which override values a request is found to carry, joined with ' ' ("" for none), or
+ * "400" when it is refused. */
+static const char *overrides_of(const char *field, const char *value, const char *query)
+{
+    static char out[POLICY_OVERRIDE_MAX * POLICY_METHOD_MAX + 8];
+    struct policy_request q;
+
+    policy_request_init(&q, "POST", "/", false);
+    if ((field && add_field(&q, field, value) < 0) || policy_request_add_query(&q, query) < 0)
+        return "400";
+    out[0] = '\0';
+    for (size_t i = 0; i < q.noverrides; i++) {
+        strcat(out, i ? " " : "");
+        strcat(out, q.overrides[i]);
+    }
+    return out;
+}
+
+static void test_method_override_parsing(void)
+{
+    static const struct {
+        const char *field, *value, *query, *want;
+    } cases[] = {
+        /* the three header names, in any case; other fields are not overrides */
+        {"X-HTTP-Method-Override", "DELETE", NULL, "DELETE"},
+        {"x-http-method", "PUT", NULL, "PUT"},
+        {"X-METHOD-OVERRIDE", "PATCH", NULL, "PATCH"},
+        {"X-HTTP-Method-Overrides", "DELETE", NULL, ""},
+        {"X-Method", "DELETE", NULL, ""},
+        {"Content-Type", "what ever", NULL, ""},
+        /* upper-cased, a list of them, each judged once */
+        {"X-HTTP-Method-Override", "delete", NULL, "DELETE"},
+        {"X-HTTP-Method-Override", " GET ,\tdelete , DELETE", NULL, "GET DELETE"},
+        /* not a method: refused */
+        {"X-HTTP-Method-Override", "", NULL, "400"},
+        {"X-HTTP-Method-Override", "DELETE,", NULL, "400"},
+        {"X-HTTP-Method-Override", "DEL ETE", NULL, "400"},
+        {"X-HTTP-Method-Override", "DELETE;x", NULL, "400"},
+        {"X-HTTP-Method-Override", "\"DELETE\"", NULL, "400"},
+        {"X-HTTP-Method-Override", "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDE", NULL,
+         "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDE"},
+        {"X-HTTP-Method-Override", "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF", NULL, "400"},
+        {"X-HTTP-Method-Override", "A,B,C,D,E,F,G,H", NULL, "A B C D E F G H"},
+        {"X-HTTP-Method-Override", "A,B,C,D,E,F,G,H,I", NULL, "400"},
+        {"X-HTTP-Method-Override", "A,B,C,D,E,F,G,H,a", NULL, "A B C D E F G H"},
+        /* the query's _method, as PHP and Node read names and values */
+        {NULL, NULL, "_method=DELETE", "DELETE"},
+        {NULL, NULL, "a=1&_method=delete&b=2", "DELETE"},
+        {NULL, NULL, "a=1;_method=PUT", "PUT"},
+        {NULL, NULL, "_METHOD=DELETE", "DELETE"},
+        {NULL, NULL, "%5Fmethod=DEL%45TE", "DELETE"},
+        {NULL, NULL, ".method=DELETE", "DELETE"},
+        {NULL, NULL, "+method=DELETE", ""}, /* a leading space is dropped, not read as _ */
+        {NULL, NULL, "%20%20_method=DELETE", "DELETE"},
+        {NULL, NULL, "_method[]=DELETE&_method[x]=PUT", "DELETE PUT"},
+        {NULL, NULL, "_method=DELETE&_method=PATCH", "DELETE PATCH"},
+        {NULL, NULL, "x_method=DELETE&_methods=DELETE&method=DELETE&_method_=DELETE", ""},
+        {NULL, NULL, "q=_method=DELETE", ""},
+        {NULL, NULL, "", ""},
+        {NULL, NULL, "_method", "400"},
+        {NULL, NULL, "_method=", "400"},
+        {NULL, NULL, "_method=DEL+ETE", "400"},
+        {NULL, NULL, "_method=DELETE%00", "400"},
+        {NULL, NULL, "_method=ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGH", "400"},
+        /* both places at once */
+        {"X-HTTP-Method", "PUT", "_method=DELETE", "PUT DELETE"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = overrides_of(cases[i].field, cases[i].value, cases[i].query);
+        if (strcmp(got, cases[i].want) != 0)
+            fprintf(stderr, "override case %zu: got \"%s\"\n", i, got);
+        CHECK_STR(got, cases[i].want);
+    }
+}
+
+/* policy_check_l7 for a request whose X-HTTP-Method-Override lists overrides. */
+static enum policy_verdict l7_override(const struct policy *p, const char *host, const char *method,
+                                       const char *overrides, const char *path,
+                                       struct policy_l7 *out)
+{
+    struct policy_request q;
+    policy_request_init(&q, method, path, false);
+    CHECK_EQ(add_field(&q, "X-HTTP-Method-Override", overrides), 0);
+    policy_check_l7(p, host, 443, &anyone, NULL, &q, out);
+    return out->verdict;
+}
+
+/* A request is judged for its own method and for every override it carries: an upstream
+ * that honours the override performs that method. */
+static void test_method_override_decisions(void)
+{
+    struct policy *p =
+        load("{'version':1,'network_policies':{"
+             "'a':{'endpoints':["
+             "{'host':'rw.example.com','port':443,'access':'read-write'},"
+             "{'host':'full.example.com','port':443,'access':'full','deny_rules':["
+             "  {'method':'DELETE','path':'/repos/**'}]},"
+             "{'host':'rules.example.com','port':443,'rules':["
+             "  {'method':'POST','path':'/x'},{'method':'PUT','path':'/x'}]},"
+             "{'host':'aud.example.com','port':443,'access':'read-write','enforcement':'audit'}"
+             "]},"
+             "'b':{'endpoints':[{'host':'rules.example.com','port':443,'rules':["
+             "  {'method':'PATCH','path':'/x'}]}]}"
+             "}}");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    struct policy_l7 o;
+
+    /* read-write refuses DELETE, however it is spelt */
+    CHECK_EQ(l7(p, "rw.example.com", 443, "DELETE", "/repos/o/r", &o), POLICY_DENY);
+    CHECK_EQ(l7_override(p, "rw.example.com", "POST", "DELETE", "/repos/o/r", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "method override: method not allowed by access read-write");
+    CHECK_STR(o.policy_name, "a");
+    CHECK_STR(o.rule_missing, "{\"method\":\"DELETE\",\"path\":\"/repos/o/r\"}");
+    CHECK_EQ(l7_override(p, "rw.example.com", "POST", "PUT, delete", "/repos/o/r", &o),
+             POLICY_DENY);
+    CHECK_STR(o.rule_missing, "{\"method\":\"DELETE\",\"path\":\"/repos/o/r\"}");
+    CHECK_EQ(l7_override(p, "rw.example.com", "POST", "PUT", "/repos/o/r", &o), POLICY_ALLOW);
+    CHECK_EQ(l7_override(p, "rw.example.com", "GET", "POST", "/repos/o/r", &o), POLICY_ALLOW);
+    /* the method itself is judged as well: the override does not replace it */
+    CHECK_EQ(l7_override(p, "rw.example.com", "DELETE", "GET", "/repos/o/r", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "method not allowed by access read-write");
+
+    /* a deny rule for the override's method refuses */
+    CHECK_EQ(l7_override(p, "full.example.com", "POST", "DELETE", "/repos/o/r", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "method override: matched deny rule");
+    CHECK_STR(o.deny_rule.method, "DELETE");
+    CHECK_STR(o.rule_missing, "");
+    CHECK_EQ(l7_override(p, "full.example.com", "POST", "DELETE", "/other", &o), POLICY_ALLOW);
+
+    /* each method may be allowed by a different endpoint; one refused by all refuses */
+    CHECK_EQ(l7_override(p, "rules.example.com", "POST", "PUT,PATCH", "/x", &o), POLICY_ALLOW);
+    CHECK_STR(o.policy_name, "a");
+    CHECK_EQ(l7_override(p, "rules.example.com", "POST", "PUT,DELETE", "/x", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "method override: no rule allows method and path");
+    CHECK_STR(o.rule_missing, "{\"method\":\"DELETE\",\"path\":\"/x\"}");
+
+    /* an audited override makes the request audited */
+    CHECK_EQ(l7_override(p, "aud.example.com", "POST", "DELETE", "/x", &o), POLICY_AUDIT);
+    CHECK_STR(o.reason, "method override: method not allowed by access read-write");
+
+    /* the query's _method counts the same */
+    struct policy_request q;
+    policy_request_init(&q, "POST", "/repos/o/r", false);
+    CHECK_EQ(policy_request_add_query(&q, "_method=DELETE"), 0);
+    policy_check_l7(p, "rw.example.com", 443, &anyone, NULL, &q, &o);
+    CHECK_EQ(o.verdict, POLICY_DENY);
+    CHECK_STR(o.reason, "method override: method not allowed by access read-write");
+    policy_unref(p);
+}
+
+/* ---- websocket upgrades ---- */
+
+static enum policy_verdict l7_upgrade(const struct policy *p, const char *host, const char *path,
+                                      struct policy_l7 *out)
+{
+    struct policy_request q;
+    policy_request_init(&q, "GET", path, true);
+    policy_check_l7(p, host, 443, &anyone, NULL, &q, out);
+    return out->verdict;
+}
+
+/* After its 101 an upgrade is a two-way channel no rule sees: read-only's GET alone never
+ * allows one; a preset that allows writes or an explicit rule for its path does. */
+static void test_upgrade_needs_write_grant(void)
+{
+    struct policy *p =
+        load("{'version':1,'network_policies':{'a':{'endpoints':["
+             "{'host':'ro.example.com','port':443,'access':'read-only','rules':["
+             "  {'method':'GET','path':'/ws'},{'method':'*','path':'/any/*'},"
+             "  {'method':'POST','path':'/post'}]},"
+             "{'host':'rw.example.com','port':443,'access':'read-write'},"
+             "{'host':'full.example.com','port':443,'access':'full','deny_rules':["
+             "  {'method':'GET','path':'/private/**'}]},"
+             "{'host':'rules.example.com','port':443,'rules':[{'method':'GET','path':'/ws'}]},"
+             "{'host':'aud.example.com','port':443,'access':'read-only','enforcement':'audit'},"
+             "{'host':'two.example.com','port':443,'access':'read-only'},"
+             "{'host':'two.example.com','port':443,'access':'full'}"
+             "]}}}");
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    struct policy_l7 o;
+
+    CHECK_EQ(l7(p, "ro.example.com", 443, "GET", "/chat", &o), POLICY_ALLOW);
+    CHECK_EQ(l7_upgrade(p, "ro.example.com", "/chat", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "websocket upgrade not allowed by access read-only");
+    CHECK_STR(o.rule_missing, "{\"method\":\"GET\",\"path\":\"/chat\"}");
+    CHECK(o.deny_rule.path == NULL);
+    /* explicit rules: GET or any method, for that path */
+    CHECK_EQ(l7_upgrade(p, "ro.example.com", "/ws", &o), POLICY_ALLOW);
+    CHECK_EQ(l7_upgrade(p, "ro.example.com", "/ws/", &o), POLICY_DENY);
+    CHECK_EQ(l7_upgrade(p, "ro.example.com", "/any/x", &o), POLICY_ALLOW);
+    CHECK_EQ(l7_upgrade(p, "ro.example.com", "/post", &o), POLICY_DENY);
+    /* presets that allow writes */
+    CHECK_EQ(l7_upgrade(p, "rw.example.com", "/chat", &o), POLICY_ALLOW);
+    CHECK_EQ(l7_upgrade(p, "full.example.com", "/chat", &o), POLICY_ALLOW);
+    /* deny rules still refuse */
+    CHECK_EQ(l7_upgrade(p, "full.example.com", "/private/ws", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "matched deny rule");
+    /* rules alone */
+    CHECK_EQ(l7_upgrade(p, "rules.example.com", "/ws", &o), POLICY_ALLOW);
+    CHECK_EQ(l7_upgrade(p, "rules.example.com", "/chat", &o), POLICY_DENY);
+    CHECK_STR(o.reason, "no rule allows method and path");
+    /* audit mode audits it; another endpoint for the host may grant it */
+    CHECK_EQ(l7_upgrade(p, "aud.example.com", "/chat", &o), POLICY_AUDIT);
+    CHECK_STR(o.reason, "websocket upgrade not allowed by access read-only");
+    CHECK_EQ(l7_upgrade(p, "two.example.com", "/chat", &o), POLICY_ALLOW);
     policy_unref(p);
 }
 
@@ -656,7 +942,7 @@ static enum policy_verdict l7_via(const struct policy *p, const char *host, cons
                                   const char *method, struct policy_l7 *out)
 {
     struct sockaddr_storage ss = sa_of(ip);
-    policy_check_l7(p, host, 443, &stranger, (const struct sockaddr *)&ss, method, "/x", out);
+    check_l7(p, host, 443, &stranger, (const struct sockaddr *)&ss, method, "/x", out);
     return out->verdict;
 }
 
@@ -700,8 +986,7 @@ static void test_l7_private_addr_needs_covering_endpoint(void)
     CHECK_STR(o.rule_missing, "");
     CHECK(o.deny_rule.path == NULL);
     struct sockaddr_storage ss = sa_of("10.1.2.3");
-    policy_check_l7(p, "svc.example.com", 443, &anyone, (const struct sockaddr *)&ss, "DELETE",
-                    "/x", &o);
+    check_l7(p, "svc.example.com", 443, &anyone, (const struct sockaddr *)&ss, "DELETE", "/x", &o);
     CHECK_EQ(o.verdict, POLICY_ALLOW);
     CHECK_STR(o.policy_name, "tools");
 
@@ -864,7 +1149,7 @@ static void test_binaries(void)
             struct policy_l4 o4;
             struct policy_l7 o7;
             policy_check_l4(p, cases[i].host, 443, &peer, &o4);
-            policy_check_l7(p, cases[i].host, 443, &peer, NULL, "GET", "/", &o7);
+            check_l7(p, cases[i].host, 443, &peer, NULL, "GET", "/", &o7);
             if (o4.verdict != cases[i].want)
                 fprintf(stderr, "binary case %zu\n", i);
             CHECK_EQ(o4.verdict, cases[i].want);
@@ -944,8 +1229,8 @@ static void test_binaries_match(void)
         policy_check_l4(p, "a.example.com", 443, &peer, &a);
         policy_check_l4(p, "e.example.com", 443, &peer, &e);
         policy_check_l4(p, "x.example.com", 443, &peer, &x);
-        policy_check_l7(p, "a.example.com", 443, &peer, NULL, "GET", "/", &a7);
-        policy_check_l7(p, "e.example.com", 443, &peer, NULL, "GET", "/", &e7);
+        check_l7(p, "a.example.com", 443, &peer, NULL, "GET", "/", &a7);
+        check_l7(p, "e.example.com", 443, &peer, NULL, "GET", "/", &e7);
         if (a.verdict != cases[i].ancestors || e.verdict != cases[i].exact)
             fprintf(stderr, "binaries_match case %zu\n", i);
         CHECK_EQ(a.verdict, cases[i].ancestors);
@@ -1529,6 +1814,9 @@ int main(void)
     RUN(test_access);
     RUN(test_audit_and_overlap);
     RUN(test_deny_rules_fail_closed);
+    RUN(test_method_override_parsing);
+    RUN(test_method_override_decisions);
+    RUN(test_upgrade_needs_write_grant);
     RUN(test_tcp);
     RUN(test_allowed_ips);
     RUN(test_allowed_ips_follow_l4);
