@@ -205,8 +205,8 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = "TIMEOUT",
-                           .action = "deny",
+                           .activity = LOG_ACTIVITY_TIMEOUT,
+                           .action = LOG_ACTION_DENY,
                            .severity = LOG_SEV_LOW,
                            .reason = c->timeout_reason,
                            .status = c->timeout_status,
@@ -400,8 +400,8 @@ static bool end_tls_towards(struct conn *c, enum side_id id)
         return true;
     if (s->flags & SIDE_F_BARE_END) {
         struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                               .activity = "CLOSE",
-                               .action = "allow",
+                               .activity = LOG_ACTIVITY_CLOSE,
+                               .action = LOG_ACTION_ALLOW,
                                .severity = LOG_SEV_LOW,
                                .reason = id == SIDE_CLIENT
                                              ? "upstream closed without TLS close_notify: "
@@ -601,8 +601,8 @@ static void side_process_tls(struct conn *c, enum side_id id)
             if (r != TLS_DONE) {
                 metrics_inc(id == SIDE_CLIENT ? M_TLS_FAILURES_CLIENT : M_TLS_FAILURES_UPSTREAM);
                 struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                                       .activity = "TLS",
-                                       .action = "deny",
+                                       .activity = LOG_ACTIVITY_TLS,
+                                       .action = LOG_ACTION_DENY,
                                        .severity = LOG_SEV_MEDIUM,
                                        .reason = tls_last_error(s->tls),
                                        .overflow = -1};
@@ -1066,10 +1066,10 @@ void conn_recheck_policy(struct conn *c, struct policy *p)
     if (!why)
         return;
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = "CLOSE",
-                           .action = "deny",
+                           .activity = LOG_ACTIVITY_CLOSE,
+                           .action = LOG_ACTION_DENY,
                            .severity = LOG_SEV_MEDIUM,
-                           .relay_outcome = "upgraded",
+                           .relay_outcome = LOG_OUTCOME_UPGRADED,
                            .reason = why,
                            .overflow = -1};
     conn_log(c, &ev);
