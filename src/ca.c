@@ -24,10 +24,11 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "airlock/target.h"
+
 #define CA_HASH_BUCKETS  (2 * CA_CACHE_SIZE) /* power of two: the hash is masked */
 #define CA_LEAF_EXTS     5
-#define CA_DNS_MAX       253 /* RFC 1035 §2.3.4, without the trailing dot */
-#define CA_CN_MAX        64  /* ub-common-name, RFC 5280 appendix A */
+#define CA_CN_MAX        64 /* ub-common-name, RFC 5280 appendix A */
 #define CA_LEAF_DAYS     7
 #define CA_LEAF_LIFETIME ((time_t)CA_LEAF_DAYS * 24 * 3600)
 #define CA_ROOT_DAYS     3652 /* ten years */
@@ -745,41 +746,6 @@ fail:
     return NULL;
 }
 
-/* Lower-case, drop one trailing dot, and accept only LDH labels (plus '_', which real
- * service names use) of 1..63 characters: the name goes into a certificate verbatim. */
-static int normalise_dns(const char *host, char *out, size_t *outlen)
-{
-    size_t len = strlen(host), label = 0;
-
-    if (len > 0 && host[len - 1] == '.')
-        len--;
-    if (len == 0 || len > CA_DNS_MAX)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)host[i];
-        if (c == '.') {
-            if (label == 0)
-                return -1;
-            label = 0;
-        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
-            label++;
-        } else if (c >= 'A' && c <= 'Z') {
-            c = (unsigned char)(c - 'A' + 'a');
-            label++;
-        } else {
-            return -1;
-        }
-        if (label > 63)
-            return -1;
-        out[i] = (char)c;
-    }
-    if (label == 0)
-        return -1;
-    out[len] = '\0';
-    *outlen = len;
-    return 0;
-}
-
 /* FNV-1a: short keys, no adversary benefit (the cache is bounded and evicts LRU anyway). */
 static uint32_t hash_host(const char *s)
 {
@@ -855,7 +821,8 @@ static int32_t cache_slot(struct ca *ca)
 
 X509 *ca_leaf(struct ca *ca, const char *host)
 {
-    char name[CA_DNS_MAX + 1];
+    char name[TARGET_HOST_MAX + 1];
+    enum target_host_kind kind;
     unsigned char ip[16];
     size_t len, iplen = 0;
     uint32_t hash;
@@ -863,16 +830,14 @@ X509 *ca_leaf(struct ca *ca, const char *host)
     X509 *x, *ret = NULL;
     time_t now = time(NULL);
 
-    if (inet_pton(AF_INET, host, ip) == 1)
-        iplen = 4;
-    else if (inet_pton(AF_INET6, host, ip) == 1)
-        iplen = 16;
-    if (iplen) {
-        len = strlen(host);
-        memcpy(name, host, len + 1); /* an IP literal is far shorter than name */
-    } else if (normalise_dns(host, name, &len) < 0) {
+    /* The name goes into the certificate verbatim: only what target.h accepts. */
+    if (target_normalise_host(host, strlen(host), false, name, &kind) < 0)
         return NULL;
-    }
+    len = strlen(name);
+    if (kind == TARGET_IPV4 && inet_pton(AF_INET, name, ip) == 1)
+        iplen = 4;
+    else if (kind == TARGET_IPV6 && inet_pton(AF_INET6, name, ip) == 1)
+        iplen = 16;
     hash = hash_host(name);
 
     pthread_mutex_lock(&ca->lock);

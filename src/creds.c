@@ -27,6 +27,7 @@
 
 #include "airlock/jsonload.h"
 #include "airlock/redact.h"
+#include "airlock/target.h"
 
 extern char **environ;
 
@@ -34,7 +35,6 @@ extern char **environ;
 #define PLACEHOLDER_MAX 128
 #define SECRET_MAX      (64u << 10)
 #define NAME_MAX_LEN    64
-#define HOST_MAX        253
 #define MAX_FILE_SIZE   (16u << 20)
 #define SECRET_TOKEN    "{secret}"
 #define NO_MATCH        SIZE_MAX
@@ -560,69 +560,11 @@ static void load_secret(struct loader *ld, const cJSON *obj, struct creds_provid
 
 /* ---- endpoints ---- */
 
-static bool is_label_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
-}
-
-/* A lower-cased DNS name as target.h accepts it: labels of 1..63 octets, and a last label that
- * is not all digits (target.h refuses such names, so the endpoint could never match). */
-static bool is_dns_name(const char *s)
-{
-    const char *label = s;
-    bool numeric = true;
-    for (const char *ch = s;; ch++) {
-        if (*ch == '.' || *ch == '\0') {
-            size_t n = (size_t)(ch - label);
-            if (n == 0 || n > 63)
-                return false;
-            if (*ch == '\0')
-                return !numeric;
-            label = ch + 1;
-            numeric = true;
-            continue;
-        }
-        if (!is_label_char(*ch))
-            return false;
-        numeric = numeric && *ch >= '0' && *ch <= '9';
-    }
-}
-
-/* Lower-case, drop one trailing dot and IPv6 brackets; IP literals are printed back by
- * inet_ntop as target.h does, so "::0001" here matches a request for "::1". false when the text
- * is neither a name nor an address. */
-static bool normalise_host(const char *in, size_t n, char *out, size_t cap, bool validate)
-{
-    bool bracketed = false;
-    if (n && in[n - 1] == '.')
-        n--;
-    if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
-        in++;
-        n -= 2;
-        bracketed = true;
-    }
-    if (n == 0 || n >= cap || n > HOST_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (in[i] >= 'A' && in[i] <= 'Z') ? (char)(in[i] + 32) : in[i];
-    out[n] = '\0';
-    if (!validate)
-        return true;
-
-    unsigned char bin[16];
-    if (bracketed || strchr(out, ':')) {
-        return inet_pton(AF_INET6, out, bin) == 1 &&
-               inet_ntop(AF_INET6, bin, out, (socklen_t)cap) != NULL;
-    }
-    if (inet_pton(AF_INET, out, bin) == 1)
-        return inet_ntop(AF_INET, bin, out, (socklen_t)cap) != NULL;
-    return is_dns_name(out);
-}
-
 static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
 {
     const cJSON *v = member(obj, "host");
-    char host[HOST_MAX + 64], buf[JSONLOAD_SHOW_MAX];
+    char host[TARGET_HOST_MAX + 1], buf[JSONLOAD_SHOW_MAX];
+    enum target_host_kind kind;
 
     if (!v) {
         jsonload_fail_at(&ld->j, "host", "required");
@@ -638,7 +580,8 @@ static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
         jsonload_fail_at(&ld->j, "host", "wildcard hosts are not allowed for credentials");
         return;
     }
-    if (!normalise_host(v->valuestring, strlen(v->valuestring), host, sizeof(host), true)) {
+    /* Spelled as target.h spells a request's host, so that creds_binds compares bytes. */
+    if (target_normalise_host(v->valuestring, strlen(v->valuestring), true, host, &kind) < 0) {
         jsonload_fail_at(&ld->j, "host", "\"%s\" is not a host name or IP address",
                          jsonload_show(buf, v->valuestring));
         return;
@@ -1087,8 +1030,10 @@ const char *creds_inject_header(const struct creds_provider *p)
 
 bool creds_binds(const struct creds_provider *p, const char *host, uint16_t port)
 {
-    char norm[HOST_MAX + 64];
-    if (!host || !normalise_host(host, strlen(host), norm, sizeof(norm), false))
+    char norm[TARGET_HOST_MAX + 1];
+    enum target_host_kind kind;
+    /* brackets: "[::1]" names ::1 here, as it does in the providers file */
+    if (!host || target_normalise_host(host, strlen(host), true, norm, &kind) < 0)
         return false;
     for (size_t i = 0; i < p->nendpoints; i++) {
         const struct endpoint *e = &p->endpoints[i];

@@ -22,8 +22,8 @@
 #include "airlock/addr.h"
 #include "airlock/jsonload.h"
 #include "airlock/path.h"
+#include "airlock/target.h"
 
-#define HOST_MAX         253
 #define NAME_MAX_LEN     64
 #define MAX_FILE_SIZE    (16u << 20)
 #define ARENA_BLOCK_SIZE (64u << 10)
@@ -204,44 +204,20 @@ static int json_choice(struct loader *ld, const cJSON *obj, const char *key,
 
 /* ---- hosts ---- */
 
-static bool is_label_char(char c)
+/* The number of labels of a normalised DNS name. */
+static size_t count_labels(const char *name)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    size_t n = 1;
+    for (; *name; name++)
+        n += *name == '.';
+    return n;
 }
 
-/* A lower-cased DNS name: LDH labels (underscore allowed, as target.h accepts) of 1..63
- * octets, and a last label that is not all digits (that would be an IPv4 form target.h
- * refuses, so the endpoint could never match). Returns the number of labels, 0 if invalid. */
-static size_t dns_labels(const char *s)
-{
-    size_t labels = 0;
-    const char *label = s;
-    bool numeric = true;
-
-    for (const char *c = s;; c++) {
-        if (*c == '.' || *c == '\0') {
-            size_t n = (size_t)(c - label);
-            if (n == 0 || n > 63)
-                return 0;
-            labels++;
-            if (*c == '\0')
-                break;
-            label = c + 1;
-            numeric = true;
-            continue;
-        }
-        if (!is_label_char(*c))
-            return 0;
-        numeric = numeric && *c >= '0' && *c <= '9';
-    }
-    return numeric ? 0 : labels;
-}
-
-static bool is_metadata_ip(const char *text, int family)
+static bool is_metadata_ip(const char *text, enum target_host_kind kind)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    if (family == AF_INET) {
+    if (kind == TARGET_IPV4) {
         struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
         sin->sin_family = AF_INET;
         if (inet_pton(AF_INET, text, &sin->sin_addr) != 1)
@@ -255,43 +231,11 @@ static bool is_metadata_ip(const char *text, int family)
     return addr_classify((const struct sockaddr *)&ss) == ADDR_METADATA;
 }
 
-/* Lower-case, drop one trailing dot and IPv6 brackets, and print IP literals the way target.h
- * normalises request hosts (inet_ntop), so that "::0001" in a policy matches "::1". Returns
- * false when the text is not an address and not a name; *family tells which it was. */
-static bool normalise_host(const char *in, char *out, size_t cap, int *family)
-{
-    size_t n = strlen(in);
-    *family = 0;
-    if (n && in[n - 1] == '.')
-        n--;
-    if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
-        in++;
-        n -= 2;
-        *family = AF_INET6;
-    }
-    if (n == 0 || n >= cap || n > HOST_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (in[i] >= 'A' && in[i] <= 'Z') ? (char)(in[i] + 32) : in[i];
-    out[n] = '\0';
-
-    unsigned char bin[16];
-    if (*family == AF_INET6 || strchr(out, ':')) {
-        *family = AF_INET6;
-        return inet_pton(AF_INET6, out, bin) == 1 && inet_ntop(AF_INET6, bin, out, (socklen_t)cap);
-    }
-    if (inet_pton(AF_INET, out, bin) == 1) {
-        *family = AF_INET;
-        return inet_ntop(AF_INET, bin, out, (socklen_t)cap) != NULL;
-    }
-    return true;
-}
-
 static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "host");
-    char host[HOST_MAX + 64], buf[JSONLOAD_SHOW_MAX];
-    int family;
+    char host[TARGET_HOST_MAX + 1], buf[JSONLOAD_SHOW_MAX];
+    enum target_host_kind kind;
 
     if (!v) {
         jsonload_fail_at(&ld->j, "host", "required");
@@ -318,23 +262,23 @@ static void load_host(struct loader *ld, const cJSON *obj, struct endpoint *e)
             return;
         }
         const char *suffix = text + stars + 1;
-        if (!normalise_host(suffix, host, sizeof(host), &family) || family != 0 ||
-            dns_labels(host) == 0) {
+        if (target_normalise_host(suffix, strlen(suffix), false, host, &kind) < 0 ||
+            kind != TARGET_DNS) {
             jsonload_fail_at(&ld->j, "host", "\"%s\": not a valid wildcard host name", buf);
             return;
         }
-        if (dns_labels(host) < 2) {
+        if (count_labels(host) < 2) {
             jsonload_fail_at(&ld->j, "host", "wildcard \"%s\" covers a top-level domain", buf);
             return;
         }
         e->kind = stars == 1 ? HOST_ONE_LABEL : HOST_ANY_LABELS;
     } else {
-        if (!normalise_host(text, host, sizeof(host), &family) ||
-            (family == 0 && dns_labels(host) == 0)) {
+        /* Spelled as target.h spells a request's host, so that a byte compare matches. */
+        if (target_normalise_host(text, strlen(text), true, host, &kind) < 0) {
             jsonload_fail_at(&ld->j, "host", "\"%s\" is not a host name or IP address", buf);
             return;
         }
-        if ((family && is_metadata_ip(host, family)) || (!family && addr_is_metadata_name(host))) {
+        if (kind == TARGET_DNS ? addr_is_metadata_name(host) : is_metadata_ip(host, kind)) {
             jsonload_fail_at(&ld->j, "host",
                              "\"%s\" is a cloud metadata service, which is refused always; "
                              "remove this endpoint",
@@ -1053,19 +997,12 @@ static void for_each_host_match(const struct policy *p, const char *host, visit_
     }
 }
 
-/* Hosts should arrive normalised (target.h); lower-case and strip a trailing dot anyway, so a
- * caller that forgot can only be refused, never let through by a case mismatch. */
-static bool normalise_query_host(const char *host, char out[HOST_MAX + 2])
+/* Hosts should arrive normalised (target.h); normalise anyway, so a caller that forgot can
+ * only be refused, never let through by a case mismatch. */
+static bool normalise_query_host(const char *host, char out[TARGET_HOST_MAX + 1])
 {
-    size_t n = host ? strlen(host) : 0;
-    if (n && host[n - 1] == '.')
-        n--;
-    if (n == 0 || n > HOST_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (host[i] >= 'A' && host[i] <= 'Z') ? (char)(host[i] + 32) : host[i];
-    out[n] = '\0';
-    return true;
+    enum target_host_kind kind;
+    return host && target_normalise_host(host, strlen(host), false, out, &kind) == 0;
 }
 
 struct l4_ctx {
@@ -1092,7 +1029,7 @@ static void visit_l4(const struct endpoint *e, void *arg)
 void policy_check_l4(const struct policy *p, const char *host, uint16_t port,
                      const struct policy_peer *peer, struct policy_l4 *out)
 {
-    char h[HOST_MAX + 2];
+    char h[TARGET_HOST_MAX + 1];
     struct l4_ctx c = {port, peer, NULL, NULL};
 
     if (normalise_query_host(host, h))
@@ -1366,7 +1303,7 @@ void policy_check_l7(const struct policy *p, const char *host, uint16_t port,
                      const struct policy_peer *peer, const struct sockaddr *private_addr,
                      const char *method, const char *path, struct policy_l7 *out)
 {
-    char h[HOST_MAX + 2], alt[PATH_MAX_LEN + 2];
+    char h[TARGET_HOST_MAX + 1], alt[PATH_MAX_LEN + 2];
     struct l7_ctx c;
     memset(&c, 0, sizeof(c));
     c.port = port;
@@ -1434,7 +1371,7 @@ static void visit_ip(const struct endpoint *e, void *arg)
 bool policy_ip_allowed(const struct policy *p, const char *host, uint16_t port,
                        const struct policy_peer *peer, const struct sockaddr *sa)
 {
-    char h[HOST_MAX + 2];
+    char h[TARGET_HOST_MAX + 1];
     if (!sa || !normalise_query_host(host, h))
         return false;
     struct l4_ctx l4 = {port, peer, NULL, NULL};
