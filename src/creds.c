@@ -463,23 +463,6 @@ static void secret_from_env(struct loader *ld, const cJSON *v, struct creds_prov
     vault_free(&tmp);
 }
 
-/* read() until EOF or until cap bytes; the count, or -errno. */
-static ssize_t read_all(int fd, char *buf, size_t cap)
-{
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t n = read(fd, buf + got, cap - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
 static void secret_from_file(struct loader *ld, const cJSON *v, struct creds_provider *p)
 {
     char buf[JSONLOAD_SHOW_MAX], origin[JSONLOAD_SHOW_MAX + 32];
@@ -507,7 +490,7 @@ static void secret_from_file(struct loader *ld, const cJSON *v, struct creds_pro
         why = "not a regular file";
     } else if ((err = vault_alloc(&tmp, SECRET_MAX + 1)) != 0) {
         why = strerror(-err);
-    } else if ((n = read_all(fd, tmp.base, SECRET_MAX + 1)) < 0) {
+    } else if ((n = jsonload_read_fd(fd, tmp.base, SECRET_MAX + 1)) < 0) {
         why = strerror((int)-n);
     }
     if (fd >= 0)
@@ -955,43 +938,11 @@ struct creds *creds_parse(const char *json, size_t len, char **errors)
 
 struct creds *creds_load_file(const char *path, char **errors)
 {
-    char buf[JSONLOAD_SHOW_MAX];
-    struct stat st;
-    const char *why = NULL;
-    char *text = NULL;
-    ssize_t n = 0;
-
-    if (errors)
-        *errors = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        why = strerror(errno);
-    else if (fstat(fd, &st) != 0)
-        why = strerror(errno);
-    else if (!S_ISREG(st.st_mode))
-        why = "not a regular file";
-    else if ((uintmax_t)st.st_size > MAX_FILE_SIZE)
-        why = "larger than 16 MiB";
-    else if (!(text = malloc((size_t)st.st_size + 1)))
-        why = "out of memory";
-    else if ((n = read_all(fd, text, (size_t)st.st_size + 1)) < 0)
-        why = strerror((int)-n);
-    else if ((size_t)n > (size_t)st.st_size)
-        why = "changed while being read";
-    if (fd >= 0)
-        close(fd);
-    if (why) {
-        free(text);
-        if (errors) {
-            struct http_buf e = {0};
-            http_buf_printf(&e, "%s: cannot read: %s\n", jsonload_show(buf, path), why);
-            *errors = e.failed ? strdup("(root): out of memory\n") : e.data;
-            if (e.failed)
-                http_buf_free(&e);
-        }
+    size_t len;
+    char *text = jsonload_read_file(path, MAX_FILE_SIZE, &len, errors);
+    if (!text)
         return NULL;
-    }
-    struct creds *c = creds_parse(text, (size_t)n, errors);
+    struct creds *c = creds_parse(text, len, errors);
     free(text);
     return c;
 }

@@ -7,7 +7,6 @@
 #include "airlock/policy.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdalign.h>
@@ -15,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -851,38 +849,11 @@ struct policy *policy_parse(const char *json, size_t len, char **errors)
 
 struct policy *policy_load_file(const char *path, char **errors)
 {
-    char buf[JSONLOAD_SHOW_MAX], line[JSONLOAD_SHOW_MAX + 128];
-    struct stat st;
-    FILE *f = fopen(path, "rb");
-    const char *why = NULL;
-    char *text = NULL;
-
-    if (errors)
-        *errors = NULL;
-    if (!f) {
-        why = strerror(errno);
-    } else if (fstat(fileno(f), &st) != 0) {
-        why = strerror(errno);
-    } else if (!S_ISREG(st.st_mode)) {
-        why = "not a regular file";
-    } else if ((uintmax_t)st.st_size > MAX_FILE_SIZE) {
-        why = "larger than 16 MiB";
-    } else if (!(text = malloc((size_t)st.st_size + 1))) {
-        why = "out of memory";
-    } else if (fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size || ferror(f)) {
-        why = "read failed";
-    }
-    if (f)
-        fclose(f);
-    if (why) {
-        free(text);
-        if (errors) {
-            snprintf(line, sizeof(line), "%s: cannot read: %s\n", jsonload_show(buf, path), why);
-            *errors = strdup(line);
-        }
+    size_t len;
+    char *text = jsonload_read_file(path, MAX_FILE_SIZE, &len, errors);
+    if (!text)
         return NULL;
-    }
-    struct policy *p = policy_parse(text, (size_t)st.st_size, errors);
+    struct policy *p = policy_parse(text, len, errors);
     free(text);
     return p;
 }

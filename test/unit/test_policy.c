@@ -87,6 +87,12 @@ static void test_policy_files(void)
     CHECK(policy_load_file("/", &errors) == NULL);
     CHECK(errors && strstr(errors, "not a regular file"));
     free(errors);
+    /* A file that grows while it is read (a writer at work): refused, not parsed half-written.
+     * A /proc file is a regular file whose size says 0 and whose read returns more. */
+    errors = NULL;
+    CHECK(policy_load_file("/proc/self/status", &errors) == NULL);
+    CHECK(errors && strstr(errors, "/proc/self/status: cannot read: changed while being read"));
+    free(errors);
 }
 
 /* The DESIGN.md example, decided end to end. */
