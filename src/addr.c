@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* addr: the SSRF guard's view of an IP address, and CIDR blocks for allowed_ips.
- * Owns no state and does no I/O. Invariant: an address is classified by the IPv4 address it
- * carries whenever an IPv6 form embeds one, so no encoding of a blocked target reads as public,
- * and metadata addresses win over every other class. */
+/* addr: the SSRF guard's view of an IP address, CIDR blocks for allowed_ips, and the one
+ * formatter of socket addresses. Owns no state and does no I/O. Invariant: an address is classified
+ * by the IPv4 address it carries whenever an IPv6 form embeds one, so no encoding of a blocked
+ * target reads as public, and metadata addresses win over every other class. */
 #include "airlock/addr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -428,4 +429,28 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t cap)
     if (inet_ntop(sa->sa_family, src, buf,
                   (socklen_t)(cap < INET6_ADDRSTRLEN ? cap : INET6_ADDRSTRLEN)) == NULL)
         buf[0] = '\0';
+}
+
+uint16_t addr_port(const struct sockaddr *sa)
+{
+    if (sa && sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa && sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+void addr_format_endpoint(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (buf == NULL || cap == 0)
+        return;
+    addr_format(sa, ip, sizeof(ip));
+    if (!ip[0]) {
+        buf[0] = '\0';
+        return;
+    }
+    bool v6 = sa->sa_family == AF_INET6;
+    snprintf(buf, cap, "%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", (unsigned)addr_port(sa));
 }

@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "airlock/addr.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
@@ -629,19 +630,10 @@ static void describe(const struct admin_listener *l, char *out, size_t cap)
     }
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char ip[64] = "?";
-    unsigned port = 0;
-    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
-    bool v6 = ss.ss_family == AF_INET6;
-    snprintf(out, cap, "http://%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", port);
+    char endpoint[64] = "?:0";
+    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&ss, &len) == 0)
+        addr_format_endpoint((struct sockaddr *)&ss, endpoint, sizeof endpoint);
+    snprintf(out, cap, "http://%s", endpoint);
 }
 
 static int listener_start(struct admin_listener *l, const char *flag, const char *addr,

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "airlock/addr.h"
 #include "airlock/admin.h"
 #include "airlock/ca.h"
 #include "airlock/conn.h"
@@ -695,16 +696,10 @@ int server_run(const struct server_config *cfg)
         }
     }
     for (size_t i = 0; i < nlisten; i++) {
-        char ip[64];
-        if (addrs[i].ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&addrs[i], ip, sizeof ip);
-        else
-            uv_ip4_name((struct sockaddr_in *)&addrs[i], ip, sizeof ip);
-        unsigned port = ntohs(((struct sockaddr_in *)&addrs[i])->sin_port);
-        log_msg(LOG_INFO, "listening on %s%s%s:%u (%u workers, policy %s: %zu endpoints)",
-                addrs[i].ss_family == AF_INET6 ? "[" : "", ip,
-                addrs[i].ss_family == AF_INET6 ? "]" : "", port, nworkers, cfg->policy_file,
-                policy_endpoint_count(s->policy));
+        char endpoint[64];
+        addr_format_endpoint((struct sockaddr *)&addrs[i], endpoint, sizeof endpoint);
+        log_msg(LOG_INFO, "listening on %s (%u workers, policy %s: %zu endpoints)", endpoint,
+                nworkers, cfg->policy_file, policy_endpoint_count(s->policy));
     }
 
     main_loop = uv_default_loop();

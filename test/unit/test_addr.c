@@ -529,6 +529,30 @@ static void test_format(void)
     addr_format(NULL, buf, 0);
 }
 
+static void test_format_endpoint(void)
+{
+    struct sockaddr_storage ss;
+    char buf[64];
+
+    sa_of("127.0.0.1", &ss);
+    ((struct sockaddr_in *)&ss)->sin_port = htons(3128);
+    CHECK_EQ(addr_port((const struct sockaddr *)&ss), 3128);
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, sizeof(buf));
+    CHECK_STR(buf, "127.0.0.1:3128");
+    sa_of("2001:db8::1", &ss);
+    ((struct sockaddr_in6 *)&ss)->sin6_port = htons(443);
+    CHECK_EQ(addr_port((const struct sockaddr *)&ss), 443);
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, sizeof(buf));
+    CHECK_STR(buf, "[2001:db8::1]:443");
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, 8); /* cut, still a string */
+    CHECK_STR(buf, "[2001:d");
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_UNIX;
+    CHECK_EQ(addr_port((const struct sockaddr *)&ss), 0);
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, sizeof(buf));
+    CHECK_STR(buf, "");
+}
+
 int main(void)
 {
     RUN(test_v4_ranges);
@@ -541,5 +565,6 @@ int main(void)
     RUN(test_cidr_contains);
     RUN(test_cidr_is_metadata);
     RUN(test_format);
+    RUN(test_format_endpoint);
     return test_report();
 }
