@@ -25,7 +25,6 @@
 #include "airlock/metrics.h"
 #include "airlock/policy.h"
 #include "airlock/resolve.h"
-#include "airlock/target.h"
 #include "airlock/tls.h"
 
 #define MAX_WORKERS 64
@@ -78,31 +77,6 @@ struct creds *server_creds(struct server *s)
 }
 
 /* ---- listening sockets ------------------------------------------------------------------- */
-
-static int parse_listen(const char *text, struct sockaddr_storage *ss)
-{
-    struct authority a;
-    if (target_parse_authority(text, strlen(text), true, 0, &a) < 0) {
-        /* port 0 (any free port) is refused by the strict parser; allow it here */
-        const char *colon = strrchr(text, ':');
-        if (!colon || strcmp(colon, ":0") != 0)
-            return -1;
-        char host[TARGET_HOST_MAX + 8];
-        snprintf(host, sizeof host, "%.*s:1", (int)(colon - text), text);
-        if (target_parse_authority(host, strlen(host), true, 0, &a) < 0)
-            return -1;
-        a.port = 0;
-    }
-    const char *ip = a.host;
-    if (a.kind == TARGET_DNS) {
-        if (strcmp(a.host, "localhost") != 0)
-            return -1;
-        ip = "127.0.0.1";
-    }
-    if (a.kind == TARGET_IPV6)
-        return uv_ip6_addr(ip, a.port, (struct sockaddr_in6 *)ss);
-    return uv_ip4_addr(ip, a.port, (struct sockaddr_in *)ss);
-}
 
 /* A listening socket with SO_REUSEPORT, so every worker accepts on the same port and the
  * kernel spreads connections. libuv 1.44 cannot set the option itself. */
@@ -679,7 +653,7 @@ int server_run(const struct server_config *cfg)
     s->max_connections = connection_limit(cfg, raise_fd_limit(), nworkers, nlisten);
     struct sockaddr_storage addrs[SERVER_MAX_LISTEN];
     for (size_t i = 0; i < nlisten; i++) {
-        if (parse_listen(listen[i], &addrs[i]) < 0) {
+        if (addr_parse_hostport(listen[i], &addrs[i]) < 0) {
             log_msg(LOG_ERROR, "--listen %s: expected IP:PORT or [IPv6]:PORT", listen[i]);
             goto out;
         }

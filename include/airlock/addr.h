@@ -63,6 +63,12 @@ bool addr_cidr_is_metadata(const struct addr_cidr *c);
 void addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 /* sa's port in host order; 0 for another family. */
 uint16_t addr_port(const struct sockaddr *sa);
+/* The one HOST:PORT parser for airlock's own sockets (--listen, --admin, --health, `admin
+ * get`): "IP:PORT", "[IPv6]:PORT" or "localhost:PORT" (127.0.0.1), the host and port as
+ * target_parse_authority reads a CONNECT's, except that port 0 (any free port) is allowed.
+ * Fills ss (port included); 0 or -1. */
+int addr_parse_hostport(const char *text, struct sockaddr_storage *ss);
+
 /* "IP:PORT", "[IPv6]:PORT" into buf (cut to cap, always a string); "" for another family. */
 void addr_format_endpoint(const struct sockaddr *sa, char *buf, size_t cap);
 
