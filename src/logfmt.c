@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "airlock/json.h"
+
 #define FIELD_MAX      256  /* escaped bytes kept of a short field: host, method, policy... */
 #define LONG_FIELD_MAX 1024 /* reason, process path */
 #define PATH_FIELD_MAX 4096
@@ -76,59 +78,16 @@ enum esc_mode {
     ESC_BARE,   /* free text (a diagnostic message): only what could break the line */
 };
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629 §4: no overlong forms, no surrogates,
- * nothing above U+10FFFF), or 0. p is NUL-terminated, and NUL is never a continuation byte, so
- * the checks stop at the terminator. */
-static size_t utf8_len(const unsigned char *p)
-{
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t n;
-
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        n = 2;
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        n = 3;
-        if (p[0] == 0xe0)
-            lo = 0xa0;
-        if (p[0] == 0xed)
-            hi = 0x9f;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        n = 4;
-        if (p[0] == 0xf0)
-            lo = 0x90;
-        if (p[0] == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 static const char hex[] = "0123456789abcdef";
 
-static size_t u_escape(char *rep, unsigned cp)
+/* The representation of the character at p (len bytes left) in mode: writes it to rep (up to
+ * JSON_CHAR_MAX bytes), returns its length and sets *adv to the input bytes it stands for. */
+static size_t escape_char(const char *p, size_t len, enum esc_mode mode, char *rep, size_t *adv)
 {
-    rep[0] = '\\';
-    rep[1] = 'u';
-    rep[2] = hex[(cp >> 12) & 0xf];
-    rep[3] = hex[(cp >> 8) & 0xf];
-    rep[4] = hex[(cp >> 4) & 0xf];
-    rep[5] = hex[cp & 0xf];
-    return 6;
-}
+    unsigned char c = (unsigned char)p[0];
 
-/* The representation of the character at p in mode: writes it to rep (up to 6 bytes), returns
- * its length and sets *adv to the input bytes it stands for. */
-static size_t escape_char(const unsigned char *p, enum esc_mode mode, char *rep, size_t *adv)
-{
-    unsigned char c = p[0];
-    size_t n;
-
+    if (mode == ESC_JSON)
+        return json_escape_char(p, len, rep, adv);
     *adv = 1;
     if (c >= 0x20 && c < 0x7f) {
         if ((c == '"' || c == '\\') && mode != ESC_BARE) {
@@ -144,28 +103,13 @@ static size_t escape_char(const unsigned char *p, enum esc_mode mode, char *rep,
         rep[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
         return 2;
     }
-    if (mode != ESC_JSON) {
-        /* Text lines stay plain ASCII: no terminal escape (ESC, or C1 CSI as UTF-8) reaches
-         * whoever runs tail -f on them. */
-        rep[0] = '\\';
-        rep[1] = 'x';
-        rep[2] = hex[c >> 4];
-        rep[3] = hex[c & 0xf];
-        return 4;
-    }
-    if (c < 0x80)
-        return u_escape(rep, c); /* the other C0 controls and DEL */
-    n = utf8_len(p);
-    if (n == 0)
-        return u_escape(rep, 0xfffd); /* a JSON string must be valid UTF-8 (RFC 8259 §8.1) */
-    *adv = n;
-    /* Valid, but C1 controls are terminal escapes and U+2028/2029 end a line in JavaScript. */
-    if (n == 2 && c == 0xc2 && p[1] < 0xa0)
-        return u_escape(rep, p[1]);
-    if (n == 3 && c == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
-        return u_escape(rep, 0x2000u | p[2]);
-    memcpy(rep, p, n);
-    return n;
+    /* Text lines stay plain ASCII: no terminal escape (ESC, or C1 CSI as UTF-8) reaches whoever
+     * runs tail -f on them. */
+    rep[0] = '\\';
+    rep[1] = 'x';
+    rep[2] = hex[c >> 4];
+    rep[3] = hex[c & 0xf];
+    return 4;
 }
 
 /* Appends s escaped for mode, at most max bytes of it. A longer value is cut at a character
@@ -173,13 +117,12 @@ static size_t escape_char(const unsigned char *p, enum esc_mode mode, char *rep,
  * cut. */
 static void put_escaped(struct line *l, const char *s, enum esc_mode mode, size_t max)
 {
-    const unsigned char *p = (const unsigned char *)s;
     size_t start = l->len, keep = l->len; /* keep: the last cut point with room for "..." */
-    char rep[8];
-    size_t n, adv;
+    size_t left = strlen(s), n, adv;
+    char rep[JSON_CHAR_MAX];
 
-    while (*p && !l->overflow) {
-        n = escape_char(p, mode, rep, &adv);
+    while (left && !l->overflow) {
+        n = escape_char(s, left, mode, rep, &adv);
         if (l->len - start + n > max) {
             l->len = keep;
             put(l, "...", 3);
@@ -188,7 +131,8 @@ static void put_escaped(struct line *l, const char *s, enum esc_mode mode, size_
         put(l, rep, n);
         if (l->len - start + 3 <= max)
             keep = l->len;
-        p += adv;
+        s += adv;
+        left -= adv;
     }
 }
 

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "airlock/addr.h"
+#include "airlock/json.h"
 #include "airlock/jsonload.h"
 #include "airlock/path.h"
 #include "airlock/target.h"
@@ -1167,34 +1168,6 @@ static void visit_l7(const struct endpoint *e, void *arg)
     }
 }
 
-/* Append s as JSON string content (without quotes); false when it does not fit. */
-static bool json_escape(char *out, size_t cap, size_t *w, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        char tmp[6];
-        size_t k = 0;
-        if (ch == '"' || ch == '\\') {
-            tmp[k++] = '\\';
-            tmp[k++] = (char)ch;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            /* Bytes above 0x7e are not UTF-8 we vouch for; \u00XX keeps the text valid JSON. */
-            memcpy(tmp, "\\u00", 4);
-            tmp[4] = hex[ch >> 4];
-            tmp[5] = hex[ch & 15];
-            k = 6;
-        } else {
-            tmp[k++] = (char)ch;
-        }
-        if (*w + k >= cap)
-            return false;
-        memcpy(out + *w, tmp, k);
-        *w += k;
-    }
-    return true;
-}
-
 static bool append_raw(char *out, size_t cap, size_t *w, const char *s)
 {
     size_t n = strlen(s);
@@ -1210,8 +1183,9 @@ static bool format_rule(char *out, size_t cap, const char *method, const char *p
 {
     size_t w = 0;
     return append_raw(out, cap, &w, "{\"method\":\"") &&
-           json_escape(out, cap, &w, method, strlen(method)) &&
-           append_raw(out, cap, &w, "\",\"path\":\"") && json_escape(out, cap, &w, path, plen) &&
+           json_escape_buf(out, cap, &w, method, strlen(method)) &&
+           append_raw(out, cap, &w, "\",\"path\":\"") &&
+           json_escape_buf(out, cap, &w, path, plen) &&
            (!globstar || append_raw(out, cap, &w, "/**")) && append_raw(out, cap, &w, "\"}");
 }
 
