@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "airlock/target.h"
+#include "airlock/tls.h"
 
 #define CA_HASH_BUCKETS  (2 * CA_CACHE_SIZE) /* power of two: the hash is masked */
 #define CA_LEAF_EXTS     5
@@ -80,16 +81,9 @@ static void fail_msg(char *err, size_t errlen, const char *fmt, ...)
 /* Format "what: first OpenSSL reason" into err and leave the error queue clean. */
 static void ssl_fail(char *err, size_t errlen, const char *what, const char *path)
 {
-    unsigned long e = ERR_peek_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
     char buf[160];
+    const char *r = tls_error_text(buf, sizeof(buf));
 
-    if (e && ERR_SYSTEM_ERROR(e)) {
-        r = strerror(ERR_GET_REASON(e)); /* "No such file or directory", not "error:8000..." */
-    } else if (e && !r) {
-        ERR_error_string_n(e, buf, sizeof(buf));
-        r = buf;
-    }
     fail_msg(err, errlen, "%s%s%s%s%s", path ? path : "", path ? ": " : "", what, r ? ": " : "",
              r ? r : "");
     ERR_clear_error();
@@ -262,37 +256,47 @@ static int add_ext(X509 *x, X509_EXTENSION *ext)
 
 /* ---- creating the CA on disk ------------------------------------------------------------ */
 
+/* A v3 certificate for key, named cn, issued by issuer (NULL: by itself), with a random serial,
+ * valid from an hour ago for days; no extension yet, unsigned. NULL on failure. */
+static X509 *cert_new(const char *cn, size_t cn_len, const X509_NAME *issuer, long days,
+                      EVP_PKEY *key)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    bool ok = x && name && set_cn(name, cn, cn_len) == 0 && X509_set_version(x, X509_VERSION_3) &&
+              set_random_serial(x) == 0 && X509_set_subject_name(x, name) &&
+              X509_set_issuer_name(x, issuer ? issuer : name) && set_validity(x, days) == 0 &&
+              X509_set_pubkey(x, key);
+
+    X509_NAME_free(name); /* the certificate holds copies */
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
 static X509 *make_ca_cert(EVP_PKEY *key)
 {
     static const int ca_bits[] = {5, 6, -1}; /* keyCertSign, cRLSign */
     unsigned char rnd[8];
     char cn[64];
-    X509 *x = X509_new();
-    X509_NAME *name = X509_NAME_new();
+    X509 *x;
 
-    if (!x || !name || RAND_bytes(rnd, sizeof(rnd)) != 1)
-        goto fail;
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return NULL;
     /* A random suffix makes every sandbox's CA name distinct, so trust stores that hold two of
      * them never confuse their issuers. */
     snprintf(cn, sizeof(cn), "airlock sandbox CA %02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
              rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-    if (set_cn(name, cn, strlen(cn)) < 0)
-        goto fail;
-    if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) < 0 ||
-        !X509_set_subject_name(x, name) || !X509_set_issuer_name(x, name) ||
-        set_validity(x, CA_ROOT_DAYS) < 0 || !X509_set_pubkey(x, key))
-        goto fail;
-    if (add_ext(x, ext_basic_constraints(true)) < 0 || add_ext(x, ext_key_usage(ca_bits)) < 0 ||
-        add_ext(x, ext_subject_key_id(key)) < 0)
-        goto fail;
-    if (X509_sign(x, key, sign_md(key)) <= 0)
-        goto fail;
-    X509_NAME_free(name);
+    x = cert_new(cn, strlen(cn), NULL, CA_ROOT_DAYS, key);
+    if (!x || add_ext(x, ext_basic_constraints(true)) < 0 ||
+        add_ext(x, ext_key_usage(ca_bits)) < 0 || add_ext(x, ext_subject_key_id(key)) < 0 ||
+        X509_sign(x, key, sign_md(key)) <= 0) {
+        X509_free(x);
+        return NULL;
+    }
     return x;
-fail:
-    X509_NAME_free(name);
-    X509_free(x);
-    return NULL;
 }
 
 /* Write data to DIR/name through a temporary file and rename(): the file appears whole and with
@@ -722,26 +726,18 @@ out:
 static X509 *mint(struct ca *ca, const char *host, size_t len, const unsigned char *ip,
                   size_t iplen)
 {
-    X509 *x = X509_new();
-    X509_NAME *name = X509_NAME_new();
+    X509 *x = cert_new(host, len, X509_get_subject_name(ca->cert), CA_LEAF_DAYS, ca->leaf_key);
 
-    if (!x || !name)
-        goto fail;
-    if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) < 0 ||
-        !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || set_cn(name, host, len) < 0 ||
-        !X509_set_subject_name(x, name) || set_validity(x, CA_LEAF_DAYS) < 0 ||
-        !X509_set_pubkey(x, ca->leaf_key))
-        goto fail;
+    if (!x)
+        return NULL;
     for (size_t i = 0; i < CA_LEAF_EXTS; i++) {
         if (!X509_add_ext(x, ca->leaf_ext[i], -1))
             goto fail;
     }
     if (add_san(x, host, len, ip, iplen) < 0 || X509_sign(x, ca->key, sign_md(ca->key)) <= 0)
         goto fail;
-    X509_NAME_free(name);
     return x;
 fail:
-    X509_NAME_free(name);
     X509_free(x);
     return NULL;
 }
