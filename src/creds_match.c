@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "airlock/path.h"
 #include "airlock/redact.h"
 
 #define NO_MATCH SIZE_MAX
@@ -46,24 +47,14 @@ void creds_buf_wipe(struct http_buf *b)
 
 /* ---- placeholder matching ---- */
 
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* One token of percent-encoded text (RFC 3986 §2.1): "%XY" (either case) is one byte, anything
  * else is itself. '%' is never a hex digit, so token boundaries do not depend on where a scan
  * starts, as long as it does not start inside an escape. Returns the token's length. */
 static size_t next_token(const char *s, size_t len, size_t i, unsigned char *out)
 {
     if (s[i] == '%' && len - i >= 3) {
-        int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+        int hi = path_hex_value((unsigned char)s[i + 1]);
+        int lo = path_hex_value((unsigned char)s[i + 2]);
         if (hi >= 0 && lo >= 0) {
             *out = (unsigned char)(hi << 4 | lo);
             return 3;

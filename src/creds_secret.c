@@ -7,7 +7,6 @@
 #include "creds_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,8 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+
+#include "airlock/path.h"
 
 extern char **environ;
 
@@ -60,12 +61,6 @@ void creds_vault_free(struct vault *v)
 
 /* ---- secret ---- */
 
-static bool is_unreserved(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '-' || ch == '.' || ch == '_' || ch == '~';
-}
-
 /* RFC 3986 §2.3: everything but unreserved characters is escaped, so the secret reads back
  * as itself from a path segment and from a query value alike ('&', '=', '+', '/' included). */
 static size_t pct_encode(const char *s, size_t len, char *out)
@@ -74,7 +69,7 @@ static size_t pct_encode(const char *s, size_t len, char *out)
     size_t w = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (is_unreserved(ch)) {
+        if (path_is_unreserved(ch)) {
             if (out)
                 out[w] = (char)ch;
             w++;
@@ -241,21 +236,14 @@ static void secret_from_file(struct jsonload *j, const cJSON *v, struct creds_pr
 
     /* Plain read(2) into pages of our own: stdio would keep a copy in its heap buffer. One byte
      * more than the limit is read to tell a file at the limit from a longer one. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    int err;
-    if (fd < 0) {
-        why = strerror(errno);
-    } else if (fstat(fd, &st) != 0) {
-        why = strerror(errno);
-    } else if (!S_ISREG(st.st_mode)) {
-        why = "not a regular file";
-    } else if ((err = vault_alloc(&tmp, SECRET_MAX + 1)) != 0) {
-        why = strerror(-err);
-    } else if ((n = jsonload_read_fd(fd, tmp.base, SECRET_MAX + 1)) < 0) {
-        why = strerror((int)-n);
-    }
-    if (fd >= 0)
+    int fd = jsonload_open_regular(path, &st, &why), err;
+    if (fd >= 0) {
+        if ((err = vault_alloc(&tmp, SECRET_MAX + 1)) != 0)
+            why = strerror(-err);
+        else if ((n = jsonload_read_fd(fd, tmp.base, SECRET_MAX + 1)) < 0)
+            why = strerror((int)-n);
         close(fd);
+    }
     if (why) {
         jsonload_fail(j, "%s: cannot read: %s", origin, why);
     } else {

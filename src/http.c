@@ -153,21 +153,9 @@ static bool ends_with_chunked(const char *codings)
  * one) or chunked is not the last coding. */
 static bool append_codings(const char *v, size_t len, char *out, size_t *out_len)
 {
-    size_t i = 0;
+    size_t pos = 0, start, end;
 
-    while (i < len) {
-        size_t start, end;
-
-        while (i < len && (is_ows(v[i]) || v[i] == ','))
-            i++;
-        if (i == len)
-            break;
-        start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        end = i;
-        while (end > start && is_ows(v[end - 1]))
-            end--;
+    while (http_list_next(v, len, &pos, &start, &end)) {
         /* chunked applied already, then another coding (or chunked twice) */
         if (ends_with_chunked(out))
             return false;

@@ -46,21 +46,30 @@ size_t http_head_count(const struct http_head *h, const char *name)
     return n;
 }
 
-/* RFC 9110 §5.6.1: a list is elements separated by commas with optional whitespace; empty
- * elements are ignored. Quoted strings do not occur in the lists this is used for. */
+bool http_list_next(const char *v, size_t len, size_t *pos, size_t *start, size_t *end)
+{
+    size_t i = *pos;
+
+    while (i < len && (is_ows(v[i]) || v[i] == ','))
+        i++;
+    if (i == len) {
+        *pos = i;
+        return false;
+    }
+    *start = i;
+    while (i < len && v[i] != ',')
+        i++;
+    *end = *pos = i;
+    while (*end > *start && is_ows(v[*end - 1]))
+        (*end)--;
+    return true;
+}
+
 static bool list_has_token(const char *v, size_t len, const char *token, size_t token_len)
 {
-    size_t i = 0, start, end;
+    size_t pos = 0, start, end;
 
-    while (i < len) {
-        while (i < len && (is_ows(v[i]) || v[i] == ','))
-            i++;
-        start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        end = i;
-        while (end > start && is_ows(v[end - 1]))
-            end--;
+    while (http_list_next(v, len, &pos, &start, &end)) {
         if (end - start == token_len && token_len && strncasecmp(v + start, token, token_len) == 0)
             return true;
     }

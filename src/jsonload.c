@@ -393,6 +393,24 @@ ssize_t jsonload_read_fd(int fd, char *buf, size_t cap)
     return (ssize_t)got;
 }
 
+int jsonload_open_regular(const char *path, struct stat *st, const char **why)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        *why = strerror(errno);
+    } else if (fstat(fd, st) != 0) {
+        *why = strerror(errno);
+    } else if (!S_ISREG(st->st_mode)) {
+        *why = "not a regular file";
+    } else {
+        return fd;
+    }
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
 char *jsonload_read_file(const char *path, size_t max, size_t *len, char **errors)
 {
     char shown[JSONLOAD_SHOW_MAX], line[JSONLOAD_SHOW_MAX + 128], size_text[48];
@@ -403,14 +421,10 @@ char *jsonload_read_file(const char *path, size_t max, size_t *len, char **error
 
     if (errors)
         *errors = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        why = strerror(errno);
-    } else if (fstat(fd, &st) != 0) {
-        why = strerror(errno);
-    } else if (!S_ISREG(st.st_mode)) {
-        why = "not a regular file";
-    } else if ((uintmax_t)st.st_size > max) {
+    int fd = jsonload_open_regular(path, &st, &why);
+    if (fd < 0)
+        goto out; /* why says it */
+    if ((uintmax_t)st.st_size > max) {
         if (max % (1u << 20) == 0)
             snprintf(size_text, sizeof(size_text), "larger than %zu MiB", max >> 20);
         else
@@ -424,8 +438,8 @@ char *jsonload_read_file(const char *path, size_t max, size_t *len, char **error
         /* One byte more than fstat said is asked for, to see a file that grows. */
         why = "changed while being read";
     }
-    if (fd >= 0)
-        close(fd);
+    close(fd);
+out:
     if (why) {
         free(text);
         if (errors) {

@@ -81,34 +81,26 @@ enum esc_mode {
 static const char hex[] = "0123456789abcdef";
 
 /* The representation of the character at p (len bytes left) in mode: writes it to rep (up to
- * JSON_CHAR_MAX bytes), returns its length and sets *adv to the input bytes it stands for. */
+ * JSON_CHAR_MAX bytes), returns its length and sets *adv to the input bytes it stands for. Text
+ * takes JSON's escapes of printable ASCII, \n, \r and \t (bare text leaves quote and backslash
+ * alone), but stays plain ASCII: every other byte is \xNN, so no terminal escape (ESC, or C1
+ * CSI as UTF-8) reaches whoever runs tail -f on the log. */
 static size_t escape_char(const char *p, size_t len, enum esc_mode mode, char *rep, size_t *adv)
 {
     unsigned char c = (unsigned char)p[0];
 
-    if (mode == ESC_JSON)
-        return json_escape_char(p, len, rep, adv);
-    *adv = 1;
-    if (c >= 0x20 && c < 0x7f) {
-        if ((c == '"' || c == '\\') && mode != ESC_BARE) {
-            rep[0] = '\\';
-            rep[1] = (char)c;
-            return 2;
-        }
+    if (mode == ESC_BARE && (c == '"' || c == '\\')) {
         rep[0] = (char)c;
+        *adv = 1;
         return 1;
     }
-    if (c == '\n' || c == '\r' || c == '\t') {
-        rep[0] = '\\';
-        rep[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-        return 2;
-    }
-    /* Text lines stay plain ASCII: no terminal escape (ESC, or C1 CSI as UTF-8) reaches whoever
-     * runs tail -f on them. */
+    if (mode == ESC_JSON || (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\r' || c == '\t')
+        return json_escape_char(p, len, rep, adv);
     rep[0] = '\\';
     rep[1] = 'x';
     rep[2] = hex[c >> 4];
     rep[3] = hex[c & 0xf];
+    *adv = 1;
     return 4;
 }
 

@@ -507,59 +507,64 @@ static struct tls *tls_alloc(SSL_CTX *ctx, const char *host)
     return t;
 }
 
+/* The end of both constructors: t when ok, else nothing (t freed); the error queue clean. */
+static struct tls *constructed(struct tls *t, bool ok)
+{
+    if (!ok) {
+        tls_free(t);
+        t = NULL;
+    }
+    ERR_clear_error();
+    return t;
+}
+
 struct tls *tls_server_new(SSL_CTX *ctx, X509 *leaf, EVP_PKEY *key, X509 *chain,
                            const char *connect_host)
 {
     struct tls *t;
+    bool ok;
 
     ERR_clear_error();
     t = tls_alloc(ctx, connect_host);
-    if (!t)
-        goto fail;
-    if (SSL_use_certificate(t->ssl, leaf) != 1 || SSL_use_PrivateKey(t->ssl, key) != 1 ||
-        (chain && SSL_add1_chain_cert(t->ssl, chain) != 1))
-        goto fail;
-    SSL_set_accept_state(t->ssl);
-    ERR_clear_error();
-    return t;
-fail:
-    tls_free(t);
-    ERR_clear_error();
-    return NULL;
+    ok = t && SSL_use_certificate(t->ssl, leaf) == 1 && SSL_use_PrivateKey(t->ssl, key) == 1 &&
+         (!chain || SSL_add1_chain_cert(t->ssl, chain) == 1);
+    if (ok)
+        SSL_set_accept_state(t->ssl);
+    return constructed(t, ok);
+}
+
+/* What the upstream's certificate must name: host, an IP literal or a DNS name. */
+static bool expect_peer(struct tls *t, const char *host)
+{
+    if (is_ip_literal(host)) {
+        /* RFC 6066 §3: no SNI for a literal address; the certificate must carry the IP in a
+         * SAN (RFC 6125 §6.2 leaves IP identities to iPAddress entries). */
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) == 1;
+    }
+    if (!SSL_set_tlsext_host_name(t->ssl, host) || !SSL_set1_host(t->ssl, host))
+        return false;
+    /* "f*.example.com" wildcards are a CA/B-forbidden oddity; match whole labels only. A
+     * certificate without a DNS SAN is not matched on its subject CN (RFC 6125 §6.4.4 allows
+     * that fallback, RFC 9525 removed it): a private CA's CN-only leaf names no host. */
+    SSL_set_hostflags(t->ssl,
+                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+    return true;
 }
 
 struct tls *tls_client_new(SSL_CTX *ctx, const char *host, uint16_t port)
 {
     struct tls *t;
+    bool ok;
 
     ERR_clear_error();
     t = tls_alloc(ctx, host);
-    if (!t)
-        goto fail;
-    t->port = port;
-    if (is_ip_literal(host)) {
-        /* RFC 6066 §3: no SNI for a literal address; the certificate must carry the IP in a
-         * SAN (RFC 6125 §6.2 leaves IP identities to iPAddress entries). */
-        if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host))
-            goto fail;
-    } else {
-        if (!SSL_set_tlsext_host_name(t->ssl, host) || !SSL_set1_host(t->ssl, host))
-            goto fail;
-        /* "f*.example.com" wildcards are a CA/B-forbidden oddity; match whole labels only.
-         * A certificate without a DNS SAN is not matched on its subject CN (RFC 6125 §6.4.4
-         * allows that fallback, RFC 9525 removed it): a private CA's CN-only leaf names no
-         * host. */
-        SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
-                                      X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+    ok = t && expect_peer(t, host);
+    if (ok) {
+        t->port = port; /* before sess_offer: the session cache is keyed by host:port */
+        SSL_set_connect_state(t->ssl);
+        sess_offer(t);
     }
-    SSL_set_connect_state(t->ssl);
-    sess_offer(t);
-    ERR_clear_error();
-    return t;
-fail:
-    tls_free(t);
-    ERR_clear_error();
-    return NULL;
+    return constructed(t, ok);
 }
 
 void tls_free(struct tls *t)

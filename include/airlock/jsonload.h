@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cjson/cJSON.h>
@@ -87,6 +88,10 @@ size_t jsonload_ports(struct jsonload *j, const cJSON *obj, struct jsonload_rang
  * malloc'd text, NUL-terminated at text[*len]; NULL with *errors (when errors is not NULL) set
  * to one malloc'd line "PATH: cannot read: WHY\n". */
 char *jsonload_read_file(const char *path, size_t max, size_t *len, char **errors);
+
+/* Open path for reading only if it is a regular file (not a FIFO that would block, nor a
+ * directory): the fd with *st filled, or -1 with *why a static or strerror text. */
+int jsonload_open_regular(const char *path, struct stat *st, const char **why);
 
 /* read(2) until EOF or cap bytes, retrying EINTR: the count, or -errno. */
 ssize_t jsonload_read_fd(int fd, char *buf, size_t cap);
