@@ -170,9 +170,14 @@ def test_worker_that_cannot_start_leaves_the_others_serving(env):
         s = _idle_clients(al, 1)[0]
         s.sendall(build_request("CONNECT", "%s:%d" % (LOOPBACK4, up.port),
                                 [("Host", "%s:%d" % (LOOPBACK4, up.port))]))
-        r = read_response(Reader(s))
-        check(r.status in (200, 503), "CONNECT answered %d with %s worker(s)" % (
-            r.status, m.group(1)))
+        status = b""  # the status line only: a 200 to CONNECT has no body to read to its end
+        while len(status) < 12:
+            chunk = s.recv(12 - len(status))
+            if not chunk:
+                break
+            status += chunk
+        check(status in (b"HTTP/1.1 200", b"HTTP/1.1 503"), "CONNECT answered %r with %s "
+              "worker(s)" % (status, m.group(1)))
         al.stop()
         check_eq(al.returncode, 0, "exit code after SIGTERM")
         break
