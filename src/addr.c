@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* addr: the SSRF guard's view of an IP address, and CIDR blocks for allowed_ips.
- * Owns no state and does no I/O. Invariant: an address is classified by the IPv4 address it
- * carries whenever an IPv6 form embeds one, so no encoding of a blocked target reads as public,
- * and metadata addresses win over every other class. */
+/* addr: the SSRF guard's view of an IP address, CIDR blocks for allowed_ips, and the one
+ * formatter of socket addresses. Owns no state and does no I/O. Invariant: an address is classified
+ * by the IPv4 address it carries whenever an IPv6 form embeds one, so no encoding of a blocked
+ * target reads as public, and metadata addresses win over every other class. */
 #include "airlock/addr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "airlock/target.h"
 
 /* An IPv4 address as a host-order integer, so ranges read as base/mask pairs. */
 static uint32_t v4_from_bytes(const uint8_t *b)
@@ -446,4 +449,65 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t cap)
     if (inet_ntop(sa->sa_family, src, buf,
                   (socklen_t)(cap < INET6_ADDRSTRLEN ? cap : INET6_ADDRSTRLEN)) == NULL)
         buf[0] = '\0';
+}
+
+uint16_t addr_port(const struct sockaddr *sa)
+{
+    if (sa && sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa && sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+void addr_format_endpoint(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (buf == NULL || cap == 0)
+        return;
+    addr_format(sa, ip, sizeof(ip));
+    if (!ip[0]) {
+        buf[0] = '\0';
+        return;
+    }
+    bool v6 = sa->sa_family == AF_INET6;
+    snprintf(buf, cap, "%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", (unsigned)addr_port(sa));
+}
+
+int addr_parse_hostport(const char *text, struct sockaddr_storage *ss)
+{
+    char buf[TARGET_HOST_MAX + 16];
+    size_t len = strlen(text);
+    bool any_port = len >= 2 && strcmp(text + len - 2, ":0") == 0;
+    struct authority a;
+
+    /* A request never names port 0, so the authority parser refuses it: read port 1 in its
+     * place, and ask for 0. */
+    if (any_port) {
+        if (len >= sizeof(buf))
+            return -1;
+        memcpy(buf, text, len - 1);
+        buf[len - 1] = '1';
+        buf[len] = '\0';
+        text = buf;
+    }
+    if (target_parse_authority(text, len, true, 0, &a) < 0)
+        return -1;
+    memset(ss, 0, sizeof(*ss));
+    if (a.kind == TARGET_IPV6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(any_port ? 0 : a.port);
+        return inet_pton(AF_INET6, a.host, &sin6->sin6_addr) == 1 ? 0 : -1;
+    }
+    /* The one name: anything else would need a lookup before airlock has a resolver. */
+    if (a.kind == TARGET_DNS && strcmp(a.host, "localhost") != 0)
+        return -1;
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(any_port ? 0 : a.port);
+    return inet_pton(AF_INET, a.kind == TARGET_DNS ? "127.0.0.1" : a.host, &sin->sin_addr) == 1
+               ? 0
+               : -1;
 }

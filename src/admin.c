@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "airlock/addr.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
@@ -471,45 +472,6 @@ static void on_admin_connection(uv_stream_t *server, int status)
 
 /* ---- listeners --------------------------------------------------------------------------- */
 
-/* "IP:PORT", "[IPv6]:PORT" or "localhost:PORT"; port 0 included (any free port). */
-static int parse_hostport(const char *text, struct sockaddr_storage *ss)
-{
-    char host[64];
-    const char *end, *port_text;
-    bool v6 = text[0] == '[';
-
-    if (v6) {
-        end = strchr(text, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        text++;
-        port_text = end + 2;
-    } else {
-        end = strrchr(text, ':');
-        /* a bare IPv6 address is ambiguous with its port: brackets are required */
-        if (!end || memchr(text, ':', (size_t)(end - text)))
-            return -1;
-        port_text = end + 1;
-    }
-    size_t hlen = (size_t)(end - text);
-    if (hlen == 0 || hlen >= sizeof host)
-        return -1;
-    memcpy(host, text, hlen);
-    host[hlen] = '\0';
-    size_t plen = strlen(port_text);
-    if (plen == 0 || plen > 5 || strspn(port_text, "0123456789") != plen)
-        return -1;
-    unsigned long port = strtoul(port_text, NULL, 10);
-    if (port > 65535)
-        return -1;
-    memset(ss, 0, sizeof *ss);
-    if (v6)
-        return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) < 0 ? -1 : 0;
-    if (strcmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
-    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) < 0 ? -1 : 0;
-}
-
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET) {
@@ -629,19 +591,10 @@ static void describe(const struct admin_listener *l, char *out, size_t cap)
     }
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char ip[64] = "?";
-    unsigned port = 0;
-    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
-    bool v6 = ss.ss_family == AF_INET6;
-    snprintf(out, cap, "http://%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", port);
+    char endpoint[64] = "?:0";
+    if (uv_tcp_getsockname(&l->sock.tcp, (struct sockaddr *)&ss, &len) == 0)
+        addr_format_endpoint((struct sockaddr *)&ss, endpoint, sizeof endpoint);
+    snprintf(out, cap, "http://%s", endpoint);
 }
 
 static int listener_start(struct admin_listener *l, const char *flag, const char *addr,
@@ -660,7 +613,7 @@ static int listener_start(struct admin_listener *l, const char *flag, const char
         r = listen_unix(l, addr + strlen(ADMIN_UNIX_PREFIX), err, errlen);
     } else {
         struct sockaddr_storage ss;
-        if (parse_hostport(addr, &ss) < 0) {
+        if (addr_parse_hostport(addr, &ss) < 0) {
             snprintf(err, errlen,
                      "%s %s: expected IP:PORT, [IPv6]:PORT, localhost:PORT or unix:PATH", flag,
                      addr);
@@ -762,7 +715,7 @@ static int client_connect(const char *addr, char *err, size_t errlen)
         sun->sun_family = AF_UNIX;
         memcpy(sun->sun_path, path, strlen(path) + 1);
         len = sizeof *sun;
-    } else if (parse_hostport(addr, &ss) == 0) {
+    } else if (addr_parse_hostport(addr, &ss) == 0) {
         len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     } else {
         snprintf(err, errlen, "%s: expected IP:PORT, [IPv6]:PORT, localhost:PORT or unix:PATH",

@@ -24,10 +24,12 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "airlock/target.h"
+#include "airlock/tls.h"
+
 #define CA_HASH_BUCKETS  (2 * CA_CACHE_SIZE) /* power of two: the hash is masked */
 #define CA_LEAF_EXTS     5
-#define CA_DNS_MAX       253 /* RFC 1035 §2.3.4, without the trailing dot */
-#define CA_CN_MAX        64  /* ub-common-name, RFC 5280 appendix A */
+#define CA_CN_MAX        64 /* ub-common-name, RFC 5280 appendix A */
 #define CA_LEAF_DAYS     7
 #define CA_LEAF_LIFETIME ((time_t)CA_LEAF_DAYS * 24 * 3600)
 #define CA_ROOT_DAYS     3652 /* ten years */
@@ -79,16 +81,9 @@ static void fail_msg(char *err, size_t errlen, const char *fmt, ...)
 /* Format "what: first OpenSSL reason" into err and leave the error queue clean. */
 static void ssl_fail(char *err, size_t errlen, const char *what, const char *path)
 {
-    unsigned long e = ERR_peek_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
     char buf[160];
+    const char *r = tls_error_text(buf, sizeof(buf));
 
-    if (e && ERR_SYSTEM_ERROR(e)) {
-        r = strerror(ERR_GET_REASON(e)); /* "No such file or directory", not "error:8000..." */
-    } else if (e && !r) {
-        ERR_error_string_n(e, buf, sizeof(buf));
-        r = buf;
-    }
     fail_msg(err, errlen, "%s%s%s%s%s", path ? path : "", path ? ": " : "", what, r ? ": " : "",
              r ? r : "");
     ERR_clear_error();
@@ -261,37 +256,47 @@ static int add_ext(X509 *x, X509_EXTENSION *ext)
 
 /* ---- creating the CA on disk ------------------------------------------------------------ */
 
+/* A v3 certificate for key, named cn, issued by issuer (NULL: by itself), with a random serial,
+ * valid from an hour ago for days; no extension yet, unsigned. NULL on failure. */
+static X509 *cert_new(const char *cn, size_t cn_len, const X509_NAME *issuer, long days,
+                      EVP_PKEY *key)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    bool ok = x && name && set_cn(name, cn, cn_len) == 0 && X509_set_version(x, X509_VERSION_3) &&
+              set_random_serial(x) == 0 && X509_set_subject_name(x, name) &&
+              X509_set_issuer_name(x, issuer ? issuer : name) && set_validity(x, days) == 0 &&
+              X509_set_pubkey(x, key);
+
+    X509_NAME_free(name); /* the certificate holds copies */
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
 static X509 *make_ca_cert(EVP_PKEY *key)
 {
     static const int ca_bits[] = {5, 6, -1}; /* keyCertSign, cRLSign */
     unsigned char rnd[8];
     char cn[64];
-    X509 *x = X509_new();
-    X509_NAME *name = X509_NAME_new();
+    X509 *x;
 
-    if (!x || !name || RAND_bytes(rnd, sizeof(rnd)) != 1)
-        goto fail;
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return NULL;
     /* A random suffix makes every sandbox's CA name distinct, so trust stores that hold two of
      * them never confuse their issuers. */
     snprintf(cn, sizeof(cn), "airlock sandbox CA %02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
              rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-    if (set_cn(name, cn, strlen(cn)) < 0)
-        goto fail;
-    if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) < 0 ||
-        !X509_set_subject_name(x, name) || !X509_set_issuer_name(x, name) ||
-        set_validity(x, CA_ROOT_DAYS) < 0 || !X509_set_pubkey(x, key))
-        goto fail;
-    if (add_ext(x, ext_basic_constraints(true)) < 0 || add_ext(x, ext_key_usage(ca_bits)) < 0 ||
-        add_ext(x, ext_subject_key_id(key)) < 0)
-        goto fail;
-    if (X509_sign(x, key, sign_md(key)) <= 0)
-        goto fail;
-    X509_NAME_free(name);
+    x = cert_new(cn, strlen(cn), NULL, CA_ROOT_DAYS, key);
+    if (!x || add_ext(x, ext_basic_constraints(true)) < 0 ||
+        add_ext(x, ext_key_usage(ca_bits)) < 0 || add_ext(x, ext_subject_key_id(key)) < 0 ||
+        X509_sign(x, key, sign_md(key)) <= 0) {
+        X509_free(x);
+        return NULL;
+    }
     return x;
-fail:
-    X509_NAME_free(name);
-    X509_free(x);
-    return NULL;
 }
 
 /* Write data to DIR/name through a temporary file and rename(): the file appears whole and with
@@ -721,63 +726,20 @@ out:
 static X509 *mint(struct ca *ca, const char *host, size_t len, const unsigned char *ip,
                   size_t iplen)
 {
-    X509 *x = X509_new();
-    X509_NAME *name = X509_NAME_new();
+    X509 *x = cert_new(host, len, X509_get_subject_name(ca->cert), CA_LEAF_DAYS, ca->leaf_key);
 
-    if (!x || !name)
-        goto fail;
-    if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) < 0 ||
-        !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) || set_cn(name, host, len) < 0 ||
-        !X509_set_subject_name(x, name) || set_validity(x, CA_LEAF_DAYS) < 0 ||
-        !X509_set_pubkey(x, ca->leaf_key))
-        goto fail;
+    if (!x)
+        return NULL;
     for (size_t i = 0; i < CA_LEAF_EXTS; i++) {
         if (!X509_add_ext(x, ca->leaf_ext[i], -1))
             goto fail;
     }
     if (add_san(x, host, len, ip, iplen) < 0 || X509_sign(x, ca->key, sign_md(ca->key)) <= 0)
         goto fail;
-    X509_NAME_free(name);
     return x;
 fail:
-    X509_NAME_free(name);
     X509_free(x);
     return NULL;
-}
-
-/* Lower-case, drop one trailing dot, and accept only LDH labels (plus '_', which real
- * service names use) of 1..63 characters: the name goes into a certificate verbatim. */
-static int normalise_dns(const char *host, char *out, size_t *outlen)
-{
-    size_t len = strlen(host), label = 0;
-
-    if (len > 0 && host[len - 1] == '.')
-        len--;
-    if (len == 0 || len > CA_DNS_MAX)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)host[i];
-        if (c == '.') {
-            if (label == 0)
-                return -1;
-            label = 0;
-        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
-            label++;
-        } else if (c >= 'A' && c <= 'Z') {
-            c = (unsigned char)(c - 'A' + 'a');
-            label++;
-        } else {
-            return -1;
-        }
-        if (label > 63)
-            return -1;
-        out[i] = (char)c;
-    }
-    if (label == 0)
-        return -1;
-    out[len] = '\0';
-    *outlen = len;
-    return 0;
 }
 
 /* FNV-1a: short keys, no adversary benefit (the cache is bounded and evicts LRU anyway). */
@@ -855,7 +817,8 @@ static int32_t cache_slot(struct ca *ca)
 
 X509 *ca_leaf(struct ca *ca, const char *host)
 {
-    char name[CA_DNS_MAX + 1];
+    char name[TARGET_HOST_MAX + 1];
+    enum target_host_kind kind;
     unsigned char ip[16];
     size_t len, iplen = 0;
     uint32_t hash;
@@ -863,16 +826,14 @@ X509 *ca_leaf(struct ca *ca, const char *host)
     X509 *x, *ret = NULL;
     time_t now = time(NULL);
 
-    if (inet_pton(AF_INET, host, ip) == 1)
-        iplen = 4;
-    else if (inet_pton(AF_INET6, host, ip) == 1)
-        iplen = 16;
-    if (iplen) {
-        len = strlen(host);
-        memcpy(name, host, len + 1); /* an IP literal is far shorter than name */
-    } else if (normalise_dns(host, name, &len) < 0) {
+    /* The name goes into the certificate verbatim: only what target.h accepts. */
+    if (target_normalise_host(host, strlen(host), false, name, &kind) < 0)
         return NULL;
-    }
+    len = strlen(name);
+    if (kind == TARGET_IPV4 && inet_pton(AF_INET, name, ip) == 1)
+        iplen = 4;
+    else if (kind == TARGET_IPV6 && inet_pton(AF_INET6, name, ip) == 1)
+        iplen = 16;
     hash = hash_host(name);
 
     pthread_mutex_lock(&ca->lock);

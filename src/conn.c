@@ -14,6 +14,7 @@
 
 #include "airlock/creds.h"
 #include "airlock/http.h"
+#include "airlock/json.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
 #include "airlock/peer.h"
@@ -203,8 +204,8 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = "TIMEOUT",
-                           .action = "deny",
+                           .activity = LOG_ACTIVITY_TIMEOUT,
+                           .action = LOG_ACTION_DENY,
                            .severity = LOG_SEV_LOW,
                            .reason = c->timeout_reason,
                            .status = c->timeout_status,
@@ -398,8 +399,8 @@ static bool end_tls_towards(struct conn *c, enum side_id id)
         return true;
     if (s->flags & SIDE_F_BARE_END) {
         struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                               .activity = "CLOSE",
-                               .action = "allow",
+                               .activity = LOG_ACTIVITY_CLOSE,
+                               .action = LOG_ACTION_ALLOW,
                                .severity = LOG_SEV_LOW,
                                .reason = id == SIDE_CLIENT
                                              ? "upstream closed without TLS close_notify: "
@@ -588,8 +589,8 @@ static void side_process_tls(struct conn *c, enum side_id id)
             if (r != TLS_DONE) {
                 metrics_inc(id == SIDE_CLIENT ? M_TLS_FAILURES_CLIENT : M_TLS_FAILURES_UPSTREAM);
                 struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                                       .activity = "TLS",
-                                       .action = "deny",
+                                       .activity = LOG_ACTIVITY_TLS,
+                                       .action = LOG_ACTION_DENY,
                                        .severity = LOG_SEV_MEDIUM,
                                        .reason = tls_last_error(s->tls),
                                        .overflow = -1};
@@ -793,21 +794,6 @@ void conn_finish(struct conn *c, const char *reason)
     }
 }
 
-static void json_string(struct http_buf *b, const char *s)
-{
-    http_buf_puts(b, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            http_buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20 || ch >= 0x7f)
-            http_buf_printf(b, "\\u%04x", ch);
-        else
-            http_buf_append(b, s, 1);
-    }
-    http_buf_puts(b, "\"");
-}
-
 /* One sentence an agent can act on, per refusal. */
 static const char *next_steps(const char *error, bool l7)
 {
@@ -862,40 +848,40 @@ static void respond_denied(struct conn *c, int status, const char *error, const 
      * never raw request bytes, a query string, a placeholder or a secret. */
     bool in_request = c->ex.method[0] && c->state != CONN_S_FIRST && c->ex.active;
     http_buf_puts(&body, "{\"error\":");
-    json_string(&body, error);
+    json_string_append(&body, error);
     http_buf_puts(&body, ",\"detail\":");
-    json_string(&body, detail ? detail : "");
+    json_string_append(&body, detail ? detail : "");
     if (c->target.host[0]) {
         http_buf_puts(&body, ",\"policy\":");
         if (c->policy_name)
-            json_string(&body, c->policy_name);
+            json_string_append(&body, c->policy_name);
         else
             http_buf_puts(&body, "null");
         http_buf_puts(&body, ",\"host\":");
-        json_string(&body, c->target.host);
+        json_string_append(&body, c->target.host);
         http_buf_printf(&body, ",\"port\":%u", (unsigned)c->target.port);
     }
     if (c->ex.method[0]) {
         http_buf_puts(&body, ",\"method\":");
-        json_string(&body, c->ex.method);
+        json_string_append(&body, c->ex.method);
     }
     if (in_request && c->ex.log_path[0]) {
         http_buf_puts(&body, ",\"path\":");
-        json_string(&body, c->ex.log_path);
+        json_string_append(&body, c->ex.log_path);
     }
     if (rule_missing && rule_missing[0])
         http_buf_printf(&body, ",\"rule_missing\":%s", rule_missing);
     if (l7 && l7->deny_rule.path) {
         http_buf_puts(&body, ",\"deny_rule\":{\"method\":");
-        json_string(&body, l7->deny_rule.method);
+        json_string_append(&body, l7->deny_rule.method);
         http_buf_puts(&body, ",\"path\":");
-        json_string(&body, l7->deny_rule.path);
+        json_string_append(&body, l7->deny_rule.path);
         http_buf_puts(&body, "}");
     }
     const char *next = l7 ? l7_next_steps(l7) : next_steps(error, in_request);
     if (next) {
         http_buf_puts(&body, ",\"next_steps\":");
-        json_string(&body, next);
+        json_string_append(&body, next);
     }
     http_buf_puts(&body, "}\n");
     http_buf_printf(&head,

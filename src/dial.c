@@ -63,10 +63,8 @@ static void log_failure(struct dial *d, const struct sockaddr_storage *ss, int e
 {
     char ip[64];
     addr_format((const struct sockaddr *)ss, ip, sizeof ip);
-    unsigned port = ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
-                                                    : ((const struct sockaddr_in *)ss)->sin_port);
-    log_msg(LOG_INFO, "conn %llu: connect %s port %u: %s", (unsigned long long)d->log_id, ip, port,
-            uv_strerror(err));
+    log_msg(LOG_INFO, "conn %llu: connect %s port %u: %s", (unsigned long long)d->log_id, ip,
+            (unsigned)addr_port((const struct sockaddr *)ss), uv_strerror(err));
 }
 
 /* The last handle is closed: report, then free. */

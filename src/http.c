@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* http: llhttp for one direction of one connection. It owns the head under construction and a
+/* http: llhttp for one direction of one connection (what a head answers afterwards, and the
+ * output buffer, are in http_head.c). It owns the head under construction and a
  * small arena of its bytes until on_head hands a sealed head (one allocation) to the owner; body
  * bytes are never copied, only passed on. Invariant: llhttp keeps its strict defaults (no
  * lenient flag is ever set), and every HTTP_ERROR leaves an error_status and a static reason. */
@@ -152,21 +153,9 @@ static bool ends_with_chunked(const char *codings)
  * one) or chunked is not the last coding. */
 static bool append_codings(const char *v, size_t len, char *out, size_t *out_len)
 {
-    size_t i = 0;
+    size_t pos = 0, start, end;
 
-    while (i < len) {
-        size_t start, end;
-
-        while (i < len && (is_ows(v[i]) || v[i] == ','))
-            i++;
-        if (i == len)
-            break;
-        start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        end = i;
-        while (end > start && is_ows(v[end - 1]))
-            end--;
+    while (http_list_next(v, len, &pos, &start, &end)) {
         /* chunked applied already, then another coding (or chunked twice) */
         if (ends_with_chunked(out))
             return false;
@@ -269,6 +258,17 @@ static void reset_arena(struct http_parser *p)
     p->arena_cap = 0;
 }
 
+/* The head or trailer section under construction as one allocation, the building state and
+ * arena given back either way. NULL when out of memory. */
+static struct http_head *take_building(struct http_parser *p)
+{
+    struct http_head *h = seal(p);
+
+    free_building(p);
+    reset_arena(p);
+    return h;
+}
+
 static int begin_field(struct http_parser *p)
 {
     struct http_head *b = building(p);
@@ -321,15 +321,22 @@ static int on_message_begin(llhttp_t *l)
     return 0;
 }
 
+/* One piece of a start-line part (llhttp may deliver a part in several): appended to the
+ * arena, and counted in *part_len, the part's length in the head being built. */
+static int add_start_line(struct http_parser *p, const char *at, size_t len, size_t *part_len)
+{
+    if (arena_append(p, at, len) < 0)
+        return -1;
+    *part_len += len;
+    return 0;
+}
+
 static int on_method(llhttp_t *l, const char *at, size_t len)
 {
     struct http_parser *p = l->data;
     struct http_head *b = building(p);
 
-    if (!b || arena_append(p, at, len) < 0)
-        return -1;
-    b->method_len += len;
-    return 0;
+    return b ? add_start_line(p, at, len, &b->method_len) : -1;
 }
 
 static int on_url(llhttp_t *l, const char *at, size_t len)
@@ -343,10 +350,7 @@ static int on_url(llhttp_t *l, const char *at, size_t len)
      * answers 414 (RFC 9110 §15.5.15). */
     if (len > HTTP_TARGET_MAX - b->target_len)
         return fail(p, 414, "request-target too long");
-    if (arena_append(p, at, len) < 0)
-        return -1;
-    b->target_len += len;
-    return 0;
+    return add_start_line(p, at, len, &b->target_len);
 }
 
 static int on_status(llhttp_t *l, const char *at, size_t len)
@@ -354,21 +358,37 @@ static int on_status(llhttp_t *l, const char *at, size_t len)
     struct http_parser *p = l->data;
     struct http_head *b = building(p);
 
-    if (!b || arena_append(p, at, len) < 0)
-        return -1;
-    b->reason_len += len;
-    return 0;
+    return b ? add_start_line(p, at, len, &b->reason_len) : -1;
+}
+
+/* The field whose name is being read: a new one after a value (or at the first name). NULL
+ * when the fields are at their limit or memory ran out (the parser has failed). */
+static struct http_field *name_field(struct http_parser *p)
+{
+    if ((p->field_state & FS_MASK) != FS_NAME && begin_field(p) < 0)
+        return NULL;
+    return &p->building->fields[p->building->nfields - 1];
+}
+
+/* The field whose value is being read; NULL, with the parser failed, for a value that follows
+ * no name. */
+static struct http_field *value_field(struct http_parser *p)
+{
+    if ((p->field_state & FS_MASK) != FS_VALUE) {
+        fail(p, 400, "field value without a name");
+        return NULL;
+    }
+    return &p->building->fields[p->building->nfields - 1];
 }
 
 static int on_header_field(llhttp_t *l, const char *at, size_t len)
 {
     struct http_parser *p = l->data;
+    struct http_field *f = name_field(p);
 
-    if ((p->field_state & FS_MASK) != FS_NAME && begin_field(p) < 0)
+    if (!f || count_field_bytes(p, len) < 0 || arena_append(p, at, len) < 0)
         return -1;
-    if (count_field_bytes(p, len) < 0 || arena_append(p, at, len) < 0)
-        return -1;
-    p->building->fields[p->building->nfields - 1].name_len += len;
+    f->name_len += len;
     return 0;
 }
 
@@ -377,7 +397,7 @@ static int on_header_field_complete(llhttp_t *l)
     struct http_parser *p = l->data;
 
     /* llhttp refuses an empty name; should one slip through it still gets its own field */
-    if ((p->field_state & FS_MASK) != FS_NAME && begin_field(p) < 0)
+    if (!name_field(p))
         return -1;
     p->field_state = (p->field_state & ~FS_MASK) | FS_VALUE;
     return 0;
@@ -386,11 +406,10 @@ static int on_header_field_complete(llhttp_t *l)
 static int on_header_value(llhttp_t *l, const char *at, size_t len)
 {
     struct http_parser *p = l->data;
-    struct http_field *f;
+    struct http_field *f = value_field(p);
 
-    if ((p->field_state & FS_MASK) != FS_VALUE)
-        return fail(p, 400, "field value without a name");
-    f = &p->building->fields[p->building->nfields - 1];
+    if (!f)
+        return -1;
     /* RFC 9110 §5.5: leading and trailing whitespace is not part of the field value */
     if (f->value_len == 0) {
         while (len && is_ows(*at)) {
@@ -407,11 +426,10 @@ static int on_header_value(llhttp_t *l, const char *at, size_t len)
 static int on_header_value_complete(llhttp_t *l)
 {
     struct http_parser *p = l->data;
-    struct http_field *f;
+    struct http_field *f = value_field(p);
 
-    if ((p->field_state & FS_MASK) != FS_VALUE)
-        return fail(p, 400, "field value without a name");
-    f = &p->building->fields[p->building->nfields - 1];
+    if (!f)
+        return -1;
     while (f->value_len && is_ows(p->arena[p->arena_len - 1])) {
         f->value_len--;
         p->arena_len--;
@@ -489,10 +507,7 @@ static int on_headers_complete(llhttp_t *l)
 
     if (!building(p))
         return -1;
-    h = seal(p);
-    free_building(p);
-    reset_arena(p);
-    if (!h)
+    if (!(h = take_building(p)))
         return fail_oom(p);
     h->version_major = l->http_major;
     h->version_minor = l->http_minor;
@@ -573,10 +588,7 @@ static int on_message_complete(llhttp_t *l)
 
     if (p->building) {
         /* only a trailer section can be under construction here */
-        trailers = seal(p);
-        free_building(p);
-        reset_arena(p);
-        if (!trailers)
+        if (!(trailers = take_building(p)))
             return fail_oom(p);
     }
     p->field_state &= ~(FS_MASK | FS_IN_MESSAGE);
@@ -595,23 +607,12 @@ static int on_message_complete(llhttp_t *l)
     return 0;
 }
 
-static const llhttp_settings_t request_settings = {
+/* One table for both kinds: llhttp calls on_method and on_url only for requests, on_status
+ * only for responses. */
+static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_method = on_method,
     .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_field_complete = on_header_field_complete,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_chunk_extension_name = on_chunk_extension,
-    .on_chunk_extension_value = on_chunk_extension,
-    .on_message_complete = on_message_complete,
-};
-
-static const llhttp_settings_t response_settings = {
-    .on_message_begin = on_message_begin,
     .on_status = on_status,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
@@ -632,10 +633,7 @@ void http_parser_init(struct http_parser *p, enum http_kind kind, const struct h
     p->cbs = cbs ? cbs : &no_cbs;
     p->owner = owner;
     p->limits = http_default_limits;
-    if (kind == HTTP_KIND_REQUEST)
-        llhttp_init(&p->llhttp, HTTP_REQUEST, &request_settings);
-    else
-        llhttp_init(&p->llhttp, HTTP_RESPONSE, &response_settings);
+    llhttp_init(&p->llhttp, kind == HTTP_KIND_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
     p->llhttp.data = p;
 }
 
@@ -647,9 +645,7 @@ void http_parser_set_limits(struct http_parser *p, const struct http_limits *lim
 void http_parser_deinit(struct http_parser *p)
 {
     free_building(p);
-    free(p->arena);
-    p->arena = NULL;
-    p->arena_len = p->arena_cap = 0;
+    reset_arena(p);
     p->field_state = FS_NONE;
 }
 
@@ -781,190 +777,4 @@ bool http_parser_in_message(const struct http_parser *p)
 void http_head_free(struct http_head *h)
 {
     free(h); /* the fields and strings live in the same allocation (see seal) */
-}
-
-static bool name_is(const struct http_field *f, const char *name, size_t len)
-{
-    return f->name_len == len && strncasecmp(f->name, name, len) == 0;
-}
-
-const struct http_field *http_head_find(const struct http_head *h, const char *name)
-{
-    size_t len = strlen(name), i;
-
-    for (i = 0; i < h->nfields; i++) {
-        if (name_is(&h->fields[i], name, len))
-            return &h->fields[i];
-    }
-    return NULL;
-}
-
-size_t http_head_count(const struct http_head *h, const char *name)
-{
-    size_t len = strlen(name), i, n = 0;
-
-    for (i = 0; i < h->nfields; i++) {
-        if (name_is(&h->fields[i], name, len))
-            n++;
-    }
-    return n;
-}
-
-/* RFC 9110 §5.6.1: a list is elements separated by commas with optional whitespace; empty
- * elements are ignored. Quoted strings do not occur in the lists this is used for. */
-static bool list_has_token(const char *v, size_t len, const char *token, size_t token_len)
-{
-    size_t i = 0, start, end;
-
-    while (i < len) {
-        while (i < len && (is_ows(v[i]) || v[i] == ','))
-            i++;
-        start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        end = i;
-        while (end > start && is_ows(v[end - 1]))
-            end--;
-        if (end - start == token_len && token_len && strncasecmp(v + start, token, token_len) == 0)
-            return true;
-    }
-    return false;
-}
-
-bool http_head_has_token(const struct http_head *h, const char *name, const char *token)
-{
-    size_t len = strlen(name), token_len = strlen(token), i;
-
-    for (i = 0; i < h->nfields; i++) {
-        if (name_is(&h->fields[i], name, len) &&
-            list_has_token(h->fields[i].value, h->fields[i].value_len, token, token_len))
-            return true;
-    }
-    return false;
-}
-
-bool http_field_is_hop_by_hop(const struct http_head *h, const struct http_field *f)
-{
-    /* RFC 9110 §7.6.1 names Connection and the fields it lists, and calls out Proxy-Connection,
-     * Keep-Alive, TE, Transfer-Encoding and Upgrade; Proxy-Authenticate and
-     * Proxy-Authorization (RFC 9110 §11.7) and Trailer belong to one hop as well. */
-    static const char *const fixed[] = {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    };
-    size_t i, conn_len = strlen("connection");
-
-    for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        if (name_is(f, fixed[i], strlen(fixed[i])))
-            return true;
-    }
-    if (!h)
-        return false;
-    for (i = 0; i < h->nfields; i++) {
-        if (name_is(&h->fields[i], "connection", conn_len) &&
-            list_has_token(h->fields[i].value, h->fields[i].value_len, f->name, f->name_len))
-            return true;
-    }
-    return false;
-}
-
-bool http_field_is_framing(const struct http_field *f)
-{
-    return name_is(f, "content-length", 14) || name_is(f, "transfer-encoding", 17) ||
-           name_is(f, "host", 4) || name_is(f, "connection", 10);
-}
-
-/* Make room for len more bytes plus a NUL; false (and failed) when that is impossible. */
-static bool buf_reserve(struct http_buf *b, size_t len)
-{
-    size_t cap;
-    char *grown;
-
-    if (b->failed)
-        return false;
-    if (b->cap - b->len > len)
-        return true;
-    if (len >= SIZE_MAX / 2 - b->len) {
-        b->failed = true;
-        return false;
-    }
-    cap = b->cap ? b->cap : 256;
-    while (cap - b->len <= len)
-        cap *= 2;
-    if (b->wipe) {
-        /* Never realloc a block that may hold a secret: it could move and leave the old block
-         * unwiped in freed memory. */
-        grown = malloc(cap);
-        if (grown && b->len)
-            memcpy(grown, b->data, b->len);
-        if (grown && b->data) {
-            OPENSSL_cleanse(b->data, b->cap);
-            free(b->data);
-        }
-    } else {
-        grown = realloc(b->data, cap);
-    }
-    if (!grown) {
-        b->failed = true;
-        return false;
-    }
-    b->data = grown;
-    b->cap = cap;
-    return true;
-}
-
-void http_buf_append(struct http_buf *b, const char *p, size_t len)
-{
-    if (!buf_reserve(b, len))
-        return;
-    if (len) /* p may be NULL then (an empty buffer's data): memcpy must not see it */
-        memcpy(b->data + b->len, p, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-}
-
-void http_buf_puts(struct http_buf *b, const char *s)
-{
-    http_buf_append(b, s, strlen(s));
-}
-
-void http_buf_printf(struct http_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (!buf_reserve(b, 0))
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = true;
-        return;
-    }
-    if ((size_t)n >= b->cap - b->len) {
-        if (!buf_reserve(b, (size_t)n))
-            return;
-        va_start(ap, fmt);
-        vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-    }
-    b->len += (size_t)n;
-}
-
-void http_buf_free(struct http_buf *b)
-{
-    if (b->wipe && b->data)
-        OPENSSL_cleanse(b->data, b->cap);
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-    b->failed = false;
 }

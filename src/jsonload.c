@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* jsonload: JSON path tracking, error collection, key checks and the port fields shared by the
- * policy and providers loaders. Every message text here is asserted by their unit tests. */
+/* jsonload: JSON path tracking, error collection, key checks, the port fields and the file
+ * reader shared by the policy and providers loaders. Every message text here is asserted by
+ * their unit tests. */
 #include "airlock/jsonload.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void jsonload_init(struct jsonload *j, bool want_text)
 {
@@ -370,4 +375,80 @@ cJSON *jsonload_parse(struct jsonload *j, const char *text, size_t len)
         jsonload_fail(j, "invalid JSON near line %d, column %d", line, col);
     }
     return root;
+}
+
+ssize_t jsonload_read_fd(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+int jsonload_open_regular(const char *path, struct stat *st, const char **why)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        *why = strerror(errno);
+    } else if (fstat(fd, st) != 0) {
+        *why = strerror(errno);
+    } else if (!S_ISREG(st->st_mode)) {
+        *why = "not a regular file";
+    } else {
+        return fd;
+    }
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+char *jsonload_read_file(const char *path, size_t max, size_t *len, char **errors)
+{
+    char shown[JSONLOAD_SHOW_MAX], line[JSONLOAD_SHOW_MAX + 128], size_text[48];
+    struct stat st;
+    const char *why = NULL;
+    char *text = NULL;
+    ssize_t n = 0;
+
+    if (errors)
+        *errors = NULL;
+    int fd = jsonload_open_regular(path, &st, &why);
+    if (fd < 0)
+        goto out; /* why says it */
+    if ((uintmax_t)st.st_size > max) {
+        if (max % (1u << 20) == 0)
+            snprintf(size_text, sizeof(size_text), "larger than %zu MiB", max >> 20);
+        else
+            snprintf(size_text, sizeof(size_text), "larger than %zu bytes", max);
+        why = size_text;
+    } else if (!(text = malloc((size_t)st.st_size + 1))) {
+        why = "out of memory";
+    } else if ((n = jsonload_read_fd(fd, text, (size_t)st.st_size + 1)) < 0) {
+        why = strerror((int)-n);
+    } else if ((size_t)n != (size_t)st.st_size) {
+        /* One byte more than fstat said is asked for, to see a file that grows. */
+        why = "changed while being read";
+    }
+    close(fd);
+out:
+    if (why) {
+        free(text);
+        if (errors) {
+            snprintf(line, sizeof(line), "%s: cannot read: %s\n", jsonload_show(shown, path), why);
+            *errors = strdup(line);
+        }
+        return NULL;
+    }
+    text[n] = '\0';
+    *len = (size_t)n;
+    return text;
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* main: the command line of DESIGN.md ("Command line"), and nothing else: `ca init`, `check`,
- * `run` and `env`. Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure. */
+ * `run`, `env`, `admin get` and `--version`. Options are parsed with getopt_long, whole names
+ * only. Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure. */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,12 +11,21 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include <cjson/cJSON.h>
+#include <llhttp.h>
+#include <openssl/crypto.h>
+#include <uv.h>
+
 #include "airlock/admin.h"
 #include "airlock/ca.h"
 #include "airlock/creds.h"
 #include "airlock/http.h"
 #include "airlock/policy.h"
 #include "airlock/server.h"
+
+#ifndef AIRLOCK_VERSION
+#define AIRLOCK_VERSION "unknown"
+#endif
 
 static const char usage[] =
     "usage:\n"
@@ -32,7 +43,8 @@ static const char usage[] =
     "              [--resolver-threads N] [--resolver-queue N] [--dns-cache-ttl S]\n"
     "  airlock env [--listen HOST:PORT] [--ca-dir DIR] [--providers FILE]\n"
     "              [--format export|dotenv]\n"
-    "  airlock admin get PATH [--admin HOST:PORT|unix:PATH]\n";
+    "  airlock admin get PATH [--admin HOST:PORT|unix:PATH]\n"
+    "  airlock --version\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -70,19 +82,80 @@ static int parse_count(const char *s, unsigned long *out)
     return 0;
 }
 
+/* ---- options -------------------------------------------------------------------------------- */
+
+/* What next_opt found besides an option's own code (struct option.val, all >= 256). */
+enum {
+    OPT_END = -1,      /* no argument left */
+    OPT_BARE = 1,      /* an argument that is no option, in o->arg */
+    OPT_BAD = '?',     /* an unknown or abbreviated option, or "--" */
+    OPT_MISSING = ':', /* an option whose value is missing */
+};
+
+/* getopt_long over one subcommand's arguments; argv[0] is the subcommand's own name. */
+struct opts {
+    int argc;
+    char **argv;
+    const struct option *longopts;
+    const char *tok; /* the argument as typed, for messages */
+    const char *arg; /* the option's value, or the bare argument */
+};
+
+static void opts_init(struct opts *o, int argc, char **argv, const struct option *longopts)
+{
+    *o = (struct opts){.argc = argc, .argv = argv, .longopts = longopts};
+    optind = 0; /* glibc: start afresh */
+    opterr = 0; /* every message is ours */
+}
+
+/* The next option's code, or an OPT_* value. "-:" keeps the arguments in order (a bare one is
+ * returned where it stands) and reports a missing value as ':'. */
+static int next_opt(struct opts *o)
+{
+    int at = optind ? optind : 1, idx = -1;
+    if (at >= o->argc)
+        return OPT_END;
+    o->tok = o->argv[at];
+    int c = getopt_long(o->argc, o->argv, "-:", o->longopts, &idx);
+    o->arg = optarg;
+    if (c == -1)
+        return OPT_BAD; /* stopped at "--" with arguments left */
+    if (c == 1 || c == '?' || c == ':')
+        return c;
+    /* getopt_long also takes a unique abbreviation (--pol for --policy); airlock takes whole
+     * names only, so that a flag added later never changes what a command line means. */
+    const char *name = o->longopts[idx].name;
+    size_t n = strlen(name);
+    if (strncmp(o->tok, "--", 2) || strncmp(o->tok + 2, name, n) ||
+        (o->tok[2 + n] && o->tok[2 + n] != '='))
+        return OPT_BAD;
+    return c;
+}
+
+enum { CA_DIR = 256, CA_FORCE };
+static const struct option ca_opts[] = {
+    {"dir", required_argument, NULL, CA_DIR},
+    {"force", no_argument, NULL, CA_FORCE},
+    {0},
+};
+
+/* argv[0] is "init". */
 static int cmd_ca(int argc, char **argv)
 {
     const char *dir = "certs";
     bool force = false;
+    struct opts o;
+    int c;
     if (argc < 1 || strcmp(argv[0], "init") != 0)
         return usage_error("unknown ca command");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dir") && i + 1 < argc)
-            dir = argv[++i];
-        else if (!strcmp(argv[i], "--force"))
+    opts_init(&o, argc, argv, ca_opts);
+    while ((c = next_opt(&o)) != OPT_END) {
+        if (c == CA_DIR)
+            dir = o.arg;
+        else if (c == CA_FORCE)
             force = true;
         else
-            return usage_error("ca init: unexpected argument %s", argv[i]);
+            return usage_error("ca init: unexpected argument %s", o.tok);
     }
     char err[512];
     if (ca_create(dir, force, err, sizeof err) < 0) {
@@ -94,16 +167,26 @@ static int cmd_ca(int argc, char **argv)
     return 0;
 }
 
+enum { CHECK_POLICY = 256, CHECK_PROVIDERS };
+static const struct option check_opts[] = {
+    {"policy", required_argument, NULL, CHECK_POLICY},
+    {"providers", required_argument, NULL, CHECK_PROVIDERS},
+    {0},
+};
+
 static int cmd_check(int argc, char **argv)
 {
     const char *policy = NULL, *providers = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--policy") && i + 1 < argc)
-            policy = argv[++i];
-        else if (!strcmp(argv[i], "--providers") && i + 1 < argc)
-            providers = argv[++i];
+    struct opts o;
+    int c;
+    opts_init(&o, argc, argv, check_opts);
+    while ((c = next_opt(&o)) != OPT_END) {
+        if (c == CHECK_POLICY)
+            policy = o.arg;
+        else if (c == CHECK_PROVIDERS)
+            providers = o.arg;
         else
-            return usage_error("check: unexpected argument %s", argv[i]);
+            return usage_error("check: unexpected argument %s", o.tok);
     }
     if (!policy)
         return usage_error("check: --policy FILE is required");
@@ -134,118 +217,234 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
+enum run_opt {
+    RUN_LISTEN = 256,
+    RUN_CA_DIR,
+    RUN_POLICY,
+    RUN_PROVIDERS,
+    RUN_UPSTREAM_CA,
+    RUN_UPSTREAM_CA_ONLY,
+    RUN_ADMIN,
+    RUN_ADMIN_PUBLIC,
+    RUN_ADMIN_EXPOSE_SENSITIVE,
+    RUN_HEALTH,
+    RUN_LOG,
+    RUN_LOG_FORMAT,
+    RUN_LOG_LEVEL,
+    RUN_WORKERS,
+    RUN_MAX_CONNECTIONS,
+    RUN_MAX_FIELD_SIZE,
+    RUN_MAX_FIELDS,
+    RUN_MAX_CHUNK_EXT,
+    RUN_RESOLVER_THREADS,
+    RUN_RESOLVER_QUEUE,
+    RUN_DNS_CACHE_TTL,
+    RUN_BINARY_IDENTITY,
+    RUN_IDLE_TIMEOUT,
+    RUN_DRAIN_TIMEOUT,
+    RUN_CONNECT_TIMEOUT,
+    RUN_HANDSHAKE_TIMEOUT,
+    RUN_HEAD_TIMEOUT,
+    RUN_RESPONSE_TIMEOUT,
+    RUN_TUNNEL_IDLE_TIMEOUT,
+};
+
+static const struct option run_opts[] = {
+    {"listen", required_argument, NULL, RUN_LISTEN},
+    {"ca-dir", required_argument, NULL, RUN_CA_DIR},
+    {"policy", required_argument, NULL, RUN_POLICY},
+    {"providers", required_argument, NULL, RUN_PROVIDERS},
+    {"upstream-ca", required_argument, NULL, RUN_UPSTREAM_CA},
+    {"upstream-ca-only", required_argument, NULL, RUN_UPSTREAM_CA_ONLY},
+    {"admin", required_argument, NULL, RUN_ADMIN},
+    {"admin-public", no_argument, NULL, RUN_ADMIN_PUBLIC},
+    {"admin-expose-sensitive", no_argument, NULL, RUN_ADMIN_EXPOSE_SENSITIVE},
+    {"health", required_argument, NULL, RUN_HEALTH},
+    {"log", required_argument, NULL, RUN_LOG},
+    {"log-format", required_argument, NULL, RUN_LOG_FORMAT},
+    {"log-level", required_argument, NULL, RUN_LOG_LEVEL},
+    {"workers", required_argument, NULL, RUN_WORKERS},
+    {"max-connections", required_argument, NULL, RUN_MAX_CONNECTIONS},
+    {"max-field-size", required_argument, NULL, RUN_MAX_FIELD_SIZE},
+    {"max-fields", required_argument, NULL, RUN_MAX_FIELDS},
+    {"max-chunk-ext", required_argument, NULL, RUN_MAX_CHUNK_EXT},
+    {"resolver-threads", required_argument, NULL, RUN_RESOLVER_THREADS},
+    {"resolver-queue", required_argument, NULL, RUN_RESOLVER_QUEUE},
+    {"dns-cache-ttl", required_argument, NULL, RUN_DNS_CACHE_TTL},
+    {"binary-identity", required_argument, NULL, RUN_BINARY_IDENTITY},
+    {"idle-timeout", required_argument, NULL, RUN_IDLE_TIMEOUT},
+    {"drain-timeout", required_argument, NULL, RUN_DRAIN_TIMEOUT},
+    {"connect-timeout", required_argument, NULL, RUN_CONNECT_TIMEOUT},
+    {"handshake-timeout", required_argument, NULL, RUN_HANDSHAKE_TIMEOUT},
+    {"head-timeout", required_argument, NULL, RUN_HEAD_TIMEOUT},
+    {"response-timeout", required_argument, NULL, RUN_RESPONSE_TIMEOUT},
+    {"tunnel-idle-timeout", required_argument, NULL, RUN_TUNNEL_IDLE_TIMEOUT},
+    {0},
+};
+
+/* The field a seconds option sets, or NULL for the other options. */
+static uint64_t *run_seconds_field(struct server_config *cfg, int opt)
+{
+    switch (opt) {
+    case RUN_DNS_CACHE_TTL:
+        return &cfg->dns_cache_ttl_ms;
+    case RUN_IDLE_TIMEOUT:
+        return &cfg->idle_timeout_ms;
+    case RUN_DRAIN_TIMEOUT:
+        return &cfg->drain_timeout_ms;
+    case RUN_CONNECT_TIMEOUT:
+        return &cfg->connect_timeout_ms;
+    case RUN_HANDSHAKE_TIMEOUT:
+        return &cfg->handshake_timeout_ms;
+    case RUN_HEAD_TIMEOUT:
+        return &cfg->head_timeout_ms;
+    case RUN_RESPONSE_TIMEOUT:
+        return &cfg->response_timeout_ms;
+    case RUN_TUNNEL_IDLE_TIMEOUT:
+        return &cfg->tunnel_idle_timeout_ms;
+    default:
+        return NULL;
+    }
+}
+
+/* One `run` option with its value v (the option as typed is a, for messages): 0, or the exit
+ * code of a usage error. */
+static int run_option(struct server_config *cfg, int opt, const char *a, const char *v)
+{
+    unsigned long n;
+    uint64_t *ms = run_seconds_field(cfg, opt);
+    if (ms) {
+        if (parse_seconds(v, ms) < 0)
+            return usage_error("run: %s takes seconds", a);
+        return 0;
+    }
+    switch (opt) {
+    case RUN_LISTEN:
+        if (cfg->nlisten == SERVER_MAX_LISTEN)
+            return usage_error("run: too many --listen addresses");
+        cfg->listen[cfg->nlisten++] = v;
+        break;
+    case RUN_CA_DIR:
+        cfg->ca_dir = v;
+        break;
+    case RUN_POLICY:
+        cfg->policy_file = v;
+        break;
+    case RUN_PROVIDERS:
+        cfg->providers_file = v;
+        break;
+    case RUN_UPSTREAM_CA:
+        cfg->upstream_ca = v;
+        break;
+    case RUN_UPSTREAM_CA_ONLY:
+        cfg->upstream_ca_only = v;
+        break;
+    case RUN_ADMIN:
+        cfg->admin = v;
+        break;
+    case RUN_ADMIN_PUBLIC:
+        cfg->admin_public = true;
+        break;
+    case RUN_ADMIN_EXPOSE_SENSITIVE:
+        cfg->admin_expose_sensitive = true;
+        break;
+    case RUN_HEALTH:
+        cfg->health = v;
+        break;
+    case RUN_LOG:
+        cfg->log_file = v;
+        break;
+    case RUN_LOG_FORMAT:
+        if (!strcmp(v, "text"))
+            cfg->log_format = LOG_TEXT;
+        else if (!strcmp(v, "json"))
+            cfg->log_format = LOG_JSON;
+        else
+            return usage_error("run: --log-format is text or json, not %s", v);
+        break;
+    case RUN_LOG_LEVEL:
+        if (!strcmp(v, "debug"))
+            cfg->log_level = LOG_DEBUG;
+        else if (!strcmp(v, "info"))
+            cfg->log_level = LOG_INFO;
+        else if (!strcmp(v, "warn"))
+            cfg->log_level = LOG_WARN;
+        else if (!strcmp(v, "error"))
+            cfg->log_level = LOG_ERROR;
+        else
+            return usage_error("run: unknown --log-level %s", v);
+        break;
+    case RUN_WORKERS:
+        if (parse_count(v, &n) < 0 || n > 64)
+            return usage_error("run: --workers takes 0 (one per core) to 64, not %s", v);
+        cfg->workers = (unsigned)n;
+        break;
+    case RUN_MAX_CONNECTIONS:
+        if (parse_count(v, &n) < 0)
+            return usage_error("run: --max-connections takes a number, not %s", v);
+        cfg->max_connections = n;
+        break;
+    case RUN_MAX_FIELD_SIZE:
+        if (parse_count(v, &n) < 0 || n < 256 || n > HTTP_HEAD_MAX)
+            return usage_error("run: --max-field-size takes 256 to %d bytes, not %s", HTTP_HEAD_MAX,
+                               v);
+        cfg->http_limits.field_size = n;
+        break;
+    case RUN_MAX_FIELDS:
+        if (parse_count(v, &n) < 0 || n < 8 || n > HTTP_FIELDS_CAP)
+            return usage_error("run: --max-fields takes 8 to %d, not %s", HTTP_FIELDS_CAP, v);
+        cfg->http_limits.fields = n;
+        break;
+    case RUN_MAX_CHUNK_EXT:
+        if (parse_count(v, &n) < 0 || n > 1024 * 1024)
+            return usage_error("run: --max-chunk-ext takes 0 to 1048576 bytes, not %s", v);
+        cfg->http_limits.chunk_ext = n;
+        break;
+    case RUN_RESOLVER_THREADS:
+        if (parse_count(v, &n) < 0 || n < 1 || n > 256)
+            return usage_error("run: --resolver-threads takes 1 to 256, not %s", v);
+        cfg->resolver_threads = (unsigned)n;
+        break;
+    case RUN_RESOLVER_QUEUE:
+        if (parse_count(v, &n) < 0 || n > 1000000)
+            return usage_error("run: --resolver-queue takes 0 to 1000000, not %s", v);
+        cfg->resolver_queue = n;
+        break;
+    case RUN_BINARY_IDENTITY:
+        if (strcmp(v, "on") && strcmp(v, "off"))
+            return usage_error("run: --binary-identity is on or off, not %s", v);
+        cfg->binary_identity_off = !strcmp(v, "off");
+        break;
+    }
+    return 0;
+}
+
+/* The option as typed, without an attached "=value", for messages. */
+static const char *option_name(const char *tok, char *buf, size_t cap)
+{
+    const char *eq = strchr(tok, '=');
+    if (!eq || strncmp(tok, "--", 2))
+        return tok;
+    snprintf(buf, cap, "%.*s", (int)(eq - tok), tok);
+    return buf;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct server_config cfg;
+    struct opts o;
+    char name[64];
+    int c, err;
     server_config_defaults(&cfg);
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long n;
-        uint64_t *ms = NULL;
-        if (!strcmp(a, "--admin-public")) {
-            cfg.admin_public = true;
-            continue;
-        }
-        if (!strcmp(a, "--admin-expose-sensitive")) {
-            cfg.admin_expose_sensitive = true;
-            continue;
-        }
-        if (!v)
-            return usage_error("run: %s needs a value", a);
-        i++;
-        if (!strcmp(a, "--listen")) {
-            if (cfg.nlisten == SERVER_MAX_LISTEN)
-                return usage_error("run: too many --listen addresses");
-            cfg.listen[cfg.nlisten++] = v;
-        } else if (!strcmp(a, "--ca-dir")) {
-            cfg.ca_dir = v;
-        } else if (!strcmp(a, "--policy")) {
-            cfg.policy_file = v;
-        } else if (!strcmp(a, "--providers")) {
-            cfg.providers_file = v;
-        } else if (!strcmp(a, "--upstream-ca")) {
-            cfg.upstream_ca = v;
-        } else if (!strcmp(a, "--upstream-ca-only")) {
-            cfg.upstream_ca_only = v;
-        } else if (!strcmp(a, "--admin")) {
-            cfg.admin = v;
-        } else if (!strcmp(a, "--health")) {
-            cfg.health = v;
-        } else if (!strcmp(a, "--log")) {
-            cfg.log_file = v;
-        } else if (!strcmp(a, "--log-format")) {
-            if (!strcmp(v, "text"))
-                cfg.log_format = LOG_TEXT;
-            else if (!strcmp(v, "json"))
-                cfg.log_format = LOG_JSON;
-            else
-                return usage_error("run: --log-format is text or json, not %s", v);
-        } else if (!strcmp(a, "--log-level")) {
-            if (!strcmp(v, "debug"))
-                cfg.log_level = LOG_DEBUG;
-            else if (!strcmp(v, "info"))
-                cfg.log_level = LOG_INFO;
-            else if (!strcmp(v, "warn"))
-                cfg.log_level = LOG_WARN;
-            else if (!strcmp(v, "error"))
-                cfg.log_level = LOG_ERROR;
-            else
-                return usage_error("run: unknown --log-level %s", v);
-        } else if (!strcmp(a, "--workers")) {
-            if (parse_count(v, &n) < 0 || n > 64)
-                return usage_error("run: --workers takes 0 (one per core) to 64, not %s", v);
-            cfg.workers = (unsigned)n;
-        } else if (!strcmp(a, "--max-connections")) {
-            if (parse_count(v, &n) < 0)
-                return usage_error("run: --max-connections takes a number, not %s", v);
-            cfg.max_connections = n;
-        } else if (!strcmp(a, "--max-field-size")) {
-            if (parse_count(v, &n) < 0 || n < 256 || n > HTTP_HEAD_MAX)
-                return usage_error("run: --max-field-size takes 256 to %d bytes, not %s",
-                                   HTTP_HEAD_MAX, v);
-            cfg.http_limits.field_size = n;
-        } else if (!strcmp(a, "--max-fields")) {
-            if (parse_count(v, &n) < 0 || n < 8 || n > HTTP_FIELDS_CAP)
-                return usage_error("run: --max-fields takes 8 to %d, not %s", HTTP_FIELDS_CAP, v);
-            cfg.http_limits.fields = n;
-        } else if (!strcmp(a, "--max-chunk-ext")) {
-            if (parse_count(v, &n) < 0 || n > 1024 * 1024)
-                return usage_error("run: --max-chunk-ext takes 0 to 1048576 bytes, not %s", v);
-            cfg.http_limits.chunk_ext = n;
-        } else if (!strcmp(a, "--resolver-threads")) {
-            if (parse_count(v, &n) < 0 || n < 1 || n > 256)
-                return usage_error("run: --resolver-threads takes 1 to 256, not %s", v);
-            cfg.resolver_threads = (unsigned)n;
-        } else if (!strcmp(a, "--resolver-queue")) {
-            if (parse_count(v, &n) < 0 || n > 1000000)
-                return usage_error("run: --resolver-queue takes 0 to 1000000, not %s", v);
-            cfg.resolver_queue = n;
-        } else if (!strcmp(a, "--dns-cache-ttl")) {
-            ms = &cfg.dns_cache_ttl_ms;
-        } else if (!strcmp(a, "--binary-identity")) {
-            if (strcmp(v, "on") && strcmp(v, "off"))
-                return usage_error("run: --binary-identity is on or off, not %s", v);
-            cfg.binary_identity_off = !strcmp(v, "off");
-        } else if (!strcmp(a, "--idle-timeout")) {
-            ms = &cfg.idle_timeout_ms;
-        } else if (!strcmp(a, "--drain-timeout")) {
-            ms = &cfg.drain_timeout_ms;
-        } else if (!strcmp(a, "--connect-timeout")) {
-            ms = &cfg.connect_timeout_ms;
-        } else if (!strcmp(a, "--handshake-timeout")) {
-            ms = &cfg.handshake_timeout_ms;
-        } else if (!strcmp(a, "--head-timeout")) {
-            ms = &cfg.head_timeout_ms;
-        } else if (!strcmp(a, "--response-timeout")) {
-            ms = &cfg.response_timeout_ms;
-        } else if (!strcmp(a, "--tunnel-idle-timeout")) {
-            ms = &cfg.tunnel_idle_timeout_ms;
-        } else {
-            return usage_error("run: unknown option %s", a);
-        }
-        if (ms && parse_seconds(v, ms) < 0)
-            return usage_error("run: %s takes seconds", a);
+    opts_init(&o, argc, argv, run_opts);
+    while ((c = next_opt(&o)) != OPT_END) {
+        if (c == OPT_MISSING)
+            return usage_error("run: %s needs a value", o.tok);
+        if (c == OPT_BARE || c == OPT_BAD)
+            return usage_error("run: unknown option %s", o.tok);
+        err = run_option(&cfg, c, option_name(o.tok, name, sizeof name), o.arg);
+        if (err)
+            return err;
     }
     if (cfg.admin_expose_sensitive && !cfg.admin_public)
         return usage_error("run: --admin-expose-sensitive goes with --admin-public (a loopback "
@@ -271,21 +470,33 @@ static void env_line(bool dotenv, const char *key, const char *value, const char
     printf("%s'\n", suffix);
 }
 
+enum { ENV_LISTEN = 256, ENV_CA_DIR, ENV_PROVIDERS, ENV_FORMAT };
+static const struct option env_opts[] = {
+    {"listen", required_argument, NULL, ENV_LISTEN},
+    {"ca-dir", required_argument, NULL, ENV_CA_DIR},
+    {"providers", required_argument, NULL, ENV_PROVIDERS},
+    {"format", required_argument, NULL, ENV_FORMAT},
+    {0},
+};
+
 static int cmd_env(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:3128", *ca_dir = "certs", *format = "export";
     const char *providers = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--listen") && i + 1 < argc)
-            listen = argv[++i];
-        else if (!strcmp(argv[i], "--ca-dir") && i + 1 < argc)
-            ca_dir = argv[++i];
-        else if (!strcmp(argv[i], "--providers") && i + 1 < argc)
-            providers = argv[++i];
-        else if (!strcmp(argv[i], "--format") && i + 1 < argc)
-            format = argv[++i];
+    struct opts o;
+    int c;
+    opts_init(&o, argc, argv, env_opts);
+    while ((c = next_opt(&o)) != OPT_END) {
+        if (c == ENV_LISTEN)
+            listen = o.arg;
+        else if (c == ENV_CA_DIR)
+            ca_dir = o.arg;
+        else if (c == ENV_PROVIDERS)
+            providers = o.arg;
+        else if (c == ENV_FORMAT)
+            format = o.arg;
         else
-            return usage_error("env: unexpected argument %s", argv[i]);
+            return usage_error("env: unexpected argument %s", o.tok);
     }
     bool dotenv = !strcmp(format, "dotenv");
     if (!dotenv && strcmp(format, "export"))
@@ -333,20 +544,30 @@ static int cmd_env(int argc, char **argv)
 /* `airlock admin get PATH`: the admin endpoint from a shell that has no HTTP client (the
  * image has none, and curl reaches a Unix socket only with --unix-socket). The body goes to
  * stdout; the exit code is 0 for a 2xx answer, 1 otherwise. */
+enum { ADMIN_ADDR = 256 };
+static const struct option admin_opts[] = {
+    {"admin", required_argument, NULL, ADMIN_ADDR},
+    {0},
+};
+
+/* argv[0] is "get". */
 static int cmd_admin(int argc, char **argv)
 {
     const char *addr = getenv("AIRLOCK_ADMIN"), *path = NULL;
+    struct opts o;
+    int c;
     if (!addr || !addr[0])
         addr = "127.0.0.1:9090";
     if (argc < 1 || strcmp(argv[0], "get") != 0)
         return usage_error("unknown admin command");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--admin") && i + 1 < argc)
-            addr = argv[++i];
-        else if (!path && argv[i][0] == '/')
-            path = argv[i];
+    opts_init(&o, argc, argv, admin_opts);
+    while ((c = next_opt(&o)) != OPT_END) {
+        if (c == ADMIN_ADDR)
+            addr = o.arg;
+        else if (c == OPT_BARE && !path && o.arg[0] == '/')
+            path = o.arg;
         else
-            return usage_error("admin get: unexpected argument %s", argv[i]);
+            return usage_error("admin get: unexpected argument %s", o.tok);
     }
     if (!path)
         return usage_error("admin get: a PATH such as /metrics is required");
@@ -367,6 +588,19 @@ static int cmd_admin(int argc, char **argv)
     return 0;
 }
 
+/* `airlock --version`: airlock's version and those of the libraries it runs with. libuv,
+ * OpenSSL and cJSON report the library loaded at run time; llhttp has no such call, so its line
+ * is the version airlock was built with. */
+static int cmd_version(void)
+{
+    printf("airlock %s\n", AIRLOCK_VERSION);
+    printf("libuv %s\n", uv_version_string());
+    printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+    printf("llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
+    printf("cJSON %s\n", cJSON_Version());
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Every command may load secrets: no core dump, and no ptrace or /proc/PID/mem (nor
@@ -376,20 +610,24 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 1;
     }
+    /* Each command parses the arguments after its name; argv[0] of that slice is the name
+     * itself (for ca and admin, the name of their one subcommand), as getopt expects. */
     const char *cmd = argv[1];
     if (!strcmp(cmd, "ca"))
         return cmd_ca(argc - 2, argv + 2);
     if (!strcmp(cmd, "check"))
-        return cmd_check(argc - 2, argv + 2);
+        return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
-        return cmd_run(argc - 2, argv + 2);
+        return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "env"))
-        return cmd_env(argc - 2, argv + 2);
+        return cmd_env(argc - 1, argv + 1);
     if (!strcmp(cmd, "admin"))
         return cmd_admin(argc - 2, argv + 2);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
         return 0;
     }
+    if (!strcmp(cmd, "--version") && argc == 2)
+        return cmd_version();
     return usage_error("unknown command %s", cmd);
 }

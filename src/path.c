@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-static int hex_value(unsigned char c)
+int path_hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -19,7 +19,7 @@ static int hex_value(unsigned char c)
 }
 
 /* RFC 3986 §2.3: escapes of these carry no meaning and are decoded (§6.2.2.2). */
-static bool is_unreserved(unsigned char c)
+bool path_is_unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_' || c == '~';
@@ -70,8 +70,8 @@ static long decode_path(const char *p, size_t n, char *out)
         }
         if (i + 2 >= n)
             return -1;
-        int hi = hex_value((unsigned char)p[i + 1]);
-        int lo = hex_value((unsigned char)p[i + 2]);
+        int hi = path_hex_value((unsigned char)p[i + 1]);
+        int lo = path_hex_value((unsigned char)p[i + 2]);
         if (hi < 0 || lo < 0)
             return -1;
         unsigned char v = (unsigned char)(hi << 4 | lo);
@@ -79,7 +79,7 @@ static long decode_path(const char *p, size_t n, char *out)
          * may honour (CVE-2007-0450 and its many descendants); an encoded NUL truncates. */
         if (v == 0 || v == '/' || v == '\\')
             return -1;
-        if (is_unreserved(v)) {
+        if (path_is_unreserved(v)) {
             out[w++] = (char)v;
         } else {
             out[w++] = '%';

@@ -24,11 +24,11 @@ void pipe_start(struct conn *c, size_t upstream_overflow)
     conn_set_timeout(c, cfg->tunnel_idle_timeout_ms, 0, "tunnel idle timeout");
     struct log_event ev = {
         .class_uid = LOG_CLASS_NETWORK,
-        .activity = c->protocol == POLICY_TCP ? "PIPE" : "UPGRADE",
-        .action = "allow",
+        .activity = c->protocol == POLICY_TCP ? LOG_ACTIVITY_PIPE : LOG_ACTIVITY_UPGRADE,
+        .action = LOG_ACTION_ALLOW,
         .severity = LOG_SEV_INFO,
-        .l7_decision = c->protocol == POLICY_TCP ? "allow" : "allow_upgrade",
-        .relay_outcome = "upgraded",
+        .l7_decision = c->protocol == POLICY_TCP ? LOG_DECISION_ALLOW : LOG_DECISION_ALLOW_UPGRADE,
+        .relay_outcome = LOG_OUTCOME_UPGRADED,
         .overflow = (long)(upstream_overflow + (cs->stash ? cs->stash_len - cs->stash_off : 0))};
     conn_log(c, &ev);
     if (c->protocol != POLICY_TCP)

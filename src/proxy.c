@@ -77,11 +77,12 @@ const struct conn_session proxy_session = {
     .free = session_free,
 };
 
-static void log_connect(struct conn *c, const char *action, int status, const char *reason)
+static void log_connect(struct conn *c, enum log_action action, int status, const char *reason)
 {
-    metrics_inc(strcmp(action, "allow") ? M_CONNECT_DENY : M_CONNECT_ALLOW);
+    metrics_inc(action != LOG_ACTION_ALLOW ? M_CONNECT_DENY : M_CONNECT_ALLOW);
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = c->flags & CONN_F_FORWARD ? "FORWARD" : "CONNECT",
+                           .activity = c->flags & CONN_F_FORWARD ? LOG_ACTIVITY_FORWARD
+                                                                 : LOG_ACTIVITY_CONNECT,
                            .action = action,
                            .severity = status >= 400 ? LOG_SEV_MEDIUM : LOG_SEV_INFO,
                            .status = status,
@@ -99,7 +100,7 @@ int proxy_on_first_head(struct conn *c, struct http_head *head)
         bool ok = target_parse_authority(head->target, head->target_len, true, 0, &a) == 0;
         http_head_free(head);
         if (!ok) {
-            log_connect(c, "deny", 400, "malformed CONNECT authority");
+            log_connect(c, LOG_ACTION_DENY, 400, "malformed CONNECT authority");
             conn_respond_error(c, 400, "bad_request",
                                "CONNECT needs host:port with a DNS name, a dotted-quad IPv4 "
                                "address or a bracketed IPv6 address");
@@ -114,7 +115,7 @@ int proxy_on_first_head(struct conn *c, struct http_head *head)
     if (head->target_len == 0 || head->target[0] == '/' ||
         target_parse_absolute(head->target, head->target_len, &a, &path, &path_len) < 0) {
         http_head_free(head);
-        log_connect(c, "deny", 400, "first request is neither CONNECT nor absolute-form");
+        log_connect(c, LOG_ACTION_DENY, 400, "first request is neither CONNECT nor absolute-form");
         conn_respond_error(c, 400, "bad_request",
                            "airlock is a proxy: send CONNECT host:port, or an absolute-form "
                            "http:// request");
@@ -142,12 +143,12 @@ static void on_dialed(struct conn *c, int status, const char *why)
         metrics_inc(M_SSRF_DENIED);
         metrics_inc(M_CONNECT_DENY);
         struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                               .activity = "SSRF",
-                               .action = "deny",
+                               .activity = LOG_ACTIVITY_SSRF,
+                               .action = LOG_ACTION_DENY,
                                .severity = LOG_SEV_HIGH,
                                .status = 403,
                                .reason = why,
-                               .l7_decision = "deny",
+                               .l7_decision = LOG_DECISION_DENY,
                                .overflow = -1};
         conn_log(c, &ev);
         conn_respond_error(c, 403, "ssrf_denied",
@@ -156,14 +157,14 @@ static void on_dialed(struct conn *c, int status, const char *why)
         return;
     }
     if (status == NETGUARD_BUSY) {
-        log_connect(c, "deny", 503, why);
+        log_connect(c, LOG_ACTION_DENY, 503, why);
         conn_respond_error(c, 503, "resolver_busy",
                            "too many name lookups are waiting for the resolver; retry later");
         return;
     }
     if (status != NETGUARD_OK) {
         metrics_inc(M_UPSTREAM_CONNECT_FAILURES);
-        log_connect(c, "deny", 502, why);
+        log_connect(c, LOG_ACTION_DENY, 502, why);
         conn_respond_error(c, 502, "upstream_connect_failed", "could not connect to the upstream");
         return;
     }
@@ -187,14 +188,14 @@ static void on_dialed(struct conn *c, int status, const char *why)
     if (c->flags & CONN_F_TUNNEL) {
         /* protocol tcp: no TLS termination, no parsing; bytes go through untouched. */
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        log_connect(c, "allow", 200, NULL);
+        log_connect(c, LOG_ACTION_ALLOW, 200, NULL);
         if (conn_write(c, SIDE_CLIENT, ok, sizeof ok - 1) < 0)
             return;
         pipe_start(c, 0);
         return;
     }
     /* Forward proxy: the held request goes out now. */
-    log_connect(c, "allow", 0, NULL);
+    log_connect(c, LOG_ACTION_ALLOW, 0, NULL);
     enter(c, CONN_S_HTTP, &http_exchanges);
     conn_update_reading(c, SIDE_UPSTREAM);
     if (relay_start_request(c) == HTTP_HEAD_ERROR)
@@ -216,7 +217,7 @@ static void dial_checked(struct conn *c)
         char rule[TARGET_HOST_MAX + 64];
         snprintf(rule, sizeof rule, "{\"host\":\"%s\",\"port\":%u}", c->target.host,
                  (unsigned)c->target.port);
-        log_connect(c, "deny", 403, d.reason);
+        log_connect(c, LOG_ACTION_DENY, 403, d.reason);
         conn_respond_denied(
             c, 403, "policy_denied",
             d.reason ? d.reason : "no endpoint of the policy allows this host and port", rule);
@@ -233,7 +234,8 @@ static void dial_checked(struct conn *c)
         if (cr)
             creds_unref(cr);
         if (bound) {
-            log_connect(c, "deny", 403, "a credential provider is bound to a tcp endpoint");
+            log_connect(c, LOG_ACTION_DENY, 403,
+                        "a credential provider is bound to a tcp endpoint");
             conn_respond_error(c, 403, "uninspected_credentials",
                                "a credential provider names this endpoint, but its protocol is "
                                "tcp: airlock cannot inject credentials into uninspected bytes");
@@ -365,7 +367,7 @@ void proxy_on_handshake_done(struct conn *c, enum side_id id)
     if (id == SIDE_UPSTREAM) {
         /* The upstream is verified: only now does the client hear 200. */
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        log_connect(c, "allow", 200, NULL);
+        log_connect(c, LOG_ACTION_ALLOW, 200, NULL);
         if (conn_write(c, SIDE_CLIENT, ok, sizeof ok - 1) < 0)
             return;
         struct server *s = c->w->server;
@@ -423,10 +425,10 @@ void proxy_recheck_policy(struct conn *c, struct policy *p)
     if (!why)
         return;
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = "CLOSE",
-                           .action = "deny",
+                           .activity = LOG_ACTIVITY_CLOSE,
+                           .action = LOG_ACTION_DENY,
                            .severity = LOG_SEV_MEDIUM,
-                           .relay_outcome = "upgraded",
+                           .relay_outcome = LOG_OUTCOME_UPGRADED,
                            .reason = why,
                            .overflow = -1};
     conn_log(c, &ev);

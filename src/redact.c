@@ -14,6 +14,8 @@
 
 #include <openssl/crypto.h>
 
+#include "airlock/path.h"
+
 /* How a secret may be written, each a consistent tokenisation of the text. One form per
  * encoder that a server may have applied (and plain text), because their escapes overlap: a
  * '%' or '\' in the secret itself is plain in one form and an escape in another. */
@@ -38,17 +40,6 @@ struct redactor {
     struct http_buf hold; /* bytes not yet settled (wipe: they may be a secret's prefix) */
 };
 
-static int hex_value(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* The token at s, which starts with '%': its length and byte; 1 (a plain '%') when no escape
  * follows; 0 when the bytes that would tell have not arrived yet. */
 static size_t pct_token(const unsigned char *s, size_t n, bool final, int *value)
@@ -57,10 +48,10 @@ static size_t pct_token(const unsigned char *s, size_t n, bool final, int *value
     for (size_t k = 1; k < 3; k++) {
         if (k >= n)
             return final ? 1 : 0;
-        if (hex_value(s[k]) < 0)
+        if (path_hex_value(s[k]) < 0)
             return 1;
     }
-    *value = hex_value(s[1]) << 4 | hex_value(s[2]);
+    *value = path_hex_value(s[1]) << 4 | path_hex_value(s[2]);
     return 3;
 }
 
@@ -88,7 +79,7 @@ static size_t json_token(const unsigned char *s, size_t n, bool final, int *valu
     for (size_t k = 2; k < 6; k++) {
         if (k >= n)
             return final ? 1 : 0;
-        int h = hex_value(s[k]);
+        int h = path_hex_value(s[k]);
         if (h < 0)
             return 1;
         cp = cp << 4 | h;

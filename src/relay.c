@@ -24,20 +24,7 @@
 #include "airlock/redact.h"
 #include "airlock/server.h"
 
-const char *relay_outcome_name(enum relay_outcome o)
-{
-    switch (o) {
-    case RELAY_REUSABLE:
-        return "reusable";
-    case RELAY_CONSUMED:
-        return "consumed";
-    case RELAY_UPGRADED:
-        return "upgraded";
-    }
-    return "?";
-}
-
-static void log_exchange(struct conn *c, const char *outcome, const char *reason);
+static void log_exchange(struct conn *c, enum log_outcome outcome, const char *reason);
 static int on_req_head(void *owner, struct http_head *head);
 static int on_req_body(void *owner, const char *p, size_t len);
 static int on_req_complete(void *owner, const struct http_head *trailers);
@@ -73,7 +60,7 @@ static void exchange_reset(struct conn *c)
 void relay_deinit(struct conn *c)
 {
     /* A connection that ends mid-exchange still leaves its request's line. */
-    log_exchange(c, "consumed", "connection closed before the exchange ended");
+    log_exchange(c, LOG_OUTCOME_CONSUMED, "connection closed before the exchange ended");
     exchange_reset(c);
     if (c->req_parser_init)
         http_parser_deinit(&c->req_parser);
@@ -96,16 +83,16 @@ void relay_reset_response_parser(struct conn *c)
 
 /* ---- logging ----------------------------------------------------------------------------- */
 
-static void log_request_outcome(struct conn *c, const char *action, const char *decision,
+static void log_request_outcome(struct conn *c, enum log_action action, enum log_decision decision,
                                 int status, const char *reason, enum log_severity sev,
-                                const char *outcome)
+                                enum log_outcome outcome)
 {
     c->ex.logged = true;
-    metrics_inc(!strcmp(decision, "deny")    ? M_REQ_DENY
-                : !strcmp(decision, "audit") ? M_REQ_AUDIT
-                                             : M_REQ_ALLOW);
+    metrics_inc(decision == LOG_DECISION_DENY    ? M_REQ_DENY
+                : decision == LOG_DECISION_AUDIT ? M_REQ_AUDIT
+                                                 : M_REQ_ALLOW);
     struct log_event ev = {.class_uid = LOG_CLASS_HTTP,
-                           .activity = "REQUEST",
+                           .activity = LOG_ACTIVITY_REQUEST,
                            .action = action,
                            .severity = sev,
                            .method = c->ex.method,
@@ -118,21 +105,23 @@ static void log_request_outcome(struct conn *c, const char *action, const char *
     conn_log(c, &ev);
 }
 
-static void log_request(struct conn *c, const char *action, const char *decision, int status,
-                        const char *reason, enum log_severity sev)
+static void log_request(struct conn *c, enum log_action action, enum log_decision decision,
+                        int status, const char *reason, enum log_severity sev)
 {
     log_request_outcome(c, action, decision, status, reason, sev,
-                        !strcmp(decision, "deny") ? "consumed" : NULL);
+                        decision == LOG_DECISION_DENY ? LOG_OUTCOME_CONSUMED : LOG_OUTCOME_NONE);
 }
 
 /* An allowed (or audited) request is logged once, when its exchange ends, with its outcome. */
-static void log_exchange(struct conn *c, const char *outcome, const char *reason)
+static void log_exchange(struct conn *c, enum log_outcome outcome, const char *reason)
 {
     struct exchange *ex = &c->ex;
     if (ex->logged || !ex->active || !ex->status)
         return;
-    const char *decision = ex->audit ? "audit" : ex->upgraded ? "allow_upgrade" : "allow";
-    log_request_outcome(c, ex->audit ? "audit" : "allow", decision, ex->status,
+    enum log_decision decision = ex->audit      ? LOG_DECISION_AUDIT
+                                 : ex->upgraded ? LOG_DECISION_ALLOW_UPGRADE
+                                                : LOG_DECISION_ALLOW;
+    log_request_outcome(c, ex->audit ? LOG_ACTION_AUDIT : LOG_ACTION_ALLOW, decision, ex->status,
                         reason ? reason : ex->audit_reason, ex->audit ? LOG_SEV_LOW : LOG_SEV_INFO,
                         outcome);
 }
@@ -141,13 +130,13 @@ static void log_finding(struct conn *c, const char *reason)
 {
     metrics_inc(M_FINDINGS);
     struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                           .activity = "FINDING",
-                           .action = "deny",
+                           .activity = LOG_ACTIVITY_FINDING,
+                           .action = LOG_ACTION_DENY,
                            .severity = LOG_SEV_HIGH,
                            .method = c->ex.method,
                            .path = c->ex.log_path,
                            .status = 502,
-                           .l7_decision = "deny",
+                           .l7_decision = LOG_DECISION_DENY,
                            .reason = reason,
                            .overflow = -1};
     conn_log(c, &ev);
@@ -366,13 +355,13 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
 static bool refuse_misplaced(struct conn *c, const struct creds_provider *p, const char *where)
 {
     struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                           .activity = "FINDING",
-                           .action = "deny",
+                           .activity = LOG_ACTIVITY_FINDING,
+                           .action = LOG_ACTION_DENY,
                            .severity = LOG_SEV_HIGH,
                            .method = c->ex.method,
                            .path = c->ex.log_path,
                            .status = 403,
-                           .l7_decision = "deny",
+                           .l7_decision = LOG_DECISION_DENY,
                            .reason = creds_provider_name(p),
                            .overflow = -1};
     log_msg(LOG_WARN, "conn %llu: placeholder of provider %s in %s: refused",
@@ -477,13 +466,13 @@ static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
     if (!mismatch)
         return true;
     struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                           .activity = "FINDING",
-                           .action = "deny",
+                           .activity = LOG_ACTIVITY_FINDING,
+                           .action = LOG_ACTION_DENY,
                            .severity = LOG_SEV_HIGH,
                            .method = ex->method,
                            .path = ex->log_path,
                            .status = 403,
-                           .l7_decision = "deny",
+                           .l7_decision = LOG_DECISION_DENY,
                            .reason = creds_provider_name(mismatch),
                            .overflow = -1};
     /* The log names the provider (and the host, from the connection), never the secret. */
@@ -551,12 +540,12 @@ int relay_start_request(struct conn *c)
             target_parse_authority(hf->value, hf->value_len, false, 0, &req_auth) < 0 ||
             !target_authority_matches(&c->target, &req_auth)) {
             struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                                   .activity = "FINDING",
-                                   .action = "deny",
+                                   .activity = LOG_ACTIVITY_FINDING,
+                                   .action = LOG_ACTION_DENY,
                                    .severity = LOG_SEV_MEDIUM,
                                    .method = ex->method,
                                    .status = 421,
-                                   .l7_decision = "deny",
+                                   .l7_decision = LOG_DECISION_DENY,
                                    .reason = "request authority differs from the tunnel's",
                                    .overflow = -1};
             conn_log(c, &ev);
@@ -588,16 +577,16 @@ int relay_start_request(struct conn *c)
         if (!resolve_credentials(c, policy_path, sizeof policy_path))
             return HTTP_HEAD_ERROR;
         if (nominates_injected_header(c)) {
-            log_request(c, "deny", "deny", 400, "Connection names an injected field",
-                        LOG_SEV_MEDIUM);
+            log_request(c, LOG_ACTION_DENY, LOG_DECISION_DENY, 400,
+                        "Connection names an injected field", LOG_SEV_MEDIUM);
             conn_respond_error(c, 400, "bad_request",
                                "Connection may not name a field that airlock writes");
             return HTTP_HEAD_ERROR;
         }
     }
     if (pr != PATH_OK) {
-        log_request(c, "deny", "deny", pr == PATH_TOO_LONG ? 414 : 400, "malformed path",
-                    LOG_SEV_LOW);
+        log_request(c, LOG_ACTION_DENY, LOG_DECISION_DENY, pr == PATH_TOO_LONG ? 414 : 400,
+                    "malformed path", LOG_SEV_LOW);
         conn_respond_error(c, pr == PATH_TOO_LONG ? 414 : 400,
                            pr == PATH_TOO_LONG ? "uri_too_long" : "bad_request",
                            pr == PATH_TOO_LONG ? "the request path is too long"
@@ -615,7 +604,7 @@ int relay_start_request(struct conn *c)
         bad_override = policy_request_add_field(&q, h->fields[i].name, h->fields[i].name_len,
                                                 h->fields[i].value, h->fields[i].value_len);
     if (bad_override < 0) {
-        log_request(c, "deny", "deny", 400, "invalid method override", LOG_SEV_LOW);
+        log_request(c, LOG_ACTION_DENY, LOG_DECISION_DENY, 400, "invalid method override", LOG_SEV_LOW);
         conn_respond_error(c, 400, "bad_request",
                            "each method override must be one method (a token), at most 8");
         return HTTP_HEAD_ERROR;
@@ -627,7 +616,7 @@ int relay_start_request(struct conn *c)
     policy_check_l7(pol, c->target.host, c->target.port, &peer, netguard_private_addr(c), &q, &d);
     conn_adopt_policy(c, pol, d.policy_name); /* keeps d's borrowed strings alive */
     if (d.verdict == POLICY_DENY) {
-        log_request(c, "deny", "deny", 403, d.reason, LOG_SEV_MEDIUM);
+        log_request(c, LOG_ACTION_DENY, LOG_DECISION_DENY, 403, d.reason, LOG_SEV_MEDIUM);
         conn_respond_l7_denied(c, &d);
         return HTTP_HEAD_ERROR;
     }
@@ -638,7 +627,7 @@ int relay_start_request(struct conn *c)
     if (websocket) {
         const char *bad = websocket_request_problem(h);
         if (bad) {
-            log_request(c, "deny", "deny", 400, bad, LOG_SEV_LOW);
+            log_request(c, LOG_ACTION_DENY, LOG_DECISION_DENY, 400, bad, LOG_SEV_LOW);
             conn_respond_error(c, 400, "bad_request", bad);
             return HTTP_HEAD_ERROR;
         }
@@ -846,7 +835,7 @@ static int on_resp_head(void *owner, struct http_head *head)
         }
         ex->status = 101;
         ex->upgraded = true;
-        log_exchange(c, "upgraded", NULL);
+        log_exchange(c, LOG_OUTCOME_UPGRADED, NULL);
         int r = write_response_head(c, head, true);
         http_head_free(head);
         return r < 0 ? HTTP_HEAD_ERROR : HTTP_HEAD_CONTINUE;
@@ -962,10 +951,11 @@ static void exchange_end(struct conn *c, enum relay_outcome outcome)
     const struct server_config *cfg = c->w->server->cfg;
     if (outcome == RELAY_REUSABLE && c->w->draining)
         outcome = RELAY_CONSUMED;
+    enum log_outcome logged = (enum log_outcome)outcome; /* the same values (relay.h) */
     log_msg(LOG_DEBUG, "conn %llu: exchange %s %d: %s", (unsigned long long)c->id, c->ex.method,
-            c->ex.status, relay_outcome_name(outcome));
+            c->ex.status, logfmt_outcome_name(logged));
     bool upgrade_refused = c->ex.upgrade_asked || (c->ex.req && c->ex.req->upgrade);
-    log_exchange(c, relay_outcome_name(outcome), NULL);
+    log_exchange(c, logged, NULL);
     metrics_inc(outcome == RELAY_CONSUMED ? M_TUNNELS_CONSUMED : M_TUNNELS_REUSABLE);
     exchange_reset(c);
     if (outcome == RELAY_CONSUMED) {
@@ -1037,11 +1027,11 @@ size_t relay_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
     default:
         if (id == SIDE_CLIENT) {
             struct log_event ev = {.class_uid = LOG_CLASS_HTTP,
-                                   .activity = "REQUEST",
-                                   .action = "deny",
+                                   .activity = LOG_ACTIVITY_REQUEST,
+                                   .action = LOG_ACTION_DENY,
                                    .severity = LOG_SEV_LOW,
                                    .status = hp->error_status ? hp->error_status : 400,
-                                   .l7_decision = "deny",
+                                   .l7_decision = LOG_DECISION_DENY,
                                    .reason = hp->error_reason,
                                    .overflow = -1};
             conn_log(c, &ev);

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "airlock/addr.h"
 #include "airlock/admin.h"
 #include "airlock/ca.h"
 #include "airlock/conn.h"
@@ -25,7 +26,6 @@
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
 #include "airlock/resolve.h"
-#include "airlock/target.h"
 #include "airlock/tls.h"
 
 #define MAX_WORKERS 64
@@ -78,31 +78,6 @@ struct creds *server_creds(struct server *s)
 }
 
 /* ---- listening sockets ------------------------------------------------------------------- */
-
-static int parse_listen(const char *text, struct sockaddr_storage *ss)
-{
-    struct authority a;
-    if (target_parse_authority(text, strlen(text), true, 0, &a) < 0) {
-        /* port 0 (any free port) is refused by the strict parser; allow it here */
-        const char *colon = strrchr(text, ':');
-        if (!colon || strcmp(colon, ":0") != 0)
-            return -1;
-        char host[TARGET_HOST_MAX + 8];
-        snprintf(host, sizeof host, "%.*s:1", (int)(colon - text), text);
-        if (target_parse_authority(host, strlen(host), true, 0, &a) < 0)
-            return -1;
-        a.port = 0;
-    }
-    const char *ip = a.host;
-    if (a.kind == TARGET_DNS) {
-        if (strcmp(a.host, "localhost") != 0)
-            return -1;
-        ip = "127.0.0.1";
-    }
-    if (a.kind == TARGET_IPV6)
-        return uv_ip6_addr(ip, a.port, (struct sockaddr_in6 *)ss);
-    return uv_ip4_addr(ip, a.port, (struct sockaddr_in *)ss);
-}
 
 /* A listening socket with SO_REUSEPORT, so every worker accepts on the same port and the
  * kernel spreads connections. libuv 1.44 cannot set the option itself. */
@@ -314,33 +289,70 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
+static void close_unless_closing(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Undo a worker_start that failed before its thread ran: close every handle it opened (the
+ * resolver client's close frees the client), run the loop until the closes are done, so that
+ * uv_loop_close can free the loop before the worker is. The listening descriptors stay with
+ * the caller: a poll handle's close leaves its fd open. */
+static void worker_unwind(struct worker *w)
+{
+    if (w->resolver)
+        resolver_client_close(w->resolver);
+    w->resolver = NULL;
+    uv_walk(&w->loop, close_unless_closing, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop) != 0)
+        log_msg(LOG_ERROR, "worker %u: handles left open after a failed start", w->index);
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
+    w->reserve_fd = -1;
+}
+
+/* Its loop, its wakeup and idle handles, its resolver client and its listeners, then its
+ * thread. On failure nothing of it is left open (worker_unwind) and w may be freed. */
 static int worker_start(struct worker *w, const int *fds, size_t nfds)
 {
+    w->reserve_fd = -1;
     int r = uv_loop_init(&w->loop);
     if (r < 0)
         return r;
-    uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
-    uv_idle_init(&w->loop, &w->kick);
     w->kick.data = w;
-    uv_timer_init(&w->loop, &w->accept_pause);
     w->accept_pause.data = w;
+    if ((r = uv_async_init(&w->loop, &w->wakeup, on_wakeup)) < 0 ||
+        (r = uv_idle_init(&w->loop, &w->kick)) < 0 ||
+        (r = uv_timer_init(&w->loop, &w->accept_pause)) < 0)
+        goto fail;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (!(w->resolver = resolver_client_new(w->server->resolver, &w->loop)))
-        return UV_ENOMEM;
+    if (!(w->resolver = resolver_client_new(w->server->resolver, &w->loop))) {
+        r = UV_ENOMEM;
+        goto fail;
+    }
     for (size_t i = 0; i < nfds; i++) {
         struct listener *l = &w->listeners[i];
-        if (listen(fds[i], 1024) < 0)
-            return -errno;
+        if (listen(fds[i], 1024) < 0) {
+            r = -errno;
+            goto fail;
+        }
         if ((r = uv_poll_init_socket(&w->loop, &l->poll, fds[i])) < 0)
-            return r;
+            goto fail;
         l->fd = fds[i];
         l->w = w;
         l->poll.data = l;
         w->nlisteners++;
         uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
     }
-    return uv_thread_create(&w->thread, worker_main, w);
+    if ((r = uv_thread_create(&w->thread, worker_main, w)) < 0)
+        goto fail;
+    return 0;
+fail:
+    worker_unwind(w);
+    return r;
 }
 
 static void tell_workers(enum worker_request req)
@@ -620,119 +632,135 @@ static size_t connection_limit(const struct server_config *cfg, uint64_t fd_limi
 
 /* ---- run --------------------------------------------------------------------------------- */
 
-int server_run(const struct server_config *cfg)
-{
-    struct server *s = &the_server;
-    char err[512];
-    int rc = 1;
-    int fds[SERVER_MAX_LISTEN * MAX_WORKERS];
-    size_t nfds = 0;
-    uv_loop_t *main_loop = NULL;
-    memset(s, 0, sizeof *s);
-    s->cfg = cfg;
-    uv_mutex_init(&s->policy_lock);
-    signal(SIGPIPE, SIG_IGN);
+/* What server_run sets up beyond the_server and the main-loop handles, for teardown to undo. */
+struct run {
+    const char *const *listen; /* --listen, or the default */
+    size_t nlisten;
+    struct sockaddr_storage addrs[SERVER_MAX_LISTEN];
+    int fds[SERVER_MAX_LISTEN * MAX_WORKERS]; /* per worker, its nlisten bound sockets; -1 once a
+                                               * worker's listener owns one */
+    size_t nfds;
+    uv_loop_t *main_loop;
+};
 
-    int log_rc = log_open(cfg->log_file, cfg->log_format, cfg->log_level);
-    if (log_rc < 0) {
-        fprintf(stderr, "airlock: cannot open log file %s: %s\n", cfg->log_file, strerror(-log_rc));
-        goto out;
-    }
+/* The TLS contexts, the policy, the providers and the CA: 0, or 1 (a configuration error). The
+ * CA comes after the files are known to be valid, so a typo in a policy does not leave a fresh
+ * CA behind. */
+static int load_configuration(struct server *s)
+{
+    const struct server_config *cfg = s->cfg;
+    char err[512], *errors = NULL;
     if (!(s->client_ctx = tls_server_ctx_new(err, sizeof err)) ||
         !(s->upstream_ctx =
               tls_client_ctx_new(cfg->upstream_ca, cfg->upstream_ca_only, err, sizeof err))) {
         log_msg(LOG_ERROR, "TLS setup: %s", err);
-        goto out;
+        return 1;
     }
-    char *errors = NULL;
     if (!(s->policy = policy_load_file(cfg->policy_file, &errors))) {
         log_msg(LOG_ERROR, "invalid policy %s:\n%s", cfg->policy_file, errors ? errors : "");
         free(errors);
-        goto out;
+        return 1;
     }
     if (cfg->providers_file && !(s->creds = creds_load_file(cfg->providers_file, &errors))) {
         log_msg(LOG_ERROR, "invalid providers %s:\n%s", cfg->providers_file, errors ? errors : "");
         free(errors);
-        goto out;
+        return 1;
     }
-
-    /* The CA comes after the configuration is known to be valid, so a typo in a policy
-     * does not leave a fresh CA behind. */
     if (!ca_exists(cfg->ca_dir)) {
         if (ca_create(cfg->ca_dir, false, err, sizeof err) < 0) {
             log_msg(LOG_ERROR, "cannot create the CA in %s: %s", cfg->ca_dir, err);
-            goto out;
+            return 1;
         }
         log_msg(LOG_INFO, "created a new CA in %s (trust %s/ca.pem in the sandbox)", cfg->ca_dir,
                 cfg->ca_dir);
     }
     if (!(s->ca = ca_load(cfg->ca_dir, err, sizeof err))) {
         log_msg(LOG_ERROR, "cannot load the CA from %s: %s", cfg->ca_dir, err);
-        goto out;
+        return 1;
     }
+    return 0;
+}
+
+/* The worker count and connection limit, then one bound socket per --listen address per
+ * worker (SO_REUSEPORT). 0, 1 for an address that does not parse, 2 for one that cannot be
+ * bound. */
+static int open_listeners(struct server *s, struct run *r)
+{
+    static const char *const listen_default[] = {"127.0.0.1:3128"};
+    const struct server_config *cfg = s->cfg;
     nworkers = cfg->workers ? cfg->workers : uv_available_parallelism();
     if (nworkers > MAX_WORKERS)
         nworkers = MAX_WORKERS;
-    const char *listen_default[] = {"127.0.0.1:3128"};
-    const char *const *listen = cfg->nlisten ? cfg->listen : listen_default;
-    size_t nlisten = cfg->nlisten ? cfg->nlisten : 1;
-    s->max_connections = connection_limit(cfg, raise_fd_limit(), nworkers, nlisten);
-    struct sockaddr_storage addrs[SERVER_MAX_LISTEN];
-    for (size_t i = 0; i < nlisten; i++) {
-        if (parse_listen(listen[i], &addrs[i]) < 0) {
-            log_msg(LOG_ERROR, "--listen %s: expected IP:PORT or [IPv6]:PORT", listen[i]);
-            goto out;
+    r->listen = cfg->nlisten ? cfg->listen : listen_default;
+    r->nlisten = cfg->nlisten ? cfg->nlisten : 1;
+    s->max_connections = connection_limit(cfg, raise_fd_limit(), nworkers, r->nlisten);
+    for (size_t i = 0; i < r->nlisten; i++) {
+        if (addr_parse_hostport(r->listen[i], &r->addrs[i]) < 0) {
+            log_msg(LOG_ERROR, "--listen %s: expected IP:PORT or [IPv6]:PORT", r->listen[i]);
+            return 1;
         }
     }
-    rc = 2;
     for (unsigned wi = 0; wi < nworkers; wi++) {
-        for (size_t i = 0; i < nlisten; i++) {
-            int fd = open_listener(&addrs[i]);
+        for (size_t i = 0; i < r->nlisten; i++) {
+            int fd = open_listener(&r->addrs[i]);
             if (fd < 0) {
-                log_msg(LOG_ERROR, "cannot listen on %s: %s", listen[i], strerror(-fd));
-                goto out;
+                log_msg(LOG_ERROR, "cannot listen on %s: %s", r->listen[i], strerror(-fd));
+                return 2;
             }
-            fds[nfds++] = fd;
+            r->fds[r->nfds++] = fd;
         }
     }
-    for (size_t i = 0; i < nlisten; i++) {
-        char ip[64];
-        if (addrs[i].ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&addrs[i], ip, sizeof ip);
-        else
-            uv_ip4_name((struct sockaddr_in *)&addrs[i], ip, sizeof ip);
-        unsigned port = ntohs(((struct sockaddr_in *)&addrs[i])->sin_port);
-        log_msg(LOG_INFO, "listening on %s%s%s:%u (%u workers, policy %s: %zu endpoints)",
-                addrs[i].ss_family == AF_INET6 ? "[" : "", ip,
-                addrs[i].ss_family == AF_INET6 ? "]" : "", port, nworkers, cfg->policy_file,
-                policy_endpoint_count(s->policy));
+    for (size_t i = 0; i < r->nlisten; i++) {
+        char endpoint[64];
+        addr_format_endpoint((struct sockaddr *)&r->addrs[i], endpoint, sizeof endpoint);
+        log_msg(LOG_INFO, "listening on %s (%u workers, policy %s: %zu endpoints)", endpoint,
+                nworkers, s->cfg->policy_file, policy_endpoint_count(s->policy));
     }
+    return 0;
+}
 
-    main_loop = uv_default_loop();
-    uv_signal_init(main_loop, &sig_term);
-    uv_signal_init(main_loop, &sig_int);
-    uv_signal_init(main_loop, &sig_hup);
-    uv_signal_init(main_loop, &sig_usr1);
-    uv_timer_init(main_loop, &drain_timer);
-    uv_timer_init(main_loop, &reload_debounce);
-    uv_timer_init(main_loop, &trim_timer);
+/* Close the main loop's handles and run it until their closes are done. */
+static void stop_main_loop(struct run *r)
+{
+    stop_main_handles();
+    uv_run(r->main_loop, UV_RUN_DEFAULT);
+}
+
+/* The main loop's signals, timers and file watches, then the admin endpoint: 0, or 1 for a bad
+ * --admin or --health (before any worker starts, so that it is a configuration error with
+ * nothing to stop yet). */
+static int start_main_loop(struct server *s, struct run *r)
+{
+    const struct server_config *cfg = s->cfg;
+    uv_loop_t *loop = r->main_loop = uv_default_loop();
+    char err[512];
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_init(loop, &sig_usr1);
+    uv_timer_init(loop, &drain_timer);
+    uv_timer_init(loop, &reload_debounce);
+    uv_timer_init(loop, &trim_timer);
     uv_timer_start(&trim_timer, on_trim_tick, TRIM_CHECK_MS, TRIM_CHECK_MS);
-    watch_policy_on = watch_file(main_loop, &watch_policy, cfg->policy_file);
-    watch_providers_on = watch_file(main_loop, &watch_providers, cfg->providers_file);
+    watch_policy_on = watch_file(loop, &watch_policy, cfg->policy_file);
+    watch_providers_on = watch_file(loop, &watch_providers, cfg->providers_file);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
     uv_signal_start(&sig_usr1, on_signal, SIGUSR1);
-    /* Before any worker starts, so that a bad --admin is a configuration error (exit 1) with
-     * nothing to stop yet. */
-    if ((cfg->admin || cfg->health) && admin_start(main_loop, s, err, sizeof err) < 0) {
+    if ((cfg->admin || cfg->health) && admin_start(loop, s, err, sizeof err) < 0) {
         log_msg(LOG_ERROR, "%s", err);
-        rc = 1;
-        stop_main_handles();
-        uv_run(main_loop, UV_RUN_DEFAULT);
-        goto out;
+        stop_main_loop(r);
+        return 1;
     }
+    return 0;
+}
 
+/* The resolver threads, then the workers, each handed its listening sockets. 0 when at least
+ * one worker runs (fewer than asked for are logged), else 2 with the main loop stopped. */
+static int start_workers(struct server *s, struct run *r)
+{
+    const struct server_config *cfg = s->cfg;
     struct resolver_config rcfg = {.threads = cfg->resolver_threads,
                                    .max_queued = cfg->resolver_queue,
                                    .cache_entries = RESOLVE_CACHE_ENTRIES,
@@ -740,11 +768,9 @@ int server_run(const struct server_config *cfg)
     if (!(s->resolver = resolver_new(&rcfg))) {
         log_msg(LOG_ERROR, "cannot start %u resolver threads: %s", cfg->resolver_threads,
                 strerror(errno));
-        stop_main_handles();
-        uv_run(main_loop, UV_RUN_DEFAULT);
-        goto out;
+        stop_main_loop(r);
+        return 2;
     }
-
     unsigned started = 0;
     for (unsigned wi = 0; wi < nworkers; wi++) {
         struct worker *w = calloc(1, sizeof *w);
@@ -755,27 +781,34 @@ int server_run(const struct server_config *cfg)
         w->server = s;
         w->session = &proxy_session; /* what every accepted connection becomes */
         w->index = wi;
-        workers[wi] = w;
-        int r = worker_start(w, fds + wi * nlisten, nlisten);
-        if (r < 0) {
-            log_msg(LOG_ERROR, "worker %u: %s", wi, uv_strerror(r));
-            uv_loop_close(&w->loop);
-            free(w);
-            workers[wi] = NULL;
+        int rc = worker_start(w, r->fds + wi * r->nlisten, r->nlisten);
+        if (rc < 0) {
+            log_msg(LOG_ERROR, "worker %u: %s", wi, uv_strerror(rc));
+            free(w); /* worker_start closed its loop */
             break;
         }
-        for (size_t i = 0; i < nlisten; i++)
-            fds[wi * nlisten + i] = -1; /* the worker's listener owns it now */
+        workers[wi] = w;
+        for (size_t i = 0; i < r->nlisten; i++)
+            r->fds[wi * r->nlisten + i] = -1; /* the worker's listener owns it now */
         started++;
+    }
+    /* The sockets of workers that did not start: nobody would ever accept on them. */
+    for (size_t i = (size_t)started * r->nlisten; i < r->nfds; i++) {
+        close(r->fds[i]);
+        r->fds[i] = -1;
     }
     nworkers = started;
     if (started == 0) {
-        stop_main_handles();
-        uv_run(main_loop, UV_RUN_DEFAULT);
-        goto out;
+        stop_main_loop(r);
+        return 2;
     }
-    uv_run(main_loop, UV_RUN_DEFAULT);
-    rc = 0;
+    return 0;
+}
+
+/* After the main loop returned (the workers were told to stop): wait for each worker's loop
+ * to end and free it. */
+static void join_workers(void)
+{
     for (unsigned wi = 0; wi < nworkers; wi++) {
         uv_thread_join(&workers[wi]->thread);
         if (uv_loop_close(&workers[wi]->loop) != 0)
@@ -783,14 +816,16 @@ int server_run(const struct server_config *cfg)
         free(workers[wi]);
         workers[wi] = NULL;
     }
-    log_msg(LOG_INFO, "stopped");
+}
 
-out:
-    for (size_t i = 0; i < nfds; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    if (main_loop)
-        uv_loop_close(main_loop);
+/* Undo what the steps set up, whichever step stopped. */
+static void teardown(struct server *s, struct run *r)
+{
+    for (size_t i = 0; i < r->nfds; i++)
+        if (r->fds[i] >= 0)
+            close(r->fds[i]);
+    if (r->main_loop)
+        uv_loop_close(r->main_loop);
     if (s->policy)
         policy_unref(s->policy);
     if (s->creds)
@@ -803,5 +838,29 @@ out:
     ca_free(s->ca);
     uv_mutex_destroy(&s->policy_lock);
     log_close();
+}
+
+int server_run(const struct server_config *cfg)
+{
+    struct server *s = &the_server;
+    struct run r = {0};
+    int rc;
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    uv_mutex_init(&s->policy_lock);
+    signal(SIGPIPE, SIG_IGN);
+
+    int log_rc = log_open(cfg->log_file, cfg->log_format, cfg->log_level);
+    if (log_rc < 0) {
+        fprintf(stderr, "airlock: cannot open log file %s: %s\n", cfg->log_file, strerror(-log_rc));
+        rc = 1;
+    } else if ((rc = load_configuration(s)) == 0 && (rc = open_listeners(s, &r)) == 0 &&
+               (rc = start_main_loop(s, &r)) == 0 && (rc = start_workers(s, &r)) == 0) {
+        /* Until SIGTERM or SIGINT has drained the workers and closed the main handles. */
+        uv_run(r.main_loop, UV_RUN_DEFAULT);
+        join_workers();
+        log_msg(LOG_INFO, "stopped");
+    }
+    teardown(s, &r);
     return rc;
 }

@@ -44,7 +44,7 @@ static int parse_port(const char *p, size_t len, uint16_t *port)
 /* A dotted quad of four decimal octets without leading zeros: the only IPv4 text accepted.
  * inet_aton (and so getaddrinfo) would also read 127.1, 0x7f.1, 0177.0.0.1 and 2130706433 as
  * 127.0.0.1; a proxy that lets those through as "names" has an SSRF hole. */
-static int parse_ipv4(const char *p, size_t len, struct authority *out)
+static int parse_ipv4(const char *p, size_t len, char *out, enum target_host_kind *kind)
 {
     struct in_addr addr;
     size_t i = 0, digits;
@@ -67,19 +67,19 @@ static int parse_ipv4(const char *p, size_t len, struct authority *out)
         if (digits == 0 || digits > 3 || octet > 255 || (digits > 1 && p[i - digits] == '0'))
             return -1;
     }
-    if (i != len || len >= sizeof(out->host))
+    if (i != len || len > TARGET_HOST_MAX)
         return -1;
-    memcpy(out->host, p, len);
-    out->host[len] = '\0';
-    if (inet_pton(AF_INET, out->host, &addr) != 1)
+    memcpy(out, p, len);
+    out[len] = '\0';
+    if (inet_pton(AF_INET, out, &addr) != 1)
         return -1;
-    out->kind = TARGET_IPV4;
+    *kind = TARGET_IPV4;
     return 0;
 }
 
 /* The text between brackets (RFC 3986 §3.2.2 IP-literal). IPvFuture and RFC 6874 zone ids
  * ("%25eth0") are refused: a zone names an interface of this host, never an upstream. */
-static int parse_ipv6(const char *p, size_t len, struct authority *out)
+static int parse_ipv6(const char *p, size_t len, char *out, enum target_host_kind *kind)
 {
     char text[INET6_ADDRSTRLEN];
     struct in6_addr addr;
@@ -95,9 +95,9 @@ static int parse_ipv6(const char *p, size_t len, struct authority *out)
     text[len] = '\0';
     if (inet_pton(AF_INET6, text, &addr) != 1)
         return -1;
-    if (!inet_ntop(AF_INET6, &addr, out->host, sizeof(out->host)))
+    if (!inet_ntop(AF_INET6, &addr, out, TARGET_HOST_MAX + 1))
         return -1;
-    out->kind = TARGET_IPV6;
+    *kind = TARGET_IPV6;
     return 0;
 }
 
@@ -123,7 +123,7 @@ static bool label_is_numeric(const char *p, size_t len)
 
 /* RFC 1035 §2.3.1 preferred name syntax (letters, digits, hyphens; no hyphen at either end of
  * a label), plus '_' that real service names carry; lower-cased (RFC 4343). */
-static int parse_name(const char *p, size_t len, struct authority *out)
+static int parse_name(const char *p, size_t len, char *out, enum target_host_kind *kind)
 {
     struct in_addr addr;
     size_t i, label = 0, last_start = 0;
@@ -140,7 +140,7 @@ static int parse_name(const char *p, size_t len, struct authority *out)
             if (label == 0 || label > 63 || p[i - 1] == '-' || p[i - label] == '-')
                 return -1;
             if (i < len) {
-                out->host[i] = '.';
+                out[i] = '.';
                 last_start = i + 1;
             }
             label = 0;
@@ -150,17 +150,28 @@ static int parse_name(const char *p, size_t len, struct authority *out)
             c = (char)(c - 'A' + 'a');
         else if (!((c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '_'))
             return -1;
-        out->host[i] = c;
+        out[i] = c;
         label++;
     }
-    out->host[len] = '\0';
+    out[len] = '\0';
     if (label_is_numeric(p + last_start, len - last_start))
-        return parse_ipv4(p, len, out);
+        return parse_ipv4(p, len, out, kind);
     /* belt and braces: nothing inet_aton accepts may leave here as a name */
-    if (inet_aton(out->host, &addr))
+    if (inet_aton(out, &addr))
         return -1;
-    out->kind = TARGET_DNS;
+    *kind = TARGET_DNS;
     return 0;
+}
+
+int target_normalise_host(const char *p, size_t len, bool brackets, char *out,
+                          enum target_host_kind *kind)
+{
+    if (brackets && len >= 2 && p[0] == '[' && p[len - 1] == ']')
+        return parse_ipv6(p + 1, len - 2, out, kind);
+    /* a name or dotted quad never holds a colon, so this is the only IPv6 reading */
+    if (memchr(p, ':', len))
+        return parse_ipv6(p, len, out, kind);
+    return parse_name(p, len, out, kind);
 }
 
 int target_parse_authority(const char *p, size_t len, bool port_required, uint16_t default_port,
@@ -184,12 +195,12 @@ int target_parse_authority(const char *p, size_t len, bool port_required, uint16
                 return -1;
             colon = close + 1;
         }
-        rc = parse_ipv6(host, host_len, out);
+        rc = parse_ipv6(host, host_len, out->host, &out->kind);
     } else {
         /* an IPv6 address outside brackets is ambiguous with a port: refused by parse_port */
         colon = memchr(p, ':', len);
         host_len = colon ? (size_t)(colon - p) : len;
-        rc = parse_name(host, host_len, out);
+        rc = parse_name(host, host_len, out->host, &out->kind);
     }
     if (rc < 0)
         return -1;

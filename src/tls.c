@@ -103,6 +103,18 @@ static struct sess_cache *sess_cache_of(SSL *ssl)
     return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), sess_idx);
 }
 
+/* The session cache of t's context and t's key in it (host:port) with its hash; NULL when
+ * there is no cache or no key to file a session under. */
+static struct sess_cache *sess_cache_for(struct tls *t, char key[TLS_SESS_KEY_MAX], uint64_t *hash)
+{
+    struct sess_cache *sc = sess_cache_of(t->ssl);
+
+    if (!sc || sess_key(t, key) < 0)
+        return NULL;
+    *hash = hash_key(key);
+    return sc;
+}
+
 /* Under sc->lock: the entry holding key, or -1. */
 static int sess_find(struct sess_cache *sc, const char *key, uint64_t hash)
 {
@@ -111,6 +123,20 @@ static int sess_find(struct sess_cache *sc, const char *key, uint64_t hash)
             return i;
     }
     return -1;
+}
+
+/* t's cache, locked (the caller unlocks it), with t's key and hash and in *i the entry that
+ * holds the key or -1; NULL (nothing locked) when sess_cache_for finds no cache or key. */
+static struct sess_cache *sess_lock_entry(struct tls *t, char key[TLS_SESS_KEY_MAX], uint64_t *hash,
+                                          int *i)
+{
+    struct sess_cache *sc = sess_cache_for(t, key, hash);
+
+    if (sc) {
+        pthread_mutex_lock(&sc->lock);
+        *i = sess_find(sc, key, *hash);
+    }
+    return sc;
 }
 
 /* Under sc->lock. */
@@ -128,25 +154,22 @@ static void sess_clear(struct sess_entry *e)
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct tls *t = SSL_get_app_data(ssl);
-    struct sess_cache *sc = sess_cache_of(ssl);
+    struct sess_cache *sc;
     char key[TLS_SESS_KEY_MAX];
     unsigned char *der, *p;
     uint64_t hash;
     int len, i, victim = 0;
 
-    if (!t || !sc || !SSL_SESSION_is_resumable(sess) || sess_key(t, key) < 0)
+    if (!t || !sess_cache_of(ssl) || !SSL_SESSION_is_resumable(sess))
         return 0;
     len = i2d_SSL_SESSION(sess, NULL);
     if (len <= 0 || !(der = malloc((size_t)len)))
         return 0;
     p = der;
-    if (i2d_SSL_SESSION(sess, &p) != len) {
+    if (i2d_SSL_SESSION(sess, &p) != len || !(sc = sess_lock_entry(t, key, &hash, &i))) {
         OPENSSL_clear_free(der, (size_t)len);
         return 0;
     }
-    hash = hash_key(key);
-    pthread_mutex_lock(&sc->lock);
-    i = sess_find(sc, key, hash);
     if (i < 0) {
         for (i = 0; i < TLS_SESS_CACHE_SIZE; i++) {
             if (!sc->e[i].der)
@@ -173,7 +196,6 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 /* Offer the cached session for host:port, if any. Failure only costs a full handshake. */
 static void sess_offer(struct tls *t)
 {
-    struct sess_cache *sc = sess_cache_of(t->ssl);
     SSL_SESSION *sess = NULL;
     char key[TLS_SESS_KEY_MAX];
     unsigned char *der = NULL;
@@ -181,12 +203,10 @@ static void sess_offer(struct tls *t)
     size_t len = 0;
     uint64_t hash;
     int i;
+    struct sess_cache *sc = sess_lock_entry(t, key, &hash, &i);
 
-    if (!sc || sess_key(t, key) < 0)
+    if (!sc)
         return;
-    hash = hash_key(key);
-    pthread_mutex_lock(&sc->lock);
-    i = sess_find(sc, key, hash);
     if (i >= 0 && time(NULL) >= sc->e[i].expires) {
         sess_clear(&sc->e[i]);
     } else if (i >= 0 && (der = malloc(sc->e[i].len))) {
@@ -211,16 +231,13 @@ static void sess_offer(struct tls *t)
  * attempt starts from a full handshake. */
 static void sess_drop(struct tls *t)
 {
-    struct sess_cache *sc = sess_cache_of(t->ssl);
     char key[TLS_SESS_KEY_MAX];
     uint64_t hash;
     int i;
+    struct sess_cache *sc = sess_lock_entry(t, key, &hash, &i);
 
-    if (!sc || sess_key(t, key) < 0)
+    if (!sc)
         return;
-    hash = hash_key(key);
-    pthread_mutex_lock(&sc->lock);
-    i = sess_find(sc, key, hash);
     if (i >= 0)
         sess_clear(&sc->e[i]);
     pthread_mutex_unlock(&sc->lock);
@@ -243,17 +260,14 @@ static void fail(struct tls *t, int sslerr)
     t->flags |= TLS_F_FAILED;
     if (!t->err[0]) {
         long vr = SSL_get_verify_result(t->ssl);
+        char buf[160];
 
         if (e != 0 && ERR_GET_LIB(e) == ERR_LIB_SSL &&
             ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK) {
             snprintf(t->err, sizeof(t->err), "certificate verify failed: %s",
                      X509_verify_cert_error_string(vr));
         } else if (e != 0) {
-            const char *r = ERR_reason_error_string(e);
-            if (r)
-                snprintf(t->err, sizeof(t->err), "%s", r);
-            else
-                ERR_error_string_n(e, t->err, sizeof(t->err));
+            snprintf(t->err, sizeof(t->err), "%s", tls_error_text(buf, sizeof(buf)));
         } else if (sslerr == SSL_ERROR_SYSCALL) {
             set_err(t, "unexpected end of TLS stream");
         } else {
@@ -263,18 +277,26 @@ static void fail(struct tls *t, int sslerr)
     ERR_clear_error();
 }
 
-static void ctx_fail(char *err, size_t errlen, const char *what)
+const char *tls_error_text(char *buf, size_t cap)
 {
     unsigned long e = ERR_peek_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    char buf[160];
+    const char *r;
 
-    if (e && ERR_SYSTEM_ERROR(e)) {
-        r = strerror(ERR_GET_REASON(e)); /* "No such file or directory", not "error:8000..." */
-    } else if (e && !r) {
-        ERR_error_string_n(e, buf, sizeof(buf));
-        r = buf;
-    }
+    if (!e)
+        return NULL;
+    if (ERR_SYSTEM_ERROR(e))
+        return strerror(ERR_GET_REASON(e));
+    if ((r = ERR_reason_error_string(e)) != NULL)
+        return r;
+    ERR_error_string_n(e, buf, cap);
+    return buf;
+}
+
+static void ctx_fail(char *err, size_t errlen, const char *what)
+{
+    char buf[160];
+    const char *r = tls_error_text(buf, sizeof(buf));
+
     if (err && errlen)
         snprintf(err, errlen, "%s%s%s", what, r ? ": " : "", r ? r : "");
     ERR_clear_error();
@@ -345,12 +367,13 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-SSL_CTX *tls_server_ctx_new(char *err, size_t errlen)
+/* A context with what both directions share: TLS 1.2 at least, idle record buffers released
+ * (most tunnels sit idle most of the time), no renegotiation (a CPU-exhaustion lever with no
+ * use here). NULL with err filled. */
+static SSL_CTX *ctx_new(const SSL_METHOD *method, char *err, size_t errlen)
 {
-    SSL_CTX *ctx;
+    SSL_CTX *ctx = SSL_CTX_new(method);
 
-    ERR_clear_error();
-    ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         ctx_fail(err, errlen, "SSL_CTX_new");
         return NULL;
@@ -360,10 +383,18 @@ SSL_CTX *tls_server_ctx_new(char *err, size_t errlen)
         SSL_CTX_free(ctx);
         return NULL;
     }
-    /* Release idle record buffers: most tunnels sit idle most of the time. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    /* Client-initiated renegotiation is a CPU-exhaustion lever and has no use here. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    return ctx;
+}
+
+SSL_CTX *tls_server_ctx_new(char *err, size_t errlen)
+{
+    SSL_CTX *ctx;
+
+    ERR_clear_error();
+    if (!(ctx = ctx_new(TLS_server_method(), err, errlen)))
+        return NULL;
     /* Resumption works through stateless tickets, whose key the context holds for every
      * worker; a server-side session store would only grow. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -398,17 +429,8 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file, const char *ca_file_only, char 
         ctx_fail(err, errlen, "session cache index");
         return NULL;
     }
-    ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        ctx_fail(err, errlen, "SSL_CTX_new");
+    if (!(ctx = ctx_new(TLS_client_method(), err, errlen)))
         return NULL;
-    }
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
-        ctx_fail(err, errlen, "TLS minimum version");
-        goto fail;
-    }
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     /* The system store is whatever SSL_CERT_FILE and SSL_CERT_DIR in airlock's own environment
      * name, else OpenSSL's default paths. */
@@ -485,59 +507,64 @@ static struct tls *tls_alloc(SSL_CTX *ctx, const char *host)
     return t;
 }
 
+/* The end of both constructors: t when ok, else nothing (t freed); the error queue clean. */
+static struct tls *constructed(struct tls *t, bool ok)
+{
+    if (!ok) {
+        tls_free(t);
+        t = NULL;
+    }
+    ERR_clear_error();
+    return t;
+}
+
 struct tls *tls_server_new(SSL_CTX *ctx, X509 *leaf, EVP_PKEY *key, X509 *chain,
                            const char *connect_host)
 {
     struct tls *t;
+    bool ok;
 
     ERR_clear_error();
     t = tls_alloc(ctx, connect_host);
-    if (!t)
-        goto fail;
-    if (SSL_use_certificate(t->ssl, leaf) != 1 || SSL_use_PrivateKey(t->ssl, key) != 1 ||
-        (chain && SSL_add1_chain_cert(t->ssl, chain) != 1))
-        goto fail;
-    SSL_set_accept_state(t->ssl);
-    ERR_clear_error();
-    return t;
-fail:
-    tls_free(t);
-    ERR_clear_error();
-    return NULL;
+    ok = t && SSL_use_certificate(t->ssl, leaf) == 1 && SSL_use_PrivateKey(t->ssl, key) == 1 &&
+         (!chain || SSL_add1_chain_cert(t->ssl, chain) == 1);
+    if (ok)
+        SSL_set_accept_state(t->ssl);
+    return constructed(t, ok);
+}
+
+/* What the upstream's certificate must name: host, an IP literal or a DNS name. */
+static bool expect_peer(struct tls *t, const char *host)
+{
+    if (is_ip_literal(host)) {
+        /* RFC 6066 §3: no SNI for a literal address; the certificate must carry the IP in a
+         * SAN (RFC 6125 §6.2 leaves IP identities to iPAddress entries). */
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) == 1;
+    }
+    if (!SSL_set_tlsext_host_name(t->ssl, host) || !SSL_set1_host(t->ssl, host))
+        return false;
+    /* "f*.example.com" wildcards are a CA/B-forbidden oddity; match whole labels only. A
+     * certificate without a DNS SAN is not matched on its subject CN (RFC 6125 §6.4.4 allows
+     * that fallback, RFC 9525 removed it): a private CA's CN-only leaf names no host. */
+    SSL_set_hostflags(t->ssl,
+                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+    return true;
 }
 
 struct tls *tls_client_new(SSL_CTX *ctx, const char *host, uint16_t port)
 {
     struct tls *t;
+    bool ok;
 
     ERR_clear_error();
     t = tls_alloc(ctx, host);
-    if (!t)
-        goto fail;
-    t->port = port;
-    if (is_ip_literal(host)) {
-        /* RFC 6066 §3: no SNI for a literal address; the certificate must carry the IP in a
-         * SAN (RFC 6125 §6.2 leaves IP identities to iPAddress entries). */
-        if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host))
-            goto fail;
-    } else {
-        if (!SSL_set_tlsext_host_name(t->ssl, host) || !SSL_set1_host(t->ssl, host))
-            goto fail;
-        /* "f*.example.com" wildcards are a CA/B-forbidden oddity; match whole labels only.
-         * A certificate without a DNS SAN is not matched on its subject CN (RFC 6125 §6.4.4
-         * allows that fallback, RFC 9525 removed it): a private CA's CN-only leaf names no
-         * host. */
-        SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
-                                      X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+    ok = t && expect_peer(t, host);
+    if (ok) {
+        t->port = port; /* before sess_offer: the session cache is keyed by host:port */
+        SSL_set_connect_state(t->ssl);
+        sess_offer(t);
     }
-    SSL_set_connect_state(t->ssl);
-    sess_offer(t);
-    ERR_clear_error();
-    return t;
-fail:
-    tls_free(t);
-    ERR_clear_error();
-    return NULL;
+    return constructed(t, ok);
 }
 
 void tls_free(struct tls *t)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* addr: classification of IP addresses for the SSRF guard, and CIDR sets (allowed_ips).
+/* addr: classification of IP addresses for the SSRF guard, CIDR sets (allowed_ips), and the
+ * text of a socket address for logs and messages.
  * IPv4-mapped (::ffff:0:0/96), IPv4-compatible (::/96), NAT64 (64:ff9b::/96), 6to4 (2002::/16)
  * and Teredo (2001::/32) forms are unwrapped to the IPv4 address they carry and classified as
  * that. The local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215) is private, or metadata when a
@@ -58,7 +59,18 @@ bool addr_cidr_contains(const struct addr_cidr *c, const struct sockaddr *sa);
  * allowed_ips entry that can never open anything. */
 bool addr_cidr_is_metadata(const struct addr_cidr *c);
 
-/* Text form of sa's address (no port) into buf. */
+/* The one sockaddr formatter. Text form of sa's address (no port) into buf, as inet_ntop
+ * prints it; "" for another family. */
 void addr_format(const struct sockaddr *sa, char *buf, size_t cap);
+/* sa's port in host order; 0 for another family. */
+uint16_t addr_port(const struct sockaddr *sa);
+/* The one HOST:PORT parser for airlock's own sockets (--listen, --admin, --health, `admin
+ * get`): "IP:PORT", "[IPv6]:PORT" or "localhost:PORT" (127.0.0.1), the host and port as
+ * target_parse_authority reads a CONNECT's, except that port 0 (any free port) is allowed.
+ * Fills ss (port included); 0 or -1. */
+int addr_parse_hostport(const char *text, struct sockaddr_storage *ss);
+
+/* "IP:PORT", "[IPv6]:PORT" into buf (cut to cap, always a string); "" for another family. */
+void addr_format_endpoint(const struct sockaddr *sa, char *buf, size_t cap);
 
 #endif

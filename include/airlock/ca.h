@@ -30,8 +30,8 @@ bool ca_exists(const char *dir);
 struct ca *ca_load(const char *dir, char *err, size_t errlen);
 void ca_free(struct ca *ca);
 
-/* A leaf for host: a normalised DNS name (lower case, no trailing dot) gets a DNS SAN, an IP
- * literal (dotted quad, or IPv6 without brackets) an IP SAN. EKU serverAuth, valid from one
+/* A leaf for host, which target_normalise_host normalises first (no brackets): a DNS name gets
+ * a DNS SAN, an IP literal (dotted quad, or IPv6) an IP SAN. EKU serverAuth, valid from one
  * hour ago for 7 days, random serial, signed by the CA. Returns a new reference (X509_free)
  * or NULL. Thread-safe; cached (LRU, CA_CACHE_SIZE entries). */
 X509 *ca_leaf(struct ca *ca, const char *host);

@@ -175,6 +175,11 @@ bool http_parser_keep_alive(const struct http_parser *p);
 /* true between the first byte of a message and its completion. */
 bool http_parser_in_message(const struct http_parser *p);
 
+/* The next element of a list field value v (RFC 9110 §5.6.1: elements separated by commas
+ * with optional whitespace, empty ones skipped; no quoted strings) from *pos on: true with
+ * [*start, *end) its bytes, trimmed, and *pos moved past it; false at the end of the list. */
+bool http_list_next(const char *v, size_t len, size_t *pos, size_t *start, size_t *end);
+
 /* Growable output buffer for re-serialised heads (and small bodies such as error JSON). */
 struct http_buf {
     char *data;

@@ -2,13 +2,16 @@
 /* jsonload: the validation toolkit shared by the policy and providers loaders. It tracks the
  * JSON path being checked and collects every error as one line "<json path>: <message>" (at
  * most JSONLOAD_MAX_ERRORS lines, then "... and N more errors"), never stopping at the first.
- * User text is quoted with jsonload_show so a hostile key cannot forge a line. Pure: cJSON only. */
+ * User text is quoted with jsonload_show so a hostile key cannot forge a line. It also reads the
+ * files, the one way both loaders do. */
 #ifndef AIRLOCK_JSONLOAD_H
 #define AIRLOCK_JSONLOAD_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include <cjson/cJSON.h>
 
@@ -78,6 +81,20 @@ bool jsonload_int(const cJSON *v, long lo, long hi, long *out);
  * strings), exactly one of them. Returns the number of ranges, with them in *out (malloc'd, the
  * caller frees; elements in error are {0, 0}); 0 and *out NULL when nothing was loaded. */
 size_t jsonload_ports(struct jsonload *j, const cJSON *obj, struct jsonload_range **out);
+
+/* Read a policy or providers file whole: a regular file of at most max bytes, from one open
+ * descriptor. A file whose size changes while it is read is refused ("changed while being
+ * read"): a writer is still at work, and the next reload reads the finished file. Returns the
+ * malloc'd text, NUL-terminated at text[*len]; NULL with *errors (when errors is not NULL) set
+ * to one malloc'd line "PATH: cannot read: WHY\n". */
+char *jsonload_read_file(const char *path, size_t max, size_t *len, char **errors);
+
+/* Open path for reading only if it is a regular file (not a FIFO that would block, nor a
+ * directory): the fd with *st filled, or -1 with *why a static or strerror text. */
+int jsonload_open_regular(const char *path, struct stat *st, const char **why);
+
+/* read(2) until EOF or cap bytes, retrying EINTR: the count, or -errno. */
+ssize_t jsonload_read_fd(int fd, char *buf, size_t cap);
 
 /* Parse text (NUL-terminated at text[len]) as one JSON value with nothing after it. NULL after
  * recording "contains a NUL byte" or "invalid JSON near line L, column C". */

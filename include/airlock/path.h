@@ -16,6 +16,11 @@ enum path_result {
     PATH_TOO_LONG = -2, /* 414 */
 };
 
+/* RFC 3986 §2.1 and §2.3, for every reader and writer of percent-encoding: the value of a hex
+ * digit (either case) or -1, and whether a byte is unreserved (never needs escaping). */
+int path_hex_value(unsigned char c);
+bool path_is_unreserved(unsigned char c);
+
 /* Canonicalise an origin-form target (path plus optional "?query"). In this order: percent-
  * decode unreserved characters (other escapes re-emitted as uppercase %XX), strip ;params from
  * every segment, collapse "//", remove dot segments (RFC 3986 §5.2.4). Refused (PATH_BAD): not

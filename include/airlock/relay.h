@@ -9,9 +9,14 @@
 #include <stddef.h>
 
 #include "airlock/conn.h"
+#include "airlock/log.h"
 
-enum relay_outcome { RELAY_REUSABLE, RELAY_CONSUMED, RELAY_UPGRADED };
-const char *relay_outcome_name(enum relay_outcome o);
+/* The values are the log's (logfmt.h), which names them from its one table. */
+enum relay_outcome {
+    RELAY_REUSABLE = LOG_OUTCOME_REUSABLE,
+    RELAY_CONSUMED = LOG_OUTCOME_CONSUMED,
+    RELAY_UPGRADED = LOG_OUTCOME_UPGRADED,
+};
 
 /* Set up both parsers for a connection (the request parser reads the first request too). */
 void relay_init(struct conn *c);

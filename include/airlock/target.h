@@ -22,6 +22,15 @@ struct authority {
     bool port_present; /* the text carried an explicit port */
 };
 
+/* The one host normaliser (policy, providers and the CA use it too, so that a host from a file
+ * is spelled as a request's): a DNS name by the rules of target_parse_authority, a dotted quad,
+ * or IPv6 text, which comes out as inet_ntop prints it. brackets: an IPv6 address may also stand
+ * in brackets ("[::1]"), as a policy or providers file may write it. Writes the host,
+ * NUL-terminated, to out (TARGET_HOST_MAX + 1 bytes) and its kind to *kind; -1 for anything
+ * else. */
+int target_normalise_host(const char *p, size_t len, bool brackets, char *out,
+                          enum target_host_kind *kind);
+
 /* Parse host[:port] ("[v6]:port" for IPv6). DNS names: LDH labels of 1..63 octets (underscore
  * allowed, as real services use it), 253 octets at most, not all-numeric in the last label.
  * port_required: CONNECT's form; else default_port fills an absent port. A port of 0 or above

@@ -74,4 +74,10 @@ const char *tls_alpn(const struct tls *t);
 const char *tls_last_error(const struct tls *t);
 bool tls_session_reused(const struct tls *t);
 
+/* The text of OpenSSL's first queued error on this thread: its reason, strerror for a system
+ * error ("No such file or directory", not "error:8000..."), else its code written to buf (cap
+ * at least 120 bytes); NULL when the queue is empty. The queue is left as it is: the caller
+ * clears it. The one formatter of OpenSSL errors, for tls and ca alike. */
+const char *tls_error_text(char *buf, size_t cap);
+
 #endif

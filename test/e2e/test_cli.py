@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The offline subcommands: `airlock ca init` and `airlock check`."""
+"""The offline subcommands: `airlock ca init`, `airlock check`, `airlock --version`, and how
+options are parsed."""
 
 import json
 import os
@@ -99,3 +100,33 @@ def test_check_rejects_wildcard_tld_host_naming_json_path(env):
     out = _out(r)
     check("network_policies." in out and ".host" in out,
           "error does not name the JSON path (network_policies....host): %r" % out)
+
+
+def test_version_prints_airlock_and_library_versions(env):
+    r = env.run_cli(["--version"])
+    check_eq(r.returncode, 0, "exit code of --version")
+    lines = r.stdout.decode().splitlines()
+    names = [l.split(" ", 1)[0] for l in lines]
+    check_eq(names, ["airlock", "libuv", "OpenSSL", "llhttp", "cJSON"], "--version lines")
+    for l in lines:
+        version = l.split(" ", 1)[1] if " " in l else ""
+        check(version[:1].isdigit() and "." in version, "no version in %r" % l)
+
+
+def test_options_take_whole_names_and_values_after_equals(env):
+    good = _policy(env, "good.json", "*.example.org")
+    r = env.run_cli(["check", "--policy=" + good])
+    check(r.returncode == 0, "check --policy=FILE exited %d: %s" % (r.returncode, _out(r)))
+    # An abbreviation is refused, not taken for the option it starts.
+    r = env.run_cli(["check", "--pol", good])
+    check_eq(r.returncode, 1, "exit code of check --pol")
+    check("check: unexpected argument --pol" in _out(r), "message: %r" % _out(r))
+    r = env.run_cli(["run", "--listen"])
+    check_eq(r.returncode, 1, "exit code of run --listen without a value")
+    check("run: --listen needs a value" in _out(r), "message: %r" % _out(r))
+    r = env.run_cli(["run", "--workers=65"])
+    check_eq(r.returncode, 1, "exit code of run --workers=65")
+    check("run: --workers takes 0 (one per core) to 64, not 65" in _out(r),
+          "message: %r" % _out(r))
+    r = env.run_cli(["run", "--idle-timeout=x"])
+    check("run: --idle-timeout takes seconds" in _out(r), "message: %r" % _out(r))

@@ -131,3 +131,56 @@ def test_out_of_descriptors_answers_503_logs_and_recovers(env):
     c = open_tunnel(al, LOOPBACK4, up.port)
     check_eq(c.request("GET", "/").status, 200, "status once the clients left")
     check("more than the file descriptor limit" in al.log_text(), "no warning at start")
+
+
+def _open_fds(al):
+    return len(os.listdir("/proc/%d/fd" % al.pid))
+
+
+def test_worker_that_cannot_start_leaves_the_others_serving(env):
+    # Workers start one after another, each making its own loop; with the descriptor limit
+    # just above what the first worker needs, the second cannot make its loop. airlock used to
+    # uv_loop_close that half-made loop and crash; now it gives the worker up, answers with the
+    # one that started, and stops cleanly (harness: exit 0, no sanitizer report).
+    up = env.upstream()
+    one = env.airlock([up])
+    f1 = _open_fds(one)
+    one.stop()
+    three = env.airlock([up], args=["--workers", "3"])
+    f3 = _open_fds(three)
+    three.stop()
+    per_worker = (f3 - f1) // 2  # its listening socket and its loop's descriptors
+    before_workers = f3 - 3 * (per_worker - 1)  # every listening socket is opened first
+    started = False
+    for limit in range(before_workers + per_worker, before_workers + 2 * per_worker):
+        try:
+            al = env.airlock([up], args=["--workers", "3"], wrapper=_prlimit(limit, limit))
+        except AssertionError:
+            al = env.airlocks[-1]
+            check(al.returncode is not None and al.returncode >= 0,
+                  "airlock died of signal %s with %d descriptors" % (
+                      -al.returncode if al.returncode else "?", limit))
+            continue  # too few even for the first worker: exit 2, try one more descriptor
+        m = re.search(r"worker ([12]): ", al.log_text())
+        if not m:
+            al.stop()
+            continue
+        started = True
+        # So few descriptors leave little room for a tunnel, but a client still gets an answer.
+        s = _idle_clients(al, 1)[0]
+        s.sendall(build_request("CONNECT", "%s:%d" % (LOOPBACK4, up.port),
+                                [("Host", "%s:%d" % (LOOPBACK4, up.port))]))
+        status = b""  # the status line only: a 200 to CONNECT has no body to read to its end
+        while len(status) < 12:
+            chunk = s.recv(12 - len(status))
+            if not chunk:
+                break
+            status += chunk
+        # 200, or 502/503 when the descriptors run out on the way: an answer either way.
+        check(status.startswith(b"HTTP/1.1 ") and status[9:10] in b"25",
+              "CONNECT answered %r with %s worker(s)" % (status, m.group(1)))
+        al.stop()
+        check_eq(al.returncode, 0, "exit code after SIGTERM")
+        break
+    check(started, "no descriptor limit between %d and %d stopped a later worker" % (
+        before_workers + per_worker, before_workers + 2 * per_worker))

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "test.h"
@@ -541,6 +542,72 @@ static void test_format(void)
     addr_format(NULL, buf, 0);
 }
 
+static void test_format_endpoint(void)
+{
+    struct sockaddr_storage ss;
+    char buf[64];
+
+    sa_of("127.0.0.1", &ss);
+    ((struct sockaddr_in *)&ss)->sin_port = htons(3128);
+    CHECK_EQ(addr_port((const struct sockaddr *)&ss), 3128);
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, sizeof(buf));
+    CHECK_STR(buf, "127.0.0.1:3128");
+    sa_of("2001:db8::1", &ss);
+    ((struct sockaddr_in6 *)&ss)->sin6_port = htons(443);
+    CHECK_EQ(addr_port((const struct sockaddr *)&ss), 443);
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, sizeof(buf));
+    CHECK_STR(buf, "[2001:db8::1]:443");
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, 8); /* cut, still a string */
+    CHECK_STR(buf, "[2001:d");
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_UNIX;
+    CHECK_EQ(addr_port((const struct sockaddr *)&ss), 0);
+    addr_format_endpoint((const struct sockaddr *)&ss, buf, sizeof(buf));
+    CHECK_STR(buf, "");
+}
+
+/* The one HOST:PORT parser of airlock's own sockets. */
+static void test_parse_hostport(void)
+{
+    static const struct {
+        const char *in;
+        const char *want; /* addr_format_endpoint of the result; NULL: refused */
+    } cases[] = {
+        {"127.0.0.1:3128", "127.0.0.1:3128"},
+        {"0.0.0.0:0", "0.0.0.0:0"},
+        {"localhost:9090", "127.0.0.1:9090"},
+        {"LocalHost.:9090", "127.0.0.1:9090"},
+        {"[::1]:8080", "[::1]:8080"},
+        {"[::0001]:0", "[::1]:0"},
+        {"127.0.0.1:65535", "127.0.0.1:65535"},
+        {"127.0.0.1:65536", NULL},
+        {"127.0.0.1:08080", NULL},
+        {"127.0.0.1:00", NULL},
+        {"127.0.0.1:", NULL},
+        {"127.0.0.1", NULL},
+        {":3128", NULL},
+        {"::1:3128", NULL},
+        {"[fe80::1%eth0]:9090", NULL},
+        {"127.1:3128", NULL},
+        {"example.com:3128", NULL},
+        {"unix:/tmp/x", NULL},
+        {"", NULL},
+    };
+    struct sockaddr_storage ss;
+    char buf[64];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = addr_parse_hostport(cases[i].in, &ss);
+        if ((rc == 0) != (cases[i].want != NULL))
+            fprintf(stderr, "  hostport case %zu: \"%s\"\n", i, cases[i].in);
+        CHECK_EQ(rc, cases[i].want ? 0 : -1);
+        if (rc == 0 && cases[i].want) {
+            addr_format_endpoint((const struct sockaddr *)&ss, buf, sizeof(buf));
+            CHECK_STR(buf, cases[i].want);
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_v4_ranges);
@@ -553,5 +620,7 @@ int main(void)
     RUN(test_cidr_contains);
     RUN(test_cidr_is_metadata);
     RUN(test_format);
+    RUN(test_format_endpoint);
+    RUN(test_parse_hostport);
     return test_report();
 }

@@ -499,7 +499,11 @@ static void test_leaf_long_and_invalid(void)
                                 "under%20.example",
                                 "[::1]",
                                 "fe80::1%eth0",
-                                "a.example.com.."};
+                                "a.example.com..",
+                                "-lead.example",
+                                "trail-.example",
+                                "0x7f",
+                                "a.0x1f"};
 
     CHECK(ca != NULL);
     if (!ca)

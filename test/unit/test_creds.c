@@ -381,6 +381,15 @@ static void test_endpoint_errors(void)
                  "providers.p.endpoints[1].host: wildcard hosts are not allowed for credentials");
     EXPECT_ERROR(doc(env_secret(), "[{\"host\": \"a b\", \"port\": 443}]", ""),
                  "providers.p.endpoints[0].host: \"a b\" is not a host name or IP address");
+    /* target.h's host rules, as for the policy and for requests. */
+    EXPECT_ERROR(doc(env_secret(), "[{\"host\": \"-lead.example\", \"port\": 443}]", ""),
+                 "providers.p.endpoints[0].host: \"-lead.example\" is not a host name");
+    EXPECT_ERROR(doc(env_secret(), "[{\"host\": \"a.0x1f\", \"port\": 443}]", ""),
+                 "providers.p.endpoints[0].host: \"a.0x1f\" is not a host name");
+    EXPECT_ERROR(doc(env_secret(), "[{\"host\": \"0x7f\", \"port\": 443}]", ""),
+                 "providers.p.endpoints[0].host: \"0x7f\" is not a host name");
+    EXPECT_ERROR(doc(env_secret(), "[{\"host\": \"010.0.0.1\", \"port\": 443}]", ""),
+                 "providers.p.endpoints[0].host: \"010.0.0.1\" is not a host name");
     EXPECT_ERROR(doc(env_secret(), "[{\"host\": \"\", \"port\": 443}]", ""),
                  "providers.p.endpoints[0].host: must be a non-empty string");
     EXPECT_ERROR(doc(env_secret(), "[{\"port\": 443}]", ""),

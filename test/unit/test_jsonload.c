@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -138,6 +139,50 @@ static void test_parse_errors(void)
     free(errors);
 }
 
+/* The one file reader of the policy and providers loaders. */
+static void test_read_file(void)
+{
+    char path[] = "/tmp/airlock-test-jsonload-XXXXXX";
+    char *errors = NULL, *text;
+    size_t len = 99;
+    int fd = mkstemp(path);
+
+    CHECK(fd >= 0);
+    CHECK_EQ(write(fd, "{\"a\":1}", 7), 7);
+    close(fd);
+    text = jsonload_read_file(path, 1u << 20, &len, &errors);
+    CHECK(text != NULL && errors == NULL);
+    CHECK_EQ(len, 7);
+    if (text)
+        CHECK_STR(text, "{\"a\":1}");
+    free(text);
+
+    text = jsonload_read_file(path, 6, &len, &errors);
+    CHECK(text == NULL);
+    CHECK(errors && strstr(errors, ": cannot read: larger than 6 bytes\n"));
+    free(errors);
+    text = jsonload_read_file(path, 0, &len, NULL); /* errors may be NULL */
+    CHECK(text == NULL);
+    unlink(path);
+
+    errors = NULL;
+    CHECK(jsonload_read_file(path, 1u << 20, &len, &errors) == NULL);
+    CHECK(errors && strstr(errors, ": cannot read: No such file or directory\n"));
+    free(errors);
+    errors = NULL;
+    CHECK(jsonload_read_file("/tmp", 1u << 20, &len, &errors) == NULL);
+    CHECK(errors && strstr(errors, "/tmp: cannot read: not a regular file\n"));
+    free(errors);
+    /* fstat says 0 bytes, the read returns more: a file that grew while it was read. */
+    errors = NULL;
+    CHECK(jsonload_read_file("/proc/self/status", 1u << 20, &len, &errors) == NULL);
+    CHECK(errors && strstr(errors, "cannot read: changed while being read\n"));
+    free(errors);
+    errors = NULL;
+    CHECK(jsonload_read_file("/proc/self/status", 16u << 20, &len, &errors) == NULL);
+    free(errors);
+}
+
 int main(void)
 {
     RUN(test_paths);
@@ -145,5 +190,6 @@ int main(void)
     RUN(test_show_and_words);
     RUN(test_keys_ints_ports);
     RUN(test_parse_errors);
+    RUN(test_read_file);
     return test_report();
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for log: both line formats read back from a real file, hostile bytes that must not
+/* Unit tests for log and logfmt: the formatter on strings (exact lines, each enum's table),
+ * both line formats read back from a real file, hostile bytes that must not
  * split or break a line, level filtering, reopen after a rename, many writer threads, a full
  * queue (a FIFO nobody reads), and the stderr fallback before log_open and after log_close. */
 #include "airlock/log.h"
@@ -175,8 +176,8 @@ static long long jnum(const cJSON *root, const char *path)
 
 static const struct log_event ev_connect = {
     .class_uid = LOG_CLASS_NETWORK,
-    .activity = "CONNECT",
-    .action = "allow",
+    .activity = LOG_ACTIVITY_CONNECT,
+    .action = LOG_ACTION_ALLOW,
     .src_ip = "127.0.0.1",
     .src_port = 50000,
     .dst_host = "api.github.com",
@@ -188,33 +189,33 @@ static const struct log_event ev_connect = {
 
 static const struct log_event ev_deny = {
     .class_uid = LOG_CLASS_HTTP,
-    .activity = "REQUEST",
-    .action = "deny",
+    .activity = LOG_ACTIVITY_REQUEST,
+    .action = LOG_ACTION_DENY,
     .dst_host = "api.github.com",
     .dst_port = 443,
     .method = "GET",
     .path = "/admin",
     .status = 403,
     .policy = "github",
-    .l7_decision = "deny",
-    .relay_outcome = "consumed",
+    .l7_decision = LOG_DECISION_DENY,
+    .relay_outcome = LOG_OUTCOME_CONSUMED,
     .reason = "no rule allows method and path",
     .overflow = -1,
 };
 
 static const struct log_event ev_upgrade = {
     .class_uid = LOG_CLASS_NETWORK,
-    .activity = "UPGRADE",
+    .activity = LOG_ACTIVITY_UPGRADE,
     .dst_host = "wss-primary.slack.com",
     .dst_port = 443,
-    .relay_outcome = "upgraded",
+    .relay_outcome = LOG_OUTCOME_UPGRADED,
     .overflow = 37,
 };
 
 static const struct log_event ev_finding = {
     .class_uid = LOG_CLASS_FINDING,
-    .activity = "UNSOLICITED_101",
-    .action = "deny",
+    .activity = LOG_ACTIVITY_FINDING,
+    .action = LOG_ACTION_DENY,
     .severity = LOG_SEV_HIGH,
     .src_ip = "::1",
     .src_port = 41000,
@@ -1001,8 +1002,159 @@ static void test_stderr_target(void)
     unlink(path);
 }
 
+/* ---- the formatter, on strings -------------------------------------------------------------- */
+
+/* 1,000 ms after the epoch, in UTC (main sets TZ=UTC): "00:00:01". */
+#define T1 1000
+
+static void test_fmt_text_lines(void)
+{
+    char buf[LOGFMT_LINE_MAX];
+    size_t n;
+
+    n = logfmt_event(buf, sizeof(buf), LOG_TEXT, &ev_deny, T1);
+    CHECK_EQ(n, strlen(buf));
+    CHECK_STR(buf, "00:00:01 DENY GET api.github.com/admin policy=github status=403 "
+                   "decision=deny outcome=consumed reason=\"no rule allows method and path\"\n");
+    logfmt_event(buf, sizeof(buf), LOG_TEXT, &ev_connect, T1);
+    CHECK_STR(buf, "00:00:01 ALLOW CONNECT api.github.com:443 policy=github "
+                   "src=127.0.0.1:50000 conn=7\n");
+    logfmt_msg(buf, sizeof(buf), LOG_TEXT, LOG_WARN, "reloaded", T1);
+    CHECK_STR(buf, "00:00:01 WARN reloaded\n");
+    logfmt_msg(buf, sizeof(buf), LOG_JSON, LOG_ERROR, "a \"b\"", T1);
+    CHECK_STR(buf, "{\"time\":1000,\"level\":\"error\",\"message\":\"a \\\"b\\\"\"}\n");
+
+    /* No action: the activity leads; nothing at all: EVENT. */
+    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .overflow = -1};
+    logfmt_event(buf, sizeof(buf), LOG_TEXT, &ev, T1);
+    CHECK_STR(buf, "00:00:01 EVENT\n");
+    ev.activity = LOG_ACTIVITY_PIPE;
+    ev.l7_decision = LOG_DECISION_ALLOW;
+    ev.relay_outcome = LOG_OUTCOME_UPGRADED;
+    ev.overflow = 0;
+    logfmt_event(buf, sizeof(buf), LOG_TEXT, &ev, T1);
+    CHECK_STR(buf, "00:00:01 PIPE decision=allow outcome=upgraded overflow=0\n");
+}
+
+/* A line that does not fit is refused whole (0), never cut. */
+static void test_fmt_too_small(void)
+{
+    char buf[40];
+
+    CHECK_EQ(logfmt_event(buf, sizeof(buf), LOG_TEXT, &ev_deny, T1), 0);
+    CHECK_EQ(logfmt_event(buf, sizeof(buf), LOG_JSON, &ev_connect, T1), 0);
+    CHECK_EQ(logfmt_msg(buf, 23, LOG_TEXT, LOG_WARN, "reloaded", T1), 0);
+    CHECK_EQ(logfmt_msg(buf, 24, LOG_TEXT, LOG_WARN, "reloaded", T1), 23);
+}
+
+/* Each enum has one table: its text and OCSF ids. Every activity airlock logs as Network
+ * Activity has its own id (none falls through to 99 "Other"). */
+static void test_fmt_tables(void)
+{
+    static const struct {
+        enum log_activity a;
+        const char *name;
+        long long network_id;
+    } acts[] = {
+        {LOG_ACTIVITY_CONNECT, "CONNECT", 1}, {LOG_ACTIVITY_FORWARD, "FORWARD", 1},
+        {LOG_ACTIVITY_REQUEST, "REQUEST", 6}, {LOG_ACTIVITY_UPGRADE, "UPGRADE", 6},
+        {LOG_ACTIVITY_PIPE, "PIPE", 6},       {LOG_ACTIVITY_CLOSE, "CLOSE", 2},
+        {LOG_ACTIVITY_TIMEOUT, "TIMEOUT", 3}, {LOG_ACTIVITY_TLS, "TLS", 4},
+        {LOG_ACTIVITY_SSRF, "SSRF", 5},       {LOG_ACTIVITY_FINDING, "FINDING", 99},
+    };
+    char buf[LOGFMT_LINE_MAX];
+
+    for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
+        struct log_event ev = {.class_uid = LOG_CLASS_NETWORK, .activity = acts[i].a};
+        cJSON *j;
+
+        CHECK_STR(logfmt_activity_name(acts[i].a), acts[i].name);
+        CHECK(logfmt_event(buf, sizeof(buf), LOG_JSON, &ev, T1) > 0);
+        j = parse(buf);
+        CHECK_STR(jstr(j, "activity_name"), acts[i].name);
+        CHECK_EQ(jnum(j, "activity_id"), acts[i].network_id);
+        CHECK_EQ(jnum(j, "type_uid"), 400100 + acts[i].network_id);
+        cJSON_Delete(j);
+        /* A finding is "Create" whatever its activity. */
+        ev.class_uid = LOG_CLASS_FINDING;
+        logfmt_event(buf, sizeof(buf), LOG_JSON, &ev, T1);
+        j = parse(buf);
+        CHECK_EQ(jnum(j, "activity_id"), 1);
+        CHECK_EQ(jnum(j, "type_uid"), 200401);
+        cJSON_Delete(j);
+    }
+    CHECK(logfmt_activity_name(LOG_ACTIVITY_NONE) == NULL);
+    CHECK(logfmt_activity_name((enum log_activity)99) == NULL);
+
+    /* HTTP Activity takes its id from the method. */
+    struct log_event req = ev_deny;
+    cJSON *j;
+    req.method = "PATCH";
+    logfmt_event(buf, sizeof(buf), LOG_JSON, &req, T1);
+    j = parse(buf);
+    CHECK_EQ(jnum(j, "activity_id"), 9);
+    CHECK_STR(jstr(j, "activity_name"), "REQUEST");
+    cJSON_Delete(j);
+    req.method = "PROPFIND";
+    logfmt_event(buf, sizeof(buf), LOG_JSON, &req, T1);
+    j = parse(buf);
+    CHECK_EQ(jnum(j, "activity_id"), 99);
+    cJSON_Delete(j);
+
+    static const struct {
+        enum log_action a;
+        const char *name, *disposition;
+        long long id, disposition_id;
+    } actions[] = {
+        {LOG_ACTION_ALLOW, "allow", "Allowed", 1, 1},
+        {LOG_ACTION_DENY, "deny", "Blocked", 2, 2},
+        {LOG_ACTION_AUDIT, "audit", "Allowed", 1, 1},
+    };
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .action = actions[i].a};
+
+        CHECK_STR(logfmt_action_name(actions[i].a), actions[i].name);
+        logfmt_event(buf, sizeof(buf), LOG_JSON, &ev, T1);
+        j = parse(buf);
+        CHECK_STR(jstr(j, "action"), actions[i].name);
+        CHECK_EQ(jnum(j, "action_id"), actions[i].id);
+        CHECK_STR(jstr(j, "disposition"), actions[i].disposition);
+        CHECK_EQ(jnum(j, "disposition_id"), actions[i].disposition_id);
+        cJSON_Delete(j);
+    }
+    CHECK(logfmt_action_name(LOG_ACTION_NONE) == NULL);
+
+    static const char *const decisions[] = {NULL, "allow", "allow_upgrade", "audit", "deny"};
+    for (int d = LOG_DECISION_NONE; d <= LOG_DECISION_DENY; d++) {
+        struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .l7_decision = d, .conn_id = 1};
+
+        CHECK(decisions[d]
+                  ? logfmt_decision_name(d) && !strcmp(logfmt_decision_name(d), decisions[d])
+                  : logfmt_decision_name(d) == NULL);
+        logfmt_event(buf, sizeof(buf), LOG_JSON, &ev, T1);
+        j = parse(buf);
+        CHECK(decisions[d] ? jstr(j, "unmapped.l7_decision") &&
+                                 !strcmp(jstr(j, "unmapped.l7_decision"), decisions[d])
+                           : jget(j, "unmapped.l7_decision") == NULL);
+        cJSON_Delete(j);
+    }
+    static const char *const outcomes[] = {NULL, "reusable", "consumed", "upgraded"};
+    for (int o = LOG_OUTCOME_NONE; o <= LOG_OUTCOME_UPGRADED; o++) {
+        struct log_event ev = {.class_uid = LOG_CLASS_HTTP, .relay_outcome = o, .conn_id = 1};
+        char want[64];
+
+        CHECK(outcomes[o] ? logfmt_outcome_name(o) && !strcmp(logfmt_outcome_name(o), outcomes[o])
+                          : logfmt_outcome_name(o) == NULL);
+        logfmt_event(buf, sizeof(buf), LOG_TEXT, &ev, T1);
+        snprintf(want, sizeof(want), " outcome=%s ", outcomes[o] ? outcomes[o] : "");
+        CHECK(outcomes[o] ? strstr(buf, want) != NULL : strstr(buf, "outcome") == NULL);
+    }
+}
+
 int main(void)
 {
+    setenv("TZ", "UTC", 1);
+    tzset();
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
@@ -1023,6 +1175,9 @@ int main(void)
     RUN(test_findings_never_dropped);
     RUN(test_write_error);
     RUN(test_stderr_target);
+    RUN(test_fmt_text_lines);
+    RUN(test_fmt_too_small);
+    RUN(test_fmt_tables);
     rmdir(dir);
     return test_report();
 }

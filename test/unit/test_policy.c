@@ -97,6 +97,12 @@ static void test_policy_files(void)
     CHECK(policy_load_file("/", &errors) == NULL);
     CHECK(errors && strstr(errors, "not a regular file"));
     free(errors);
+    /* A file that grows while it is read (a writer at work): refused, not parsed half-written.
+     * A /proc file is a regular file whose size says 0 and whose read returns more. */
+    errors = NULL;
+    CHECK(policy_load_file("/proc/self/status", &errors) == NULL);
+    CHECK(errors && strstr(errors, "/proc/self/status: cannot read: changed while being read"));
+    free(errors);
 }
 
 /* The DESIGN.md example, decided end to end. */
@@ -1385,6 +1391,26 @@ static const struct err_case ep_errors[] = {
      "network_policies.p.endpoints[0].host: \"fe80::1%eth0\" is not a host name"},
     {"{'host':'https://a.com','port':443,'access':'full'}",
      "network_policies.p.endpoints[0].host: \"https://a.com\" is not a host name"},
+    /* Hosts are normalised by target.h's rules, the strictest of the copies there were: names
+     * no request could carry are refused rather than loaded as endpoints that never match. */
+    {"{'host':'-lead.example.com','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"-lead.example.com\" is not a host name"},
+    {"{'host':'trail-.example.com','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"trail-.example.com\" is not a host name"},
+    {"{'host':'0x7f','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"0x7f\" is not a host name"},
+    {"{'host':'a.0x1f','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"a.0x1f\" is not a host name"},
+    {"{'host':'010.0.0.1','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"010.0.0.1\" is not a host name"},
+    {"{'host':'::1.','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"::1.\" is not a host name"},
+    {"{'host':'[::1].','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"[::1].\" is not a host name"},
+    {"{'host':'*.-x.example.com','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"*.-x.example.com\": not a valid wildcard"},
+    {"{'host':'*.a.0x1f','port':443,'access':'full'}",
+     "network_policies.p.endpoints[0].host: \"*.a.0x1f\": not a valid wildcard"},
     {"{'host':'a.com','port':0,'access':'full'}",
      "network_policies.p.endpoints[0].port: must be an integer from 1 to 65535"},
     {"{'host':'a.com','port':65536,'access':'full'}",

@@ -329,6 +329,58 @@ static void test_format(void)
     CHECK_EQ(strlen(small), 7);
 }
 
+/* The one host normaliser that policy, providers and the CA share. */
+static void test_normalise_host(void)
+{
+    static const struct {
+        const char *in;
+        bool brackets;
+        const char *want; /* NULL: refused */
+        enum target_host_kind kind;
+    } cases[] = {
+        {"Api.GitHub.COM.", false, "api.github.com", TARGET_DNS},
+        {"under_score.example", false, "under_score.example", TARGET_DNS},
+        {"localhost", false, "localhost", TARGET_DNS},
+        {"1.2.3.4", false, "1.2.3.4", TARGET_IPV4},
+        {"1.2.3.4.", false, "1.2.3.4", TARGET_IPV4},
+        {"::0001", false, "::1", TARGET_IPV6},
+        {"2001:DB8:0::1", false, "2001:db8::1", TARGET_IPV6},
+        {"::ffff:1.2.3.4", false, "::ffff:1.2.3.4", TARGET_IPV6},
+        {"[::0001]", true, "::1", TARGET_IPV6},
+        {"[::1]", false, NULL, 0},
+        {"[1.2.3.4]", true, NULL, 0},
+        {"[::1].", true, NULL, 0},
+        {"::1.", false, NULL, 0},
+        {"fe80::1%eth0", false, NULL, 0},
+        {"-lead.example", false, NULL, 0},
+        {"trail-.example", false, NULL, 0},
+        {"a.0x1f", false, NULL, 0},
+        {"0x7f", false, NULL, 0},
+        {"127.1", false, NULL, 0},
+        {"010.0.0.1", false, NULL, 0},
+        {"2130706433", false, NULL, 0},
+        {"a..b", false, NULL, 0},
+        {"", false, NULL, 0},
+        {".", false, NULL, 0},
+        {"exa mple.com", false, NULL, 0},
+        {"a.com:443", false, NULL, 0},
+    };
+    char out[TARGET_HOST_MAX + 1];
+    enum target_host_kind kind;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc =
+            target_normalise_host(cases[i].in, strlen(cases[i].in), cases[i].brackets, out, &kind);
+        if ((rc == 0) != (cases[i].want != NULL))
+            fprintf(stderr, "  normalise case %zu: \"%s\"\n", i, cases[i].in);
+        CHECK_EQ(rc, cases[i].want ? 0 : -1);
+        if (rc == 0 && cases[i].want) {
+            CHECK_STR(out, cases[i].want);
+            CHECK_EQ(kind, cases[i].kind);
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_authority_table);
@@ -336,5 +388,6 @@ int main(void)
     RUN(test_absolute);
     RUN(test_matches);
     RUN(test_format);
+    RUN(test_normalise_host);
     return test_report();
 }
