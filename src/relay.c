@@ -604,7 +604,8 @@ int relay_start_request(struct conn *c)
         bad_override = policy_request_add_field(&q, h->fields[i].name, h->fields[i].name_len,
                                                 h->fields[i].value, h->fields[i].value_len);
     if (bad_override < 0) {
-        log_request(c, LOG_ACTION_DENY, LOG_DECISION_DENY, 400, "invalid method override", LOG_SEV_LOW);
+        log_request(c, LOG_ACTION_DENY, LOG_DECISION_DENY, 400, "invalid method override",
+                    LOG_SEV_LOW);
         conn_respond_error(c, 400, "bad_request",
                            "each method override must be one method (a token), at most 8");
         return HTTP_HEAD_ERROR;
