@@ -76,14 +76,18 @@ def test_limit_derived_from_descriptor_limit_answers_503_and_recovers(env):
     admin = free_port()
     al = env.airlock([up], args=["--admin", "%s:%d" % (LOOPBACK4, admin)],
                      wrapper=_prlimit(100, 140))
+    # The writer thread may not have written the start-up lines yet.
+    wait_until(lambda: "derived from the file descriptor limit" in al.log_text(), 3)
     log = al.log_text()
     check("raised from 100 to 140" in log, "soft limit not raised to the hard one:\n" + log)
     m = re.search(r"--max-connections (\d+) \(derived", log)
     check(m, "no derived --max-connections in the log:\n" + log)
     limit = int(m.group(1))
     check(0 < limit < 140 // 2, "derived limit %d for 140 descriptors" % limit)
-    # The start-up probe's connection must be gone before counting starts.
-    check(wait_until(lambda: _metric(admin, "airlock_connections_active") == 0, 2),
+    # The start-up probe's connection must be gone before counting starts: accepted (it may
+    # still wait in the listen backlog) and closed.
+    check(wait_until(lambda: _metric(admin, "airlock_connections_accepted_total") >= 1 and
+                     _metric(admin, "airlock_connections_active") == 0, 3),
           "connections still active after start")
     held = _idle_clients(al, limit)
     time.sleep(0.3)
