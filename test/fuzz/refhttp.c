@@ -380,8 +380,8 @@ void ref_parse_requests(const uint8_t *p, size_t len, struct ref_stream *out)
     }
 }
 
-void ref_parse_responses(const uint8_t *p, size_t len, const char *const *methods,
-                         size_t nmethods, struct ref_stream *out)
+void ref_parse_responses(const uint8_t *p, size_t len, const char *const *methods, size_t nmethods,
+                         struct ref_stream *out)
 {
     struct cur c = {p, len, 0, NULL};
     size_t finals = 0;

@@ -29,18 +29,18 @@ struct ref_msg {
     size_t nfields;
     struct ref_field *trailers;
     size_t ntrailers;
-    bool chunked;       /* Transfer-Encoding ended in chunked */
-    bool close_framed;  /* a response body that ran until the end of the stream */
-    uint8_t *body;      /* de-chunked */
+    bool chunked;      /* Transfer-Encoding ended in chunked */
+    bool close_framed; /* a response body that ran until the end of the stream */
+    uint8_t *body;     /* de-chunked */
     size_t body_len;
 };
 
 struct ref_stream {
     struct ref_msg *msgs;
     size_t nmsgs;
-    bool truncated;   /* the stream ended inside a message (that message is not in msgs) */
+    bool truncated;     /* the stream ended inside a message (that message is not in msgs) */
     size_t upgraded_at; /* offset just past a 101's head, where raw bytes start; 0 when none */
-    const char *error; /* static text, NULL when the stream parsed */
+    const char *error;  /* static text, NULL when the stream parsed */
     size_t error_at;
 };
 
@@ -49,8 +49,8 @@ void ref_parse_requests(const uint8_t *p, size_t len, struct ref_stream *out);
 /* Responses; methods[i] is the method of the request the i-th final response answers (HEAD
  * responses have no body). Interim 1xx responses are kept in msgs as well. A 101 ends parsing
  * (upgraded_at). */
-void ref_parse_responses(const uint8_t *p, size_t len, const char *const *methods,
-                         size_t nmethods, struct ref_stream *out);
+void ref_parse_responses(const uint8_t *p, size_t len, const char *const *methods, size_t nmethods,
+                         struct ref_stream *out);
 void ref_stream_free(struct ref_stream *s);
 
 /* The value of the first field called name (case-insensitive), or NULL. */
