@@ -5,8 +5,9 @@
  * callbacks); it reads shared state only through metrics_render and server_policy. One request
  * per connection, answered with Connection: close. Invariant: a flood of connections can never
  * starve a probe: each listener holds at most ADMIN_MAX_CONNS open connections and each source
- * ADMIN_MAX_PER_SOURCE, and a new connection over a cap evicts the oldest one that has not been
- * answered (from the same source first) instead of being refused. */
+ * ADMIN_MAX_PER_SOURCE, and a new connection over a cap evicts one that has not been answered
+ * (from the same source, else from the source holding the most, after reading what it already
+ * sent) instead of being refused. */
 #include "airlock/admin.h"
 
 #include <errno.h>
@@ -69,6 +70,7 @@ struct admin_conn {
     int error_status;           /* our own refusal (413) when a callback stopped the parser */
     unsigned refs;              /* handles initialised and not yet closed */
     bool closing, complete, answered;
+    bool line_seen; /* a whole request line arrived: a request is under way */
     char buf[ADMIN_READ_BUF];
 };
 
@@ -295,19 +297,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof ac->buf;
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Parse n bytes of the request, and answer it once it is whole (or broken). */
+static void consume(struct admin_conn *ac, const char *p, size_t n)
 {
-    struct admin_conn *ac = stream->data;
-    if (ac->closing || ac->answered || nread == 0)
-        return;
-    if (nread < 0) {
-        /* EOF or an error before a whole request: there is nobody to answer. */
-        close_conn(ac);
-        return;
-    }
+    if (memchr(p, '\n', n))
+        ac->line_seen = true;
     size_t consumed;
-    enum http_exec_status st =
-        http_parser_execute(&ac->parser, buf->base, (size_t)nread, &consumed);
+    enum http_exec_status st = http_parser_execute(&ac->parser, p, n, &consumed);
     /* A CONNECT or an Upgrade request also completes (HTTP_UPGRADE): it is answered like any
      * other request, and nothing after it is read. */
     if (ac->complete && ac->req) {
@@ -319,6 +315,40 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         snprintf(text, sizeof text, "%s\n", reason);
         respond_text(ac, status, reason, text, "");
     }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct admin_conn *ac = stream->data;
+    if (ac->closing || ac->answered || nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or an error before a whole request: there is nobody to answer. */
+        close_conn(ac);
+        return;
+    }
+    consume(ac, buf->base, (size_t)nread);
+}
+
+/* Read, without waiting, what the client has already sent, which libuv would read only on a
+ * later loop turn. One accept batch may take a whole backlog: a probe accepted in its middle
+ * has its request waiting in the socket, and is answered here instead of evicted by the
+ * connections accepted after it. true when something happened (bytes parsed, the request
+ * answered, or the connection closed at EOF), false when nothing was waiting. */
+static bool read_pending(struct admin_conn *ac)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno(&ac->sock.handle, &fd) != 0)
+        return false;
+    ssize_t n = recv(fd, ac->buf, sizeof ac->buf, MSG_DONTWAIT);
+    if (n > 0) {
+        consume(ac, ac->buf, (size_t)n);
+        return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return false;
+    close_conn(ac); /* EOF or a reset before a whole request: nobody to answer */
+    return true;
 }
 
 /* ---- accepting under a flood ------------------------------------------------------------- */
@@ -354,15 +384,44 @@ static bool same_source(const struct admin_source *a, const struct admin_source 
     return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
 }
 
-/* The oldest open connection still waiting for its request, other than keep, from src when
- * src is not NULL; NULL when there is none. */
-static struct admin_conn *oldest_unanswered(struct admin_listener *l, struct admin_conn *keep,
-                                            const struct admin_source *src)
+/* How many of the open connections in open[0..n) come from src. */
+static size_t count_from(struct admin_conn *const *open, size_t n, const struct admin_source *src)
 {
-    struct admin_conn *found = NULL;
-    for (struct admin_conn *ac = l->conns; ac; ac = ac->next) {
-        if (ac != keep && !ac->closing && !ac->answered && (!src || same_source(&ac->src, src)))
-            found = ac; /* the list is newest first: the last match is the oldest */
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += same_source(&open[i]->src, src);
+    return count;
+}
+
+/* The connection to close to make room: an open one still waiting for its request, other than
+ * keep, from src when src is not NULL; NULL when there is none. One that has not sent a whole
+ * request line goes before one that has (a request is under way there, a probe's most likely),
+ * then one from the source holding the most open connections (a flood from many sources evicts
+ * its own before a lone probe's), then the oldest. */
+static struct admin_conn *pick_victim(struct admin_listener *l, struct admin_conn *keep,
+                                      const struct admin_source *src)
+{
+    /* make_room keeps nopen at most ADMIN_MAX_CONNS + 1: the newcomer over the cap. */
+    struct admin_conn *open[ADMIN_MAX_CONNS + 2], *found = NULL;
+    size_t n = 0, found_count = 0;
+
+    for (struct admin_conn *ac = l->conns; ac && n < sizeof open / sizeof open[0]; ac = ac->next)
+        if (!ac->closing)
+            open[n++] = ac;
+    /* The list is newest first: on a tie, the later one is older and wins. */
+    for (size_t i = 0; i < n; i++) {
+        struct admin_conn *ac = open[i];
+        if (ac == keep || ac->answered || (src && !same_source(&ac->src, src)))
+            continue;
+        size_t count = count_from(open, n, &ac->src);
+        if (found && ac->line_seen != found->line_seen) {
+            if (ac->line_seen)
+                continue;
+        } else if (found && count < found_count) {
+            continue;
+        }
+        found = ac;
+        found_count = count;
     }
     return found;
 }
@@ -375,28 +434,40 @@ static size_t open_from(struct admin_listener *l, const struct admin_source *src
     return n;
 }
 
-/* ac was just accepted. Over a cap, make room by closing the oldest connection that has not
- * sent a whole request: a held-open or trickling socket loses its place to a new one, so a
+/* ac was just accepted. Over a cap, make room by closing a connection that has not sent a whole
+ * request (pick_victim): a held-open or trickling socket loses its place to a new one, so a
  * probe (whose request arrives with its connection) is always read. Refusing the newcomer
- * instead would let whoever connected first keep the listener shut. The per-source cap comes
- * first so that one noisy source evicts its own connections, never another source's. Returns
- * false when ac itself had to go (everything else is already answered and closing soon). */
+ * instead would let whoever connected first keep the listener shut, so even a request line
+ * under way is no shield once nothing else can go. The per-source cap comes first so that one
+ * noisy source evicts its own connections, never another source's. A candidate's waiting bytes
+ * are read before it is closed: if it was a probe, it is answered and another candidate is
+ * chosen. Returns false when ac itself had to go (everything else is answered, closing soon). */
 static bool make_room(struct admin_listener *l, struct admin_conn *ac)
 {
-    struct admin_conn *victim = NULL;
-    if (open_from(l, &ac->src) > ADMIN_MAX_PER_SOURCE)
-        victim = oldest_unanswered(l, ac, &ac->src);
-    else if (l->nopen > ADMIN_MAX_CONNS)
-        victim = oldest_unanswered(l, ac, NULL);
-    else
+    for (;;) {
+        const struct admin_source *only;
+        if (open_from(l, &ac->src) > ADMIN_MAX_PER_SOURCE)
+            only = &ac->src;
+        else if (l->nopen > ADMIN_MAX_CONNS)
+            only = NULL;
+        else
+            return true;
+        struct admin_conn *victim = pick_victim(l, ac, only);
+        if (!victim) {
+            close_conn(ac);
+            return false;
+        }
+        /* Each pass either closes a connection or drains bytes from one (answering it, or
+         * moving it towards a parse error), so the loop ends. */
+        if (read_pending(victim))
+            continue;
+        log_msg(LOG_DEBUG,
+                "%s: connection limit reached, closing a connection still waiting "
+                "for its request",
+                l->flag);
+        close_conn(victim);
         return true;
-    if (!victim) {
-        close_conn(ac);
-        return false;
     }
-    log_msg(LOG_DEBUG, "%s: connection limit reached, closing the oldest idle connection", l->flag);
-    close_conn(victim);
-    return true;
 }
 
 static void on_refused_closed(uv_handle_t *h)

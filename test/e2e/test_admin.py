@@ -345,6 +345,63 @@ def test_admin_per_source_cap_evicts_only_that_sources_idle_sockets(env):
             s.close()
 
 
+# Bursts of non-blocking connects from BURST_SOURCES loopback sources (bound one by one), each
+# burst reset a moment later: at every accept batch the listener's backlog is full of fresh,
+# silent connections from many sources. Runs until argv[2] seconds have passed.
+BURST_SOURCES = 32
+_BURSTS = r"""
+import socket, struct, sys, time
+port, stop_at, size = int(sys.argv[1]), time.monotonic() + float(sys.argv[2]), int(sys.argv[3])
+linger = struct.pack("ii", 1, 0)
+n = 0
+while time.monotonic() < stop_at:
+    socks = []
+    for i in range(size):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.%d" % (2 + (n + i) % int(sys.argv[4])), 0))
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        socks.append(s)
+    n += size
+    time.sleep(0.002)
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        s.close()
+"""
+
+
+def test_admin_bursts_from_many_sources_never_evict_a_probe(env):
+    """A probe accepted in the middle of a burst used to become the oldest waiting connection
+    before its request was read, and the burst evicted it (EOF). Room is now made from the
+    source holding the most connections, after reading what a candidate already sent."""
+    al, port = _start(env)
+    burst = subprocess.Popen([sys.executable, "-c", _BURSTS, str(port), "6", "100",
+                              str(BURST_SOURCES)], stdin=subprocess.DEVNULL)
+    failures = []
+    try:
+        time.sleep(0.5)
+        for _ in range(20):
+            t0 = time.monotonic()
+            try:
+                s = _admin_conn(port, source=LOOPBACK4, timeout=PROBE_DEADLINE)
+                try:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    status = read_response(Reader(s)).status
+                finally:
+                    s.close()
+                if status != 200 or time.monotonic() - t0 > PROBE_DEADLINE:
+                    failures.append("status %d after %.2f s" % (status, time.monotonic() - t0))
+            except (OSError, EOFError) as e:
+                failures.append("%s after %.2f s" % (type(e).__name__, time.monotonic() - t0))
+            time.sleep(0.1)
+        check(burst.poll() is None, "the bursts ended before the probes did")
+    finally:
+        burst.kill()
+        burst.wait()
+    check(not failures, "probes not answered under bursts from %d sources: %r" % (
+        BURST_SOURCES, failures))
+
+
 def test_admin_open_connections_closed_at_stop(env):
     al, port = _start(env)
     held = [_admin_conn(port) for _ in range(3)]
