@@ -29,15 +29,18 @@
 
 #define ADMIN_MAX_CONNS      64 /* open connections per listener */
 #define ADMIN_MAX_PER_SOURCE 8  /* per client address (TCP) or uid (Unix socket) */
-/* Open plus closing. Evicted connections are freed on the next loop turn, and one turn may
- * accept a whole backlog of them: the bound is far above the open cap so that a probe queued
- * behind a flood is still accepted, and only keeps a runaway turn's memory finite. */
+/* Open plus closing. Evicted connections are freed on the next loop turn, and one turn accepts
+ * up to ADMIN_ACCEPT_BATCH of them: the bound is far above that, and only keeps memory finite
+ * should closes ever lag behind. */
 #define ADMIN_MAX_ALLOCATED 1024
 #define ADMIN_TIMEOUT_MS    2000 /* a probe's request is one short packet */
 #define ADMIN_READ_BUF      2048 /* requests are one short head; the parser keeps the bytes */
 #define ADMIN_BODY_MAX      (64 * 1024) /* no endpoint takes a body; a small one is read and ignored */
-#define ADMIN_BACKLOG       128
-#define ADMIN_UNIX_PREFIX   "unix:"
+#define ADMIN_BACKLOG       1024        /* a burst waits here: a dropped SYN costs a probe 1 s */
+/* Connections accepted before the loop gets a turn: a flood arriving faster than it is taken
+ * would otherwise keep libuv accepting in one turn, with no read, timer or close running. */
+#define ADMIN_ACCEPT_BATCH 64
+#define ADMIN_UNIX_PREFIX  "unix:"
 
 /* A TCP socket or a Unix socket: both are streams, and libuv's stream calls take either. */
 union admin_stream {
@@ -56,7 +59,7 @@ struct admin_source {
 struct admin_listener;
 
 struct admin_conn {
-    struct admin_conn *next, *prev; /* the listener's list, newest first */
+    struct admin_conn *next, *prev; /* the listener's open or closing list, newest first */
     struct admin_listener *l;
     union admin_stream sock;
     struct admin_source src;
@@ -76,16 +79,20 @@ struct admin_conn {
 
 struct admin_listener {
     union admin_stream sock;
-    const char *flag;    /* "--admin" or "--health", for messages */
-    bool initialised;    /* sock needs a uv_close */
-    bool listening;      /* started and not yet stopped */
-    bool is_unix;        /* sock is a uv_pipe_t */
-    bool health_only;    /* /healthz and /readyz only */
-    bool sensitive;      /* /metrics and /policy are served */
-    char unix_path[108]; /* the socket file, removed at stop ("" for TCP) */
-    struct admin_conn *conns;
-    size_t nopen;  /* not closing: what the caps count */
-    size_t nalloc; /* allocated, closing ones included */
+    const char *flag;           /* "--admin" or "--health", for messages */
+    bool initialised;           /* sock needs a uv_close */
+    bool listening;             /* started and not yet stopped */
+    bool is_unix;               /* sock is a uv_pipe_t */
+    bool health_only;           /* /healthz and /readyz only */
+    bool sensitive;             /* /metrics and /policy are served */
+    char unix_path[108];        /* the socket file, removed at stop ("" for TCP) */
+    struct admin_conn *conns;   /* open: what the caps count and make_room looks at */
+    struct admin_conn *closing; /* closed, waiting for their handles' close callbacks */
+    size_t nopen;               /* in conns */
+    size_t nalloc;              /* in either list */
+    uv_timer_t resume;          /* takes the connection left queued after a batch, a turn later */
+    unsigned batch;             /* accepted since the last resume */
+    bool deferred;              /* one connection waits for the resume (libuv holds it) */
 };
 
 /* Main thread only, so plain fields suffice. */
@@ -98,18 +105,32 @@ static struct admin_state {
 
 /* ---- connection lifecycle ---------------------------------------------------------------- */
 
+static void list_push(struct admin_conn **head, struct admin_conn *ac)
+{
+    ac->prev = NULL;
+    ac->next = *head;
+    if (*head)
+        (*head)->prev = ac;
+    *head = ac;
+}
+
+static void list_unlink(struct admin_conn **head, struct admin_conn *ac)
+{
+    if (ac->prev)
+        ac->prev->next = ac->next;
+    else
+        *head = ac->next;
+    if (ac->next)
+        ac->next->prev = ac->prev;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct admin_conn *ac = h->data;
     if (--ac->refs > 0)
         return;
     struct admin_listener *l = ac->l;
-    if (ac->prev)
-        ac->prev->next = ac->next;
-    else
-        l->conns = ac->next;
-    if (ac->next)
-        ac->next->prev = ac->prev;
+    list_unlink(&l->closing, ac);
     l->nalloc--;
     http_parser_deinit(&ac->parser);
     http_head_free(ac->req);
@@ -125,6 +146,10 @@ static void close_conn(struct admin_conn *ac)
     if (ac->closing)
         return;
     ac->closing = true;
+    /* Off the open list at once: a flood closes many per loop turn, and the caps and
+     * make_room's scans must not wade through them until their close callbacks run. */
+    list_unlink(&ac->l->conns, ac);
+    list_push(&ac->l->closing, ac);
     ac->l->nopen--;
     uv_close(&ac->sock.handle, on_handle_closed);
     uv_close((uv_handle_t *)&ac->timer, on_handle_closed);
@@ -406,8 +431,7 @@ static struct admin_conn *pick_victim(struct admin_listener *l, struct admin_con
     size_t n = 0, found_count = 0;
 
     for (struct admin_conn *ac = l->conns; ac && n < sizeof open / sizeof open[0]; ac = ac->next)
-        if (!ac->closing)
-            open[n++] = ac;
+        open[n++] = ac;
     /* The list is newest first: on a tie, the later one is older and wins. */
     for (size_t i = 0; i < n; i++) {
         struct admin_conn *ac = open[i];
@@ -430,7 +454,7 @@ static size_t open_from(struct admin_listener *l, const struct admin_source *src
 {
     size_t n = 0;
     for (struct admin_conn *ac = l->conns; ac; ac = ac->next)
-        n += !ac->closing && same_source(&ac->src, src);
+        n += same_source(&ac->src, src);
     return n;
 }
 
@@ -493,11 +517,21 @@ static void refuse(struct admin_listener *l)
     uv_close(&t->handle, on_refused_closed);
 }
 
+static void on_resume(uv_timer_t *t);
+
 static void on_admin_connection(uv_stream_t *server, int status)
 {
     struct admin_listener *l = server->data;
     if (status < 0) {
         log_msg(LOG_WARN, "%s: accept: %s", l->flag, uv_strerror(status));
+        return;
+    }
+    if (l->batch++ >= ADMIN_ACCEPT_BATCH) {
+        /* Not taken now, libuv keeps it and stops watching the listener until it is: the loop
+         * reads and answers what it accepted (a probe among them), and frees what it closed,
+         * before the next batch. */
+        l->deferred = true;
+        uv_timer_start(&l->resume, on_resume, 0, 0);
         return;
     }
     struct admin_conn *ac = l->nalloc < ADMIN_MAX_ALLOCATED ? calloc(1, sizeof *ac) : NULL;
@@ -510,10 +544,7 @@ static void on_admin_connection(uv_stream_t *server, int status)
         return;
     }
     ac->l = l;
-    ac->next = l->conns;
-    if (l->conns)
-        l->conns->prev = ac;
-    l->conns = ac;
+    list_push(&l->conns, ac);
     l->nalloc++;
     l->nopen++;
     ac->sock.handle.data = ac;
@@ -538,6 +569,16 @@ static void on_admin_connection(uv_stream_t *server, int status)
         return;
     }
     uv_timer_start(&ac->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
+}
+
+static void on_resume(uv_timer_t *t)
+{
+    struct admin_listener *l = t->data;
+    l->batch = 0;
+    if (l->deferred && l->listening) {
+        l->deferred = false;
+        on_admin_connection(&l->sock.stream, 0);
+    }
 }
 
 /* ---- listeners --------------------------------------------------------------------------- */
@@ -761,6 +802,8 @@ static int listener_start(struct admin_listener *l, const char *flag, const char
         return -1;
     }
     l->listening = true;
+    uv_timer_init(admin.loop, &l->resume);
+    l->resume.data = l;
 
     char where[160];
     describe(l, where, sizeof where);
@@ -799,11 +842,12 @@ static void listener_stop(struct admin_listener *l)
     if (!l->listening)
         return;
     l->listening = false;
-    uv_close(&l->sock.handle, NULL);
+    uv_close(&l->sock.handle, NULL); /* which closes a connection left queued too */
+    uv_close((uv_handle_t *)&l->resume, NULL);
     if (l->unix_path[0])
         unlink(l->unix_path);
-    for (struct admin_conn *ac = l->conns; ac; ac = ac->next)
-        close_conn(ac);
+    while (l->conns)
+        close_conn(l->conns); /* which moves it to the closing list */
 }
 
 void admin_stop(void)
