@@ -355,11 +355,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     consume(ac, buf->base, (size_t)nread);
 }
 
-/* Read, without waiting, what the client has already sent, which libuv would read only on a
- * later loop turn. One accept batch may take a whole backlog: a probe accepted in its middle
- * has its request waiting in the socket, and is answered here instead of evicted by the
- * connections accepted after it. true when something happened (bytes parsed, the request
- * answered, or the connection closed at EOF), false when nothing was waiting. */
+/* Read, without waiting, what the client has already sent, which libuv would read only later
+ * in the loop turn or on the next. A probe accepted amid a burst has its request waiting in
+ * the socket, and is answered here instead of evicted by the connections accepted after it.
+ * true when something happened (bytes parsed, the request answered, or the connection closed
+ * at EOF), false when nothing was waiting. */
 static bool read_pending(struct admin_conn *ac)
 {
     uv_os_fd_t fd;
