@@ -5,8 +5,9 @@
  * callbacks); it reads shared state only through metrics_render and server_policy. One request
  * per connection, answered with Connection: close. Invariant: a flood of connections can never
  * starve a probe: each listener holds at most ADMIN_MAX_CONNS open connections and each source
- * ADMIN_MAX_PER_SOURCE, and a new connection over a cap evicts the oldest one that has not been
- * answered (from the same source first) instead of being refused. */
+ * ADMIN_MAX_PER_SOURCE, and a new connection over a cap evicts one that has not been answered
+ * (from the same source, else from the source holding the most, after reading what it already
+ * sent) instead of being refused. */
 #include "airlock/admin.h"
 
 #include <errno.h>
@@ -29,15 +30,18 @@
 
 #define ADMIN_MAX_CONNS      64 /* open connections per listener */
 #define ADMIN_MAX_PER_SOURCE 8  /* per client address (TCP) or uid (Unix socket) */
-/* Open plus closing. Evicted connections are freed on the next loop turn, and one turn may
- * accept a whole backlog of them: the bound is far above the open cap so that a probe queued
- * behind a flood is still accepted, and only keeps a runaway turn's memory finite. */
+/* Open plus closing. Evicted connections are freed on the next loop turn, and one turn accepts
+ * up to ADMIN_ACCEPT_BATCH of them: the bound is far above that, and only keeps memory finite
+ * should closes ever lag behind. */
 #define ADMIN_MAX_ALLOCATED 1024
 #define ADMIN_TIMEOUT_MS    2000 /* a probe's request is one short packet */
 #define ADMIN_READ_BUF      2048 /* requests are one short head; the parser keeps the bytes */
 #define ADMIN_BODY_MAX      (64 * 1024) /* no endpoint takes a body; a small one is read and ignored */
-#define ADMIN_BACKLOG       128
-#define ADMIN_UNIX_PREFIX   "unix:"
+#define ADMIN_BACKLOG       1024        /* a burst waits here: a dropped SYN costs a probe 1 s */
+/* Connections accepted before the loop gets a turn: a flood arriving faster than it is taken
+ * would otherwise keep libuv accepting in one turn, with no read, timer or close running. */
+#define ADMIN_ACCEPT_BATCH 64
+#define ADMIN_UNIX_PREFIX  "unix:"
 
 /* A TCP socket or a Unix socket: both are streams, and libuv's stream calls take either. */
 union admin_stream {
@@ -56,7 +60,7 @@ struct admin_source {
 struct admin_listener;
 
 struct admin_conn {
-    struct admin_conn *next, *prev; /* the listener's list, newest first */
+    struct admin_conn *next, *prev; /* the listener's open or closing list, newest first */
     struct admin_listener *l;
     union admin_stream sock;
     struct admin_source src;
@@ -70,21 +74,26 @@ struct admin_conn {
     int error_status;           /* our own refusal (413) when a callback stopped the parser */
     unsigned refs;              /* handles initialised and not yet closed */
     bool closing, complete, answered;
+    bool line_seen; /* a whole request line arrived: a request is under way */
     char buf[ADMIN_READ_BUF];
 };
 
 struct admin_listener {
     union admin_stream sock;
-    const char *flag;    /* "--admin" or "--health", for messages */
-    bool initialised;    /* sock needs a uv_close */
-    bool listening;      /* started and not yet stopped */
-    bool is_unix;        /* sock is a uv_pipe_t */
-    bool health_only;    /* /healthz and /readyz only */
-    bool sensitive;      /* /metrics and /policy are served */
-    char unix_path[108]; /* the socket file, removed at stop ("" for TCP) */
-    struct admin_conn *conns;
-    size_t nopen;  /* not closing: what the caps count */
-    size_t nalloc; /* allocated, closing ones included */
+    const char *flag;           /* "--admin" or "--health", for messages */
+    bool initialised;           /* sock needs a uv_close */
+    bool listening;             /* started and not yet stopped */
+    bool is_unix;               /* sock is a uv_pipe_t */
+    bool health_only;           /* /healthz and /readyz only */
+    bool sensitive;             /* /metrics and /policy are served */
+    char unix_path[108];        /* the socket file, removed at stop ("" for TCP) */
+    struct admin_conn *conns;   /* open: what the caps count and make_room looks at */
+    struct admin_conn *closing; /* closed, waiting for their handles' close callbacks */
+    size_t nopen;               /* in conns */
+    size_t nalloc;              /* in either list */
+    uv_timer_t resume;          /* takes the connection left queued after a batch, a turn later */
+    unsigned batch;             /* accepted since the last resume */
+    bool deferred;              /* one connection waits for the resume (libuv holds it) */
 };
 
 /* Main thread only, so plain fields suffice. */
@@ -97,18 +106,32 @@ static struct admin_state {
 
 /* ---- connection lifecycle ---------------------------------------------------------------- */
 
+static void list_push(struct admin_conn **head, struct admin_conn *ac)
+{
+    ac->prev = NULL;
+    ac->next = *head;
+    if (*head)
+        (*head)->prev = ac;
+    *head = ac;
+}
+
+static void list_unlink(struct admin_conn **head, struct admin_conn *ac)
+{
+    if (ac->prev)
+        ac->prev->next = ac->next;
+    else
+        *head = ac->next;
+    if (ac->next)
+        ac->next->prev = ac->prev;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct admin_conn *ac = h->data;
     if (--ac->refs > 0)
         return;
     struct admin_listener *l = ac->l;
-    if (ac->prev)
-        ac->prev->next = ac->next;
-    else
-        l->conns = ac->next;
-    if (ac->next)
-        ac->next->prev = ac->prev;
+    list_unlink(&l->closing, ac);
     l->nalloc--;
     http_parser_deinit(&ac->parser);
     http_head_free(ac->req);
@@ -124,6 +147,10 @@ static void close_conn(struct admin_conn *ac)
     if (ac->closing)
         return;
     ac->closing = true;
+    /* Off the open list at once: a flood closes many per loop turn, and the caps and
+     * make_room's scans must not wade through them until their close callbacks run. */
+    list_unlink(&ac->l->conns, ac);
+    list_push(&ac->l->closing, ac);
     ac->l->nopen--;
     uv_close(&ac->sock.handle, on_handle_closed);
     uv_close((uv_handle_t *)&ac->timer, on_handle_closed);
@@ -296,19 +323,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof ac->buf;
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Parse n bytes of the request, and answer it once it is whole (or broken). */
+static void consume(struct admin_conn *ac, const char *p, size_t n)
 {
-    struct admin_conn *ac = stream->data;
-    if (ac->closing || ac->answered || nread == 0)
-        return;
-    if (nread < 0) {
-        /* EOF or an error before a whole request: there is nobody to answer. */
-        close_conn(ac);
-        return;
-    }
+    if (memchr(p, '\n', n))
+        ac->line_seen = true;
     size_t consumed;
-    enum http_exec_status st =
-        http_parser_execute(&ac->parser, buf->base, (size_t)nread, &consumed);
+    enum http_exec_status st = http_parser_execute(&ac->parser, p, n, &consumed);
     /* A CONNECT or an Upgrade request also completes (HTTP_UPGRADE): it is answered like any
      * other request, and nothing after it is read. */
     if (ac->complete && ac->req) {
@@ -320,6 +341,40 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         snprintf(text, sizeof text, "%s\n", reason);
         respond_text(ac, status, reason, text, "");
     }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct admin_conn *ac = stream->data;
+    if (ac->closing || ac->answered || nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or an error before a whole request: there is nobody to answer. */
+        close_conn(ac);
+        return;
+    }
+    consume(ac, buf->base, (size_t)nread);
+}
+
+/* Read, without waiting, what the client has already sent, which libuv would read only later
+ * in the loop turn or on the next. A probe accepted amid a burst has its request waiting in
+ * the socket, and is answered here instead of evicted by the connections accepted after it.
+ * true when something happened (bytes parsed, the request answered, or the connection closed
+ * at EOF), false when nothing was waiting. */
+static bool read_pending(struct admin_conn *ac)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno(&ac->sock.handle, &fd) != 0)
+        return false;
+    ssize_t n = recv(fd, ac->buf, sizeof ac->buf, MSG_DONTWAIT);
+    if (n > 0) {
+        consume(ac, ac->buf, (size_t)n);
+        return true;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return false;
+    close_conn(ac); /* EOF or a reset before a whole request: nobody to answer */
+    return true;
 }
 
 /* ---- accepting under a flood ------------------------------------------------------------- */
@@ -355,15 +410,43 @@ static bool same_source(const struct admin_source *a, const struct admin_source 
     return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
 }
 
-/* The oldest open connection still waiting for its request, other than keep, from src when
- * src is not NULL; NULL when there is none. */
-static struct admin_conn *oldest_unanswered(struct admin_listener *l, struct admin_conn *keep,
-                                            const struct admin_source *src)
+/* How many of the open connections in open[0..n) come from src. */
+static size_t count_from(struct admin_conn *const *open, size_t n, const struct admin_source *src)
 {
-    struct admin_conn *found = NULL;
-    for (struct admin_conn *ac = l->conns; ac; ac = ac->next) {
-        if (ac != keep && !ac->closing && !ac->answered && (!src || same_source(&ac->src, src)))
-            found = ac; /* the list is newest first: the last match is the oldest */
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += same_source(&open[i]->src, src);
+    return count;
+}
+
+/* The connection to close to make room: an open one still waiting for its request, other than
+ * keep, from src when src is not NULL; NULL when there is none. One that has not sent a whole
+ * request line goes before one that has (a request is under way there, a probe's most likely),
+ * then one from the source holding the most open connections (a flood from many sources evicts
+ * its own before a lone probe's), then the oldest. */
+static struct admin_conn *pick_victim(struct admin_listener *l, struct admin_conn *keep,
+                                      const struct admin_source *src)
+{
+    /* make_room keeps nopen at most ADMIN_MAX_CONNS + 1: the newcomer over the cap. */
+    struct admin_conn *open[ADMIN_MAX_CONNS + 2], *found = NULL;
+    size_t n = 0, found_count = 0;
+
+    for (struct admin_conn *ac = l->conns; ac && n < sizeof open / sizeof open[0]; ac = ac->next)
+        open[n++] = ac;
+    /* The list is newest first: on a tie, the later one is older and wins. */
+    for (size_t i = 0; i < n; i++) {
+        struct admin_conn *ac = open[i];
+        if (ac == keep || ac->answered || (src && !same_source(&ac->src, src)))
+            continue;
+        size_t count = count_from(open, n, &ac->src);
+        if (found && ac->line_seen != found->line_seen) {
+            if (ac->line_seen)
+                continue;
+        } else if (found && count < found_count) {
+            continue;
+        }
+        found = ac;
+        found_count = count;
     }
     return found;
 }
@@ -372,32 +455,44 @@ static size_t open_from(struct admin_listener *l, const struct admin_source *src
 {
     size_t n = 0;
     for (struct admin_conn *ac = l->conns; ac; ac = ac->next)
-        n += !ac->closing && same_source(&ac->src, src);
+        n += same_source(&ac->src, src);
     return n;
 }
 
-/* ac was just accepted. Over a cap, make room by closing the oldest connection that has not
- * sent a whole request: a held-open or trickling socket loses its place to a new one, so a
+/* ac was just accepted. Over a cap, make room by closing a connection that has not sent a whole
+ * request (pick_victim): a held-open or trickling socket loses its place to a new one, so a
  * probe (whose request arrives with its connection) is always read. Refusing the newcomer
- * instead would let whoever connected first keep the listener shut. The per-source cap comes
- * first so that one noisy source evicts its own connections, never another source's. Returns
- * false when ac itself had to go (everything else is already answered and closing soon). */
+ * instead would let whoever connected first keep the listener shut, so even a request line
+ * under way is no shield once nothing else can go. The per-source cap comes first so that one
+ * noisy source evicts its own connections, never another source's. A candidate's waiting bytes
+ * are read before it is closed: if it was a probe, it is answered and another candidate is
+ * chosen. Returns false when ac itself had to go (everything else is answered, closing soon). */
 static bool make_room(struct admin_listener *l, struct admin_conn *ac)
 {
-    struct admin_conn *victim = NULL;
-    if (open_from(l, &ac->src) > ADMIN_MAX_PER_SOURCE)
-        victim = oldest_unanswered(l, ac, &ac->src);
-    else if (l->nopen > ADMIN_MAX_CONNS)
-        victim = oldest_unanswered(l, ac, NULL);
-    else
+    for (;;) {
+        const struct admin_source *only;
+        if (open_from(l, &ac->src) > ADMIN_MAX_PER_SOURCE)
+            only = &ac->src;
+        else if (l->nopen > ADMIN_MAX_CONNS)
+            only = NULL;
+        else
+            return true;
+        struct admin_conn *victim = pick_victim(l, ac, only);
+        if (!victim) {
+            close_conn(ac);
+            return false;
+        }
+        /* Each pass either closes a connection or drains bytes from one (answering it, or
+         * moving it towards a parse error), so the loop ends. */
+        if (read_pending(victim))
+            continue;
+        log_msg(LOG_DEBUG,
+                "%s: connection limit reached, closing a connection still waiting "
+                "for its request",
+                l->flag);
+        close_conn(victim);
         return true;
-    if (!victim) {
-        close_conn(ac);
-        return false;
     }
-    log_msg(LOG_DEBUG, "%s: connection limit reached, closing the oldest idle connection", l->flag);
-    close_conn(victim);
-    return true;
 }
 
 static void on_refused_closed(uv_handle_t *h)
@@ -423,11 +518,21 @@ static void refuse(struct admin_listener *l)
     uv_close(&t->handle, on_refused_closed);
 }
 
+static void on_resume(uv_timer_t *t);
+
 static void on_admin_connection(uv_stream_t *server, int status)
 {
     struct admin_listener *l = server->data;
     if (status < 0) {
         log_msg(LOG_WARN, "%s: accept: %s", l->flag, uv_strerror(status));
+        return;
+    }
+    if (l->batch++ >= ADMIN_ACCEPT_BATCH) {
+        /* Not taken now, libuv keeps it and stops watching the listener until it is: the loop
+         * reads and answers what it accepted (a probe among them), and frees what it closed,
+         * before the next batch. */
+        l->deferred = true;
+        uv_timer_start(&l->resume, on_resume, 0, 0);
         return;
     }
     struct admin_conn *ac = l->nalloc < ADMIN_MAX_ALLOCATED ? calloc(1, sizeof *ac) : NULL;
@@ -440,10 +545,7 @@ static void on_admin_connection(uv_stream_t *server, int status)
         return;
     }
     ac->l = l;
-    ac->next = l->conns;
-    if (l->conns)
-        l->conns->prev = ac;
-    l->conns = ac;
+    list_push(&l->conns, ac);
     l->nalloc++;
     l->nopen++;
     ac->sock.handle.data = ac;
@@ -468,6 +570,16 @@ static void on_admin_connection(uv_stream_t *server, int status)
         return;
     }
     uv_timer_start(&ac->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
+}
+
+static void on_resume(uv_timer_t *t)
+{
+    struct admin_listener *l = t->data;
+    l->batch = 0;
+    if (l->deferred && l->listening) {
+        l->deferred = false;
+        on_admin_connection(&l->sock.stream, 0);
+    }
 }
 
 /* ---- listeners --------------------------------------------------------------------------- */
@@ -643,6 +755,8 @@ static int listener_start(struct admin_listener *l, const char *flag, const char
         return -1;
     }
     l->listening = true;
+    uv_timer_init(admin.loop, &l->resume);
+    l->resume.data = l;
 
     char where[160];
     describe(l, where, sizeof where);
@@ -681,11 +795,12 @@ static void listener_stop(struct admin_listener *l)
     if (!l->listening)
         return;
     l->listening = false;
-    uv_close(&l->sock.handle, NULL);
+    uv_close(&l->sock.handle, NULL); /* which closes a connection left queued too */
+    uv_close((uv_handle_t *)&l->resume, NULL);
     if (l->unix_path[0])
         unlink(l->unix_path);
-    for (struct admin_conn *ac = l->conns; ac; ac = ac->next)
-        close_conn(ac);
+    while (l->conns)
+        close_conn(l->conns); /* which moves it to the closing list */
 }
 
 void admin_stop(void)

@@ -88,9 +88,28 @@ static void close_attempt(struct attempt *a)
     if (!a->polled)
         return;
     a->polled = false;
-    /* uv_close deregisters the descriptor at once; the socket itself is closed in the close
-     * callback unless it was handed over. */
+    /* uv_close deregisters the descriptor at once, after which libuv lets it be closed: at once
+     * too, so that a race never holds more than DIAL_MAX_IN_FLIGHT sockets, even for a loop
+     * turn. A socket handed over (fd -1) is the caller's. */
     uv_close((uv_handle_t *)&a->poll, on_handle_closed);
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = -1;
+}
+
+/* Make room for one more attempt: give up the oldest one still connecting. */
+static void abandon_oldest(struct dial *d)
+{
+    for (size_t i = 0; i < d->next; i++) {
+        struct attempt *a = &d->attempts[i];
+        if (a->polled) {
+            log_msg(LOG_DEBUG, "conn %llu: attempt %zu given up for the next address",
+                    (unsigned long long)d->log_id, i + 1);
+            d->in_flight--;
+            close_attempt(a);
+            return;
+        }
+    }
 }
 
 /* The outcome is known: close everything; the callback follows the last close. */
@@ -152,6 +171,8 @@ static void on_delay(uv_timer_t *t);
 static void start_next(struct dial *d)
 {
     while (!d->finished && d->next < d->n) {
+        if (d->in_flight >= DIAL_MAX_IN_FLIGHT)
+            abandon_oldest(d);
         size_t i = d->next++;
         int r = attempt_start(d, &d->attempts[i], &d->addrs[i]);
         if (r == 1)

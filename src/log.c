@@ -222,58 +222,131 @@ static void report_drops(void)
     q.reported = d;
 }
 
-/* The directory that holds path must not let anyone else put a file of their choosing at that
- * name: owned by us or root, and not writable by group or others unless sticky (as /tmp is,
- * where nobody can rename or remove another's file). 0, or -EPERM with why filled. */
-static int check_log_dir(const char *path, char *why, size_t cap)
+/* Whether nobody else can change the entries of the directory open at fd, which would let them
+ * choose what airlock opens below it: it must be ours or root's, and not writable by group or
+ * others unless sticky (as /tmp is, where nobody can rename or remove another's file). last: it
+ * holds the file itself (else it is one on the way). 0, or -EPERM with why filled. */
+static int check_dir(int fd, const char *name, bool last, char *why, size_t cap)
 {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
+    const char *which = last ? "its directory" : "the directory on its path";
+    const char *what = last ? "put any file at that name" : "swap what lies below it";
     struct stat st;
 
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    if (stat(dir, &st) < 0) {
-        snprintf(why, cap, "%.512s: %s", dir, strerror(errno));
-        return -errno;
+    if (fstat(fd, &st) < 0) {
+        int err = -errno;
+        snprintf(why, cap, "%.512s: %s", name, strerror(-err));
+        return err;
     }
     if (st.st_uid != geteuid() && st.st_uid != 0) {
         snprintf(why, cap,
-                 "its directory %.512s belongs to uid %u, who could put any file at that name: log "
-                 "to a directory of airlock's user or root",
-                 dir, (unsigned)st.st_uid);
+                 "%s %.512s belongs to uid %u, who could %s: log to a directory of airlock's "
+                 "user or root",
+                 which, name, (unsigned)st.st_uid, what);
         return -EPERM;
     }
     if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
         snprintf(why, cap,
-                 "its directory %.512s is writable by group or others without the sticky "
-                 "bit (mode %04o), so they could put any file at that name: chmod go-w %.512s",
-                 dir, (unsigned)(st.st_mode & 07777), dir);
+                 "%s %.512s is writable by group or others without the sticky bit (mode %04o), "
+                 "so they could %s: chmod go-w %.512s",
+                 which, name, (unsigned)(st.st_mode & 07777), what, name);
         return -EPERM;
     }
     return 0;
 }
 
+/* The error for a directory component that could not be opened: a symbolic link is refused as
+ * such (with where it leads, for the fix). */
+static int dir_open_error(int parent, const char *name, const char *walked, char *why, size_t cap)
+{
+    int err = -errno;
+    struct stat st;
+    char *real;
+
+    if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        real = realpath(walked, NULL);
+        snprintf(why, cap,
+                 "%.512s on its path is a symbolic link, which could lead anywhere: give the "
+                 "path without links%s%.512s%s",
+                 walked, real ? " (" : "", real ? real : "", real ? ")" : "");
+        free(real);
+        return -ELOOP;
+    }
+    snprintf(why, cap, "%.512s: %s", walked, strerror(-err));
+    return err;
+}
+
+/* The directory that holds path, opened one component at a time from / (or the working
+ * directory) without following a symbolic link, each directory checked on the way: whoever can
+ * change any of them (rename an entry, or put a link in its place) chooses where the file is
+ * created, not only whoever can change the last one. Returns an O_PATH fd, with *base the
+ * file's name in it, or -errno with why filled. */
+static int open_log_dir(const char *path, const char **base, char *why, size_t cap)
+{
+    const char *slash = strrchr(path, '/'), *p = path;
+    char walked[4096], name[256]; /* a file name is at most 255 bytes (NAME_MAX) */
+    int fd, next, err;
+
+    *base = slash ? slash + 1 : path;
+    snprintf(walked, sizeof(walked), "%s", path[0] == '/' ? "/" : ".");
+    fd = open(walked, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        err = -errno;
+        snprintf(why, cap, "%.512s: %s", walked, strerror(-err));
+        return err;
+    }
+    err = check_dir(fd, walked, slash == NULL || slash == path, why, cap);
+    while (err == 0 && slash && p < slash) {
+        size_t n = strcspn(p, "/");
+        if (n == 0) {
+            p++;
+            continue;
+        }
+        if (n >= sizeof(name) || (size_t)(p + n - path) >= sizeof(walked)) {
+            snprintf(why, cap, "%s", strerror(ENAMETOOLONG));
+            err = -ENAMETOOLONG;
+            break;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+        p += n;
+        snprintf(walked, sizeof(walked), "%.*s", (int)(p - path), path);
+        next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            err = dir_open_error(fd, name, walked, why, cap);
+            break;
+        }
+        close(fd);
+        fd = next;
+        err = check_dir(fd, walked, p == slash, why, cap);
+    }
+    if (err < 0) {
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
 /* Open the log for appending so that nobody else chooses what airlock writes into: never
- * through a symlink (O_NOFOLLOW), a regular file or FIFO only if it is ours and (a file) has
- * no second name, a character device (/dev/null, a terminal) as it is, nothing else. O_NONBLOCK
- * only while opening, so a FIFO with no reader fails at once instead of hanging the start.
- * Returns the fd, or -errno with why filled. */
+ * through a symlink (nor through one on the way to its directory, each directory checked), a
+ * regular file or FIFO only if it is ours and (a file) has no second name, a character device
+ * (/dev/null, a terminal) as it is, nothing else. O_NONBLOCK only while opening, so a FIFO with
+ * no reader fails at once instead of hanging the start. Returns the fd, or -errno with why
+ * filled. */
 static int open_log_file(const char *path, char *why, size_t cap)
 {
     struct stat st;
-    int fd, err = check_log_dir(path, why, cap);
+    const char *base;
+    int fd, dir = open_log_dir(path, &base, why, cap), err = 0;
 
-    if (err < 0)
-        return err;
-    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
-    if (fd < 0) {
+    if (dir < 0)
+        return dir;
+    fd = openat(dir, base, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                0640);
+    if (fd < 0)
         err = -errno;
-        snprintf(why, cap, "%s", err == -ELOOP ? "it is a symbolic link" : strerror(errno));
+    close(dir);
+    if (fd < 0) {
+        snprintf(why, cap, "%s", err == -ELOOP ? "it is a symbolic link" : strerror(-err));
         return err;
     }
     if (fstat(fd, &st) < 0) {

@@ -537,26 +537,111 @@ static int find_holders(unsigned long inode, uid_t uid, const struct peer_limits
     return rc;
 }
 
-/* The executable behind path, a /proc exe link. */
-static int read_exe(const char *path, char **out)
+/* The path of the file open at fd, as /proc shows it to us. The kernel appends " (deleted)" when
+ * the file was unlinked or replaced after exec (d_path()), as a package upgrade does to a running
+ * program: it still ran from that path. */
+static int fd_path(int fd, char **out)
 {
     static const char deleted[] = " (deleted)";
     const size_t dlen = sizeof(deleted) - 1;
-    char buf[PATH_MAX];
+    char link[64], buf[PATH_MAX];
     ssize_t n;
 
-    n = readlink(path, buf, sizeof(buf));
+    snprintf(link, sizeof(link), "/proc/thread-self/fd/%d", fd);
+    n = readlink(link, buf, sizeof(buf));
     if (n < 0)
         return -errno;
     if ((size_t)n >= sizeof(buf))
         return -ENAMETOOLONG;
-    /* The kernel appends " (deleted)" when the binary was unlinked or replaced after exec
-     * (d_path()), as a package upgrade does to a running program: it still ran from that path. */
     if ((size_t)n > dlen && memcmp(buf + n - dlen, deleted, dlen) == 0)
         n -= (ssize_t)dlen;
     buf[n] = '\0';
     *out = strdup(buf);
     return *out ? 0 : -ENOMEM;
+}
+
+/* The id of the mount the file open at fd lives on (fdinfo's "mnt_id:", Linux 3.15). Mount ids
+ * are unique across every mount namespace. */
+static int fd_mount_id(int fd, unsigned long *id)
+{
+    char path[64], buf[512];
+    const char *p;
+    int rc;
+
+    snprintf(path, sizeof(path), "/proc/thread-self/fdinfo/%d", fd);
+    if ((rc = read_small(AT_FDCWD, path, buf, sizeof(buf))) != 0)
+        return rc;
+    p = strstr(buf, "mnt_id:");
+    if (p == NULL || sscanf(p + 7, "%lu", id) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+/* Whether mount id is one of the mounts of the namespace dir/mountinfo lists: 0, -EXDEV when it
+ * is not, or -errno. */
+static int mount_listed(const char *dir, unsigned long id)
+{
+    char path[64], *line = NULL;
+    size_t cap = 0;
+    int rc = -EXDEV;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/mountinfo", dir);
+    if ((f = fopen(path, "re")) == NULL)
+        return -errno;
+    while (rc == -EXDEV && getline(&line, &cap, f) != -1) {
+        char *end;
+        if (strtoul(line, &end, 10) == id && end != line && *end == ' ')
+            rc = 0;
+    }
+    if (rc != 0 && ferror(f))
+        rc = -EIO;
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Whether the process at dir is in our own user namespace: 0, -EXDEV, or -errno. */
+static int same_user_ns(const char *dir, const struct stat *ours)
+{
+    char path[64];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/ns/user", dir);
+    if (stat(path, &st) != 0)
+        return -errno;
+    return st.st_dev == ours->st_dev && st.st_ino == ours->st_ino ? 0 : -EXDEV;
+}
+
+/* The executable of the process (or thread) whose /proc directory is dir, if its path can be
+ * taken at its word, else -EXDEV. The path /proc shows is where the file sits in the mount tree
+ * it was executed from, and mounts can be forged: by a process in a user namespace of its own
+ * (unshare -Urm, then a bind mount over a listed program), or by one that executes a file
+ * through another namespace's mounts (/proc/PID/root/usr/bin/curl). So the executable's mount
+ * must be one of the process's own mount namespace, and the process must be in our user
+ * namespace, where making or changing a mount namespace takes CAP_SYS_ADMIN over us. The file
+ * is pinned first, so that an exec meanwhile cannot swap it; the user namespace is read last
+ * because a process can leave ours but never come back, so finding it there then means its
+ * mount namespace, read before, was one it could not have changed. */
+static int read_exe(const char *dir, const struct stat *our_userns, char **out)
+{
+    char path[64];
+    unsigned long mnt;
+    int fd, rc;
+
+    *out = NULL;
+    snprintf(path, sizeof(path), "%s/exe", dir);
+    if ((fd = open(path, O_PATH | O_CLOEXEC)) < 0)
+        return -errno;
+    if ((rc = fd_path(fd, out)) == 0 && (rc = fd_mount_id(fd, &mnt)) == 0 &&
+        (rc = mount_listed(dir, mnt)) == 0)
+        rc = same_user_ns(dir, our_userns);
+    close(fd);
+    if (rc != 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* ppid from /proc/PID/stat, "pid (comm) state ppid ...". comm is the program's own choice of up
@@ -578,25 +663,26 @@ static int read_ppid(pid_t pid, pid_t *ppid)
 }
 
 /* The holder's own exe (read through the thread that holds the socket: a thread-group leader
- * that has exited has no exe link of its own) must be readable, or there is no answer. After
- * that, an ancestor that has exited or is not ours to read ends the chain: a shorter chain can
- * only match fewer `binaries` entries, never more. PID 1 is init (or a container's), whose exe
- * says nothing about the client, and ppid 0 means the parent is outside our PID namespace. */
-static int read_chain(pid_t pid, pid_t tid, struct peer_process *p)
+ * that has exited has no exe link of its own) must be readable and vouched for, or there is no
+ * answer. After that, an ancestor that has exited, is not ours to read or cannot be vouched for
+ * ends the chain: a shorter chain can only match fewer `binaries` entries, never more. PID 1 is
+ * init (or a container's), whose exe says nothing about the client, and ppid 0 means the parent
+ * is outside our PID namespace. */
+static int read_chain(pid_t pid, pid_t tid, const struct stat *our_userns, struct peer_process *p)
 {
-    char path[64];
+    char dir[64];
     pid_t ppid;
     int rc;
 
     p->pid = pid;
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/exe", (int)pid, (int)tid);
-    if ((rc = read_exe(path, &p->exes[0])) != 0)
+    snprintf(dir, sizeof(dir), "/proc/%d/task/%d", (int)pid, (int)tid);
+    if ((rc = read_exe(dir, our_userns, &p->exes[0])) != 0)
         return rc;
     p->n = 1;
     while (p->n < PEER_MAX_EXES && read_ppid(pid, &ppid) == 0 && ppid > 1) {
         pid = ppid;
-        snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-        if (read_exe(path, &p->exes[p->n]) != 0)
+        snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
+        if (read_exe(dir, our_userns, &p->exes[p->n]) != 0)
             break;
         p->n++;
     }
@@ -630,6 +716,10 @@ const char *peer_strerror(int rc)
                "CAP_SYS_PTRACE over it)";
     case -E2BIG:
         return "too many open files or processes to inspect";
+    case -EXDEV:
+        return "a process holding the client's socket runs a file whose path cannot be trusted "
+               "(it is in another user namespace, or ran its executable from outside its own "
+               "mount namespace)";
     case -EAFNOSUPPORT:
         return "not a TCP/IP client";
     default:
@@ -643,6 +733,7 @@ int peer_identify(const struct sockaddr *peer_addr, const struct sockaddr *our_a
     static const struct peer_limits defaults = {.fd_budget = PEER_FD_BUDGET};
     pid_t pids[PEER_MAX_HOLDERS], tids[PEER_MAX_HOLDERS];
     struct endpoint local, remote;
+    struct stat our_userns;
     size_t n = 0;
     int rc;
 
@@ -657,8 +748,10 @@ int peer_identify(const struct sockaddr *peer_addr, const struct sockaddr *our_a
         return rc;
     if ((rc = find_holders(out->inode, out->uid, lim, pids, tids, &n, &out->blocker)) != 0)
         return rc;
+    if (stat("/proc/self/ns/user", &our_userns) != 0)
+        return -errno;
     for (size_t i = 0; i < n; i++) {
-        rc = read_chain(pids[i], tids[i], &out->procs[out->n]);
+        rc = read_chain(pids[i], tids[i], &our_userns, &out->procs[out->n]);
         if (gone(rc)) /* it exited since: it holds nothing any more */
             continue;
         if (rc != 0) {

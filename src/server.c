@@ -22,6 +22,7 @@
 #include "airlock/ca.h"
 #include "airlock/conn.h"
 #include "airlock/creds.h"
+#include "airlock/dial.h"
 #include "airlock/metrics.h"
 #include "airlock/policy.h"
 #include "airlock/proxy.h"
@@ -571,9 +572,9 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- file descriptors -------------------------------------------------------------------- */
 
-/* What one client connection may hold: its socket, the upstream's, and one more for a second
- * address being raced or a refusal still lingering. */
-#define FDS_PER_CONNECTION 3
+/* What one client connection may hold: its socket, and the upstream's or, while it dials, the
+ * attempts of its address race (dial.h bounds them). */
+#define FDS_PER_CONNECTION (1 + DIAL_MAX_IN_FLIGHT)
 
 /* Raise the soft RLIMIT_NOFILE to the hard limit: a proxy's connections are descriptors, and
  * the usual soft default (1024) is a limit nobody chose for it. Returns the limit in force. */

@@ -5,8 +5,8 @@
  * address the last two only with --admin-expose-sensitive. The health listener (--health)
  * serves /healthz and /readyz only, for probes that come over the network. One request per
  * connection, answered with Connection: close; connections are bounded in count (per listener
- * and per source, the oldest unanswered one making room for a new one), size and time, so a
- * flood of idle sockets never keeps a probe out. Main thread only. */
+ * and per source, an unanswered one of the busiest source making room for a new one), size and
+ * time, so a flood of idle sockets never keeps a probe out. Main thread only. */
 #ifndef AIRLOCK_ADMIN_H
 #define AIRLOCK_ADMIN_H
 

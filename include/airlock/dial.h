@@ -3,8 +3,11 @@
  * 8305 (Happy Eyeballs v2) describes: address families alternate, a new attempt starts every
  * DIAL_ATTEMPT_DELAY_MS (or as soon as one fails), earlier attempts keep running, the first
  * to connect wins and the rest are closed. A blackholed address therefore costs 250 ms, not
- * the whole connect timeout. The caller bounds the whole race with its own timer. Knows
- * nothing of policy: the addresses it gets are already vetted. */
+ * the whole connect timeout. Unlike the RFC, at most DIAL_MAX_IN_FLIGHT attempts are open at
+ * once: a new one closes the oldest still connecting, so that a race holds a bounded number
+ * of descriptors, which the server's connection limit counts on. The caller bounds the whole
+ * race with its own timer. Knows nothing of policy: the addresses it gets are already
+ * vetted. */
 #ifndef AIRLOCK_DIAL_H
 #define AIRLOCK_DIAL_H
 
@@ -16,6 +19,10 @@
 
 #define DIAL_MAX_ADDRS        8
 #define DIAL_ATTEMPT_DELAY_MS 250 /* RFC 8305 §8 "Connection Attempt Delay" */
+/* Sockets one race holds at most. Two lets the families alternate (the attempt closed to make
+ * room is then the previous one of the new attempt's family) and gives every attempt at least
+ * one delay, usually two, before it is given up; the last two run until the caller's timer. */
+#define DIAL_MAX_IN_FLIGHT 2
 
 struct dial;
 

@@ -5,8 +5,10 @@
  * searching the fd tables (/proc/PID/task/TID/fd) of the processes that run as that uid, and the
  * exe of each holder and of its ancestors is read. Any holder may be the one writing on the
  * socket, so all of them are reported: a caller that trusts only the first would let a process
- * borrow the identity of another that shares its socket. Blocking file I/O: call it from a
- * worker thread (uv_queue_work), never on the event loop. */
+ * borrow the identity of another that shares its socket. An exe path is reported only when its
+ * mounts cannot have been forged: the process is in our user namespace and ran a file of its
+ * own mount namespace. Blocking file I/O: call it from a worker thread (uv_queue_work), never on
+ * the event loop. */
 #ifndef AIRLOCK_PEER_H
 #define AIRLOCK_PEER_H
 
@@ -27,7 +29,8 @@ struct peer_process {
     pid_t pid;
     size_t n;
     char *exes[PEER_MAX_EXES + 1]; /* malloc'd absolute paths, NULL-terminated: the process
-                                    * itself first, then its ancestors up to (not incl.) PID 1 */
+                                    * itself first, then its ancestors up to (not incl.) PID 1
+                                    * or the first one whose path cannot be trusted */
 };
 
 struct peer_info {
@@ -51,8 +54,9 @@ struct peer_limits {
  * then out is empty but for blocker: -ENOENT when the socket or its holders cannot be found
  * (e.g. another PID namespace), -EACCES when a process of the socket's uid could not be searched
  * or a holder's exe not read (the set of holders is then unknown), -E2BIG when the budget ran
- * out or more than PEER_MAX_HOLDERS processes hold it. lim NULL: PEER_FD_BUDGET, no skipped
- * process. */
+ * out or more than PEER_MAX_HOLDERS processes hold it, -EXDEV when a holder's exe path cannot be
+ * trusted (it is in another user namespace, whose mounts it may have made, or its executable's
+ * mount is not in its own mount namespace). lim NULL: PEER_FD_BUDGET, no skipped process. */
 int peer_identify(const struct sockaddr *peer_addr, const struct sockaddr *our_addr,
                   const struct peer_limits *lim, struct peer_info *out);
 void peer_info_free(struct peer_info *p);

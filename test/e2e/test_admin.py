@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -343,6 +344,63 @@ def test_admin_per_source_cap_evicts_only_that_sources_idle_sockets(env):
         other.close()
         for s in noisy:
             s.close()
+
+
+BURST_SOURCES = 32  # distinct loopback addresses a burst comes from
+BURST_BEFORE, BURST_AFTER = 50, 70  # connections queued before and after the probe's
+
+
+def _queue_burst(port, n, first):
+    """n non-blocking connects from BURST_SOURCES sources, left open and silent."""
+    socks = []
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.%d" % (2 + (first + i) % BURST_SOURCES), 0))
+        s.setblocking(False)
+        s.connect_ex((LOOPBACK4, port))
+        socks.append(s)
+    return socks
+
+
+def _reset_all(socks):
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+
+
+def test_admin_probe_in_the_middle_of_a_burst_from_many_sources_is_answered(env):
+    """A burst from many sources lands in the listener's backlog around a probe: airlock is
+    stopped while the backlog fills (the probe's request included), then continued. It used to
+    accept the whole backlog in one go, the cap evicting the oldest waiting connections, the
+    probe among them, before its request was read (EOF). Room now comes from the source holding
+    the most connections, a candidate's waiting request is read first, and a batch of accepts
+    gives the loop a turn."""
+    al, port = _start(env)
+    failures = []
+    for round_ in range(20):
+        flood, probe = [], None
+        os.kill(al.pid, signal.SIGSTOP)
+        try:
+            flood += _queue_burst(port, BURST_BEFORE, round_)
+            probe = _admin_conn(port, source=LOOPBACK4, timeout=PROBE_DEADLINE)
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            flood += _queue_burst(port, BURST_AFTER, round_ + BURST_BEFORE)
+        finally:
+            os.kill(al.pid, signal.SIGCONT)
+        t0 = time.monotonic()
+        try:
+            status = read_response(Reader(probe)).status
+            took = time.monotonic() - t0
+            if status != 200 or took > PROBE_DEADLINE:
+                failures.append("round %d: status %d after %.2f s" % (round_, status, took))
+        except (OSError, EOFError) as e:
+            failures.append("round %d: %s after %.2f s" % (round_, type(e).__name__,
+                                                            time.monotonic() - t0))
+        finally:
+            probe.close()
+            _reset_all(flood)
+    check(not failures, "probes amid bursts from %d sources not answered: %r" % (
+        BURST_SOURCES, failures))
 
 
 def test_admin_open_connections_closed_at_stop(env):

@@ -3,15 +3,19 @@
 it, and clients past either limit answered 503 (logged and counted) instead of reset in
 silence, with airlock serving again once clients leave. airlock runs under prlimit."""
 
+import contextlib
 import os
 import re
 import select
 import shutil
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from harness import (LOOPBACK4, Reader, Skip, build_request, check, check_eq, free_port,
-                     open_tunnel, read_response, wait_until)
+from fakedns import FakeDns, Record
+from harness import (LOOPBACK4, BlackholeListener, Reader, Skip, build_request, check, check_eq,
+                     free_port, open_tunnel, read_response, read_response_head, wait_until)
+from support import loopback_ep
 
 
 def _prlimit(soft, hard):
@@ -137,8 +141,8 @@ def test_out_of_descriptors_answers_503_logs_and_recovers(env):
     check("more than the file descriptor limit" in al.log_text(), "no warning at start")
 
 
-def _open_fds(al):
-    return len(os.listdir("/proc/%d/fd" % al.pid))
+def _open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def test_worker_that_cannot_start_leaves_the_others_serving(env):
@@ -148,10 +152,10 @@ def test_worker_that_cannot_start_leaves_the_others_serving(env):
     # one that started, and stops cleanly (harness: exit 0, no sanitizer report).
     up = env.upstream()
     one = env.airlock([up])
-    f1 = _open_fds(one)
+    f1 = _open_fds(one.pid)
     one.stop()
     three = env.airlock([up], args=["--workers", "3"])
-    f3 = _open_fds(three)
+    f3 = _open_fds(three.pid)
     three.stop()
     per_worker = (f3 - f1) // 2  # its listening socket and its loop's descriptors
     before_workers = f3 - 3 * (per_worker - 1)  # every listening socket is opened first
@@ -188,3 +192,51 @@ def test_worker_that_cannot_start_leaves_the_others_serving(env):
         break
     check(started, "no descriptor limit between %d and %d stopped a later worker" % (
         before_workers + per_worker, before_workers + 2 * per_worker))
+
+
+def test_racing_connects_to_blackholed_addresses_stay_within_the_derived_limit(env):
+    # A name with 8 addresses that swallow SYNs: each CONNECT races them, a new attempt every
+    # 250 ms. The derived limit counts 3 descriptors a connection, but every race used to keep
+    # all 8 attempts open: well under the limit, airlock ran out of descriptors and /healthz
+    # and other clients got nothing. A race now holds at most 2.
+    nofile = 200
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(BlackholeListener("127.0.0.2"))
+        others = [BlackholeListener("127.0.0.%d" % i, port) for i in range(3, 10)]
+        for b in others:
+            stack.push(b.__exit__)
+        with ThreadPoolExecutor(len(others)) as pool:  # each takes 0.7 s to check
+            list(pool.map(lambda b: b.__enter__(), others))
+        dns = FakeDns({"bh.airlock.test": Record(a=["127.0.0.%d" % i for i in range(2, 10)])},
+                      env.tmp).start()
+        stack.callback(dns.stop)
+        up = env.upstream()
+        admin = free_port()
+        al = env.airlock(endpoints=[loopback_ep("bh.airlock.test", port, access="full"),
+                                    loopback_ep(LOOPBACK4, up.port, access="full")],
+                         hosts=(), args=["--connect-timeout", "10",
+                                         "--admin", "%s:%d" % (LOOPBACK4, admin)],
+                         wrapper=_prlimit(nofile, nofile) + dns.wrapper())
+        derived = re.compile(r"--max-connections (\d+) \(derived")
+        check(wait_until(lambda: derived.search(al.log_text()), 3),
+              "no derived --max-connections in the log")
+        limit = int(derived.search(al.log_text()).group(1))
+        racing = []
+        for _ in range(limit - 2):
+            s = al.connect(timeout=15)
+            s.sendall(build_request("CONNECT", "bh.airlock.test:%d" % port,
+                                    [("Host", "bh.airlock.test:%d" % port)]))
+            racing.append(s)
+        time.sleep(8 * 0.25 + 0.6)  # every race has tried all 8 addresses
+        held = _open_fds(al.pid)
+        check(held < nofile - 10, "%d racing CONNECTs (limit %d) hold %d of %d descriptors" % (
+            len(racing), limit, held, nofile))
+        c = open_tunnel(al, LOOPBACK4, up.port)
+        check_eq(c.request("GET", "/").status, 200, "another client's request meanwhile")
+        a = socket.create_connection((LOOPBACK4, admin), timeout=2)
+        try:
+            a.sendall(build_request("GET", "/healthz", [("Host", "x")]))
+            check_eq(read_response(Reader(a)).status, 200, "/healthz meanwhile")
+        finally:
+            a.close()
+        _close(racing, al)

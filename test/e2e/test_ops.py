@@ -668,6 +668,60 @@ def test_run_refuses_a_log_path_that_is_a_symlink_leaving_its_target_alone(env):
     with open(target) as f:
         check_eq(f.read(), "{}\n", "the symlink's target")
 
+
+
+def test_sigusr1_refuses_a_log_directory_swapped_for_a_symlink(env):
+    # Whoever may rename entries of a directory above the log's swaps the log's directory for
+    # a symbolic link to one of their choosing (standing for /etc/logrotate.d) before the
+    # rotation's SIGUSR1. Only the last component used to be opened without following links.
+    base = env.path("log-base")
+    logs = os.path.join(base, "logs")
+    os.makedirs(logs)
+    chosen = env.path("chosen-dir")
+    os.mkdir(chosen)
+    path = os.path.join(logs, "airlock.log")
+    al = env.airlock([], endpoints=[endpoint("x.test", 443)], args=["--log", path])
+    check(wait_until(lambda: os.path.exists(path), 3), "airlock did not create %s" % path)
+    os.rename(logs, logs + ".old")
+    os.symlink(chosen, logs)
+    al.proc.send_signal(signal.SIGUSR1)
+    old = os.path.join(logs + ".old", "airlock.log")
+
+    planted = os.path.join(chosen, "airlock.log")
+
+    def refusal_logged():
+        with open(old, errors="replace") as f:
+            return "on its path is a symbolic link" in f.read()
+    wait_until(lambda: refusal_logged() or os.path.exists(planted), 3)
+    al.proc.send_signal(signal.SIGHUP)  # a reload writes more lines
+    time.sleep(0.3)
+    check(not os.path.exists(planted),
+          "airlock created its log in a directory reached through a symlinked parent")
+    check(refusal_logged(), "no refusal logged in the old file")
+    check(al.alive(), "airlock exited after the refused reopen")
+
+
+def test_run_refuses_a_log_below_a_directory_of_another_user(env):
+    # The log's own directory is root's, but the one above it belongs to the agent, who could
+    # rename it: refused at start, naming that directory.
+    if os.geteuid() != 0:
+        raise Skip("needs root to give a directory to another user")
+    d = env.path("ca")
+    check_eq(env.run_cli(["ca", "init", "--dir", d]).returncode, 0, "ca init")
+    base = env.path("agents-dir")
+    os.makedirs(os.path.join(base, "logs"))
+    os.chmod(base, 0o755)
+    os.chown(base, 65534, 65534)
+    log = os.path.join(base, "logs", "airlock.log")
+    r = subprocess.run([env.binary, "run", "--listen", "%s:%d" % (LOOPBACK4, free_port()),
+                        "--ca-dir", d, "--policy", _good_policy(env), "--log", log,
+                        "--workers", "1"], capture_output=True, timeout=10,
+                       stdin=subprocess.DEVNULL)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check(r.returncode != 0, "airlock ran with its log below another user's directory: %r" % out)
+    check(base in out and "belongs to uid 65534" in out, "no message naming %s: %r" % (base, out))
+    check(not os.path.exists(log), "the log file was made")
+
 # ---------------------------------------------------------------------------------------------
 # Upstream trust: --upstream-ca adds to the system roots, --upstream-ca-only replaces them, and
 # a certificate's subject CN never stands in for a SAN.

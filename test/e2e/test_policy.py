@@ -726,6 +726,108 @@ def test_binaries_match_exact_lets_the_listed_binary_itself_through(env):
     check_eq(len(up.requests), 1, "requests that reached the upstream")
 
 
+# ----- binary identity: paths forged with mounts ----------------------------------------------
+
+AGENT_UID = 65534  # the agent runs as a user of its own, as the README advises
+
+# Connect to airlock (port argv[1]), CONNECT to argv[2], print the status code. Run as
+# `python -c "$AIRLOCK_CLIENT"`, so that the agent's user needs no file of ours.
+_CONNECT_CLIENT = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (sys.argv[2], sys.argv[2])).encode())
+head = b""
+while b"\r\n" not in head:
+    b = s.recv(1)
+    if not b:
+        break
+    head += b
+print(head.split(b" ")[1].decode() if head else "eof", flush=True)
+"""
+
+
+def _as_agent(script, **variables):
+    """Run a shell script as the agent's user with variables in its environment; its output."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AIRLOCK_CLIENT": _CONNECT_CLIENT}
+    env.update(variables)
+    r = subprocess.run(["setpriv", "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID,
+                        "--clear-groups", "sh", "-c", script], capture_output=True, timeout=30,
+                       stdin=subprocess.DEVNULL, cwd="/", env=env)
+    return (r.stdout + r.stderr).decode("utf-8", "replace").strip()
+
+
+def _forging_agent():
+    """Skip unless this machine lets an unprivileged user make a user and mount namespace and
+    bind-mount in it (the forgery), and the test can run as that user."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to run the agent as a user of its own")
+    for tool in ("setpriv", "unshare"):
+        if not shutil.which(tool):
+            raise Skip("%s is not installed" % tool)
+    py = os.path.realpath(sys.executable)
+    if not py.startswith("/usr/"):
+        raise Skip("python (%s) is not a system binary the agent's user can run" % py)
+    r = subprocess.run(["setpriv", "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID,
+                        "--clear-groups", "unshare", "-Urm", "true"], capture_output=True,
+                       timeout=10, stdin=subprocess.DEVNULL, cwd="/")
+    if r.returncode != 0:
+        raise Skip("unprivileged user namespaces are not available: %r" % r.stderr[-200:])
+    return py
+
+
+def _forgery_airlock(env, py, curl):
+    """curl's endpoint lists only curl, python's only python (both exact)."""
+    up_curl, up_py = env.upstream(), env.upstream()
+    doc = policy_doc({
+        "curl_only": {"endpoints": [loopback_ep(LOOPBACK4, up_curl.port, access="full",
+                                                binaries_match="exact")], "binaries": [curl]},
+        "python": {"endpoints": [loopback_ep(LOOPBACK4, up_py.port, access="full",
+                                             binaries_match="exact")], "binaries": [py]}})
+    return up_curl, up_py, start_airlock(env, doc)
+
+
+def _check_untrusted_path_refused(al, up, got):
+    check_eq(got, "403", "CONNECT status for python dressed as curl")
+    check(wait_until(lambda: "cannot be trusted" in al.log_text() + al.stderr_text(), 3),
+          "no warning saying why the binary is unknown")
+    check_eq(up.accepts, 0, "connections made to curl's upstream")
+
+
+def test_binaries_refuse_an_exe_bind_mounted_over_a_listed_one_in_a_user_namespace(env):
+    """The agent makes a user and mount namespace (no privilege needed), bind-mounts python over
+    the listed curl in it and runs "curl": /proc shows /usr/bin/curl, but the process's user
+    namespace is not airlock's, so its mounts and its path prove nothing."""
+    py = _forging_agent()
+    curl = _curl()
+    up_curl, up_py, al = _forgery_airlock(env, py, curl)
+    # The agent's own python, unforged, passes on python's endpoint: the setup works.
+    check_eq(_as_agent('"$PY" -c "$AIRLOCK_CLIENT" "$PORT" "$AUTH"', PY=py, PORT=str(al.port),
+                       AUTH="%s:%d" % (LOOPBACK4, up_py.port)), "200", "python on its endpoint")
+    got = _as_agent('unshare -Urm sh -c \'mount --bind "$PY" "$CURL" && '
+                    'exec "$CURL" -c "$AIRLOCK_CLIENT" "$PORT" "$AUTH"\'',
+                    PY=py, CURL=curl, PORT=str(al.port), AUTH="%s:%d" % (LOOPBACK4, up_curl.port))
+    _check_untrusted_path_refused(al, up_curl, got)
+
+
+def test_binaries_refuse_an_exe_run_through_another_namespaces_mounts(env):
+    """The same forgery, run from airlock's own namespaces through the forging process's root
+    (/proc/PID/root/usr/bin/curl): the process is in airlock's user namespace, but its
+    executable's mount is not in its mount namespace."""
+    py = _forging_agent()
+    curl = _curl()
+    up_curl, _, al = _forgery_airlock(env, py, curl)
+    got = _as_agent('unshare -Urm sh -c \'mount --bind "$PY" "$CURL" && exec sleep 30\' & F=$!\n'
+                    'for i in $(seq 200); do\n'
+                    '  [ "$(readlink /proc/$F/exe)" = "$(readlink -f "$(command -v sleep)")" ] '
+                    '&& break\n'
+                    '  sleep 0.02\n'
+                    'done\n'
+                    '"/proc/$F/root$CURL" -c "$AIRLOCK_CLIENT" "$PORT" "$AUTH"\n'
+                    'kill $F',
+                    PY=py, CURL=curl, PORT=str(al.port), AUTH="%s:%d" % (LOOPBACK4, up_curl.port))
+    _check_untrusted_path_refused(al, up_curl, got)
+
+
 # ----- reload under traffic --------------------------------------------------------------------
 
 def _xy_policy(port, paths):

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for dial: RFC 8305 ordering (families alternate, each keeps its order), a race
  * whose first address is blackholed (a listener with a full accept queue on ::1) won by the
- * second after about one attempt delay, refusals that move on without waiting, and
+ * second after about one attempt delay, refusals that move on without waiting, a race of many
+ * blackholed addresses that never holds more than DIAL_MAX_IN_FLIGHT sockets, and
  * cancellation. Loopback only; every test closes its loop. */
 #include "airlock/dial.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,24 +71,32 @@ static int listener(const char *ip, unsigned port, int backlog, unsigned *bound)
     return fd;
 }
 
-/* A port on ::1 that swallows SYNs: listen(0) and a few connections filling its queue. */
+/* A port on ip (::1 unless said otherwise) that swallows SYNs: listen(0) and a few connections
+ * filling its queue. */
 struct blackhole {
     int fd, fillers[3];
     unsigned port;
 };
 
-static bool blackhole_open(struct blackhole *b)
+static bool blackhole_open_on(struct blackhole *b, const char *ip)
 {
-    b->fd = listener("::1", 0, 0, &b->port);
+    b->fd = listener(ip, 0, 0, &b->port);
     if (b->fd < 0)
         return false;
-    struct sockaddr_storage ss = addr("::1", b->port);
+    struct sockaddr_storage ss = addr(ip, b->port);
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     for (int i = 0; i < 3; i++) {
-        b->fillers[i] = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        connect(b->fillers[i], (struct sockaddr *)&ss, sizeof(struct sockaddr_in6));
+        b->fillers[i] = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(b->fillers[i], (struct sockaddr *)&ss, len);
     }
     usleep(200 * 1000);
     return true;
+}
+
+static bool blackhole_open(struct blackhole *b)
+{
+    return blackhole_open_on(b, "::1");
 }
 
 static void blackhole_close(struct blackhole *b)
@@ -195,6 +205,77 @@ static void test_every_address_refused_reports_the_error(void)
     CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
+/* Descriptors this process has open. */
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+struct fd_watch {
+    uv_timer_t timer;
+    struct result r;
+    int baseline, most;
+};
+
+static void on_watch_tick(uv_timer_t *t)
+{
+    struct fd_watch *w = t->data;
+    int n = count_fds();
+    if (n > w->most)
+        w->most = n;
+    if (w->r.done)
+        uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Seven blackholed addresses, then one that answers: every 250 ms a new attempt starts, and
+ * each one past DIAL_MAX_IN_FLIGHT closes the oldest, so the race never holds more sockets
+ * than that (it used to keep all eight open), yet still reaches the last address. */
+static void test_many_blackholed_addresses_hold_at_most_the_in_flight_cap(void)
+{
+    struct blackhole bh;
+    if (!blackhole_open_on(&bh, "127.0.0.1")) {
+        fprintf(stderr, "  no blackhole here: skipped\n");
+        return;
+    }
+    unsigned good_port;
+    int good = listener("127.0.0.1", 0, 8, &good_port);
+    struct sockaddr_storage addrs[DIAL_MAX_ADDRS];
+    for (size_t i = 0; i + 1 < DIAL_MAX_ADDRS; i++)
+        addrs[i] = addr("127.0.0.1", bh.port);
+    addrs[DIAL_MAX_ADDRS - 1] = addr("127.0.0.1", good_port);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct fd_watch w = {0};
+    uv_timer_init(&loop, &w.timer);
+    w.timer.data = &w;
+    w.baseline = w.most = count_fds();
+    uv_timer_start(&w.timer, on_watch_tick, 20, 20);
+    uint64_t t0 = ms_now();
+    CHECK(dial_start(&loop, addrs, DIAL_MAX_ADDRS, 1, on_result, &w.r) != NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(w.r.done && w.r.value >= 0);
+    uint64_t took = w.r.at_ms - t0, want = (DIAL_MAX_ADDRS - 1) * DIAL_ATTEMPT_DELAY_MS;
+    CHECK(took >= want - 20 && took < want + 400);
+    CHECK(w.most - w.baseline <= DIAL_MAX_IN_FLIGHT);
+    if (w.r.value >= 0) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        getpeername(w.r.value, (struct sockaddr *)&peer, &len);
+        CHECK_EQ(port_of(&peer), good_port);
+        close(w.r.value);
+    }
+    CHECK_EQ(uv_loop_close(&loop), 0);
+    close(good);
+    blackhole_close(&bh);
+}
+
 static void on_cancel_timer(uv_timer_t *t)
 {
     dial_cancel(t->data);
@@ -230,6 +311,7 @@ int main(void)
     RUN(test_blackholed_first_address_loses_to_the_second_after_the_delay);
     RUN(test_refused_addresses_move_on_without_waiting);
     RUN(test_every_address_refused_reports_the_error);
+    RUN(test_many_blackholed_addresses_hold_at_most_the_in_flight_cap);
     RUN(test_cancel_closes_every_attempt_and_reports_once);
     return test_report();
 }

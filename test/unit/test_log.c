@@ -752,6 +752,114 @@ static void test_reopen_refuses_a_planted_symlink(void)
     unlink(target);
 }
 
+/* Directories on the way to the file, not only its own, must be safe: a symbolic link anywhere
+ * (whoever may replace it chooses where the file lands), one that others may write, or (root
+ * only) one of another user. Each is refused and nothing is made behind it. */
+static void path_refusals(void)
+{
+    char real[300], linked[300], via_link[340], via_link_deeper[340], in_real[340],
+        in_real_deeper[340], open_anc[300], open_sub[320], open_log[340];
+
+    snprintf(real, sizeof(real), "%s/real", dir);
+    snprintf(linked, sizeof(linked), "%s/linked", dir);
+    snprintf(via_link, sizeof(via_link), "%s/airlock.log", linked);
+    snprintf(via_link_deeper, sizeof(via_link_deeper), "%s/sub/airlock.log", linked);
+    snprintf(in_real, sizeof(in_real), "%s/airlock.log", real);
+    snprintf(in_real_deeper, sizeof(in_real_deeper), "%s/sub/airlock.log", real);
+    snprintf(open_sub, sizeof(open_sub), "%s/sub", real);
+    CHECK_EQ(mkdir(real, 0700), 0);
+    CHECK_EQ(mkdir(open_sub, 0700), 0);
+    CHECK_EQ(symlink(real, linked), 0);
+    CHECK_EQ(log_open(via_link, LOG_TEXT, LOG_INFO), -ELOOP);
+    CHECK_EQ(file_size(in_real), -1);
+    CHECK_EQ(log_open(via_link_deeper, LOG_TEXT, LOG_INFO), -ELOOP);
+    CHECK_EQ(file_size(in_real_deeper), -1);
+    unlink(linked);
+    rmdir(open_sub);
+    rmdir(real);
+
+    snprintf(open_anc, sizeof(open_anc), "%s/open-ancestor", dir);
+    snprintf(open_sub, sizeof(open_sub), "%s/sub", open_anc);
+    snprintf(open_log, sizeof(open_log), "%s/airlock.log", open_sub);
+    CHECK_EQ(mkdir(open_anc, 0700), 0);
+    CHECK_EQ(mkdir(open_sub, 0700), 0);
+    CHECK_EQ(chmod(open_anc, 0777), 0);
+    CHECK_EQ(log_open(open_log, LOG_TEXT, LOG_INFO), -EPERM);
+    CHECK_EQ(file_size(open_log), -1);
+    if (geteuid() == 0) {
+        CHECK_EQ(chmod(open_anc, 0755), 0);
+        CHECK_EQ(chown(open_anc, 65534, 65534), 0);
+        CHECK_EQ(log_open(open_log, LOG_TEXT, LOG_INFO), -EPERM);
+        CHECK_EQ(file_size(open_log), -1);
+        CHECK_EQ(chown(open_anc, 0, 0), 0);
+    }
+    /* The same place is fine once every directory on the way is. */
+    CHECK_EQ(chmod(open_anc, 0755), 0);
+    CHECK_EQ(log_open(open_log, LOG_TEXT, LOG_INFO), 0);
+    log_close();
+    unlink(open_log);
+    rmdir(open_sub);
+    rmdir(open_anc);
+}
+
+static void test_open_refuses_an_unsafe_directory_on_the_way(void)
+{
+    char err[300];
+    struct lines ls;
+    bool link_said = false, ancestor_said = false;
+
+    snprintf(err, sizeof(err), "%s", tmp_path("path-refusals.txt"));
+    with_stderr_to(err, path_refusals);
+    read_lines(err, &ls);
+    for (size_t i = 0; i < ls.n; i++) {
+        link_said |= strstr(ls.v[i], "/linked on its path is a symbolic link") != NULL &&
+                     strstr(ls.v[i], "/real)") != NULL;
+        ancestor_said |= strstr(ls.v[i], "the directory on its path") != NULL &&
+                         strstr(ls.v[i], "/open-ancestor") != NULL;
+    }
+    CHECK(link_said);
+    CHECK(ancestor_said);
+    lines_free(&ls);
+    unlink(err);
+}
+
+/* The attack the walk stops: someone who may rename entries of an ancestor swaps the log's
+ * directory for a symbolic link to a directory of their choosing before SIGUSR1. The reopen
+ * refuses it, the chosen directory gets nothing, and the old file says why. */
+static void test_reopen_refuses_a_directory_swapped_for_a_symlink(void)
+{
+    char logs[300], moved[300], path[340], old[340], target[300], planted[340];
+    struct lines a;
+    bool said = false;
+
+    snprintf(logs, sizeof(logs), "%s/logs", dir);
+    snprintf(moved, sizeof(moved), "%s/logs.old", dir);
+    snprintf(path, sizeof(path), "%s/airlock.log", logs);
+    snprintf(old, sizeof(old), "%s/airlock.log", moved);
+    snprintf(target, sizeof(target), "%s/chosen", dir);
+    snprintf(planted, sizeof(planted), "%s/airlock.log", target);
+    CHECK_EQ(mkdir(logs, 0700), 0);
+    CHECK_EQ(mkdir(target, 0700), 0);
+    CHECK_EQ(log_open(path, LOG_TEXT, LOG_INFO), 0);
+    log_msg(LOG_INFO, "before");
+    CHECK_EQ(rename(logs, moved), 0);
+    CHECK_EQ(symlink(target, logs), 0);
+    log_reopen();
+    log_msg(LOG_INFO, "after");
+    log_close();
+    CHECK_EQ(file_size(planted), -1);
+    read_lines(old, &a);
+    for (size_t i = 0; i < a.n; i++)
+        said |= strstr(a.v[i], "reopen") && strstr(a.v[i], "symbolic link");
+    CHECK(said);
+    lines_free(&a);
+    unlink(planted);
+    unlink(old);
+    unlink(logs);
+    rmdir(moved);
+    rmdir(target);
+}
+
 #define THREADS    4
 #define PER_THREAD 1000
 
@@ -1170,6 +1278,8 @@ int main(void)
     RUN(test_reopen);
     RUN(test_open_refuses_a_file_others_could_choose);
     RUN(test_reopen_refuses_a_planted_symlink);
+    RUN(test_open_refuses_an_unsafe_directory_on_the_way);
+    RUN(test_reopen_refuses_a_directory_swapped_for_a_symlink);
     RUN(test_concurrent);
     RUN(test_queue_full);
     RUN(test_findings_never_dropped);

@@ -2,7 +2,8 @@
 /* Unit tests for peer: real loopback connections made by this process (IPv4, IPv6, and across
  * families through IPv4-mapped addresses, through netlink and through /proc/net), by a child
  * running a deleted copy of this binary under an awkward comm (the " (deleted)" suffix and the
- * ppid parse), and sockets shared between processes and threads, which must all be reported. */
+ * ppid parse), sockets shared between processes and threads, which must all be reported, and
+ * executable paths forged with mounts of another namespace, which must not be. */
 #include "airlock/peer.h"
 
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -305,6 +307,21 @@ static int child_main(const char *port_text)
         ;
     close(fd);
     return 0;
+}
+
+/* The parent's side of a child running this binary (exe): fork it and wait for it. */
+static int spawn_main(const char *port_text, const char *exe)
+{
+    int status;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        execl(exe, exe, "--child", port_text, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return 1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
 /* A child runs a copy of this binary that is then deleted: its exe reads "<copy> (deleted)",
@@ -645,10 +662,217 @@ static void test_holder_with_another_euid(void)
     close(lfd);
 }
 
+/* A child in a user namespace of its own, keeping the fds it inherited until go[1] closes. -1
+ * when user namespaces are not available here. */
+static pid_t fork_in_userns(int go[2], int flags, const char *bind_from, const char *bind_over)
+{
+    int ready[2];
+    char ok = 0;
+    pid_t pid;
+
+    if (pipe(go) != 0)
+        return -1;
+    if (pipe(ready) != 0) {
+        close(go[0]);
+        close(go[1]);
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        char b = 1;
+        close(go[1]);
+        close(ready[0]);
+        if (unshare(CLONE_NEWUSER | flags) != 0)
+            b = 0;
+        /* What an unprivileged agent can do in there: make a listed path show another file.
+         * The new mount namespace's mounts do not propagate back to ours (it is owned by a
+         * less privileged user namespace), and private makes sure. */
+        if (b && bind_over != NULL &&
+            (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+             mount(bind_from, bind_over, NULL, MS_BIND, NULL) != 0))
+            b = 0;
+        if (write(ready[1], &b, 1) != 1)
+            _exit(1);
+        while (read(go[0], &b, 1) > 0)
+            ;
+        _exit(0);
+    }
+    close(go[0]);
+    close(ready[1]);
+    if (pid > 0 && (read(ready[0], &ok, 1) != 1 || !ok)) {
+        reap_holder(pid, go);
+        pid = -1;
+    } else if (pid < 0) {
+        close(go[1]);
+    }
+    close(ready[0]);
+    return pid;
+}
+
+/* A process in another user namespace may have made its own mounts, so the path of its
+ * executable proves nothing: the lookup has no answer (-EXDEV), naming it. */
+static void test_holder_in_another_user_namespace(void)
+{
+    struct peer_info info;
+    struct conn3 c;
+    int go[2];
+    pid_t child;
+
+    if (!conn3_open(&c)) {
+        printf("skip another user namespace: no loopback\n");
+        return;
+    }
+    child = fork_in_userns(go, 0, NULL, NULL);
+    if (child < 0) {
+        printf("skip another user namespace: unshare(CLONE_NEWUSER) failed\n");
+        conn3_close(&c);
+        return;
+    }
+    close(c.cfd); /* the child alone holds the client's end */
+    c.cfd = -1;
+    CHECK_EQ(identify_accepted(c.afd, NULL, &info), -EXDEV);
+    CHECK_EQ(info.n, 0);
+    CHECK_EQ(info.blocker, child);
+    peer_info_free(&info);
+    reap_holder(child, go);
+    conn3_close(&c);
+}
+
+/* A scratch directory holding a copy of this binary and an empty decoy file; the decoy stands for
+ * a listed program. false (with a reason printed) when it cannot be made. */
+struct forgery {
+    char dir[32], copy[64], decoy[64], via[96];
+    pid_t forger; /* in a user and mount namespace of its own, the copy bind-mounted over decoy */
+    int go[2];
+};
+
+static bool forgery_open(struct forgery *f, const char *what)
+{
+    int fd;
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/airlock-peer-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        printf("skip %s: mkdtemp (%s)\n", what, strerror(errno));
+        return false;
+    }
+    snprintf(f->copy, sizeof(f->copy), "%s/copy", f->dir);
+    snprintf(f->decoy, sizeof(f->decoy), "%s/decoy", f->dir);
+    fd = open(f->decoy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+    if (fd >= 0)
+        close(fd);
+    f->forger = fd >= 0 && copy_file(self_exe, f->copy) == 0
+                    ? fork_in_userns(f->go, CLONE_NEWNS, f->copy, f->decoy)
+                    : -1;
+    if (f->forger < 0) {
+        printf("skip %s: no user and mount namespace to forge in\n", what);
+        unlink(f->copy);
+        unlink(f->decoy);
+        rmdir(f->dir);
+        return false;
+    }
+    /* The forger's mounts, reached through its root from our namespace. */
+    snprintf(f->via, sizeof(f->via), "/proc/%d/root%s", (int)f->forger, f->decoy);
+    return true;
+}
+
+static void forgery_close(struct forgery *f)
+{
+    reap_holder(f->forger, f->go);
+    unlink(f->copy);
+    unlink(f->decoy);
+    rmdir(f->dir);
+}
+
+/* Run the forged decoy from our own namespaces with args; the child connects to lfd (directly,
+ * or through a grandchild running this binary) and the connection is accepted. */
+static int run_forged(struct forgery *f, int lfd, const char *mode, pid_t *child)
+{
+    struct sockaddr_in ls;
+    socklen_t llen = sizeof(ls);
+    struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+    char port[8];
+
+    if (getsockname(lfd, (struct sockaddr *)&ls, &llen) != 0)
+        return -1;
+    snprintf(port, sizeof(port), "%u", (unsigned)ntohs(ls.sin_port));
+    *child = fork();
+    if (*child == 0) {
+        execl(f->via, f->decoy, mode, port, self_exe, (char *)NULL);
+        _exit(127);
+    }
+    if (*child < 0 || poll(&pfd, 1, 10000) != 1)
+        return -1;
+    return accept(lfd, NULL, NULL);
+}
+
+/* A process of our own namespaces that runs a file through another namespace's mounts (here
+ * the forger's bind mount, reached through /proc/PID/root): /proc shows the decoy's path, but
+ * the file is the copy, and its mount is not in the process's namespace: no answer. */
+static void test_exe_from_another_mount_namespace(void)
+{
+    struct peer_info info;
+    struct forgery f;
+    int lfd, afd, status;
+    pid_t child;
+
+    if (!forgery_open(&f, "exe from another mount namespace"))
+        return;
+    lfd = listen_on(AF_INET, "127.0.0.1", false);
+    CHECK(lfd >= 0);
+    afd = run_forged(&f, lfd, "--child", &child);
+    CHECK(afd >= 0);
+    if (afd >= 0) {
+        CHECK_EQ(identify_accepted(afd, NULL, &info), -EXDEV);
+        CHECK_EQ(info.blocker, child);
+        peer_info_free(&info);
+        close(afd);
+    }
+    if (child > 0)
+        waitpid(child, &status, 0);
+    close(lfd);
+    forgery_close(&f);
+}
+
+/* The same forged process as the parent of an honest one: the holder is identified, and its
+ * ancestor chain ends before the forged decoy instead of naming it. */
+static void test_forged_ancestor_ends_the_chain(void)
+{
+    struct peer_info info;
+    struct forgery f;
+    int lfd, afd, status, rc;
+    pid_t child;
+
+    if (!forgery_open(&f, "forged ancestor"))
+        return;
+    lfd = listen_on(AF_INET, "127.0.0.1", false);
+    CHECK(lfd >= 0);
+    afd = run_forged(&f, lfd, "--spawn", &child);
+    CHECK(afd >= 0);
+    if (afd >= 0) {
+        rc = identify_accepted(afd, NULL, &info);
+        CHECK_EQ(rc, 0);
+        if (rc == 0) {
+            CHECK_EQ(info.n, 1);
+            CHECK_STR(info.procs[0].exes[0], self_exe);
+            CHECK_EQ(info.procs[0].n, 1);
+            for (size_t i = 0; i < info.procs[0].n; i++)
+                CHECK(strcmp(info.procs[0].exes[i], f.decoy) != 0);
+        }
+        peer_info_free(&info);
+        close(afd);
+    }
+    if (child > 0)
+        waitpid(child, &status, 0);
+    close(lfd);
+    forgery_close(&f);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--child") == 0)
+    if (argc >= 3 && strcmp(argv[1], "--child") == 0)
         return child_main(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--spawn") == 0)
+        return spawn_main(argv[2], argv[3]);
     if (realpath("/proc/self/exe", self_exe) == NULL) {
         perror("realpath /proc/self/exe");
         return 1;
@@ -663,5 +887,8 @@ int main(int argc, char **argv)
     RUN(test_budget);
     RUN(test_thread_private_table);
     RUN(test_holder_with_another_euid);
+    RUN(test_holder_in_another_user_namespace);
+    RUN(test_exe_from_another_mount_namespace);
+    RUN(test_forged_ancestor_ends_the_chain);
     return test_report();
 }
