@@ -267,6 +267,7 @@ static void test_stderr_before_open(void)
 
     with_stderr_to(tmp_path("early.log"), log_before_open);
     read_lines(tmp_path("early.log"), &ls);
+    unlink(tmp_path("early.log"));
     CHECK_EQ(ls.n, 2);
     CHECK(ls.ends_nl);
     if (ls.n == 2) {
@@ -1288,6 +1289,7 @@ int main(void)
     RUN(test_fmt_text_lines);
     RUN(test_fmt_too_small);
     RUN(test_fmt_tables);
+    unlink(tmp_path("target")); /* left by the hard-link case */
     rmdir(dir);
     return test_report();
 }
