@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "airlock/path.h"
+
 void policy_request_init(struct policy_request *q, const char *method, const char *path,
                          bool upgrade)
 {
@@ -91,13 +93,7 @@ int policy_request_add_field(struct policy_request *q, const char *name, size_t 
 
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return path_hex_value((unsigned char)c);
 }
 
 /* The next form-decoded byte of [*p, end), which is not empty: '+' is a space and %XX its
