@@ -126,16 +126,17 @@ static void log_exchange(struct conn *c, enum log_outcome outcome, const char *r
                         outcome);
 }
 
-static void log_finding(struct conn *c, const char *reason)
+/* A finding about the current request, answered with status (the path once it is known). */
+static void log_finding(struct conn *c, int status, enum log_severity sev, const char *reason)
 {
     metrics_inc(M_FINDINGS);
     struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
                            .activity = LOG_ACTIVITY_FINDING,
                            .action = LOG_ACTION_DENY,
-                           .severity = LOG_SEV_HIGH,
+                           .severity = sev,
                            .method = c->ex.method,
-                           .path = c->ex.log_path,
-                           .status = 502,
+                           .path = c->ex.log_path[0] ? c->ex.log_path : NULL,
+                           .status = status,
                            .l7_decision = LOG_DECISION_DENY,
                            .reason = reason,
                            .overflow = -1};
@@ -354,20 +355,9 @@ static int write_request_head(struct conn *c, const char *path, const char *quer
  * mismatch, with nothing forwarded. where is static text. */
 static bool refuse_misplaced(struct conn *c, const struct creds_provider *p, const char *where)
 {
-    struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                           .activity = LOG_ACTIVITY_FINDING,
-                           .action = LOG_ACTION_DENY,
-                           .severity = LOG_SEV_HIGH,
-                           .method = c->ex.method,
-                           .path = c->ex.log_path,
-                           .status = 403,
-                           .l7_decision = LOG_DECISION_DENY,
-                           .reason = creds_provider_name(p),
-                           .overflow = -1};
     log_msg(LOG_WARN, "conn %llu: placeholder of provider %s in %s: refused",
             (unsigned long long)c->id, creds_provider_name(p), where);
-    conn_log(c, &ev);
-    metrics_inc(M_FINDINGS);
+    log_finding(c, 403, LOG_SEV_HIGH, creds_provider_name(p));
     metrics_inc(M_REQ_DENY);
     conn_respond_error(c, 403, "credential_location_refused",
                        "a credential placeholder was sent in a place its provider's "
@@ -375,9 +365,8 @@ static bool refuse_misplaced(struct conn *c, const struct creds_provider *p, con
     return false;
 }
 
-/* Once a secret has gone out on a connection, any later response on it may echo it (an API
- * that reflects an earlier request, a cache): every response from then on is redacted for
- * every provider bound to the tunnel's host, not only the ones this request used. */
+/* Add the providers of snapshot that bind the tunnel's host and port to this exchange's
+ * redaction. */
 static void redact_for(struct conn *c, const struct creds *snapshot)
 {
     struct exchange *ex = &c->ex;
@@ -465,24 +454,13 @@ static bool resolve_credentials(struct conn *c, char *path, size_t path_cap)
         return refuse_misplaced(c, misplaced, where);
     if (!mismatch)
         return true;
-    struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                           .activity = LOG_ACTIVITY_FINDING,
-                           .action = LOG_ACTION_DENY,
-                           .severity = LOG_SEV_HIGH,
-                           .method = ex->method,
-                           .path = ex->log_path,
-                           .status = 403,
-                           .l7_decision = LOG_DECISION_DENY,
-                           .reason = creds_provider_name(mismatch),
-                           .overflow = -1};
     /* The log names the provider (and the host, from the connection), never the secret. */
     log_msg(LOG_WARN,
             "conn %llu: placeholder of provider %s sent to %s:%u, which it does not "
             "name: refused",
             (unsigned long long)c->id, creds_provider_name(mismatch), c->target.host,
             (unsigned)c->target.port);
-    conn_log(c, &ev);
-    metrics_inc(M_FINDINGS);
+    log_finding(c, 403, LOG_SEV_HIGH, creds_provider_name(mismatch));
     metrics_inc(M_REQ_DENY);
     conn_respond_error(c, 403, "credential_endpoint_mismatch",
                        inspected ? "a credential placeholder was sent to a host or port its "
@@ -539,17 +517,7 @@ int relay_start_request(struct conn *c)
         if (!uri_matches || !hf ||
             target_parse_authority(hf->value, hf->value_len, false, 0, &req_auth) < 0 ||
             !target_authority_matches(&c->target, &req_auth)) {
-            struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
-                                   .activity = LOG_ACTIVITY_FINDING,
-                                   .action = LOG_ACTION_DENY,
-                                   .severity = LOG_SEV_MEDIUM,
-                                   .method = ex->method,
-                                   .status = 421,
-                                   .l7_decision = LOG_DECISION_DENY,
-                                   .reason = "request authority differs from the tunnel's",
-                                   .overflow = -1};
-            conn_log(c, &ev);
-            metrics_inc(M_FINDINGS);
+            log_finding(c, 421, LOG_SEV_MEDIUM, "request authority differs from the tunnel's");
             metrics_inc(M_REQ_DENY);
             conn_respond_error(c, 421, "request_authority_mismatch",
                                "the request's Host and target must name the tunnel's host and "
@@ -827,8 +795,9 @@ static int on_resp_head(void *owner, struct http_head *head)
     if (status == 101) {
         if (!valid_websocket_101(c, head)) {
             http_head_free(head);
-            log_finding(c, ex->upgrade_asked ? "invalid 101 Switching Protocols"
-                                             : "unsolicited 101 Switching Protocols");
+            log_finding(c, 502, LOG_SEV_HIGH,
+                        ex->upgrade_asked ? "invalid 101 Switching Protocols"
+                                          : "unsolicited 101 Switching Protocols");
             conn_respond_error(c, 502, "unsolicited_upgrade",
                                "the upstream switched protocols without a valid websocket "
                                "upgrade that the client asked for");
@@ -870,7 +839,8 @@ static int on_resp_head(void *owner, struct http_head *head)
     if (red != 0) {
         http_head_free(head);
         if (red > 0)
-            log_finding(c, "encoded response to a request that carried a secret");
+            log_finding(c, 502, LOG_SEV_HIGH,
+                        "encoded response to a request that carried a secret");
         conn_respond_error(c, 502, red > 0 ? "unredactable_response" : "internal_error",
                            red > 0 ? "the upstream encoded (compressed) its answer to a request "
                                      "that carried a credential, so it cannot be checked for "
