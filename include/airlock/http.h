@@ -197,4 +197,10 @@ void http_buf_printf(struct http_buf *b, const char *fmt, ...)
 /* Frees the data (wiped first when b->wipe) and empties b; the wipe flag stays. */
 void http_buf_free(struct http_buf *b);
 
+/* Bytes to write, borrowed: several go out as one write. */
+struct http_span {
+    const char *p;
+    size_t len;
+};
+
 #endif
