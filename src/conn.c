@@ -17,6 +17,7 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/origdst.h"
 #include "airlock/peer.h"
 #include "airlock/policy.h"
 #include "airlock/server.h"
@@ -36,6 +37,8 @@ const char *conn_state_name(enum conn_state s)
     switch (s) {
     case CONN_S_FIRST:
         return "first";
+    case CONN_S_SNIFF:
+        return "sniff";
     case CONN_S_DIALING:
         return "dialing";
     case CONN_S_UPSTREAM_TLS:
@@ -205,6 +208,8 @@ static void on_timer(uv_timer_t *t)
                            .status = c->timeout_status,
                            .overflow = -1};
     conn_log(c, &ev);
+    if (c->handler && c->handler->on_timeout && c->handler->on_timeout(c))
+        return;
     /* conn_respond closes instead when the answer cannot be given in HTTP any more. */
     if (c->timeout_status)
         conn_respond_error(c, c->timeout_status,
@@ -574,7 +579,9 @@ static void side_process_tls(struct conn *c, enum side_id id)
                                        .overflow = -1};
                 ev.status = id == SIDE_UPSTREAM ? 502 : 0;
                 conn_log(c, &ev);
-                if (id == SIDE_UPSTREAM)
+                if (c->handler && c->handler->on_tls_failed)
+                    c->handler->on_tls_failed(c, id, tls_last_error(s->tls));
+                else if (id == SIDE_UPSTREAM)
                     conn_respond_error(c, 502, "upstream_tls_failed",
                                        "the upstream's TLS certificate or handshake was refused");
                 else
@@ -656,6 +663,26 @@ void conn_on_kick(uv_idle_t *idle)
 
 /* Feed bytes that were stashed as plaintext but are really ciphertext (the client's
  * ClientHello sent right behind CONNECT) into the side's new TLS layer. */
+int conn_unread(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    struct side *s = &c->sides[id];
+    size_t waiting = s->stash ? s->stash_len - s->stash_off : 0;
+    char *n = malloc(len + waiting);
+    if (!n) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    memcpy(n, p, len);
+    if (waiting)
+        memcpy(n + len, s->stash + s->stash_off, waiting);
+    free(s->stash);
+    s->stash = n;
+    s->stash_len = len + waiting;
+    s->stash_off = 0;
+    s->flags |= SIDE_F_HELD;
+    return 0;
+}
+
 int conn_stash_to_tls(struct conn *c, enum side_id id)
 {
     struct side *s = &c->sides[id];
@@ -834,7 +861,7 @@ void conn_close_upstream(struct conn *c, uv_close_cb cb)
     uv_close((uv_handle_t *)&s->tcp, cb);
 }
 
-void conn_accept(struct worker *w, int fd)
+void conn_accept(struct worker *w, const struct listener *l, int fd)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -844,6 +871,11 @@ void conn_accept(struct worker *w, int fd)
     }
     c->w = w;
     c->id = atomic_fetch_add(&next_conn_id, 1);
+    if (l && l->transparent) {
+        c->flags |= CONN_F_TRANSPARENT;
+        if (origdst_get(fd, &c->orig_dst) < 0)
+            c->orig_dst.ss_family = AF_UNSPEC;
+    }
     c->refs = 1; /* held until the end of this function */
     c->next = w->conns;
     if (w->conns)
@@ -854,7 +886,7 @@ void conn_accept(struct worker *w, int fd)
     c->timer.data = c;
     conn_ref(c);
     struct side *cs = &c->sides[SIDE_CLIENT];
-    int r = w->session->start(c) < 0 ? UV_ENOMEM : side_init(c, SIDE_CLIENT);
+    int r = side_init(c, SIDE_CLIENT);
     if (r == 0)
         r = uv_tcp_open(&cs->tcp, fd);
     if (r < 0) {
@@ -894,7 +926,11 @@ void conn_accept(struct worker *w, int fd)
     }
     /* Until the first byte: the keep-alive idle timeout; from it, the head deadline. */
     conn_set_timeout(c, cfg->idle_timeout_ms, 0, "idle before first request");
-    conn_update_reading(c, SIDE_CLIENT);
+    /* The session may refuse the connection at once (it closes it then). */
+    if (w->session->start(c) < 0)
+        conn_close(c, "out of memory");
+    if (!(c->flags & CONN_F_CLOSING))
+        conn_update_reading(c, SIDE_CLIENT);
     conn_unref(c);
 }
 

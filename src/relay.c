@@ -78,6 +78,15 @@ void relay_free(struct relay *r)
 void relay_begin_tunnel(struct relay *r)
 {
     r->mode = RELAY_MODE_TUNNEL;
+    r->inspected = true;
+    parser_restart(r, &r->req_parser, HTTP_KIND_REQUEST);
+}
+
+void relay_begin_plain_tunnel(struct relay *r, const struct authority *target)
+{
+    r->mode = RELAY_MODE_TUNNEL;
+    r->inspected = false;
+    r->target = *target;
     parser_restart(r, &r->req_parser, HTTP_KIND_REQUEST);
 }
 
