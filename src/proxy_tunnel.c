@@ -247,12 +247,15 @@ static void refuse_sniffed(struct conn *c, const struct sniff_result *res)
 static void continue_sniffed(struct conn *c)
 {
     struct proxy_state *ps = state_of(c);
-    if (ps->sniffed == SNIFF_TLS)
+    if (ps->sniffed == SNIFF_TLS) {
         start_upstream_tls(c);
-    else if (ps->sniffed == SNIFF_HTTP)
+    } else if (ps->sniffed == SNIFF_HTTP) {
         relay_plain(c);
-    else
+    } else {
+        log_msg(LOG_INFO, "conn %llu: neither TLS nor HTTP to a rest endpoint: closed",
+                (unsigned long long)c->id);
         conn_close(c, "neither TLS nor HTTP to a rest endpoint");
+    }
 }
 
 /* ---- transparent mode ---------------------------------------------------------------------- */
@@ -335,7 +338,6 @@ static void sniffed(struct conn *c, enum sniff_kind kind, const struct sniff_res
 
 void tunnel_dialed(struct conn *c)
 {
-    struct proxy_state *ps = state_of(c);
     bool transparent = c->flags & CONN_F_TRANSPARENT;
     if (!transparent) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
@@ -352,14 +354,6 @@ void tunnel_dialed(struct conn *c)
     }
     if (!transparent) {
         start_sniff(c);
-        return;
-    }
-    if (ps->sniffed == SNIFF_OTHER) {
-        log_msg(LOG_INFO,
-                "conn %llu: redirected to a rest endpoint with neither TLS nor HTTP: "
-                "closed",
-                (unsigned long long)c->id);
-        conn_close(c, "neither TLS nor HTTP to a rest endpoint");
         return;
     }
     continue_sniffed(c);
