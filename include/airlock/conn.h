@@ -58,7 +58,9 @@ struct conn_handler {
     void (*on_tls_ready)(struct conn *c, enum side_id id);
 };
 
-/* The session controller's hooks into a connection's life, one table per server. */
+/* The session controller's hooks into a connection's life, one table per server. cancel and
+ * free run for every connection start was called for, even when it failed: they find only what
+ * start set up. */
 struct conn_session {
     int (*start)(struct conn *c);   /* accepted: set up, install the first handler; <0 fails */
     void (*cancel)(struct conn *c); /* closing or finishing: give up async work in flight */
@@ -185,7 +187,8 @@ void conn_accept(struct worker *w, int fd);
  * close callback. reason is static text for the log. */
 void conn_close(struct conn *c, const char *reason);
 /* Flush what is queued to the client, send close_notify (unless SIDE_F_BARE_END) and FIN, then
- * close. */
+ * close: once the client has finished too, or after a short linger. The handler gets no more
+ * bytes nor EOF from here; the client's EOF never cuts short what is still queued. */
 void conn_finish(struct conn *c, const char *reason);
 
 /* Hold a reference while an async request (DNS, connect, work) is in flight. */

@@ -528,6 +528,28 @@ out:
     fixture_end(&f);
 }
 
+/* A client that reads the answer and closes ends the connection then, not when the linger
+ * deadline (2 s) runs out; the handler of a phase that is over is not called. */
+static void test_a_client_closing_after_the_answer_ends_the_connection_at_once(void)
+{
+    struct fixture f;
+    fixture_init(&f);
+    fixture_accept(&f, false);
+    if (!P.conn)
+        goto out;
+    P.close_on_eof = false; /* like a relay that has reported its outcome */
+    conn_respond_error(P.conn, 400, "bad_request", "test");
+    RUN_UNTIL(&f, peer_read(&f.client), 1000);
+    CHECK(f.client.eof);
+    close(f.client.fd);
+    f.client.fd = -1;
+    RUN_UNTIL(&f, P.frees == 1, 500);
+    CHECK_EQ(P.frees, 1);
+    CHECK_EQ(P.eofs[SIDE_CLIENT], 0);
+out:
+    fixture_end(&f);
+}
+
 /* Idleness ends a connection, not age: a byte in the middle moves the end. */
 static void test_the_idle_timeout_closes_silently(void)
 {
@@ -579,7 +601,8 @@ out:
     fixture_end(&f);
 }
 
-/* Every queued byte reaches the client before our FIN. */
+/* Every queued byte reaches the client before our FIN, even when the client has already
+ * finished sending (its EOF must not cut the answer short). */
 static void test_finish_delivers_every_queued_byte_before_eof(void)
 {
     struct fixture f;
@@ -593,6 +616,9 @@ static void test_finish_delivers_every_queued_byte_before_eof(void)
     CHECK(c->sides[SIDE_CLIENT].tcp.write_queue_size > 0);
     conn_finish(c, "test finish");
     CHECK_EQ(c->state, CONN_S_LINGER);
+    shutdown(f.client.fd, SHUT_WR);
+    for (int i = 0; i < 20; i++)
+        turn(&f); /* conn sees the client's EOF while the answer is still queued */
     RUN_UNTIL(&f, peer_read(&f.client), 2000);
     CHECK(f.client.eof);
     CHECK_EQ(f.client.err, 0);
@@ -682,6 +708,7 @@ int main(void)
     RUN(test_a_full_client_pauses_the_upstream_until_low_water);
     RUN(test_an_error_answer_is_one_json_response_then_eof);
     RUN(test_an_error_after_the_response_started_only_closes);
+    RUN(test_a_client_closing_after_the_answer_ends_the_connection_at_once);
     RUN(test_the_idle_timeout_closes_silently);
     RUN(test_the_deadline_answers_408);
     RUN(test_finish_delivers_every_queued_byte_before_eof);
