@@ -7,7 +7,6 @@
 #include "airlock/conn.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -122,18 +121,6 @@ static uint64_t now_ms(void)
     return uv_hrtime() / 1000000;
 }
 
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* The test's end of a connection: non-blocking, and what it read so far. */
 struct peer {
     int fd;
@@ -216,7 +203,7 @@ struct fixture {
 static void fixture_init(struct fixture *f)
 {
     memset(f, 0, sizeof *f);
-    f->fds_before = count_fds();
+    f->fds_before = test_count_fds();
     memset(&P, 0, sizeof P);
     P.budget[SIDE_CLIENT] = P.budget[SIDE_UPSTREAM] = SIZE_MAX;
     P.close_on_eof = true;
@@ -291,7 +278,7 @@ static void fixture_end(struct fixture *f)
     peer_close(&f->client);
     peer_close(&f->upstream);
     close(f->lfd);
-    CHECK_EQ(count_fds(), f->fds_before);
+    CHECK_EQ(test_count_fds(), f->fds_before);
 }
 
 static void fill(char *p, size_t len)
@@ -349,19 +336,61 @@ static const char *json_str(const cJSON *json, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* Start the fixture and accept one client; the connection, or NULL (a failed check). */
+static struct conn *fixture_start(struct fixture *f, bool small)
+{
+    fixture_init(f);
+    fixture_accept(f, small);
+    CHECK(P.conn != NULL);
+    return P.conn;
+}
+
+/* The peer closes its end (conn reads EOF). */
+static void peer_hangup(struct peer *p)
+{
+    close(p->fd);
+    p->fd = -1;
+}
+
+/* Run until n connections have been freed. */
+static void expect_freed(struct fixture *f, int n, uint64_t ms)
+{
+    RUN_UNTIL(f, P.frees == n, ms);
+    CHECK_EQ(P.frees, n);
+}
+
+/* The client reads to conn's FIN and finds one answer with this status line, error and
+ * detail. */
+static void expect_answer(struct fixture *f, const char *status_line, const char *error,
+                          const char *detail)
+{
+    RUN_UNTIL(f, peer_read(&f->client), 1000);
+    CHECK(f->client.eof);
+    cJSON *json = parse_answer(f->client.buf, f->client.len, status_line);
+    CHECK_STR(json_str(json, "error"), error);
+    CHECK_STR(json_str(json, "detail"), detail);
+    cJSON_Delete(json);
+}
+
+/* The client reads conn's FIN with nothing before it. */
+static void expect_silent_close(struct fixture *f)
+{
+    RUN_UNTIL(f, peer_read(&f->client), 1000);
+    CHECK(f->client.eof);
+    CHECK_EQ(f->client.len, 0);
+}
+
 /* ---- tests ------------------------------------------------------------------------------- */
 
 static void test_bytes_both_ways_and_one_close_at_eof(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    CHECK_EQ(P.starts, 1);
-    CHECK(P.conn != NULL);
-    if (!P.conn)
+    struct conn *c = fixture_start(&f, false);
+    if (!c)
         goto out;
+    CHECK_EQ(P.starts, 1);
     CHECK_EQ(conn_live_count(), 1);
-    CHECK_EQ(P.conn->refs, 2); /* the timer and the client handle */
+    CHECK_EQ(c->refs, 2); /* the timer and the client handle */
     const char *parts[] = {"GET / HT", "TP/1.1\r\n", "Host: x\r\n\r\n"};
     size_t want = 0;
     for (int i = 0; i < 3; i++) {
@@ -372,19 +401,18 @@ static void test_bytes_both_ways_and_one_close_at_eof(void)
     CHECK_EQ(P.got_len[SIDE_CLIENT], want);
     CHECK(memcmp(P.got[SIDE_CLIENT], "GET / HTTP/1.1\r\nHost: x\r\n\r\n", want) == 0);
     CHECK_EQ(P.data_calls[SIDE_CLIENT], 3);
-    CHECK_EQ(conn_write(P.conn, SIDE_CLIENT, "pong", 4), 0);
+    CHECK_EQ(conn_write(c, SIDE_CLIENT, "pong", 4), 0);
     RUN_UNTIL(&f, peer_read(&f.client) || f.client.len == 4, 1000);
-    CHECK_EQ(f.client.len, 4);
-    CHECK(memcmp(f.client.buf, "pong", 4) == 0);
+    CHECK(f.client.len == 4 && memcmp(f.client.buf, "pong", 4) == 0);
     CHECK_EQ(P.cancels, 0);
     shutdown(f.client.fd, SHUT_WR);
-    RUN_UNTIL(&f, P.frees == 1, 1000);
+    expect_freed(&f, 1, 1000);
     CHECK_EQ(P.eofs[SIDE_CLIENT], 1);
     CHECK_EQ(P.cancels, 1);
-    CHECK_EQ(P.frees, 1);
     CHECK_EQ(conn_live_count(), 0);
     RUN_UNTIL(&f, peer_read(&f.client), 1000);
     CHECK(f.client.eof);
+    CHECK_EQ(f.client.len, 4); /* nothing after the "pong" */
 out:
     fixture_end(&f);
 }
@@ -392,10 +420,7 @@ out:
 static void test_held_bytes_wait_in_order_until_released(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    struct conn *c = P.conn;
-    CHECK(c != NULL);
+    struct conn *c = fixture_start(&f, false);
     if (!c)
         goto out;
     struct side *cs = &c->sides[SIDE_CLIENT];
@@ -425,12 +450,11 @@ static void test_held_bytes_wait_in_order_until_released(void)
     conn_release(c, SIDE_CLIENT);
     RUN_UNTIL(&f, P.got_len[SIDE_CLIENT] == 14, 1000);
     CHECK_EQ(P.resumes[SIDE_CLIENT], 2);
-    CHECK_EQ(P.got_len[SIDE_CLIENT], 14);
-    CHECK(memcmp(P.got[SIDE_CLIENT], "abcdefghijklmn", 14) == 0);
+    CHECK(P.got_len[SIDE_CLIENT] == 14 && memcmp(P.got[SIDE_CLIENT], "abcdefghijklmn", 14) == 0);
     CHECK(cs->stash == NULL);
     CHECK(cs->flags & SIDE_F_READING);
     shutdown(f.client.fd, SHUT_WR);
-    RUN_UNTIL(&f, P.frees == 1, 1000);
+    expect_freed(&f, 1, 1000);
     CHECK_EQ(P.got_len[SIDE_CLIENT], 14); /* nothing twice */
 out:
     fixture_end(&f);
@@ -439,10 +463,7 @@ out:
 static void test_a_full_client_pauses_the_upstream_until_low_water(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, true);
-    struct conn *c = P.conn;
-    CHECK(c != NULL);
+    struct conn *c = fixture_start(&f, true);
     if (!c)
         goto out;
     fixture_attach_upstream(&f);
@@ -477,7 +498,7 @@ static void test_a_full_client_pauses_the_upstream_until_low_water(void)
     RUN_UNTIL(&f, P.got_len[SIDE_UPSTREAM] == 4, 1000);
     CHECK(P.got_len[SIDE_UPSTREAM] == 4 && memcmp(P.got[SIDE_UPSTREAM], "ping", 4) == 0);
     shutdown(f.client.fd, SHUT_WR);
-    RUN_UNTIL(&f, P.frees == 1, 1000);
+    expect_freed(&f, 1, 1000);
     RUN_UNTIL(&f, peer_read(&f.upstream), 1000);
     CHECK(f.upstream.eof); /* closing the connection closed its upstream too */
 out:
@@ -487,24 +508,16 @@ out:
 static void test_an_error_answer_is_one_json_response_then_eof(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    if (!P.conn)
+    struct conn *c = fixture_start(&f, false);
+    if (!c)
         goto out;
-    conn_respond_error(P.conn, 403, "policy_denied", "not on this connection");
-    conn_respond_error(P.conn, 502, "upstream_failed", "a second answer"); /* ignored */
-    CHECK_EQ(P.conn->state, CONN_S_LINGER);
-    RUN_UNTIL(&f, peer_read(&f.client), 1000);
-    CHECK(f.client.eof);
-    cJSON *json = parse_answer(f.client.buf, f.client.len, "HTTP/1.1 403 Forbidden\r\n");
-    CHECK_STR(json_str(json, "error"), "policy_denied");
-    CHECK_STR(json_str(json, "detail"), "not on this connection");
-    CHECK_STR(json_str(json, "method"), "GET"); /* from the session's describe */
-    cJSON_Delete(json);
-    close(f.client.fd);
-    f.client.fd = -1;
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1);
+    conn_respond_error(c, 403, "policy_denied", "not on this connection");
+    conn_respond_error(c, 502, "upstream_failed", "a second answer"); /* ignored */
+    CHECK_EQ(c->state, CONN_S_LINGER);
+    expect_answer(&f, "HTTP/1.1 403 Forbidden\r\n", "policy_denied", "not on this connection");
+    CHECK(f.client.buf && memmem(f.client.buf, f.client.len, "\"method\":\"GET\"", 14));
+    peer_hangup(&f.client);
+    expect_freed(&f, 1, 1000);
 out:
     fixture_end(&f);
 }
@@ -512,18 +525,14 @@ out:
 static void test_an_error_after_the_response_started_only_closes(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    if (!P.conn)
+    struct conn *c = fixture_start(&f, false);
+    if (!c)
         goto out;
-    P.conn->flags |= CONN_F_RESPONSE_STARTED;
-    conn_respond_error(P.conn, 502, "upstream_failed", "too late to answer");
-    CHECK(P.conn->flags & CONN_F_CLOSING);
-    RUN_UNTIL(&f, peer_read(&f.client), 1000);
-    CHECK(f.client.eof);
-    CHECK_EQ(f.client.len, 0);
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1);
+    c->flags |= CONN_F_RESPONSE_STARTED;
+    conn_respond_error(c, 502, "upstream_failed", "too late to answer");
+    CHECK(c->flags & CONN_F_CLOSING);
+    expect_silent_close(&f);
+    expect_freed(&f, 1, 1000);
 out:
     fixture_end(&f);
 }
@@ -533,18 +542,14 @@ out:
 static void test_a_client_closing_after_the_answer_ends_the_connection_at_once(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    if (!P.conn)
+    struct conn *c = fixture_start(&f, false);
+    if (!c)
         goto out;
     P.close_on_eof = false; /* like a relay that has reported its outcome */
-    conn_respond_error(P.conn, 400, "bad_request", "test");
-    RUN_UNTIL(&f, peer_read(&f.client), 1000);
-    CHECK(f.client.eof);
-    close(f.client.fd);
-    f.client.fd = -1;
-    RUN_UNTIL(&f, P.frees == 1, 500);
-    CHECK_EQ(P.frees, 1);
+    conn_respond_error(c, 400, "bad_request", "test");
+    expect_answer(&f, "HTTP/1.1 400 Bad Request\r\n", "bad_request", "test");
+    peer_hangup(&f.client);
+    expect_freed(&f, 1, 500);
     CHECK_EQ(P.eofs[SIDE_CLIENT], 0);
 out:
     fixture_end(&f);
@@ -554,21 +559,17 @@ out:
 static void test_the_idle_timeout_closes_silently(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    if (!P.conn)
+    struct conn *c = fixture_start(&f, false);
+    if (!c)
         goto out;
     uint64_t t0 = now_ms();
-    conn_set_timeout(P.conn, 100, 0, "test idle");
+    conn_set_timeout(c, 100, 0, "test idle");
     RUN_UNTIL(&f, false, 50);
     peer_send(&f.client, "x");
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1);
+    expect_freed(&f, 1, 1000);
     CHECK(now_ms() - t0 >= 140);
     CHECK_EQ(P.got_len[SIDE_CLIENT], 1);
-    RUN_UNTIL(&f, peer_read(&f.client), 1000);
-    CHECK(f.client.eof);
-    CHECK_EQ(f.client.len, 0);
+    expect_silent_close(&f);
 out:
     fixture_end(&f);
 }
@@ -577,26 +578,19 @@ out:
 static void test_the_deadline_answers_408(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    if (!P.conn)
+    struct conn *c = fixture_start(&f, false);
+    if (!c)
         goto out;
     uint64_t t0 = now_ms();
-    conn_set_deadline(P.conn, 100, 408, "request head not complete in time");
+    conn_set_deadline(c, 100, 408, "request head not complete in time");
     RUN_UNTIL(&f, false, 50);
     peer_send(&f.client, "x");
-    RUN_UNTIL(&f, peer_read(&f.client), 1000);
+    expect_answer(&f, "HTTP/1.1 408 Request Timeout\r\n", "request_timeout",
+                  "request head not complete in time");
     uint64_t took = now_ms() - t0;
     CHECK(took >= 95 && took < 150);
-    CHECK(f.client.eof);
-    cJSON *json = parse_answer(f.client.buf, f.client.len, "HTTP/1.1 408 Request Timeout\r\n");
-    CHECK_STR(json_str(json, "error"), "request_timeout");
-    CHECK_STR(json_str(json, "detail"), "request head not complete in time");
-    cJSON_Delete(json);
-    close(f.client.fd);
-    f.client.fd = -1;
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1);
+    peer_hangup(&f.client);
+    expect_freed(&f, 1, 1000);
 out:
     fixture_end(&f);
 }
@@ -606,9 +600,7 @@ out:
 static void test_finish_delivers_every_queued_byte_before_eof(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, true);
-    struct conn *c = P.conn;
+    struct conn *c = fixture_start(&f, true);
     if (!c)
         goto out;
     const size_t total = 512 * 1024;
@@ -624,10 +616,8 @@ static void test_finish_delivers_every_queued_byte_before_eof(void)
     CHECK_EQ(f.client.err, 0);
     CHECK_EQ(f.client.len, total);
     CHECK(is_filled(f.client.buf, f.client.len));
-    close(f.client.fd);
-    f.client.fd = -1;
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1);
+    peer_hangup(&f.client);
+    expect_freed(&f, 1, 1000);
 out:
     fixture_end(&f);
 }
@@ -637,15 +627,13 @@ out:
 static void test_a_release_pending_at_close_resumes_nothing(void)
 {
     struct fixture f;
-    fixture_init(&f);
-    fixture_accept(&f, false);
-    if (!P.conn)
+    struct conn *c = fixture_start(&f, false);
+    if (!c)
         goto out;
-    conn_release(P.conn, SIDE_CLIENT);
-    CHECK(P.conn->flags & CONN_F_KICKED);
-    conn_close(P.conn, "test close");
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1);
+    conn_release(c, SIDE_CLIENT);
+    CHECK(c->flags & CONN_F_KICKED);
+    conn_close(c, "test close");
+    expect_freed(&f, 1, 1000);
     CHECK_EQ(P.resumes[SIDE_CLIENT], 0);
     CHECK(f.w->kicks == NULL);
 out:
@@ -663,18 +651,14 @@ static void test_over_the_connection_limit_a_client_gets_503(void)
     struct peer first_peer = f.client;
     fixture_accept(&f, false);
     CHECK_EQ(P.starts, 2);
-    RUN_UNTIL(&f, peer_read(&f.client), 1000);
-    CHECK(f.client.eof);
-    cJSON *json = parse_answer(f.client.buf, f.client.len, "HTTP/1.1 503 Service Unavailable\r\n");
-    CHECK_STR(json_str(json, "error"), "too_many_connections");
-    cJSON_Delete(json);
+    expect_answer(&f, "HTTP/1.1 503 Service Unavailable\r\n", "too_many_connections",
+                  "airlock is at its connection limit; retry later");
     peer_close(&f.client);
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1);
+    expect_freed(&f, 1, 1000);
     CHECK_EQ(conn_live_count(), 1);
     CHECK_EQ(f.w->nconns, 1);
     f.client = first_peer;
-    P.conn = first; /* the second one's free cleared it */
+    P.conn = first; /* the second one's free cleared it; fixture_end closes the first */
     fixture_end(&f);
 }
 
@@ -686,13 +670,9 @@ static void test_a_failed_start_closes_the_socket_and_leaks_nothing(void)
     fixture_accept(&f, false);
     CHECK_EQ(P.starts, 1);
     CHECK_EQ(conn_live_count(), 0); /* never counted */
-    RUN_UNTIL(&f, peer_read(&f.client), 1000);
-    CHECK(f.client.eof);
-    CHECK_EQ(f.client.len, 0);
-    RUN_UNTIL(&f, P.frees == 1, 1000);
-    CHECK_EQ(P.frees, 1); /* cancel and free run on a failed start too */
+    expect_silent_close(&f);
+    expect_freed(&f, 1, 1000); /* cancel and free run on a failed start too */
     CHECK_EQ(P.cancels, 1);
-    CHECK_EQ(f.w->nconns, 0);
     fixture_end(&f);
 }
 
