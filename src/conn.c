@@ -549,6 +549,14 @@ static void side_on_eof(struct conn *c, enum side_id id, const char *why)
         return;
     s->flags |= SIDE_F_EOF;
     conn_update_reading(c, id);
+    if (c->state == CONN_S_LINGER) {
+        /* The phase is over and so is its handler (its bytes are discarded too). Both ends are
+         * finished once our FIN is out: close now if it is, else on_linger_shutdown will, after
+         * the queued answer has gone (closing sooner would cut it short). */
+        if (c->pending_shutdowns == 0)
+            conn_close(c, why);
+        return;
+    }
     if (c->handler && c->handler->on_eof)
         c->handler->on_eof(c, id);
     else

@@ -66,7 +66,9 @@ struct conn_handler {
     bool (*on_timeout)(struct conn *c);
 };
 
-/* The session controller's hooks into a connection's life, one table per server. */
+/* The session controller's hooks into a connection's life, one table per server. cancel and
+ * free run for every connection start was called for, even when it failed: they find only what
+ * start set up. */
 struct conn_session {
     /* accepted (both addresses known, timer armed): set up and install the first handler, or
      * close the connection; <0 when out of memory. The other hooks may run without start
@@ -200,7 +202,8 @@ void conn_accept(struct worker *w, const struct listener *l, int fd);
  * close callback. reason is static text for the log. */
 void conn_close(struct conn *c, const char *reason);
 /* Flush what is queued to the client, send close_notify (unless SIDE_F_BARE_END) and FIN, then
- * close. */
+ * close: once the client has finished too, or after a short linger. The handler gets no more
+ * bytes nor EOF from here; the client's EOF never cuts short what is still queued. */
 void conn_finish(struct conn *c, const char *reason);
 
 /* Hold a reference while an async request (DNS, connect, work) is in flight. */
