@@ -272,7 +272,7 @@ static int on_first_head(struct relay *r, struct http_head *head)
     const char *path;
     size_t path_len;
     if (head->target_len == 0 || head->target[0] == '/' ||
-        target_parse_absolute(head->target, head->target_len, &a, &path, &path_len) < 0) {
+        target_parse_absolute(head->target, head->target_len, NULL, &a, &path, &path_len) < 0) {
         http_head_free(head);
         log_first_refused(r, "first request is neither CONNECT nor absolute-form");
         relay_refuse(r, 400, "bad_request",

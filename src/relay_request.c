@@ -335,7 +335,8 @@ static int check_authority(struct relay *r, const char **target, size_t *target_
     const struct http_head *h = ex->req;
     struct authority req_auth;
     if (r->mode == RELAY_MODE_FORWARD) {
-        if (target_parse_absolute(h->target, h->target_len, &req_auth, target, target_len) < 0) {
+        if (target_parse_absolute(h->target, h->target_len, NULL, &req_auth, target, target_len) <
+            0) {
             relay_refuse(r, 400, "bad_request",
                          "a forward-proxy request needs an absolute http:// target");
             return -1;
@@ -353,7 +354,7 @@ static int check_authority(struct relay *r, const char **target, size_t *target_
      * the tunnel's as well as the Host field's. */
     bool uri_matches = true;
     if (*target_len == 0 || (*target)[0] != '/') {
-        if (target_parse_absolute(*target, *target_len, &req_auth, target, target_len) == 0) {
+        if (target_parse_absolute(*target, *target_len, NULL, &req_auth, target, target_len) == 0) {
             uri_matches = target_authority_matches(&r->target, &req_auth);
         } else if (!(*target_len == 1 && (*target)[0] == '*')) {
             relay_refuse(r, 400, "bad_request", "unsupported request-target form");
