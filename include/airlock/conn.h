@@ -237,7 +237,8 @@ void conn_respond_error(struct conn *c, int status, const char *error, const cha
 int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs);
 /* Bytes stashed before a side's TLS layer existed are ciphertext: feed them to it. */
 int conn_stash_to_tls(struct conn *c, enum side_id id);
-/* Initialise the upstream handle (takes a reference), or close it alone with cb. */
+/* Initialise the upstream handle (takes a reference), or close the upstream alone with cb (its
+ * TLS layer and stash go too). */
 int conn_init_upstream(struct conn *c);
 void conn_close_upstream(struct conn *c, uv_close_cb cb);
 /* The first byte of a request head arrived: the head deadline starts. */
