@@ -367,10 +367,12 @@ static int check_authority(struct relay *r, const char **target, size_t *target_
         return 1;
     }
     /* An absolute-form target names an authority of its own (RFC 9112 §3.2.2), which must be
-     * the tunnel's as well as the Host field's. */
-    bool uri_matches = true;
+     * the tunnel's as well as the Host field's. Either scheme: the tunnel, not the URI, decides
+     * how the bytes travel. */
+    bool uri_matches = true, uri_tls;
     if (*target_len == 0 || (*target)[0] != '/') {
-        if (target_parse_absolute(*target, *target_len, NULL, &req_auth, target, target_len) == 0) {
+        if (target_parse_absolute(*target, *target_len, &uri_tls, &req_auth, target, target_len) ==
+            0) {
             uri_matches = target_authority_matches(&r->target, &req_auth);
         } else if (!(*target_len == 1 && (*target)[0] == '*')) {
             relay_refuse(r, 400, "bad_request", "unsupported request-target form");
