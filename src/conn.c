@@ -796,13 +796,19 @@ int conn_init_upstream(struct conn *c)
     return side_init(c, SIDE_UPSTREAM);
 }
 
-/* Close the upstream handle only (a failed connect attempt, before the next address). */
+/* Close the upstream alone (a forward proxy's next origin): its handle, its TLS layer and
+ * what it stashed; the next upstream starts clean (plain, or with a TLS layer of its own). */
 void conn_close_upstream(struct conn *c, uv_close_cb cb)
 {
     struct side *s = &c->sides[SIDE_UPSTREAM];
     if (!(s->flags & SIDE_F_OPEN))
         return;
     s->flags = 0;
+    tls_free(s->tls);
+    s->tls = NULL;
+    free(s->stash);
+    s->stash = NULL;
+    s->stash_len = s->stash_off = 0;
     uv_close((uv_handle_t *)&s->tcp, cb);
 }
 

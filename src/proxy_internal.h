@@ -27,6 +27,9 @@ struct proxy_state {
     enum sniff_kind sniffed; /* what they were */
     /* An answer owed to the client once its TLS is up (the upstream's failed after a 200). */
     struct answer owed;
+    /* The forward proxy's current origin is https:// (the relay's DIAL said so): its upstream
+     * is dialled, then verified in a TLS handshake before the held request goes out. */
+    bool forward_tls;
 };
 
 extern const struct conn_handler proxy_http_exchanges;
@@ -44,5 +47,8 @@ void proxy_start_dial(struct conn *c);
 void tunnel_start_transparent(struct conn *c);
 /* A CONNECT's or a redirected connection's upstream is connected. */
 void tunnel_dialed(struct conn *c);
+/* The verified TLS handshake with the connected upstream, under --connect-timeout, with h as
+ * the connection's handler meanwhile (its on_tls_ready continues). */
+void proxy_start_upstream_tls(struct conn *c, const struct conn_handler *h);
 
 #endif

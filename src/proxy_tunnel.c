@@ -56,7 +56,7 @@ static void relay_plain(struct conn *c)
 /* "Connecting" to an upstream ends with its verified TLS handshake, so one timeout
  * (--connect-timeout) bounds both. A deadline: an upstream that dribbles its hello byte by byte
  * must not hold the client for longer. */
-static void start_upstream_tls(struct conn *c)
+void proxy_start_upstream_tls(struct conn *c, const struct conn_handler *h)
 {
     const struct server_config *cfg = c->w->server->cfg;
     struct side *us = &c->sides[SIDE_UPSTREAM];
@@ -65,7 +65,7 @@ static void start_upstream_tls(struct conn *c)
         conn_close(c, "out of memory");
         return;
     }
-    proxy_enter(c, CONN_S_UPSTREAM_TLS, &proxy_waiting);
+    proxy_enter(c, CONN_S_UPSTREAM_TLS, h);
     conn_set_deadline(c, cfg->connect_timeout_ms, 502, "upstream TLS handshake timed out");
     conn_update_reading(c, SIDE_UPSTREAM);
     tls_handshake(us->tls); /* queues the ClientHello */
@@ -248,7 +248,7 @@ static void continue_sniffed(struct conn *c)
 {
     struct proxy_state *ps = state_of(c);
     if (ps->sniffed == SNIFF_TLS) {
-        start_upstream_tls(c);
+        proxy_start_upstream_tls(c, &proxy_waiting);
     } else if (ps->sniffed == SNIFF_HTTP) {
         relay_plain(c);
     } else {

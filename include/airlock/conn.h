@@ -259,7 +259,8 @@ int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned 
 int conn_unread(struct conn *c, enum side_id id, const char *p, size_t len);
 /* Bytes stashed before a side's TLS layer existed are ciphertext: feed them to it. */
 int conn_stash_to_tls(struct conn *c, enum side_id id);
-/* Initialise the upstream handle (takes a reference), or close it alone with cb. */
+/* Initialise the upstream handle (takes a reference), or close the upstream alone with cb (its
+ * TLS layer and stash go too). */
 int conn_init_upstream(struct conn *c);
 void conn_close_upstream(struct conn *c, uv_close_cb cb);
 /* The first byte of a request head arrived: the head deadline starts. */
