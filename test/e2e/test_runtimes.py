@@ -7,7 +7,8 @@ single-file source launcher needs the compiler), and Go's net/http (golang-go). 
 environment is PATH, HOME, a locale and the variables parsed from `airlock env`'s output, nothing
 else (Go also gets its build cache in the test's directory, offline); the client code sets no
 proxy and no trust of its own. Each does a GET, a POST, an SSE stream whose first event must
-arrive long before the stream ends, and a WebSocket where the runtime has a client.
+arrive long before the stream ends, and a WebSocket where the runtime has a client, all over
+https (CONNECT), and a plain http:// GET (airlock as a forward proxy).
 
 The upstream is named runtime.airlock.test, which only fakedns answers (127.0.0.1): a name, not
 a loopback address, since NO_PROXY lists those (and Go never proxies loopback at all). airlock
@@ -80,10 +81,13 @@ class Runtime:
         env = self.env
         self.dns = FakeDns({NAME: Record(a=[LOOPBACK4])}, env.tmp).start()
         self.up = env.upstream(cert=env.pki.make_leaf(NAME, [NAME], []))
-        self.al = env.airlock(endpoints=[endpoint(NAME, self.up.port)],
+        self.plain = env.upstream(tls=False)  # http:// URLs: airlock as a forward proxy
+        self.al = env.airlock(endpoints=[endpoint(NAME, self.up.port),
+                                         endpoint(NAME, self.plain.port)],
                               wrapper=self.dns.wrapper())
         self.vars = airlock_env_vars(env, self.al)
         self.base = "https://%s:%d" % (NAME, self.up.port)
+        self.plain_base = "http://%s:%d" % (NAME, self.plain.port)
         return self
 
     def __exit__(self, *exc):
@@ -187,9 +191,10 @@ def test_java_httpclient_urlconnection_sse_and_websocket_with_airlock_env_only(e
         check("JAVA_TOOL_OPTIONS" in rt.vars, "airlock env prints no JAVA_TOOL_OPTIONS")
         d = _copy_client(env, "RuntimeClient.java")
         ws = "wss://%s:%d/ws" % (NAME, rt.up.port)
-        lines = rt.run([java, "RuntimeClient.java", rt.base, ws], d)
+        lines = rt.run([java, "RuntimeClient.java", rt.base, ws, rt.plain_base], d)
         rt.check_results(lines, {"GET": "/java-get?q=1", "POST": "/java-post",
-                                 "URLCONNECTION": "/java-urlconnection"}, "hello from java")
+                                 "URLCONNECTION": "/java-urlconnection",
+                                 "PLAIN": "/java-plain"}, "hello from java")
         check_eq([l for l in lines if l.startswith("WS ")],
                  ["WS hello from upstream", "WS hello from java", "WS closed 1000"],
                  "WebSocket messages: the upstream's first, the echo, the close")
@@ -358,8 +363,10 @@ def test_go_net_http_get_post_and_sse_with_airlock_env_only(env):
     go = _go()
     with Runtime(env) as rt:
         d = _copy_client(env, "runtime_client.go")
-        lines = rt.run([go, "run", "runtime_client.go", rt.base], d, extra=_go_env(env))
-        rt.check_results(lines, {"GET": "/go-get?q=1", "POST": "/go-post"}, "hello from go")
+        lines = rt.run([go, "run", "runtime_client.go", rt.base, rt.plain_base], d,
+                       extra=_go_env(env))
+        rt.check_results(lines, {"GET": "/go-get?q=1", "POST": "/go-post", "PLAIN": "/go-plain"},
+                         "hello from go")
 
 
 def test_go_websocket(env):

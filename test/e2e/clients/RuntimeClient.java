@@ -2,11 +2,12 @@
 // Java's own HTTP clients through airlock, configured by nothing but the environment that
 // `airlock env` prints (JAVA_TOOL_OPTIONS): java.net.http.HttpClient for GET, POST, an SSE
 // stream and a WebSocket, and HttpsURLConnection for GET. Run by test/e2e/test_runtimes.py
-// with the single-file source launcher: java RuntimeClient.java BASE_URL WS_URL
+// with the single-file source launcher: java RuntimeClient.java BASE_URL WS_URL PLAIN_URL
+// (BASE_URL https://, PLAIN_URL http://, both through airlock).
 //
 // Each result is one line on stdout, for the test to judge:
 //   PROXY <uri> <what the default ProxySelector chose>
-//   GET|POST|URLCONNECTION <status> <body on one line>
+//   GET|POST|URLCONNECTION|PLAIN <status> <body on one line>
 //   SSE <n> <ms since the response head> <data>, then SSE_END <ms>
 //   WS <message received>
 // Anything that fails throws: a non-zero exit and a stack trace on stderr.
@@ -31,7 +32,7 @@ public class RuntimeClient {
     static final Duration TIMEOUT = Duration.ofSeconds(20);
 
     public static void main(String[] args) throws Exception {
-        String base = args[0], ws = args[1];
+        String base = args[0], ws = args[1], plain = args[2];
         for (String u : new String[] {"https://localhost/", "https://127.0.0.1/",
                                       "https://[::1]/", base + "/"})
             System.out.println("PROXY " + u + " " + ProxySelector.getDefault().select(URI.create(u)));
@@ -51,6 +52,11 @@ public class RuntimeClient {
                 .build(),
             HttpResponse.BodyHandlers.ofString());
         System.out.println("POST " + post.statusCode() + " " + post.body());
+
+        HttpResponse<String> http = client.send(
+            HttpRequest.newBuilder(URI.create(plain + "/java-plain")).timeout(TIMEOUT).build(),
+            HttpResponse.BodyHandlers.ofString());
+        System.out.println("PLAIN " + http.statusCode() + " " + http.body());
 
         urlConnection(base + "/java-urlconnection");
         sse(client, base + "/sse");

@@ -2,12 +2,12 @@
 // Go's net/http through airlock, configured by nothing but the environment that `airlock env`
 // prints (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE): GET, POST and an SSE stream. Go's standard
 // library has no WebSocket client. Run by test/e2e/test_runtimes.py with
-// `go run runtime_client.go BASE_URL`.
+// `go run runtime_client.go BASE_URL PLAIN_URL` (https:// and http://, both through airlock).
 //
 // Each result is one line on stdout, for the test to judge:
 //
 //	PROXY <url> <what http.ProxyFromEnvironment chose, or DIRECT>
-//	GET|POST <status> <body on one line>
+//	GET|POST|PLAIN <status> <body on one line>
 //	SSE <n> <ms since the response head> <data>, then SSE_END <ms>
 //
 // Anything that fails exits non-zero with the error on stderr.
@@ -88,7 +88,7 @@ func sse(client *http.Client, url string) {
 }
 
 func main() {
-	base := os.Args[1]
+	base, plain := os.Args[1], os.Args[2]
 	for _, u := range []string{"https://localhost/", "https://127.0.0.1/", "https://[::1]/",
 		base + "/"} {
 		fmt.Printf("PROXY %s %s\n", u, proxyFor(u))
@@ -99,5 +99,7 @@ func main() {
 	show("GET", resp, err)
 	resp, err = client.Post(base+"/go-post", "text/plain", strings.NewReader("hello from go"))
 	show("POST", resp, err)
+	resp, err = client.Get(plain + "/go-plain")
+	show("PLAIN", resp, err)
 	sse(client, base+"/sse")
 }
