@@ -80,12 +80,16 @@ class Runtime:
     def __enter__(self):
         env = self.env
         self.dns = FakeDns({NAME: Record(a=[LOOPBACK4])}, env.tmp).start()
-        self.up = env.upstream(cert=env.pki.make_leaf(NAME, [NAME], []))
-        self.plain = env.upstream(tls=False)  # http:// URLs: airlock as a forward proxy
-        self.al = env.airlock(endpoints=[endpoint(NAME, self.up.port),
-                                         endpoint(NAME, self.plain.port)],
-                              wrapper=self.dns.wrapper())
-        self.vars = airlock_env_vars(env, self.al)
+        try:
+            self.up = env.upstream(cert=env.pki.make_leaf(NAME, [NAME], []))
+            self.plain = env.upstream(tls=False)  # http:// URLs: airlock as a forward proxy
+            self.al = env.airlock(endpoints=[endpoint(NAME, self.up.port),
+                                             endpoint(NAME, self.plain.port)],
+                                  wrapper=self.dns.wrapper())
+            self.vars = airlock_env_vars(env, self.al)
+        except BaseException:
+            self.dns.stop()
+            raise
         self.base = "https://%s:%d" % (NAME, self.up.port)
         self.plain_base = "http://%s:%d" % (NAME, self.plain.port)
         return self
