@@ -683,6 +683,13 @@ static int load_configuration(struct server *s)
         log_msg(LOG_ERROR, "cannot load the CA from %s: %s", cfg->ca_dir, err);
         return 1;
     }
+    /* A CA made by an older airlock has no Java trust store yet. Not fatal: a read-only CA
+     * directory serves every client but Java's. */
+    int w = ca_write_truststore(cfg->ca_dir, ca_cert(s->ca), err, sizeof err);
+    if (w < 0)
+        log_msg(LOG_WARN, "Java clients will not trust this CA: %s", err);
+    else if (w > 0)
+        log_msg(LOG_INFO, "wrote %s/%s (the CA for Java clients)", cfg->ca_dir, CA_TRUSTSTORE);
     return 0;
 }
 
