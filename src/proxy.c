@@ -440,6 +440,7 @@ static void dial_checked(struct conn *c)
         .policy = c->policy,
         .peer = &peer,
         .log_id = c->id,
+        .mark = cfg->upstream_mark,
         .expected = c->flags & CONN_F_TRANSPARENT ? (const struct sockaddr *)&c->orig_dst : NULL};
     conn_ref(c); /* until on_netguard */
     ps->dial = netguard_dial_start(&req, on_netguard, c);
