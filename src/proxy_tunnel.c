@@ -140,7 +140,7 @@ static void on_tls_ready(struct conn *c, enum side_id id)
     }
     /* The client trusts us: parse its requests. */
     proxy_enter(c, CONN_S_HTTP, &proxy_http_exchanges);
-    relay_begin_tunnel(proxy_relay(c));
+    relay_begin_tunnel(proxy_relay(c), &c->target);
     conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
 }
 
