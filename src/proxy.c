@@ -177,6 +177,7 @@ static void session_free(struct conn *c)
         return;
     relay_free(ps->relay);
     free(ps->sniff);
+    free(ps->owed_rule);
     free(ps);
     c->session_state = NULL;
 }
@@ -200,6 +201,7 @@ const struct conn_session proxy_session = {
     .idle = session_idle,
     .describe = session_describe,
     .recheck = proxy_recheck_policy,
+    .take_answer = tunnel_take_answer,
 };
 
 /* ---- the relay's outcomes ---------------------------------------------------------------- */
