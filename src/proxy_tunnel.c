@@ -229,6 +229,12 @@ static size_t sniff_on_data(struct conn *c, enum side_id id, const char *p, size
         return len;
     }
     size_t before = ps->sniff_len;
+    if (before == 0 && (c->flags & CONN_F_TRANSPARENT))
+        /* Silence waited for the idle timeout (a server may speak first); from the first byte,
+         * what names the host must come whole in time, as after a CONNECT (start_sniff): one
+         * byte now and then must not hold the connection. */
+        conn_set_deadline(c, c->w->server->cfg->handshake_timeout_ms, 0,
+                          "the client's first bytes did not come in time");
     size_t take = len < SNIFF_MAX - before ? len : SNIFF_MAX - before;
     memcpy(ps->sniff + before, p, take);
     ps->sniff_len += take;
