@@ -749,6 +749,8 @@ void conn_respond(struct conn *c, const struct answer *a)
     /* One answer per connection: after the first, the connection is already finishing. */
     if (c->state == CONN_S_LINGER || (c->flags & CONN_F_CLOSING))
         return;
+    if (c->w->session->take_answer && c->w->session->take_answer(c, a))
+        return;
     struct side *cs = &c->sides[SIDE_CLIENT];
     /* A response is under way, or the client's TLS (inside a tunnel) is not up yet: there is
      * no way to answer in HTTP. */

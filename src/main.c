@@ -34,8 +34,8 @@ static const char usage[] =
     "usage:\n"
     "  airlock ca init [--dir DIR] [--force]\n"
     "  airlock check --policy FILE [--providers FILE]\n"
-    "  airlock run [--listen HOST:PORT]... [--transparent HOST:PORT]... [--ca-dir DIR]\n"
-    "              [--policy FILE] [--providers FILE]\n"
+    "  airlock run [--listen HOST:PORT]... [--transparent HOST:PORT]... [--mark MARK]\n"
+    "              [--ca-dir DIR] [--policy FILE] [--providers FILE]\n"
     "              [--upstream-ca FILE] [--upstream-ca-only FILE]\n"
     "              [--admin HOST:PORT|unix:PATH] [--admin-public]\n"
     "              [--admin-expose-sensitive] [--health HOST:PORT|unix:PATH] [--log FILE]\n"
@@ -226,6 +226,7 @@ static int cmd_check(int argc, char **argv)
 enum run_opt {
     RUN_LISTEN = 256,
     RUN_TRANSPARENT,
+    RUN_MARK,
     RUN_CA_DIR,
     RUN_POLICY,
     RUN_PROVIDERS,
@@ -259,6 +260,7 @@ enum run_opt {
 static const struct option run_opts[] = {
     {"listen", required_argument, NULL, RUN_LISTEN},
     {"transparent", required_argument, NULL, RUN_TRANSPARENT},
+    {"mark", required_argument, NULL, RUN_MARK},
     {"ca-dir", required_argument, NULL, RUN_CA_DIR},
     {"policy", required_argument, NULL, RUN_POLICY},
     {"providers", required_argument, NULL, RUN_PROVIDERS},
@@ -337,6 +339,12 @@ static int run_option(struct server_config *cfg, int opt, const char *a, const c
         else
             cfg->transparent[cfg->ntransparent++] = v;
         break;
+    case RUN_MARK: {
+        char err[128];
+        if (rules_parse_mark(v, &cfg->upstream_mark, err, sizeof err) < 0)
+            return usage_error("run: %s", err);
+        break;
+    }
     case RUN_CA_DIR:
         cfg->ca_dir = v;
         break;

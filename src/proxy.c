@@ -178,6 +178,7 @@ static void session_free(struct conn *c)
         return;
     relay_free(ps->relay);
     free(ps->sniff);
+    free(ps->owed_rule);
     free(ps);
     c->session_state = NULL;
 }
@@ -201,6 +202,7 @@ const struct conn_session proxy_session = {
     .idle = session_idle,
     .describe = session_describe,
     .recheck = proxy_recheck_policy,
+    .take_answer = tunnel_take_answer,
 };
 
 /* ---- the relay's outcomes ---------------------------------------------------------------- */
@@ -442,6 +444,7 @@ static void dial_checked(struct conn *c)
         .policy = c->policy,
         .peer = &peer,
         .log_id = c->id,
+        .mark = cfg->upstream_mark,
         .expected = c->flags & CONN_F_TRANSPARENT ? (const struct sockaddr *)&c->orig_dst : NULL};
     conn_ref(c); /* until on_netguard */
     ps->dial = netguard_dial_start(&req, on_netguard, c);

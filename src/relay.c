@@ -75,10 +75,11 @@ void relay_free(struct relay *r)
     free(r);
 }
 
-void relay_begin_tunnel(struct relay *r)
+void relay_begin_tunnel(struct relay *r, const struct authority *target)
 {
     r->mode = RELAY_MODE_TUNNEL;
     r->inspected = true;
+    r->target = *target; /* a redirected connection's: no CONNECT told the relay */
     parser_restart(r, &r->req_parser, HTTP_KIND_REQUEST);
 }
 

@@ -82,6 +82,12 @@ struct conn_session {
     void (*describe)(struct conn *c, struct answer *a);
     /* After a policy reload: the new snapshot p may close what it no longer allows. */
     void (*recheck)(struct conn *c, struct policy *p);
+    /* conn_respond is about to answer in plain HTTP: true when the session takes the answer
+     * over because the client speaks no plain HTTP yet (a redirected ClientHello waits: the
+     * answer goes inside the handshake the session completes first; a client that spoke
+     * neither TLS nor HTTP: a close). a (and what it points to) is borrowed for the call.
+     * NULL, or false: the answer goes out now. */
+    bool (*take_answer)(struct conn *c, const struct answer *a);
 };
 
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every

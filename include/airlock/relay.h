@@ -104,8 +104,9 @@ void relay_resume(struct relay *r, enum side_id side);
 /* A side finished sending (FIN or close_notify). */
 void relay_eof(struct relay *r, enum side_id from);
 
-/* After RELAY_TUNNEL: the client's TLS is up (an inspected rest tunnel), its requests follow. */
-void relay_begin_tunnel(struct relay *r);
+/* After RELAY_TUNNEL, or for a connection redirected to airlock (transparent mode): the
+ * client's TLS is up (an inspected rest tunnel), its requests for target follow. */
+void relay_begin_tunnel(struct relay *r, const struct authority *target);
 /* After RELAY_TUNNEL, or for a connection redirected to airlock (transparent mode): requests for
  * target in plain HTTP follow. They are judged as in a TLS tunnel, but no credential is ever
  * substituted on a plain hop (a placeholder is refused). */
