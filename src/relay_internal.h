@@ -106,5 +106,7 @@ int relay_on_resp_body(void *owner, const char *p, size_t len);
 int relay_on_resp_complete(void *owner, const struct http_head *trailers);
 /* Append a field value, with every secret this exchange may echo replaced by its placeholder. */
 void relay_append_redacted(struct relay *r, struct http_buf *b, const char *p, size_t len);
+/* Append "name: value\r\n" for the client, both redacted so. */
+void relay_append_field(struct relay *r, struct http_buf *b, const struct http_field *f);
 
 #endif

@@ -530,12 +530,13 @@ int relay_write_last_chunk(struct relay *r, enum side_id to, const struct http_h
          * a recipient that merges trailers into the head must not find any there. */
         if (http_field_is_framing(f) || http_field_is_hop_by_hop(NULL, f))
             continue;
+        if (to == SIDE_CLIENT) {
+            relay_append_field(r, &b, f);
+            continue;
+        }
         http_buf_append(&b, f->name, f->name_len);
         http_buf_puts(&b, ": ");
-        if (to == SIDE_CLIENT)
-            relay_append_redacted(r, &b, f->value, f->value_len);
-        else
-            http_buf_append(&b, f->value, f->value_len);
+        http_buf_append(&b, f->value, f->value_len);
         http_buf_puts(&b, "\r\n");
     }
     http_buf_puts(&b, "\r\n");

@@ -35,6 +35,15 @@ void relay_append_redacted(struct relay *r, struct http_buf *b, const char *p, s
         creds_redact_field(r->ex.redact_with, r->ex.nredact, p, len, b);
 }
 
+void relay_append_field(struct relay *r, struct http_buf *b, const struct http_field *f)
+{
+    /* The name too: an upstream may echo a secret as a field name. */
+    relay_append_redacted(r, b, f->name, f->name_len);
+    http_buf_puts(b, ": ");
+    relay_append_redacted(r, b, f->value, f->value_len);
+    http_buf_puts(b, "\r\n");
+}
+
 static bool client_is_http10(const struct exchange *ex)
 {
     return ex->req && ex->req->version_minor == 0;
@@ -70,12 +79,8 @@ static int write_head(struct relay *r, const struct http_head *h, bool upgrade)
     http_buf_puts(&b, "\r\n");
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
-        if (http_field_is_framing(f) || http_field_is_hop_by_hop(h, f))
-            continue;
-        http_buf_append(&b, f->name, f->name_len);
-        http_buf_puts(&b, ": ");
-        relay_append_redacted(r, &b, f->value, f->value_len);
-        http_buf_puts(&b, "\r\n");
+        if (!http_field_is_framing(f) && !http_field_is_hop_by_hop(h, f))
+            relay_append_field(r, &b, f);
     }
     if (upgrade)
         http_buf_puts(&b, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
@@ -185,6 +190,16 @@ int relay_on_resp_head(void *owner, struct http_head *head)
     }
     ex->status = status;
     bool no_body = ex->head_request || status == 204 || status == 304;
+    if (!no_body && client_is_http10(ex) && head->transfer_codings &&
+        strcmp(head->transfer_codings, "chunked") != 0) {
+        /* An HTTP/1.0 client may not be sent Transfer-Encoding (RFC 9112 §6.1): a coded body
+         * would reach it with nothing saying so, and airlock does not decode codings. */
+        http_head_free(head);
+        relay_refuse(r, 502, "bad_upstream_response",
+                     "the upstream applied a transfer coding that an HTTP/1.0 client cannot be "
+                     "told of");
+        return HTTP_HEAD_ERROR;
+    }
     choose_framing(ex, head, no_body);
     int red = !no_body && ex->nredact > 0 ? start_redaction(ex, head) : 0;
     if (red != 0) {
