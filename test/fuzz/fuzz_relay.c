@@ -45,7 +45,6 @@
 #define MARKER     "\n<<>>\n"
 
 #define MAX_JUDGED 64
-#define STR_MAX    256
 
 enum {
     MODE_TUNNEL = 1 << 0,
@@ -73,7 +72,7 @@ static const char policy_json[] =
     "  'enforcement': 'audit'}]},"
     " 'rules': {'endpoints': [{'host': 'rules.example.com', 'port': 443,"
     "  'rules': [{'method': 'GET', 'path': '/ws'}, {'method': 'GET', 'path': '/a/**'},"
-    "   {'method': 'POST', 'path': '/p/*'}, {'method': 'OPTIONS', 'path': '*'}],"
+    "   {'method': 'POST', 'path': '/p/*'}, {'method': 'OPTIONS', 'path': '/**'}],"
     "  'deny_rules': [{'method': 'GET', 'path': '/a/secret'}]}]},"
     " 'fwd': {'endpoints': [{'host': 'example.com', 'port': 80, 'access': 'full'},"
     "  {'host': 'other.example.com', 'port': 80, 'access': 'read-only'}]}}}";
@@ -146,7 +145,8 @@ static void load_once(void)
 /* ---- one run ----------------------------------------------------------------------------- */
 
 struct judged {
-    char method[STR_MAX], path[STR_MAX];
+    struct authority target;
+    char *method, *path;
     enum policy_verdict verdict;
     bool upgrade;
 };
@@ -211,22 +211,27 @@ static bool contains(const char *s, size_t len, const char *needle)
     return s && memmem(s, len, needle, strlen(needle)) != NULL;
 }
 
-static void check_log_text(const char *what, const char *s)
+/* No secret (unless the client sent it itself) and no placeholder in what is logged. */
+static void check_log_text(const struct run *r, const char *what, const char *s)
 {
     if (!s)
         return;
-    REQUIRE(!contains(s, strlen(s), SECRET), "the secret in a log line's %s", what);
-    REQUIRE(!contains(s, strlen(s), PH) && !contains(s, strlen(s), PH_ELSE) &&
-                !contains(s, strlen(s), PH_INJECT),
+    REQUIRE(r->secret_in_client || !contains(s, strlen(s), SECRET), "the secret in a log line's %s",
+            what);
+    /* without providers a placeholder is only text */
+    REQUIRE(!(r->mode & MODE_CREDS) ||
+                (!contains(s, strlen(s), PH) && !contains(s, strlen(s), PH_ELSE) &&
+                 !contains(s, strlen(s), PH_INJECT)),
             "a placeholder in a log line's %s: %s", what, s);
 }
 
 static void io_log(void *ctx, struct log_event *ev)
 {
-    (void)ctx;
-    check_log_text("method", ev->method);
-    check_log_text("path", ev->path);
-    check_log_text("reason", ev->reason);
+    struct run *r = ctx;
+
+    check_log_text(r, "method", ev->method);
+    check_log_text(r, "path", ev->path);
+    check_log_text(r, "reason", ev->reason);
 }
 
 static void io_judge(void *ctx, const struct authority *target, const struct policy_request *q,
@@ -238,19 +243,23 @@ static void io_judge(void *ctx, const struct authority *target, const struct pol
 
     REQUIRE(!r->terminal, "a judgement after the final outcome");
     REQUIRE(r->have_target, "a judgement before TUNNEL or DIAL named the target");
-    REQUIRE(!strcmp(target->host, r->target.host) && target->port == r->target.port,
-            "judged for %s:%u on a connection to %s:%u", target->host, (unsigned)target->port,
-            r->target.host, (unsigned)r->target.port);
+    /* a forward proxy may judge a request for another origin before it asks for the dial */
+    if (r->tunnel_seen)
+        REQUIRE(!strcmp(target->host, r->target.host) && target->port == r->target.port,
+                "judged for %s:%u in a tunnel to %s:%u", target->host, (unsigned)target->port,
+                r->target.host, (unsigned)r->target.port);
     REQUIRE(q->method && q->path, "a judgement without method or path");
-    check_log_text("judged path", strstr(q->path, SECRET) && r->secret_in_client ? NULL : q->path);
+    check_log_text(r, "judged path", q->path);
     policy_check_l7(the_policy, target->host, target->port, &anyone, NULL, q, d);
     REQUIRE(r->njudged < MAX_JUDGED, "more judgements than the harness keeps");
     if (r->njudged > 0)
         REQUIRE(r->judged[r->njudged - 1].verdict != POLICY_DENY,
                 "a judgement after a denial (the denial must end the connection)");
     j = &r->judged[r->njudged++];
-    snprintf(j->method, STR_MAX, "%s", q->method);
-    snprintf(j->path, STR_MAX, "%s", q->path);
+    j->target = *target;
+    j->method = strdup(q->method);
+    j->path = strdup(q->path);
+    REQUIRE(j->method && j->path, "out of memory");
     j->verdict = d->verdict;
     j->upgrade = q->upgrade;
 }
@@ -271,6 +280,12 @@ static void io_progress(void *ctx, enum relay_progress p)
 
     REQUIRE(!r->terminal, "progress after the final outcome");
     if (p == RELAY_REQUEST_SENT) {
+        const struct authority *t = r->njudged ? &r->judged[r->njudged - 1].target : NULL;
+
+        REQUIRE(t && r->have_target, "a request sent that was never judged");
+        REQUIRE(!strcmp(t->host, r->target.host) && t->port == r->target.port,
+                "a request judged for %s:%u sent on a connection to %s:%u", t->host,
+                (unsigned)t->port, r->target.host, (unsigned)r->target.port);
         r->nsent++;
         r->awaiting = true;
     }
@@ -316,7 +331,7 @@ static void io_outcome(void *ctx, const struct relay_result *res)
         REQUIRE(res->answer.status >= 400 && res->answer.status <= 599, "REFUSED with status %d",
                 res->answer.status);
         REQUIRE(res->answer.error && res->answer.detail, "REFUSED without error or detail");
-        check_log_text("answer path", res->answer.path);
+        check_log_text(r, "answer path", res->answer.path);
         /* fall through */
     case RELAY_CONSUMED:
     case RELAY_UPGRADED:
@@ -569,18 +584,19 @@ static void ws_accept(const char *key, char out[32])
  * hop-by-hop fields only "TE: trailers" is left; Connection and Upgrade are airlock's own. */
 static void check_upstream_head(const struct run *r, const struct ref_msg *m, size_t k)
 {
+    const struct authority *t = &r->judged[k].target;
     const char *host = ref_field(m, "host");
-    size_t hlen = strlen(r->target.host);
+    size_t hlen = strlen(t->host);
     char port[8];
 
-    snprintf(port, sizeof port, "%u", (unsigned)r->target.port);
+    snprintf(port, sizeof port, "%u", (unsigned)t->port);
     /* an IPv6 literal is bracketed in Host */
-    bool v6 = r->target.kind == TARGET_IPV6;
+    bool v6 = t->kind == TARGET_IPV6;
     const char *h = host;
     if (h && v6 && *h == '[')
         h++;
-    REQUIRE(h && strncasecmp(h, r->target.host, hlen) == 0, "request %zu: Host %s for %s", k,
-            host ? host : "(none)", r->target.host);
+    REQUIRE(h && strncasecmp(h, t->host, hlen) == 0, "request %zu: Host %s for %s", k,
+            host ? host : "(none)", t->host);
     h += hlen;
     if (v6)
         REQUIRE(*h == ']', "request %zu: Host %s unbracketed", k, host);
@@ -669,7 +685,9 @@ static void check_upstream(struct run *r, const struct ref_stream *client, size_
             split_target(cm->target, &cpath, &cquery);
             /* the query goes up as sent, placeholders aside */
             if (!cquery || !strchr(cquery, '%')) {
-                char *want = cquery ? replace_placeholders(cquery) : NULL;
+                char *want = !cquery                  ? NULL
+                             : (r->mode & MODE_CREDS) ? replace_placeholders(cquery)
+                                                      : strdup(cquery);
 
                 REQUIRE((!want && !query) || (want && query && !strcmp(want, query)),
                         "request %zu: query %s sent, %s went up", k, cquery ? cquery : "(none)",
@@ -793,6 +811,8 @@ static void check_client(struct run *r, size_t nforwarded)
                 !strcasecmp(fl->name, "transfer-encoding") ||
                 !strcasecmp(fl->name, "content-length"))
                 continue;
+            /* redaction may rewrite a name or value (the secret raw, in Base64, ...) */
+            found = redacting;
             for (size_t g = 0; g < um->nfields && !found; g++)
                 found = !strcasecmp(fl->name, um->fields[g].name) &&
                         (redacting || !strcmp(fl->value, um->fields[g].value));
@@ -809,6 +829,7 @@ static void check_client(struct run *r, size_t nforwarded)
         for (size_t t = 0; t < cm->ntrailers; t++) {
             bool found = false;
 
+            found = redacting;
             for (size_t g = 0; g < um->ntrailers && !found; g++)
                 found = !strcasecmp(cm->trailers[t].name, um->trailers[g].name);
             REQUIRE(found, "response %zu: trailer %s the upstream did not send", ci,
@@ -944,6 +965,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     }
     free(cbuf);
     free(ubuf);
+    for (size_t i = 0; i < r->njudged; i++) {
+        free(r->judged[i].method);
+        free(r->judged[i].path);
+    }
     free(r->queue);
     free(r);
     return 0;
