@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "airlock/creds.h"
+#include "airlock/addr.h"
+#include "airlock/answer.h"
 #include "airlock/http.h"
-#include "airlock/json.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
 #include "airlock/peer.h"
@@ -120,10 +120,6 @@ static void conn_free(struct conn *c)
     free(c->peer);
     if (c->policy)
         policy_unref(c->policy);
-    if (c->creds)
-        creds_unref(c->creds);
-    if (c->echo_creds)
-        creds_unref(c->echo_creds);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -168,8 +164,6 @@ void conn_close(struct conn *c, const char *reason)
     /* In-flight lookups and connects are cancelled where possible; their callbacks still run
      * (with UV_ECANCELED or later) and drop their own references. */
     c->w->session->cancel(c);
-    if (c->peer_work_active)
-        uv_cancel((uv_req_t *)&c->peer_work);
     for (int i = 0; i < 2; i++) {
         struct side *s = &c->sides[i];
         if (s->flags & SIDE_F_OPEN) {
@@ -211,11 +205,8 @@ static void on_timer(uv_timer_t *t)
                            .status = c->timeout_status,
                            .overflow = -1};
     conn_log(c, &ev);
-    bool can_answer =
-        c->timeout_status &&
-        (c->state == CONN_S_FIRST || c->state == CONN_S_DIALING ||
-         c->state == CONN_S_UPSTREAM_TLS || (c->state == CONN_S_HTTP && !c->ex.resp_head_sent));
-    if (can_answer)
+    /* conn_respond closes instead when the answer cannot be given in HTTP any more. */
+    if (c->timeout_status)
         conn_respond_error(c, c->timeout_status,
                            c->timeout_status == 408   ? "request_timeout"
                            : c->timeout_status == 504 ? "upstream_timeout"
@@ -546,18 +537,6 @@ static void side_process_stash(struct conn *c, enum side_id id)
     }
 }
 
-/* A bare FIN ends what we relay from that side: in a pipe, the other direction; in HTTP, a
- * response being streamed (one delimited by the close, or cut short). Its end reaches the other
- * side as bare as it came, whoever sends it. */
-static void pass_on_bare_eof(struct conn *c, enum side_id id)
-{
-    if (!(c->sides[id].flags & SIDE_F_BARE_EOF))
-        return;
-    if (c->state == CONN_S_PIPE ||
-        (c->state == CONN_S_HTTP && id == SIDE_UPSTREAM && c->ex.active && c->ex.resp_head_sent))
-        c->sides[other(id)].flags |= SIDE_F_BARE_END;
-}
-
 static void side_on_eof(struct conn *c, enum side_id id, const char *why)
 {
     struct side *s = &c->sides[id];
@@ -565,7 +544,6 @@ static void side_on_eof(struct conn *c, enum side_id id, const char *why)
         return;
     s->flags |= SIDE_F_EOF;
     conn_update_reading(c, id);
-    pass_on_bare_eof(c, id);
     if (c->handler && c->handler->on_eof)
         c->handler->on_eof(c, id);
     else
@@ -794,131 +772,37 @@ void conn_finish(struct conn *c, const char *reason)
     }
 }
 
-/* One sentence an agent can act on, per refusal. */
-static const char *next_steps(const char *error, bool l7)
-{
-    if (!strcmp(error, "policy_denied"))
-        return l7 ? "Use an allowed method and path, or ask the operator to add rule_missing to "
-                    "the policy."
-                  : "Use a destination the policy allows, or ask the operator to add an endpoint "
-                    "for this host and port.";
-    if (!strcmp(error, "ssrf_denied"))
-        return "The name resolves to a private, loopback, link-local or metadata address; if "
-               "that is intended, the operator must list it in the endpoint's allowed_ips.";
-    if (!strcmp(error, "request_authority_mismatch"))
-        return "Send requests only for the host and port of the CONNECT tunnel; open a new "
-               "tunnel for another host.";
-    if (!strcmp(error, "credential_endpoint_mismatch"))
-        return "Use this placeholder only with the hosts its provider names.";
-    return NULL;
-}
-
-/* What to do about an L7 refusal: an allow rule helps unless a deny rule refused. */
-static const char *l7_next_steps(const struct policy_l7 *d)
-{
-    if (d->deny_rule.path)
-        return "A deny rule of the policy matched (deny_rule); deny rules win over every allow "
-               "rule, so use another method or path.";
-    if (d->rule_missing[0])
-        return next_steps("policy_denied", true);
-    return "No rule can allow this request on this connection; see detail, and ask the "
-           "operator if it should be allowed.";
-}
-
-/* The deny body; l7 (or NULL) is the L7 decision that refused. */
-static void respond_denied(struct conn *c, int status, const char *error, const char *detail,
-                           const char *rule_missing, const struct policy_l7 *l7)
+void conn_respond(struct conn *c, const struct answer *a)
 {
     /* One answer per connection: after the first, the connection is already finishing. */
     if (c->state == CONN_S_LINGER || (c->flags & CONN_F_CLOSING))
         return;
-    struct http_buf body = {0}, head = {0};
-    const char *reason = status == 400   ? "Bad Request"
-                         : status == 403 ? "Forbidden"
-                         : status == 408 ? "Request Timeout"
-                         : status == 413 ? "Content Too Large"
-                         : status == 414 ? "URI Too Long"
-                         : status == 421 ? "Misdirected Request"
-                         : status == 431 ? "Request Header Fields Too Large"
-                         : status == 502 ? "Bad Gateway"
-                         : status == 503 ? "Service Unavailable"
-                         : status == 504 ? "Gateway Timeout"
-                                         : "Error";
-    /* Only static text and parsed, normalised values go into the body (DESIGN.md "Policy"):
-     * never raw request bytes, a query string, a placeholder or a secret. */
-    bool in_request = c->ex.method[0] && c->state != CONN_S_FIRST && c->ex.active;
-    http_buf_puts(&body, "{\"error\":");
-    json_string_append(&body, error);
-    http_buf_puts(&body, ",\"detail\":");
-    json_string_append(&body, detail ? detail : "");
-    if (c->target.host[0]) {
-        http_buf_puts(&body, ",\"policy\":");
-        if (c->policy_name)
-            json_string_append(&body, c->policy_name);
-        else
-            http_buf_puts(&body, "null");
-        http_buf_puts(&body, ",\"host\":");
-        json_string_append(&body, c->target.host);
-        http_buf_printf(&body, ",\"port\":%u", (unsigned)c->target.port);
+    struct side *cs = &c->sides[SIDE_CLIENT];
+    /* A response is under way, or the client's TLS (inside a tunnel) is not up yet: there is
+     * no way to answer in HTTP. */
+    if ((c->flags & CONN_F_RESPONSE_STARTED) || (cs->tls && !tls_handshake_done(cs->tls))) {
+        conn_close(c, a->detail);
+        return;
     }
-    if (c->ex.method[0]) {
-        http_buf_puts(&body, ",\"method\":");
-        json_string_append(&body, c->ex.method);
+    struct answer full = *a;
+    if (!full.host && c->target.host[0]) {
+        full.host = c->target.host;
+        full.port = c->target.port;
+        full.policy = c->policy_name;
     }
-    if (in_request && c->ex.log_path[0]) {
-        http_buf_puts(&body, ",\"path\":");
-        json_string_append(&body, c->ex.log_path);
-    }
-    if (rule_missing && rule_missing[0])
-        http_buf_printf(&body, ",\"rule_missing\":%s", rule_missing);
-    if (l7 && l7->deny_rule.path) {
-        http_buf_puts(&body, ",\"deny_rule\":{\"method\":");
-        json_string_append(&body, l7->deny_rule.method);
-        http_buf_puts(&body, ",\"path\":");
-        json_string_append(&body, l7->deny_rule.path);
-        http_buf_puts(&body, "}");
-    }
-    const char *next = l7 ? l7_next_steps(l7) : next_steps(error, in_request);
-    if (next) {
-        http_buf_puts(&body, ",\"next_steps\":");
-        json_string_append(&body, next);
-    }
-    http_buf_puts(&body, "}\n");
-    http_buf_printf(&head,
-                    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                    "Connection: close\r\n%s\r\n",
-                    status, reason, body.len,
-                    status == 403 || status == 421 ? "X-Airlock-Decision: deny\r\n" : "");
-    if (!head.failed && !body.failed) {
-        uv_buf_t bufs[2] = {uv_buf_init(head.data, (unsigned)head.len),
-                            uv_buf_init(body.data, (unsigned)body.len)};
-        /* An answer to HEAD has no content (RFC 9110 §9.3.2); its Content-Length still says
-         * what a GET would have got, as §8.6 allows. */
-        unsigned nbufs = strcmp(c->ex.method, "HEAD") == 0 ? 1 : 2;
-        struct side *cs = &c->sides[SIDE_CLIENT];
-        /* Inside a tunnel whose client TLS is not up yet there is no way to answer in HTTP. */
-        if (!cs->tls || tls_handshake_done(cs->tls))
-            conn_writev(c, SIDE_CLIENT, bufs, nbufs);
-    }
-    http_buf_free(&head);
-    http_buf_free(&body);
-    conn_finish(c, detail);
-}
-
-void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
-                         const char *rule_missing)
-{
-    respond_denied(c, status, error, detail, rule_missing, NULL);
-}
-
-void conn_respond_l7_denied(struct conn *c, const struct policy_l7 *d)
-{
-    respond_denied(c, 403, "policy_denied", d->reason, d->rule_missing, d);
+    if (!full.method && c->w->session->describe)
+        c->w->session->describe(c, &full);
+    struct http_buf out = {0};
+    answer_build(&full, &out);
+    if (!out.failed)
+        conn_write(c, SIDE_CLIENT, out.data, out.len);
+    http_buf_free(&out);
+    conn_finish(c, a->detail);
 }
 
 void conn_respond_error(struct conn *c, int status, const char *error, const char *detail)
 {
-    conn_respond_denied(c, status, error, detail, NULL);
+    conn_respond(c, &(struct answer){.status = status, .error = error, .detail = detail});
 }
 
 /* ---- accept ------------------------------------------------------------------------------ */
@@ -969,9 +853,8 @@ void conn_accept(struct worker *w, int fd)
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
     conn_ref(c);
-    w->session->start(c);
     struct side *cs = &c->sides[SIDE_CLIENT];
-    int r = side_init(c, SIDE_CLIENT);
+    int r = w->session->start(c) < 0 ? UV_ENOMEM : side_init(c, SIDE_CLIENT);
     if (r == 0)
         r = uv_tcp_open(&cs->tcp, fd);
     if (r < 0) {
@@ -987,15 +870,8 @@ void conn_accept(struct worker *w, int fd)
     uv_tcp_getpeername(&cs->tcp, (struct sockaddr *)&c->peer_addr, &len);
     len = sizeof c->local_addr;
     uv_tcp_getsockname(&cs->tcp, (struct sockaddr *)&c->local_addr, &len);
-    if (c->peer_addr.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&c->peer_addr;
-        uv_ip4_name(a, c->peer_ip, sizeof c->peer_ip);
-        c->peer_port = ntohs(a->sin_port);
-    } else if (c->peer_addr.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&c->peer_addr;
-        uv_ip6_name(a, c->peer_ip, sizeof c->peer_ip);
-        c->peer_port = ntohs(a->sin6_port);
-    }
+    addr_format((const struct sockaddr *)&c->peer_addr, c->peer_ip, sizeof c->peer_ip);
+    c->peer_port = addr_port((const struct sockaddr *)&c->peer_addr);
     const struct server_config *cfg = w->server->cfg;
     size_t n = atomic_fetch_add(&live_conns, 1) + 1;
     c->flags |= CONN_F_COUNTED;

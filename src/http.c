@@ -757,6 +757,8 @@ int http_parser_finish(struct http_parser *p)
     /* on_complete may ask to pause even here: the message is complete all the same */
     if (err == HPE_OK || err == HPE_PAUSED)
         return 0;
+    if (p->error_status) /* a callback refused the message (llhttp has no name for that) */
+        return -1;
     if (err == HPE_INVALID_EOF_STATE)
         fail(p, 400, "connection closed inside a message");
     else

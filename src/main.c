@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* main: the command line of DESIGN.md ("Command line"), and nothing else: `ca init`, `check`,
- * `run`, `env`, `admin get` and `--version`. Options are parsed with getopt_long, whole names
- * only. Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure. */
+ * `run`, `env`, `rules`, `admin get` and `--version`. Options are parsed with getopt_long, whole
+ * names only. Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -21,6 +21,7 @@
 #include "airlock/creds.h"
 #include "airlock/http.h"
 #include "airlock/policy.h"
+#include "airlock/rules.h"
 #include "airlock/server.h"
 
 #ifndef AIRLOCK_VERSION
@@ -43,6 +44,8 @@ static const char usage[] =
     "              [--resolver-threads N] [--resolver-queue N] [--dns-cache-ttl S]\n"
     "  airlock env [--listen HOST:PORT] [--ca-dir DIR] [--providers FILE]\n"
     "              [--format export|dotenv]\n"
+    "  airlock rules --transparent-port PORT (--uid UID | --mark MARK) [--ports PORT,...]\n"
+    "              [--family inet|ip|ip6]\n"
     "  airlock admin get PATH [--admin HOST:PORT|unix:PATH]\n"
     "  airlock --version\n";
 
@@ -541,6 +544,75 @@ static int cmd_env(int argc, char **argv)
     return 0;
 }
 
+/* `airlock rules`: the nftables ruleset for transparent mode, to stdout (see rules.h). Every
+ * value is checked before anything is printed, so a bad one never yields half a ruleset. */
+enum { RULES_TPORT = 256, RULES_UID, RULES_MARK, RULES_PORTS, RULES_FAMILY };
+static const struct option rules_opts[] = {
+    {"transparent-port", required_argument, NULL, RULES_TPORT},
+    {"uid", required_argument, NULL, RULES_UID},
+    {"mark", required_argument, NULL, RULES_MARK},
+    {"ports", required_argument, NULL, RULES_PORTS},
+    {"family", required_argument, NULL, RULES_FAMILY},
+    {0},
+};
+
+/* One option's value into cfg; 0, or -1 with err set. */
+static int rules_option(int c, const char *v, struct rules_config *cfg, bool *seen_uid,
+                        bool *seen_mark, char *err, size_t errlen)
+{
+    switch (c) {
+    case RULES_TPORT:
+        return rules_parse_port(v, &cfg->transparent_port, err, errlen);
+    case RULES_UID:
+        *seen_uid = true;
+        cfg->exclude = RULES_BY_UID;
+        return rules_parse_uid(v, &cfg->uid, err, errlen);
+    case RULES_MARK:
+        *seen_mark = true;
+        cfg->exclude = RULES_BY_MARK;
+        return rules_parse_mark(v, &cfg->mark, err, errlen);
+    case RULES_PORTS:
+        return rules_parse_ports(v, cfg->ports, &cfg->nports, err, errlen);
+    case RULES_FAMILY:
+        return rules_parse_family(v, &cfg->family, err, errlen);
+    }
+    snprintf(err, errlen, "unexpected option");
+    return -1;
+}
+
+static int cmd_rules(int argc, char **argv)
+{
+    struct rules_config cfg = {.ports = {80, 443}, .nports = 2, .family = RULES_INET};
+    bool seen_uid = false, seen_mark = false;
+    char err[256], text[4096];
+    struct opts o;
+    int c;
+    opts_init(&o, argc, argv, rules_opts);
+    while ((c = next_opt(&o)) != OPT_END) {
+        if (c == OPT_MISSING)
+            return usage_error("rules: %s needs a value", o.tok);
+        if (c < 256)
+            return usage_error("rules: unexpected argument %s", o.tok);
+        if (rules_option(c, o.arg, &cfg, &seen_uid, &seen_mark, err, sizeof err) < 0)
+            return usage_error("rules: %s", err);
+    }
+    if (!cfg.transparent_port)
+        return usage_error("rules: --transparent-port PORT is required");
+    /* without an exclusion airlock's own upstream connections would be redirected back to it */
+    if (seen_uid == seen_mark)
+        return usage_error("rules: exactly one of --uid UID or --mark MARK is required (how "
+                           "airlock's own connections are left alone)");
+    if (rules_check(&cfg, err, sizeof err) < 0)
+        return usage_error("rules: %s", err);
+    size_t n = rules_format(&cfg, text, sizeof text);
+    if (n >= sizeof text) {
+        fprintf(stderr, "airlock: rules: the ruleset does not fit in %zu bytes\n", sizeof text);
+        return 2;
+    }
+    fwrite(text, 1, n, stdout);
+    return fflush(stdout) == 0 ? 0 : 2;
+}
+
 /* `airlock admin get PATH`: the admin endpoint from a shell that has no HTTP client (the
  * image has none, and curl reaches a Unix socket only with --unix-socket). The body goes to
  * stdout; the exit code is 0 for a 2xx answer, 1 otherwise. */
@@ -621,6 +693,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "env"))
         return cmd_env(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rules"))
+        return cmd_rules(argc - 1, argv + 1);
     if (!strcmp(cmd, "admin"))
         return cmd_admin(argc - 2, argv + 2);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {

@@ -6,29 +6,50 @@
  * connection, exactly like fresh ones. Cloud metadata is refused whatever the policy says. */
 #include "airlock/netguard.h"
 
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "airlock/addr.h"
 #include "airlock/dial.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
-#include "airlock/policy.h"
 #include "airlock/resolve.h"
-#include "airlock/server.h"
 
-static void dial_done(struct conn *c, int status, const char *why)
+struct netguard_dial {
+    uv_loop_t *loop;
+    struct resolver_client *resolver;
+    struct authority target;
+    struct policy *policy;
+    struct policy_peer peer;
+    uint64_t log_id;
+    uint64_t started; /* loop time, for the connect-time histogram */
+    netguard_cb cb;
+    void *data;
+    struct resolve_req *resolve_req; /* a lookup in flight */
+    struct dial *race;               /* a connection race in flight */
+    bool cancelled;
+};
+
+/* The one end of a dial: report and free. */
+static void finish(struct netguard_dial *d, enum netguard_status status, const char *why, int fd,
+                   const struct sockaddr *private_addr)
 {
-    void (*cb)(struct conn *, int, const char *) = c->on_dialed;
-    c->on_dialed = NULL;
-    if (cb)
-        cb(c, status, why);
+    if (d->cancelled) {
+        if (fd >= 0)
+            close(fd);
+        status = NETGUARD_CANCELLED;
+        why = "cancelled";
+        fd = -1;
+        private_addr = NULL;
+    }
+    d->cb(d->data, status, why, fd, private_addr);
+    policy_unref(d->policy);
+    free(d);
 }
 
 /* NULL when the address may be dialled, else the reason (static). */
-static const char *vet(struct conn *c, const struct sockaddr *sa)
+static const char *vet(const struct netguard_dial *d, const struct sockaddr *sa)
 {
     enum addr_class cls = addr_classify(sa);
     if (cls == ADDR_METADATA)
@@ -37,57 +58,32 @@ static const char *vet(struct conn *c, const struct sockaddr *sa)
         return NULL;
     /* The same peer as the L4 decision, so that only the endpoints that allowed this
      * connection can open a private address for it. */
-    struct policy_peer peer;
-    conn_policy_peer(c, &peer);
-    if (policy_ip_allowed(c->policy, c->target.host, c->target.port, &peer, sa))
+    if (policy_ip_allowed(d->policy, d->target.host, d->target.port, &d->peer, sa))
         return NULL;
     return addr_class_name(cls);
-}
-
-/* The dial was abandoned (the connection answered, timed out or closed meanwhile). */
-static bool abandoned(const struct conn *c)
-{
-    return (c->flags & CONN_F_CLOSING) || c->state != CONN_S_DIALING;
 }
 
 /* The race is over: result is the winner's socket, or why every attempt failed. */
 static void on_raced(int result, void *data)
 {
-    struct conn *c = data;
-    c->dial = NULL;
-    if (abandoned(c)) {
-        if (result >= 0)
-            close(result);
-        conn_unref(c);
-        return;
-    }
+    struct netguard_dial *d = data;
+    d->race = NULL;
     if (result < 0) {
-        dial_done(c, NETGUARD_FAILED, uv_strerror(result));
-        conn_unref(c);
+        finish(d, NETGUARD_FAILED, uv_strerror(result), -1, NULL);
         return;
     }
+    metrics_observe_ms(H_UPSTREAM_CONNECT, uv_now(d->loop) - d->started);
     /* Which of the raced addresses won: later decisions bind to it when it is private. */
     struct sockaddr_storage won;
     socklen_t won_len = sizeof won;
-    if (getpeername(result, (struct sockaddr *)&won, &won_len) == 0 &&
-        addr_classify((const struct sockaddr *)&won) != ADDR_PUBLIC)
-        memcpy(&c->private_addr, &won, sizeof c->private_addr);
-    struct side *us = &c->sides[SIDE_UPSTREAM];
-    int r = conn_init_upstream(c);
-    if (r == 0 && (r = uv_tcp_open(&us->tcp, result)) == 0) {
-        us->flags |= SIDE_F_CONNECTED;
-        uv_tcp_nodelay(&us->tcp, 1);
-        metrics_observe_ms(H_UPSTREAM_CONNECT, uv_now(&c->w->loop) - c->dial_started);
-        dial_done(c, NETGUARD_OK, NULL);
-    } else {
-        close(result); /* the handle did not take it */
-        dial_done(c, NETGUARD_FAILED, uv_strerror(r));
-    }
-    conn_unref(c);
+    bool private = getpeername(result, (struct sockaddr *)&won, &won_len) == 0 &&
+                   addr_classify((const struct sockaddr *)&won) != ADDR_PUBLIC;
+    finish(d, NETGUARD_OK, NULL, result, private ? (const struct sockaddr *)&won : NULL);
 }
 
-/* Vet every answer (refuse all if one is blocked), then race the vetted ones. */
-static void vet_and_dial(struct conn *c, const union resolve_addr *addrs, unsigned n)
+/* Vet every answer (refuse all if one is blocked), then race the vetted ones. false when the
+ * dial finished here. */
+static bool vet_and_dial(struct netguard_dial *d, const union resolve_addr *addrs, unsigned n)
 {
     struct sockaddr_storage cand[DIAL_MAX_ADDRS];
     size_t k = 0;
@@ -95,14 +91,14 @@ static void vet_and_dial(struct conn *c, const union resolve_addr *addrs, unsign
         const struct sockaddr *sa = &addrs[i].sa;
         if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
             continue;
-        const char *why = vet(c, sa);
+        const char *why = vet(d, sa);
         if (why) {
             char ip[64];
             addr_format(sa, ip, sizeof ip);
             log_msg(LOG_INFO, "conn %llu: %s resolves to %s (%s): refused",
-                    (unsigned long long)c->id, c->target.host, ip, why);
-            dial_done(c, NETGUARD_SSRF, why);
-            return;
+                    (unsigned long long)d->log_id, d->target.host, ip, why);
+            finish(d, NETGUARD_SSRF, why, -1, NULL);
+            return false;
         }
         if (k == DIAL_MAX_ADDRS)
             continue;
@@ -110,90 +106,97 @@ static void vet_and_dial(struct conn *c, const union resolve_addr *addrs, unsign
         memset(ss, 0, sizeof *ss);
         if (sa->sa_family == AF_INET) {
             memcpy(ss, &addrs[i].v4, sizeof addrs[i].v4);
-            ((struct sockaddr_in *)ss)->sin_port = htons(c->target.port);
+            ((struct sockaddr_in *)ss)->sin_port = htons(d->target.port);
         } else {
             memcpy(ss, &addrs[i].v6, sizeof addrs[i].v6);
-            ((struct sockaddr_in6 *)ss)->sin6_port = htons(c->target.port);
+            ((struct sockaddr_in6 *)ss)->sin6_port = htons(d->target.port);
         }
     }
     if (k == 0) {
-        dial_done(c, NETGUARD_FAILED, "no usable address");
-        return;
+        finish(d, NETGUARD_FAILED, "no usable address", -1, NULL);
+        return false;
     }
-    c->dial = dial_start(&c->w->loop, cand, k, c->id, on_raced, c);
-    if (!c->dial) {
-        dial_done(c, NETGUARD_FAILED, "out of memory");
-        return;
+    d->race = dial_start(d->loop, cand, k, d->log_id, on_raced, d);
+    if (!d->race) {
+        finish(d, NETGUARD_FAILED, "out of memory", -1, NULL);
+        return false;
     }
-    conn_ref(c);
+    return true;
 }
 
 static void on_resolved(struct resolve_req *req, int status, const struct resolve_answer *ans,
                         void *data)
 {
-    struct conn *c = data;
-    c->resolve_req = NULL;
-    if (!abandoned(c)) {
-        if (status < 0)
-            dial_done(c, NETGUARD_FAILED, uv_strerror(status));
-        else
-            vet_and_dial(c, ans->addrs, ans->n);
-    }
-    conn_unref(c);
+    (void)req;
+    struct netguard_dial *d = data;
+    d->resolve_req = NULL;
+    if (d->cancelled)
+        finish(d, NETGUARD_CANCELLED, NULL, -1, NULL);
+    else if (status < 0)
+        finish(d, NETGUARD_FAILED, uv_strerror(status), -1, NULL);
+    else
+        vet_and_dial(d, ans->addrs, ans->n);
 }
 
 /* IP literals, and localhost names, which never go to DNS (RFC 6761 §6.3). */
-static void literal_answer(const struct conn *c, struct resolve_answer *ans)
+static void literal_answer(const struct authority *t, struct resolve_answer *ans)
 {
     memset(ans, 0, sizeof *ans);
     ans->n = 1;
-    if (c->target.kind == TARGET_IPV6)
-        uv_ip6_addr(c->target.host, 0, &ans->addrs[0].v6);
+    if (t->kind == TARGET_IPV6)
+        uv_ip6_addr(t->host, 0, &ans->addrs[0].v6);
     else
-        uv_ip4_addr(c->target.kind == TARGET_IPV4 ? c->target.host : "127.0.0.1", 0,
-                    &ans->addrs[0].v4);
+        uv_ip4_addr(t->kind == TARGET_IPV4 ? t->host : "127.0.0.1", 0, &ans->addrs[0].v4);
 }
 
-void netguard_dial(struct conn *c)
+struct netguard_dial *netguard_dial_start(const struct netguard_request *req, netguard_cb cb,
+                                          void *data)
 {
-    const char *host = c->target.host;
-    /* Each dial decides afresh which address later decisions are bound to. */
-    memset(&c->private_addr, 0, sizeof c->private_addr);
-    c->dial_started = uv_now(&c->w->loop);
+    struct netguard_dial *d = calloc(1, sizeof *d);
+    if (!d) {
+        cb(data, NETGUARD_FAILED, "out of memory", -1, NULL);
+        return NULL;
+    }
+    d->loop = req->loop;
+    d->resolver = req->resolver;
+    d->target = *req->target;
+    policy_ref(req->policy);
+    d->policy = req->policy;
+    d->peer = *req->peer;
+    d->log_id = req->log_id;
+    d->started = uv_now(d->loop);
+    d->cb = cb;
+    d->data = data;
+    const char *host = d->target.host;
     if (addr_is_metadata_name(host)) {
-        dial_done(c, NETGUARD_SSRF, "cloud metadata name");
-        return;
+        finish(d, NETGUARD_SSRF, "cloud metadata name", -1, NULL);
+        return NULL;
     }
     struct resolve_answer ans;
-    if (c->target.kind != TARGET_DNS || addr_is_localhost_name(host)) {
-        literal_answer(c, &ans);
-        vet_and_dial(c, ans.addrs, ans.n);
-        return;
+    if (d->target.kind != TARGET_DNS || addr_is_localhost_name(host)) {
+        literal_answer(&d->target, &ans);
+        return vet_and_dial(d, ans.addrs, ans.n) ? d : NULL;
     }
-    int r = resolve_start(c->w->resolver, host, &ans, on_resolved, c, &c->resolve_req);
-    if (r == RESOLVE_ANSWERED) {
-        vet_and_dial(c, ans.addrs, ans.n);
-    } else if (r == RESOLVE_PENDING) {
-        conn_ref(c);
-    } else if (r == UV_EAGAIN) {
+    int r = resolve_start(d->resolver, host, &ans, on_resolved, d, &d->resolve_req);
+    if (r == RESOLVE_ANSWERED)
+        return vet_and_dial(d, ans.addrs, ans.n) ? d : NULL;
+    if (r == RESOLVE_PENDING)
+        return d;
+    if (r == UV_EAGAIN) {
         log_msg(LOG_WARN, "conn %llu: resolver queue full: %s refused with 503",
-                (unsigned long long)c->id, host);
-        dial_done(c, NETGUARD_BUSY, "resolver queue full");
+                (unsigned long long)d->log_id, host);
+        finish(d, NETGUARD_BUSY, "resolver queue full", -1, NULL);
     } else {
-        dial_done(c, NETGUARD_FAILED, uv_strerror(r));
+        finish(d, NETGUARD_FAILED, uv_strerror(r), -1, NULL);
     }
+    return NULL;
 }
 
-void netguard_cancel(struct conn *c)
+void netguard_dial_cancel(struct netguard_dial *d)
 {
-    if (c->resolve_req)
-        resolve_cancel(c->resolve_req);
-    if (c->dial)
-        dial_cancel(c->dial);
-}
-
-const struct sockaddr *netguard_private_addr(const struct conn *c)
-{
-    return c->private_addr.ss_family == AF_UNSPEC ? NULL
-                                                  : (const struct sockaddr *)&c->private_addr;
+    d->cancelled = true;
+    if (d->resolve_req)
+        resolve_cancel(d->resolve_req);
+    if (d->race)
+        dial_cancel(d->race);
 }

@@ -50,6 +50,9 @@ size_t pipe_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
 void pipe_on_eof(struct conn *c, enum side_id id)
 {
     enum side_id to = id == SIDE_CLIENT ? SIDE_UPSTREAM : SIDE_CLIENT;
+    /* A bare FIN (no close_notify) reaches the other side as bare as it came. */
+    if (c->sides[id].flags & SIDE_F_BARE_EOF)
+        c->sides[to].flags |= SIDE_F_BARE_END;
     /* Pass the half-close on as it came (close_notify and FIN once the queued bytes are out, or
      * the FIN alone when this side sent no close_notify). */
     conn_shutdown_side(c, to);

@@ -13,6 +13,7 @@
 
 #include "airlock/ca.h"
 #include "airlock/creds.h"
+#include "airlock/json.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
 #include "airlock/netguard.h"
@@ -25,33 +26,62 @@
 #include "airlock/tls.h"
 
 static void start_dial(struct conn *c);
+static void relay_io_outcome(void *ctx, const struct relay_result *res);
+
+/* What the controller keeps per connection. */
+struct proxy_state {
+    struct relay *relay;
+    uint64_t request_sent_at;   /* loop time the current request went upstream */
+    struct netguard_dial *dial; /* resolving and connecting the upstream */
+    uv_work_t peer_work;        /* identifying the client's process (binary identity) */
+    bool peer_work_active;
+    /* The upstream address connected to when it is not public (allowed_ips opened it), else
+     * ss_family AF_UNSPEC: later decisions on the connection are bound to it. Kept after the
+     * dial, reset by the next one. */
+    struct sockaddr_storage private_addr;
+};
+
+/* The private address the upstream is connected to, or NULL (see proxy_state). */
+static const struct sockaddr *upstream_private_addr(const struct conn *c)
+{
+    const struct proxy_state *ps = c->session_state;
+    return ps->private_addr.ss_family == AF_UNSPEC ? NULL
+                                                   : (const struct sockaddr *)&ps->private_addr;
+}
+
+static struct relay *relay_of(const struct conn *c)
+{
+    return ((struct proxy_state *)c->session_state)->relay;
+}
 
 /* ---- the handlers this controller installs, one per phase -------------------------------- */
 
-/* The first request on the plain client connection: CONNECT or an absolute-form request. */
-static void first_on_eof(struct conn *c, enum side_id id)
+static size_t relay_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
 {
-    conn_close(c, id == SIDE_CLIENT && !http_parser_in_message(&c->req_parser)
-                      ? "client closed"
-                      : "client closed inside its first request");
+    return relay_feed(relay_of(c), id, p, len);
 }
 
-static const struct conn_handler first_request = {
+static void relay_on_eof(struct conn *c, enum side_id id)
+{
+    relay_eof(relay_of(c), id);
+}
+
+static void relay_on_resume(struct conn *c, enum side_id id)
+{
+    relay_resume(relay_of(c), id);
+}
+
+/* The first request on the plain client connection, then HTTP exchanges inside the tunnel (or
+ * the forward proxy's): the relay reads them all. */
+static const struct conn_handler http_exchanges = {
     .on_data = relay_on_data,
-    .on_eof = first_on_eof,
-    .on_resume = relay_resume,
+    .on_eof = relay_on_eof,
+    .on_resume = relay_on_resume,
 };
 
 /* Dialling, and the TLS handshakes: the client's bytes wait, a close ends it all. */
 static const struct conn_handler waiting = {
     .on_tls_ready = proxy_on_handshake_done,
-};
-
-/* HTTP exchanges inside the tunnel (or the forward proxy's). */
-static const struct conn_handler http_exchanges = {
-    .on_data = relay_on_data,
-    .on_eof = relay_on_eof,
-    .on_resume = relay_resume,
 };
 
 static void enter(struct conn *c, enum conn_state state, const struct conn_handler *h)
@@ -60,22 +90,191 @@ static void enter(struct conn *c, enum conn_state state, const struct conn_handl
     conn_set_handler(c, h);
 }
 
-static void session_start(struct conn *c)
+/* ---- the relay's side of the connection (relay_io) ---------------------------------------- */
+
+static int relay_io_write(void *ctx, enum side_id to, const struct http_span *spans,
+                          unsigned nspans)
 {
-    relay_init(c);
-    enter(c, CONN_S_FIRST, &first_request);
+    uv_buf_t bufs[4];
+    if (nspans > sizeof bufs / sizeof bufs[0])
+        return -1;
+    for (unsigned i = 0; i < nspans; i++)
+        bufs[i] = uv_buf_init((char *)spans[i].p, (unsigned)spans[i].len);
+    return conn_writev(ctx, to, bufs, nspans);
+}
+
+static void relay_io_log(void *ctx, struct log_event *ev)
+{
+    conn_log(ctx, ev);
+}
+
+static void relay_io_judge(void *ctx, const struct authority *target,
+                           const struct policy_request *q, struct policy_l7 *d)
+{
+    struct conn *c = ctx;
+    struct policy *pol = server_policy(c->w->server);
+    struct policy_peer peer;
+    conn_policy_peer(c, &peer);
+    policy_check_l7(pol, target->host, target->port, &peer, upstream_private_addr(c), q, d);
+    conn_adopt_policy(c, pol, d->policy_name); /* keeps d's borrowed strings alive */
+}
+
+static struct creds *relay_io_creds(void *ctx)
+{
+    struct conn *c = ctx;
+    return server_creds(c->w->server);
+}
+
+static void relay_io_progress(void *ctx, enum relay_progress p)
+{
+    struct conn *c = ctx;
+    struct proxy_state *ps = c->session_state;
+    const struct server_config *cfg = c->w->server->cfg;
+    switch (p) {
+    case RELAY_HEAD_STARTED:
+        conn_head_started(c);
+        break;
+    case RELAY_REQUEST_SENT:
+        conn_set_timeout(c, cfg->response_timeout_ms, 504, "no response from upstream in time");
+        ps->request_sent_at = uv_now(&c->w->loop);
+        break;
+    case RELAY_RESPONSE_STARTED:
+        metrics_observe_ms(H_TIME_TO_FIRST_BYTE, uv_now(&c->w->loop) - ps->request_sent_at);
+        c->flags |= CONN_F_RESPONSE_STARTED;
+        break;
+    }
+}
+
+static const struct relay_io relay_io = {
+    .write = relay_io_write,
+    .log = relay_io_log,
+    .judge = relay_io_judge,
+    .creds = relay_io_creds,
+    .progress = relay_io_progress,
+    .outcome = relay_io_outcome,
+};
+
+/* ---- the session ------------------------------------------------------------------------- */
+
+static int session_start(struct conn *c)
+{
+    struct proxy_state *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return -1;
+    struct relay_setup setup = {
+        .id = c->id, .limits = &c->w->server->cfg->http_limits, .draining = &c->w->draining};
+    ps->relay = relay_new(&setup, &relay_io, c);
+    if (!ps->relay) {
+        free(ps);
+        return -1;
+    }
+    c->session_state = ps;
+    enter(c, CONN_S_FIRST, &http_exchanges);
+    return 0;
+}
+
+/* The connection is closing: give up the dial and the identification in flight (their
+ * callbacks still run, and drop the references they hold). */
+static void session_cancel(struct conn *c)
+{
+    struct proxy_state *ps = c->session_state;
+    if (!ps)
+        return;
+    if (ps->dial)
+        netguard_dial_cancel(ps->dial);
+    if (ps->peer_work_active)
+        uv_cancel((uv_req_t *)&ps->peer_work);
 }
 
 static void session_free(struct conn *c)
 {
-    relay_deinit(c);
+    struct proxy_state *ps = c->session_state;
+    if (!ps)
+        return;
+    relay_free(ps->relay);
+    free(ps);
+    c->session_state = NULL;
+}
+
+static bool session_idle(struct conn *c)
+{
+    return (c->state == CONN_S_FIRST || c->state == CONN_S_HTTP) && relay_idle(relay_of(c));
+}
+
+static void session_describe(struct conn *c, struct answer *a)
+{
+    relay_describe(relay_of(c), a);
 }
 
 const struct conn_session proxy_session = {
     .start = session_start,
-    .cancel = netguard_cancel,
+    .cancel = session_cancel,
     .free = session_free,
+    .idle = session_idle,
+    .describe = session_describe,
+    .recheck = proxy_recheck_policy,
 };
+
+/* ---- the relay's outcomes ---------------------------------------------------------------- */
+
+static void on_upstream_closed_for_redial(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_DIALING)
+        start_dial(c);
+    conn_unref(c);
+}
+
+/* What the controller does with each outcome: the relay decides, the connection acts. */
+static void relay_io_outcome(void *ctx, const struct relay_result *res)
+{
+    struct conn *c = ctx;
+    const struct server_config *cfg = c->w->server->cfg;
+    struct side *us = &c->sides[SIDE_UPSTREAM];
+    switch (res->outcome) {
+    case RELAY_REUSABLE:
+        c->flags &= ~CONN_F_RESPONSE_STARTED;
+        conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
+        /* The parsers resume on the next loop turn (the relay is inside one of them now). The
+         * upstream stays readable between exchanges so that its close is seen at once. */
+        conn_release(c, SIDE_UPSTREAM);
+        conn_release(c, SIDE_CLIENT);
+        return;
+    case RELAY_CONSUMED:
+        /* An end that came bare (a FIN without close_notify) reaches the client as bare. */
+        if (res->truncated || (res->until_close && (us->flags & SIDE_F_BARE_EOF)))
+            c->sides[SIDE_CLIENT].flags |= SIDE_F_BARE_END;
+        conn_finish(c, res->reason);
+        return;
+    case RELAY_UPGRADED:
+        pipe_start(c, res->overflow);
+        return;
+    case RELAY_REFUSED:
+        conn_respond(c, &res->answer);
+        return;
+    case RELAY_ABORTED:
+        conn_close(c, res->reason);
+        return;
+    case RELAY_TUNNEL:
+        c->flags |= CONN_F_TUNNEL;
+        c->target = res->target;
+        start_dial(c);
+        return;
+    case RELAY_DIAL:
+        c->target = res->target;
+        if (c->flags & CONN_F_FORWARD) {
+            /* Another origin on the same proxy connection: a fresh upstream for it. */
+            enter(c, CONN_S_DIALING, &waiting);
+            c->sides[SIDE_CLIENT].flags |= SIDE_F_HELD;
+            conn_update_reading(c, SIDE_CLIENT);
+            conn_close_upstream(c, on_upstream_closed_for_redial);
+            return;
+        }
+        c->flags |= CONN_F_FORWARD;
+        start_dial(c);
+        return;
+    }
+}
 
 static void log_connect(struct conn *c, enum log_action action, int status, const char *reason)
 {
@@ -91,50 +290,43 @@ static void log_connect(struct conn *c, enum log_action action, int status, cons
     conn_log(c, &ev);
 }
 
-int proxy_on_first_head(struct conn *c, struct http_head *head)
-{
-    struct authority a;
-    snprintf(c->ex.method, sizeof c->ex.method, "%.*s", (int)head->method_len, head->method);
-    if (head->method_id == HTTP_CONNECT) {
-        /* RFC 9112 §3.2.3: authority form, port required; strict host forms only. */
-        bool ok = target_parse_authority(head->target, head->target_len, true, 0, &a) == 0;
-        http_head_free(head);
-        if (!ok) {
-            log_connect(c, LOG_ACTION_DENY, 400, "malformed CONNECT authority");
-            conn_respond_error(c, 400, "bad_request",
-                               "CONNECT needs host:port with a DNS name, a dotted-quad IPv4 "
-                               "address or a bracketed IPv6 address");
-            return HTTP_HEAD_ERROR;
-        }
-        c->flags |= CONN_F_TUNNEL;
-        c->target = a;
-        return HTTP_HEAD_CONTINUE;
-    }
-    const char *path;
-    size_t path_len;
-    if (head->target_len == 0 || head->target[0] == '/' ||
-        target_parse_absolute(head->target, head->target_len, &a, &path, &path_len) < 0) {
-        http_head_free(head);
-        log_connect(c, LOG_ACTION_DENY, 400, "first request is neither CONNECT nor absolute-form");
-        conn_respond_error(c, 400, "bad_request",
-                           "airlock is a proxy: send CONNECT host:port, or an absolute-form "
-                           "http:// request");
-        return HTTP_HEAD_ERROR;
-    }
-    c->flags |= CONN_F_FORWARD;
-    c->target = a;
-    c->ex.req = head;
-    start_dial(c);
-    /* The head waits for the upstream connection; the parser resumes after it. */
-    return c->flags & CONN_F_CLOSING ? HTTP_HEAD_ERROR : HTTP_HEAD_PAUSE;
-}
-
-void proxy_on_connect_complete(struct conn *c)
-{
-    start_dial(c);
-}
-
 /* ---- dialing ----------------------------------------------------------------------------- */
+
+static void on_dialed(struct conn *c, int status, const char *why);
+
+/* netguard's answer: a connected socket becomes the upstream side. */
+static void on_netguard(void *data, enum netguard_status status, const char *why, int fd,
+                        const struct sockaddr *private)
+{
+    struct conn *c = data;
+    struct proxy_state *ps = c->session_state;
+    ps->dial = NULL;
+    if (status == NETGUARD_CANCELLED || (c->flags & CONN_F_CLOSING) || c->state != CONN_S_DIALING) {
+        /* abandoned: the connection answered, timed out or closed meanwhile */
+        if (fd >= 0)
+            close(fd);
+        conn_unref(c);
+        return;
+    }
+    if (private)
+        memcpy(&ps->private_addr, private,
+               private->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in));
+    if (status == NETGUARD_OK) {
+        struct side *us = &c->sides[SIDE_UPSTREAM];
+        int r = conn_init_upstream(c);
+        if (r == 0 && (r = uv_tcp_open(&us->tcp, fd)) == 0) {
+            us->flags |= SIDE_F_CONNECTED;
+            uv_tcp_nodelay(&us->tcp, 1);
+        } else {
+            close(fd); /* the handle did not take it */
+            status = NETGUARD_FAILED;
+            why = uv_strerror(r);
+        }
+    }
+    on_dialed(c, status, why);
+    conn_unref(c);
+}
 
 static void on_dialed(struct conn *c, int status, const char *why)
 {
@@ -198,9 +390,9 @@ static void on_dialed(struct conn *c, int status, const char *why)
     log_connect(c, LOG_ACTION_ALLOW, 0, NULL);
     enter(c, CONN_S_HTTP, &http_exchanges);
     conn_update_reading(c, SIDE_UPSTREAM);
-    if (relay_start_request(c) == HTTP_HEAD_ERROR)
-        return;
-    conn_release(c, SIDE_CLIENT);
+    relay_dialed(relay_of(c));
+    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_HTTP)
+        conn_release(c, SIDE_CLIENT);
 }
 
 static void dial_checked(struct conn *c)
@@ -214,13 +406,19 @@ static void dial_checked(struct conn *c)
     conn_adopt_policy(c, pol, d.policy_name);
     if (d.verdict != POLICY_ALLOW) {
         /* The endpoint that would allow it: the host is normalised (LDH or an IP literal). */
-        char rule[TARGET_HOST_MAX + 64];
-        snprintf(rule, sizeof rule, "{\"host\":\"%s\",\"port\":%u}", c->target.host,
-                 (unsigned)c->target.port);
+        struct http_buf rule = {0};
+        http_buf_puts(&rule, "{\"host\":");
+        json_string_append(&rule, c->target.host);
+        http_buf_printf(&rule, ",\"port\":%u}", (unsigned)c->target.port);
         log_connect(c, LOG_ACTION_DENY, 403, d.reason);
-        conn_respond_denied(
-            c, 403, "policy_denied",
-            d.reason ? d.reason : "no endpoint of the policy allows this host and port", rule);
+        conn_respond(c,
+                     &(struct answer){
+                         .status = 403,
+                         .error = "policy_denied",
+                         .detail = d.reason ? d.reason
+                                            : "no endpoint of the policy allows this host and port",
+                         .rule_missing = rule.failed ? NULL : rule.data});
+        http_buf_free(&rule);
         return;
     }
     c->protocol = d.protocol;
@@ -246,10 +444,19 @@ static void dial_checked(struct conn *c)
         conn_respond_error(c, 403, "policy_denied", "this endpoint is tcp-only: use CONNECT");
         return;
     }
-    c->on_dialed = on_dialed;
     /* Resolution and the TCP connect share one budget from here (nothing extends it). */
     conn_set_deadline(c, cfg->connect_timeout_ms, 502, "upstream connect timed out");
-    netguard_dial(c);
+    struct proxy_state *ps = c->session_state;
+    /* Each dial decides afresh which address later decisions are bound to. */
+    memset(&ps->private_addr, 0, sizeof ps->private_addr);
+    struct netguard_request req = {.loop = &c->w->loop,
+                                   .resolver = c->w->resolver,
+                                   .target = &c->target,
+                                   .policy = c->policy,
+                                   .peer = &peer,
+                                   .log_id = c->id};
+    conn_ref(c); /* until on_netguard */
+    ps->dial = netguard_dial_start(&req, on_netguard, c);
 }
 
 /* Binary identity reads /proc, which blocks: it runs on libuv's thread pool. */
@@ -288,7 +495,7 @@ static void peer_after(uv_work_t *req, int status)
 {
     struct peer_job *job = req->data;
     struct conn *c = job->c;
-    c->peer_work_active = false;
+    ((struct proxy_state *)c->session_state)->peer_work_active = false;
     c->peer_known = true;
     if (status == 0 && job->result == 0) {
         c->peer = malloc(sizeof(*c->peer));
@@ -331,32 +538,16 @@ static void start_dial(struct conn *c)
     job->c = c;
     job->peer = c->peer_addr;
     job->local = c->local_addr;
-    c->peer_work.data = job;
-    if (uv_queue_work(&c->w->loop, &c->peer_work, peer_work, peer_after) < 0) {
+    struct proxy_state *ps = c->session_state;
+    ps->peer_work.data = job;
+    if (uv_queue_work(&c->w->loop, &ps->peer_work, peer_work, peer_after) < 0) {
         free(job);
         c->peer_known = true;
         dial_checked(c);
         return;
     }
-    c->peer_work_active = true;
+    ps->peer_work_active = true;
     conn_ref(c);
-}
-
-static void on_upstream_closed_for_redial(uv_handle_t *h)
-{
-    struct conn *c = h->data;
-    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_HTTP) {
-        relay_reset_response_parser(c);
-        start_dial(c);
-    }
-    conn_unref(c);
-}
-
-void proxy_redial(struct conn *c)
-{
-    c->sides[SIDE_CLIENT].flags |= SIDE_F_HELD;
-    conn_update_reading(c, SIDE_CLIENT);
-    conn_close_upstream(c, on_upstream_closed_for_redial);
 }
 
 /* ---- TLS handshakes ---------------------------------------------------------------------- */
@@ -396,7 +587,7 @@ void proxy_on_handshake_done(struct conn *c, enum side_id id)
     }
     /* The client trusts us: parse its requests. */
     enter(c, CONN_S_HTTP, &http_exchanges);
-    relay_reset_request_parser(c);
+    relay_begin_tunnel(relay_of(c));
     conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
 }
 
@@ -412,7 +603,7 @@ void proxy_recheck_policy(struct conn *c, struct policy *p)
     policy_check_l4(p, c->target.host, c->target.port, &peer, &d);
     /* The SSRF guard's question again, on the new snapshot: an address that only allowed_ips
      * opened stays reachable only while they still do. */
-    const struct sockaddr *private_addr = netguard_private_addr(c);
+    const struct sockaddr *private_addr = upstream_private_addr(c);
     const char *why = NULL;
     if (d.verdict != POLICY_ALLOW)
         why = "policy reload: endpoint no longer allowed";

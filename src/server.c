@@ -250,9 +250,7 @@ static void on_wakeup(uv_async_t *a)
         /* Idle connections go now; busy ones end after their exchange (relay). */
         for (struct conn *c = w->conns, *next; c; c = next) {
             next = c->next;
-            bool idle = (c->state == CONN_S_FIRST && !http_parser_in_message(&c->req_parser)) ||
-                        (c->state == CONN_S_HTTP && !c->ex.active);
-            if (idle)
+            if (w->session->idle(c))
                 conn_finish(c, "draining");
         }
     }
@@ -264,7 +262,7 @@ static void on_wakeup(uv_async_t *a)
         struct policy *p = server_policy(w->server);
         for (struct conn *c = w->conns, *next; c; c = next) {
             next = c->next;
-            proxy_recheck_policy(c, p);
+            w->session->recheck(c, p);
         }
         policy_unref(p);
     }

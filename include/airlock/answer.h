@@ -21,8 +21,8 @@ struct answer {
     const char *policy; /* NULL: JSON null */
     const char *host;
     uint16_t port;
-    const char *method; /* the request's, or NULL */
-    const char *path;   /* its canonical, redacted path, or NULL */
+    const char *method;       /* the request's, or NULL */
+    const char *path;         /* its canonical, redacted path, or NULL */
     const char *rule_missing; /* JSON object text of a rule that would allow it, or NULL */
     const char *deny_method, *deny_path; /* the deny rule that refused, or NULL */
     bool in_request; /* a request inside a connection was refused (not a CONNECT or dial) */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* conn: one accepted client connection and everything it leads to: the client and upstream
- * TCP handles, a TLS endpoint per side, one timer, both HTTP parsers and the current exchange.
+ * TCP handles, a TLS endpoint per side, one timer; what the bytes mean is its session's.
  * One calloc per connection; `refs` counts initialised handles and in-flight requests, and the
  * last one released frees it. conn_close() is the one close path. Reads go into buffers owned
  * by the worker (not the connection), so an idle tunnel costs its struct and two SSL objects. */
@@ -13,19 +13,15 @@
 
 #include <uv.h>
 
-#include "airlock/http.h"
 #include "airlock/policy.h"
+#include "airlock/side.h"
 #include "airlock/target.h"
 
 struct server;
 struct worker;
 struct tls;
-struct creds;
-struct creds_provider;
 struct redactor;
 struct resolver_client;
-struct resolve_req;
-struct dial;
 struct peer_info;
 
 /* Writes queued to one side above this stop reads on the other side; below the low-water mark
@@ -44,7 +40,7 @@ struct listener {
 };
 
 struct conn;
-enum side_id { SIDE_CLIENT = 0, SIDE_UPSTREAM = 1 };
+struct answer;
 
 /* conn is a transport: it owns both sides, their TLS, reads, writes, timers and the one close
  * path, and knows no consumer. What the bytes mean is decided by the handler the session
@@ -64,9 +60,15 @@ struct conn_handler {
 
 /* The session controller's hooks into a connection's life, one table per server. */
 struct conn_session {
-    void (*start)(struct conn *c);  /* accepted: set up, install the first handler */
+    int (*start)(struct conn *c);   /* accepted: set up, install the first handler; <0 fails */
     void (*cancel)(struct conn *c); /* closing or finishing: give up async work in flight */
     void (*free)(struct conn *c);   /* the last reference is gone: free what start set up */
+    /* No request is in progress: a drain may finish the connection now. */
+    bool (*idle)(struct conn *c);
+    /* Fill in what the session knows of the current request (method, path) for an answer. */
+    void (*describe)(struct conn *c, struct answer *a);
+    /* After a policy reload: the new snapshot p may close what it no longer allows. */
+    void (*recheck)(struct conn *c, struct policy *p);
 };
 
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every
@@ -133,49 +135,16 @@ struct side {
     uv_shutdown_t shutdown_req;
 };
 
-#define CONN_F_CLOSING              0x01
-#define CONN_F_TUNNEL               0x02 /* came in by CONNECT */
-#define CONN_F_FORWARD              0x04 /* absolute-form forward proxy */
-#define CONN_F_COUNTED              0x08 /* counted against max_connections */
-#define CONN_F_KICKED               0x10 /* on the worker's kick list */
-#define CONN_F_RESUME_AFTER_UPGRADE 0x20 /* the client's upgrade was refused: parse HTTP on */
-#define CONN_F_UPGRADE_GAUGE        0x40 /* counted in the upgrades-active gauge */
-#define CONN_F_CORKED               0x80 /* inside a read callback: TLS output is flushed at its end */
-
-/* One HTTP exchange inside the connection (relay.c). */
-struct exchange {
-    struct http_head *req; /* the request head until the exchange ends */
-    char method[24];
-    char log_path[256]; /* canonical path (no query) for the log, truncated */
-    bool active;        /* a request head was received */
-    bool req_done, resp_done;
-    bool req_chunked_out;  /* we re-chunk the request body upstream */
-    bool resp_chunked_out; /* we re-chunk the response body to the client */
-    bool resp_head_sent;   /* a final response head went to the client */
-    bool close_after;      /* Connection: close from either side, or HTTP/1.0 */
-    bool upgrade_asked;    /* a websocket upgrade the client asked for, forwarded upstream */
-    bool head_request;     /* HEAD: the response has no body */
-    bool host_has_port;    /* the client's Host named a port (so does the forwarded one) */
-    bool audit;
-    bool interim;             /* the response being parsed is a 1xx */
-    bool upgraded;            /* a valid 101 went to the client */
-    bool logged;              /* the request's line is written */
-    const char *audit_reason; /* why the policy would have refused (audit), static */
-    int status;
-    uint64_t sent_at;   /* loop time the request head went upstream (time to first byte) */
-    char ws_accept[32]; /* the Sec-WebSocket-Accept the 101 must carry */
-    /* providers whose secret this request carries (placeholder or inject), bound to this
-     * host and port; borrowed from conn.creds */
-    const struct creds_provider *creds_used[8];
-    unsigned ncreds_used;
-    /* providers whose secret may be echoed in this exchange's response: every provider bound
-     * to the tunnel's host and port once any secret went out on the connection (borrowed from
-     * conn.creds or conn.echo_creds) */
-    const struct creds_provider *redact_with[8];
-    unsigned nredact;
-    /* the response body's redactor (redact.h) when nredact > 0 and it has a body */
-    struct redactor *redact;
-};
+#define CONN_F_CLOSING 0x01
+#define CONN_F_TUNNEL  0x02 /* came in by CONNECT */
+#define CONN_F_FORWARD 0x04 /* absolute-form forward proxy */
+#define CONN_F_COUNTED 0x08 /* counted against max_connections */
+#define CONN_F_KICKED  0x10 /* on the worker's kick list */
+#define CONN_F_RESPONSE_STARTED                                                                    \
+    0x20                          /* a response head went to the client: an error now              \
+                                   * can only close (conn_respond) */
+#define CONN_F_UPGRADE_GAUGE 0x40 /* counted in the upgrades-active gauge */
+#define CONN_F_CORKED        0x80 /* inside a read callback: TLS output is flushed at its end */
 
 struct conn {
     struct worker *w;
@@ -202,25 +171,9 @@ struct conn {
      * conn_adopt_policy, so the name never outlives its snapshot across a reload. */
     struct policy *policy;
     const char *policy_name;
-    struct creds *creds; /* the providers snapshot of the current request, or NULL */
-    /* the providers snapshot under which a secret last went out on this connection (a
-     * reference), or NULL: from then on every response is redacted */
-    struct creds *echo_creds;
     struct peer_info *peer; /* the processes holding the client's socket, or NULL */
     bool peer_known;
-    struct http_parser req_parser, resp_parser;
-    bool req_parser_init, resp_parser_init;
-    struct exchange ex;
-    /* dialing (netguard.c): each in flight holds a reference until its callback */
-    struct resolve_req *resolve_req; /* a DNS lookup */
-    struct dial *dial;               /* the connection race */
-    uv_work_t peer_work;
-    bool peer_work_active;
-    uint64_t dial_started;
-    /* The upstream address connected to when it is not public, else ss_family AF_UNSPEC:
-     * read it with netguard_private_addr. Kept after the dial, reset by the next one. */
-    struct sockaddr_storage private_addr;
-    void (*on_dialed)(struct conn *c, int status, const char *why);
+    void *session_state; /* the session controller's, set up by its start hook */
     unsigned pending_shutdowns;
     bool timer_absolute; /* the deadline does not move with activity (conn_set_deadline) */
 };
@@ -272,16 +225,13 @@ void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const cha
 void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason);
 void conn_touch(struct conn *c);
 
-/* Answer the client with an error (JSON body; Connection: close) and finish. error is the
- * JSON "error" value; detail a sentence; both static. */
+/* The one error-answer path: answer the client with a (answer.h; host, port and policy filled
+ * from the connection when a->host is NULL, method and path from the session when a->method
+ * is NULL) and finish. When a response head already went to the client, or its TLS is not up
+ * yet, there is no way to answer in HTTP: the connection just closes. */
+void conn_respond(struct conn *c, const struct answer *a);
+/* conn_respond with status, the JSON "error" value and a sentence (static). */
 void conn_respond_error(struct conn *c, int status, const char *error, const char *detail);
-/* The same with DESIGN.md's full deny body: policy, host, port, method, path, rule_missing (a
- * JSON object text, or NULL) and next_steps. */
-void conn_respond_denied(struct conn *c, int status, const char *error, const char *detail,
-                         const char *rule_missing);
-/* 403 policy_denied for a request refused by the L7 decision d: its reason, and either
- * rule_missing, or deny_rule when a deny rule refused (an allow rule cannot help then). */
-void conn_respond_l7_denied(struct conn *c, const struct policy_l7 *d);
 
 /* Like conn_write with several spans: one TLS flush (one socket write) for all of them. */
 int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs);

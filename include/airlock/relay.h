@@ -50,9 +50,9 @@ struct relay_result {
      * short by it (truncated): the client must see such an end as it came, and always when
      * truncated (RFC 8446 §6.1: a FIN without close_notify). */
     bool until_close, truncated;
-    size_t overflow;          /* UPGRADED: upstream bytes after the 101 in the same feed */
-    struct answer answer;     /* REFUSED (host, port and policy left for the controller) */
-    struct authority target;  /* TUNNEL, DIAL */
+    size_t overflow;         /* UPGRADED: upstream bytes after the 101 in the same feed */
+    struct answer answer;    /* REFUSED (host, port and policy left for the controller) */
+    struct authority target; /* TUNNEL, DIAL */
 };
 
 /* What the relay reports while an exchange runs, for the controller's timers and metrics. */

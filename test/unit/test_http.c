@@ -21,6 +21,7 @@ struct rec {
     /* behaviour */
     int head_action[8]; /* per head, by index; HTTP_HEAD_CONTINUE when 0 */
     bool pause_head, pause_body, pause_complete;
+    bool refuse_complete; /* on_complete answers -1 */
     bool keep_heads;
     struct http_head *kept[8];
     /* outcome */
@@ -111,6 +112,8 @@ static int on_complete(void *owner, const struct http_head *trailers)
     if (trailers)
         log_fields(r, trailers);
     r->completes++;
+    if (r->refuse_complete)
+        return -1;
     return r->pause_complete ? HTTP_PAUSE_BODY : 0;
 }
 
@@ -439,6 +442,28 @@ static void test_response_framing(void)
     /* nothing in progress */
     check_all(HTTP_KIND_RESPONSE, "HTTP/1.1 204 No Content\r\n\r\n", &fin,
               "\nH 204 No Content 1.1 ka=1 ch=0 cl=0/0 up=0\nC\nF 0", "");
+}
+
+/* A response read until close completes inside finish; when on_complete refuses it there,
+ * finish reports the refusal (it used to hand llhttp's user error code to llhttp_errno_name,
+ * which aborts). */
+static void test_finish_refused_by_callback(void)
+{
+    static const char resp[] = "HTTP/1.1 200 OK\r\n\r\nbody";
+    struct http_parser parser;
+    struct rec r;
+    size_t consumed;
+
+    rec_init(&r);
+    r.parser = &parser;
+    r.refuse_complete = true;
+    http_parser_init(&parser, HTTP_KIND_RESPONSE, &cbs, &r);
+    CHECK_EQ(http_parser_execute(&parser, resp, strlen(resp), &consumed), HTTP_OK);
+    CHECK_EQ(http_parser_finish(&parser), -1);
+    CHECK_EQ(r.completes, 1);
+    CHECK_EQ(parser.error_status, 502);
+    http_parser_deinit(&parser);
+    rec_free(&r);
 }
 
 /* The peer may close while the owner holds a pause: finish still completes the message. */
@@ -1197,6 +1222,7 @@ int main(void)
     RUN(test_pause_offsets);
     RUN(test_response_framing);
     RUN(test_finish_while_paused);
+    RUN(test_finish_refused_by_callback);
     RUN(test_response_bodiless);
     RUN(test_interim_responses);
     RUN(test_upgrade);
