@@ -711,6 +711,20 @@ static void check_upstream(struct run *r, const struct ref_stream *client, size_
     ref_stream_free(&w);
 }
 
+/* The transfer codings of a Transfer-Encoding value but a last "chunked", lower case, without
+ * spaces: "gzip, chunked" is "gzip". */
+static void codings_but_chunked(const char *te, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (; te && *te && n + 1 < cap; te++)
+        if (*te != ' ' && *te != '\t')
+            out[n++] = (char)(*te >= 'A' && *te <= 'Z' ? *te + 32 : *te);
+    out[n] = '\0';
+    if (n >= 7 && !strcmp(out + n - 7, "chunked"))
+        out[n >= 8 && out[n - 8] == ',' ? n - 8 : n - 7] = '\0';
+}
+
 static bool is_final(const struct ref_msg *m)
 {
     return m->status >= 200 || m->status == 101;
@@ -724,7 +738,7 @@ static void check_client(struct run *r, size_t nforwarded)
 {
     struct ref_stream c, u;
     const char *methods[MAX_JUDGED];
-    size_t nmethods = 0, cf = 0, uf = 0, ci = 0, ui = 0;
+    size_t nmethods = 0, cf = 0, uf = 0, ci = 0, ui = 0, cfinal = 0;
 
     for (size_t i = 0; i < r->njudged; i++)
         if (r->judged[i].verdict != POLICY_DENY)
@@ -789,6 +803,18 @@ static void check_client(struct run *r, size_t nforwarded)
         }
         REQUIRE(cm->status == um->status, "response %zu: %d to the client, %d from upstream", ci,
                 cm->status, um->status);
+        /* a body the upstream transfer-coded (gzip, ...) reaches the client with its codings
+         * named, never as if it were the representation itself */
+        bool bodiless = cm->status < 200 || cm->status == 204 || cm->status == 304 ||
+                        (cfinal < nmethods && !strcmp(methods[cfinal], "HEAD"));
+        if (!bodiless) {
+            char uc[128], cc[128];
+
+            codings_but_chunked(ref_field(um, "transfer-encoding"), uc, sizeof uc);
+            codings_but_chunked(ref_field(cm, "transfer-encoding"), cc, sizeof cc);
+            REQUIRE(!strcmp(uc, cc),
+                    "response %zu: codings \"%s\" from upstream, \"%s\" to the client", ci, uc, cc);
+        }
         bool redacting = (r->mode & MODE_CREDS) && r->secret_bound_here;
         bool last_c = ci + 1 == c.nmsgs;
         if (!redacting || !contains((const char *)um->body, um->body_len, SECRET)) {
@@ -853,6 +879,7 @@ static void check_client(struct run *r, size_t nforwarded)
             ref_stream_free(&w);
         }
         uf += is_final(um);
+        cfinal += is_final(cm);
         ci++;
         ui++;
     }

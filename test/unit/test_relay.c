@@ -864,6 +864,27 @@ static void test_http10_client_gets_a_close_delimited_body(void)
     world_close(w);
 }
 
+/* FINDING (fuzz_relay, "codings ... from upstream"): an HTTP/1.0 client may not be sent
+ * Transfer-Encoding (RFC 9112 §6.1), so a body the upstream transfer-coded (gzip, chunked) went
+ * to it de-chunked but still gzip-coded, with nothing saying so: the client reads the coding as
+ * the representation. airlock cannot decode it; it must refuse (502) before the head goes out.
+ * Fails until relay_response.c does. */
+static void test_finding_transfer_coded_body_to_an_http10_client_is_refused(void)
+{
+    struct world *w = open_tunnel("api.example.com");
+
+    feed(w, SIDE_CLIENT, "GET /o HTTP/1.0\r\nHost: api.example.com\r\n\r\n");
+    EXPECT_OUT(w, SIDE_UPSTREAM,
+               "GET /o HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n");
+    feed(w, SIDE_UPSTREAM,
+         "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+         "2\r\n\x1f\x8b\r\n0\r\n\r\n");
+    CHECK_EQ(last_outcome(w)->outcome, RELAY_REFUSED);
+    CHECK_EQ(last_outcome(w)->status, 502);
+    EXPECT_OUT(w, SIDE_CLIENT, "");
+    world_close(w);
+}
+
 static void test_draining_makes_the_exchange_the_last(void)
 {
     struct world *w = open_tunnel("api.example.com");
@@ -1647,6 +1668,7 @@ int main(void)
     RUN(test_upstream_cut_mid_body_is_truncated);
     RUN(test_upstream_close_before_any_response_is_refused_502);
     RUN(test_http10_client_gets_a_close_delimited_body);
+    RUN(test_finding_transfer_coded_body_to_an_http10_client_is_refused);
     RUN(test_draining_makes_the_exchange_the_last);
     RUN(test_describe_names_the_request_in_progress);
     RUN(test_free_mid_exchange_logs_consumed);
