@@ -712,17 +712,29 @@ static void check_upstream(struct run *r, const struct ref_stream *client, size_
 }
 
 /* The transfer codings of a Transfer-Encoding value but a last "chunked", lower case, without
- * spaces: "gzip, chunked" is "gzip". */
+ * spaces or empty list elements (RFC 9110 §5.6.1): "gzip, , chunked" is "gzip". */
 static void codings_but_chunked(const char *te, char *out, size_t cap)
 {
     size_t n = 0;
 
-    for (; te && *te && n + 1 < cap; te++)
-        if (*te != ' ' && *te != '\t')
-            out[n++] = (char)(*te >= 'A' && *te <= 'Z' ? *te + 32 : *te);
-    out[n] = '\0';
-    if (n >= 7 && !strcmp(out + n - 7, "chunked"))
-        out[n >= 8 && out[n - 8] == ',' ? n - 8 : n - 7] = '\0';
+    out[0] = '\0';
+    while (te && *te) {
+        te += strspn(te, " \t,");
+        size_t len = strcspn(te, ",");
+        size_t end = len;
+
+        while (end > 0 && (te[end - 1] == ' ' || te[end - 1] == '\t'))
+            end--;
+        for (size_t k = 0; k < end && n + 2 < cap; k++) {
+            if (k == 0 && n > 0)
+                out[n++] = ',';
+            out[n++] = (char)(te[k] >= 'A' && te[k] <= 'Z' ? te[k] + 32 : te[k]);
+        }
+        out[n] = '\0';
+        te += len;
+    }
+    if (n >= 7 && !strcmp(out + n - 7, "chunked") && (n == 7 || out[n - 8] == ','))
+        out[n == 7 ? 0 : n - 8] = '\0';
 }
 
 static bool is_final(const struct ref_msg *m)
