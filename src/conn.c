@@ -17,6 +17,7 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/origdst.h"
 #include "airlock/peer.h"
 #include "airlock/policy.h"
 #include "airlock/server.h"
@@ -36,6 +37,8 @@ const char *conn_state_name(enum conn_state s)
     switch (s) {
     case CONN_S_FIRST:
         return "first";
+    case CONN_S_SNIFF:
+        return "sniff";
     case CONN_S_DIALING:
         return "dialing";
     case CONN_S_UPSTREAM_TLS:
@@ -172,67 +175,6 @@ void conn_close(struct conn *c, const char *reason)
         }
     }
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-}
-
-/* ---- timer ------------------------------------------------------------------------------- */
-
-void conn_touch(struct conn *c)
-{
-    c->last_activity = uv_now(&c->w->loop);
-}
-
-static void on_timer(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    if (c->flags & CONN_F_CLOSING)
-        return;
-    uint64_t now = uv_now(&c->w->loop);
-    if (!c->timer_absolute && now - c->last_activity < c->timeout_ms) {
-        /* Bytes moved since the timer was armed: idleness, never age, is what ends a
-         * connection, so wait for the rest of the idle period. */
-        uv_timer_start(&c->timer, on_timer, c->timeout_ms - (now - c->last_activity), 0);
-        return;
-    }
-    if (c->state == CONN_S_LINGER) {
-        conn_close(c, "linger timeout");
-        return;
-    }
-    struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
-                           .activity = LOG_ACTIVITY_TIMEOUT,
-                           .action = LOG_ACTION_DENY,
-                           .severity = LOG_SEV_LOW,
-                           .reason = c->timeout_reason,
-                           .status = c->timeout_status,
-                           .overflow = -1};
-    conn_log(c, &ev);
-    /* conn_respond closes instead when the answer cannot be given in HTTP any more. */
-    if (c->timeout_status)
-        conn_respond_error(c, c->timeout_status,
-                           c->timeout_status == 408   ? "request_timeout"
-                           : c->timeout_status == 504 ? "upstream_timeout"
-                                                      : "upstream_failed",
-                           c->timeout_reason);
-    else
-        conn_close(c, c->timeout_reason);
-}
-
-void conn_set_timeout(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
-{
-    c->timer_absolute = false;
-    c->timeout_ms = timeout_ms;
-    c->timeout_status = status;
-    c->timeout_reason = reason;
-    conn_touch(c);
-    if (timeout_ms == 0)
-        uv_timer_stop(&c->timer);
-    else
-        uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
-}
-
-void conn_set_deadline(struct conn *c, uint64_t timeout_ms, int status, const char *reason)
-{
-    conn_set_timeout(c, timeout_ms, status, reason);
-    c->timer_absolute = true;
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -544,6 +486,14 @@ static void side_on_eof(struct conn *c, enum side_id id, const char *why)
         return;
     s->flags |= SIDE_F_EOF;
     conn_update_reading(c, id);
+    if (c->state == CONN_S_LINGER) {
+        /* The phase is over and so is its handler (its bytes are discarded too). Both ends are
+         * finished once our FIN is out: close now if it is, else on_linger_shutdown will, after
+         * the queued answer has gone (closing sooner would cut it short). */
+        if (c->pending_shutdowns == 0)
+            conn_close(c, why);
+        return;
+    }
     if (c->handler && c->handler->on_eof)
         c->handler->on_eof(c, id);
     else
@@ -574,7 +524,9 @@ static void side_process_tls(struct conn *c, enum side_id id)
                                        .overflow = -1};
                 ev.status = id == SIDE_UPSTREAM ? 502 : 0;
                 conn_log(c, &ev);
-                if (id == SIDE_UPSTREAM)
+                if (c->handler && c->handler->on_tls_failed)
+                    c->handler->on_tls_failed(c, id, tls_last_error(s->tls));
+                else if (id == SIDE_UPSTREAM)
                     conn_respond_error(c, 502, "upstream_tls_failed",
                                        "the upstream's TLS certificate or handshake was refused");
                 else
@@ -656,6 +608,26 @@ void conn_on_kick(uv_idle_t *idle)
 
 /* Feed bytes that were stashed as plaintext but are really ciphertext (the client's
  * ClientHello sent right behind CONNECT) into the side's new TLS layer. */
+int conn_unread(struct conn *c, enum side_id id, const char *p, size_t len)
+{
+    struct side *s = &c->sides[id];
+    size_t waiting = s->stash ? s->stash_len - s->stash_off : 0;
+    char *n = malloc(len + waiting);
+    if (!n) {
+        conn_close(c, "out of memory");
+        return -1;
+    }
+    memcpy(n, p, len);
+    if (waiting)
+        memcpy(n + len, s->stash + s->stash_off, waiting);
+    free(s->stash);
+    s->stash = n;
+    s->stash_len = len + waiting;
+    s->stash_off = 0;
+    s->flags |= SIDE_F_HELD;
+    return 0;
+}
+
 int conn_stash_to_tls(struct conn *c, enum side_id id)
 {
     struct side *s = &c->sides[id];
@@ -834,7 +806,7 @@ void conn_close_upstream(struct conn *c, uv_close_cb cb)
     uv_close((uv_handle_t *)&s->tcp, cb);
 }
 
-void conn_accept(struct worker *w, int fd)
+void conn_accept(struct worker *w, const struct listener *l, int fd)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -844,6 +816,11 @@ void conn_accept(struct worker *w, int fd)
     }
     c->w = w;
     c->id = atomic_fetch_add(&next_conn_id, 1);
+    if (l && l->transparent) {
+        c->flags |= CONN_F_TRANSPARENT;
+        if (origdst_get(fd, &c->orig_dst) < 0)
+            c->orig_dst.ss_family = AF_UNSPEC;
+    }
     c->refs = 1; /* held until the end of this function */
     c->next = w->conns;
     if (w->conns)
@@ -854,7 +831,7 @@ void conn_accept(struct worker *w, int fd)
     c->timer.data = c;
     conn_ref(c);
     struct side *cs = &c->sides[SIDE_CLIENT];
-    int r = w->session->start(c) < 0 ? UV_ENOMEM : side_init(c, SIDE_CLIENT);
+    int r = side_init(c, SIDE_CLIENT);
     if (r == 0)
         r = uv_tcp_open(&cs->tcp, fd);
     if (r < 0) {
@@ -894,14 +871,12 @@ void conn_accept(struct worker *w, int fd)
     }
     /* Until the first byte: the keep-alive idle timeout; from it, the head deadline. */
     conn_set_timeout(c, cfg->idle_timeout_ms, 0, "idle before first request");
-    conn_update_reading(c, SIDE_CLIENT);
+    /* The session may refuse the connection at once (it closes it then). */
+    if (w->session->start(c) < 0)
+        conn_close(c, "out of memory");
+    if (!(c->flags & CONN_F_CLOSING))
+        conn_update_reading(c, SIDE_CLIENT);
     conn_unref(c);
-}
-
-void conn_head_started(struct conn *c)
-{
-    const struct server_config *cfg = c->w->server->cfg;
-    conn_set_deadline(c, cfg->head_timeout_ms, 408, "request head not complete in time");
 }
 
 size_t conn_live_count(void)

@@ -32,7 +32,8 @@ static const char usage[] =
     "usage:\n"
     "  airlock ca init [--dir DIR] [--force]\n"
     "  airlock check --policy FILE [--providers FILE]\n"
-    "  airlock run [--listen HOST:PORT]... [--ca-dir DIR] [--policy FILE] [--providers FILE]\n"
+    "  airlock run [--listen HOST:PORT]... [--transparent HOST:PORT]... [--ca-dir DIR]\n"
+    "              [--policy FILE] [--providers FILE]\n"
     "              [--upstream-ca FILE] [--upstream-ca-only FILE]\n"
     "              [--admin HOST:PORT|unix:PATH] [--admin-public]\n"
     "              [--admin-expose-sensitive] [--health HOST:PORT|unix:PATH] [--log FILE]\n"
@@ -222,6 +223,7 @@ static int cmd_check(int argc, char **argv)
 
 enum run_opt {
     RUN_LISTEN = 256,
+    RUN_TRANSPARENT,
     RUN_CA_DIR,
     RUN_POLICY,
     RUN_PROVIDERS,
@@ -254,6 +256,7 @@ enum run_opt {
 
 static const struct option run_opts[] = {
     {"listen", required_argument, NULL, RUN_LISTEN},
+    {"transparent", required_argument, NULL, RUN_TRANSPARENT},
     {"ca-dir", required_argument, NULL, RUN_CA_DIR},
     {"policy", required_argument, NULL, RUN_POLICY},
     {"providers", required_argument, NULL, RUN_PROVIDERS},
@@ -323,9 +326,14 @@ static int run_option(struct server_config *cfg, int opt, const char *a, const c
     }
     switch (opt) {
     case RUN_LISTEN:
-        if (cfg->nlisten == SERVER_MAX_LISTEN)
-            return usage_error("run: too many --listen addresses");
-        cfg->listen[cfg->nlisten++] = v;
+    case RUN_TRANSPARENT:
+        if (cfg->nlisten + cfg->ntransparent == SERVER_MAX_LISTEN)
+            return usage_error("run: more than %d --listen and --transparent addresses",
+                               SERVER_MAX_LISTEN);
+        if (opt == RUN_LISTEN)
+            cfg->listen[cfg->nlisten++] = v;
+        else
+            cfg->transparent[cfg->ntransparent++] = v;
         break;
     case RUN_CA_DIR:
         cfg->ca_dir = v;

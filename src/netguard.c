@@ -29,6 +29,8 @@ struct netguard_dial {
     struct resolve_req *resolve_req; /* a lookup in flight */
     struct dial *race;               /* a connection race in flight */
     bool cancelled;
+    bool has_expected, expected_seen;
+    struct sockaddr_storage expected;
 };
 
 /* The one end of a dial: report and free. */
@@ -43,9 +45,25 @@ static void finish(struct netguard_dial *d, enum netguard_status status, const c
         fd = -1;
         private_addr = NULL;
     }
-    d->cb(d->data, status, why, fd, private_addr);
+    struct netguard_result res = {.status = status,
+                                  .why = why,
+                                  .fd = fd,
+                                  .private_addr = private_addr,
+                                  .expected_seen = d->expected_seen};
+    d->cb(d->data, &res);
     policy_unref(d->policy);
     free(d);
+}
+
+/* Whether the answer sa is the address the client meant (ports aside). */
+static bool is_expected(const struct netguard_dial *d, const struct sockaddr *sa)
+{
+    if (!d->has_expected)
+        return false;
+    char a[64], b[64];
+    addr_format(sa, a, sizeof a);
+    addr_format((const struct sockaddr *)&d->expected, b, sizeof b);
+    return a[0] && strcmp(a, b) == 0;
 }
 
 /* NULL when the address may be dialled, else the reason (static). */
@@ -91,6 +109,8 @@ static bool vet_and_dial(struct netguard_dial *d, const union resolve_addr *addr
         const struct sockaddr *sa = &addrs[i].sa;
         if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
             continue;
+        if (is_expected(d, sa))
+            d->expected_seen = true;
         const char *why = vet(d, sa);
         if (why) {
             char ip[64];
@@ -154,8 +174,15 @@ struct netguard_dial *netguard_dial_start(const struct netguard_request *req, ne
 {
     struct netguard_dial *d = calloc(1, sizeof *d);
     if (!d) {
-        cb(data, NETGUARD_FAILED, "out of memory", -1, NULL);
+        cb(data,
+           &(struct netguard_result){.status = NETGUARD_FAILED, .why = "out of memory", .fd = -1});
         return NULL;
+    }
+    if (req->expected) {
+        d->has_expected = true;
+        memcpy(&d->expected, req->expected,
+               req->expected->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                    : sizeof(struct sockaddr_in));
     }
     d->loop = req->loop;
     d->resolver = req->resolver;

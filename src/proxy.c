@@ -4,7 +4,7 @@
  * happen before the client is answered, so a refusal is a 403 or 502 instead of a 200 followed
  * by a silent close. An absolute-form http:// request turns the connection into a forward
  * proxy whose requests go through the same relay. */
-#include "airlock/proxy.h"
+#include "proxy_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,21 +25,7 @@
 #include "airlock/target.h"
 #include "airlock/tls.h"
 
-static void start_dial(struct conn *c);
 static void relay_io_outcome(void *ctx, const struct relay_result *res);
-
-/* What the controller keeps per connection. */
-struct proxy_state {
-    struct relay *relay;
-    uint64_t request_sent_at;   /* loop time the current request went upstream */
-    struct netguard_dial *dial; /* resolving and connecting the upstream */
-    uv_work_t peer_work;        /* identifying the client's process (binary identity) */
-    bool peer_work_active;
-    /* The upstream address connected to when it is not public (allowed_ips opened it), else
-     * ss_family AF_UNSPEC: later decisions on the connection are bound to it. Kept after the
-     * dial, reset by the next one. */
-    struct sockaddr_storage private_addr;
-};
 
 /* The private address the upstream is connected to, or NULL (see proxy_state). */
 static const struct sockaddr *upstream_private_addr(const struct conn *c)
@@ -49,7 +35,7 @@ static const struct sockaddr *upstream_private_addr(const struct conn *c)
                                                    : (const struct sockaddr *)&ps->private_addr;
 }
 
-static struct relay *relay_of(const struct conn *c)
+struct relay *proxy_relay(const struct conn *c)
 {
     return ((struct proxy_state *)c->session_state)->relay;
 }
@@ -58,33 +44,28 @@ static struct relay *relay_of(const struct conn *c)
 
 static size_t relay_on_data(struct conn *c, enum side_id id, const char *p, size_t len)
 {
-    return relay_feed(relay_of(c), id, p, len);
+    return relay_feed(proxy_relay(c), id, p, len);
 }
 
 static void relay_on_eof(struct conn *c, enum side_id id)
 {
-    relay_eof(relay_of(c), id);
+    relay_eof(proxy_relay(c), id);
 }
 
 static void relay_on_resume(struct conn *c, enum side_id id)
 {
-    relay_resume(relay_of(c), id);
+    relay_resume(proxy_relay(c), id);
 }
 
 /* The first request on the plain client connection, then HTTP exchanges inside the tunnel (or
  * the forward proxy's): the relay reads them all. */
-static const struct conn_handler http_exchanges = {
+const struct conn_handler proxy_http_exchanges = {
     .on_data = relay_on_data,
     .on_eof = relay_on_eof,
     .on_resume = relay_on_resume,
 };
 
-/* Dialling, and the TLS handshakes: the client's bytes wait, a close ends it all. */
-static const struct conn_handler waiting = {
-    .on_tls_ready = proxy_on_handshake_done,
-};
-
-static void enter(struct conn *c, enum conn_state state, const struct conn_handler *h)
+void proxy_enter(struct conn *c, enum conn_state state, const struct conn_handler *h)
 {
     conn_set_state(c, state);
     conn_set_handler(c, h);
@@ -169,7 +150,10 @@ static int session_start(struct conn *c)
         return -1;
     }
     c->session_state = ps;
-    enter(c, CONN_S_FIRST, &http_exchanges);
+    if (c->flags & CONN_F_TRANSPARENT)
+        tunnel_start_transparent(c);
+    else
+        proxy_enter(c, CONN_S_FIRST, &proxy_http_exchanges);
     return 0;
 }
 
@@ -192,18 +176,21 @@ static void session_free(struct conn *c)
     if (!ps)
         return;
     relay_free(ps->relay);
+    free(ps->sniff);
     free(ps);
     c->session_state = NULL;
 }
 
 static bool session_idle(struct conn *c)
 {
-    return (c->state == CONN_S_FIRST || c->state == CONN_S_HTTP) && relay_idle(relay_of(c));
+    return !c->session_state ||
+           ((c->state == CONN_S_FIRST || c->state == CONN_S_HTTP) && relay_idle(proxy_relay(c)));
 }
 
 static void session_describe(struct conn *c, struct answer *a)
 {
-    relay_describe(relay_of(c), a);
+    if (c->session_state)
+        relay_describe(proxy_relay(c), a);
 }
 
 const struct conn_session proxy_session = {
@@ -221,7 +208,7 @@ static void on_upstream_closed_for_redial(uv_handle_t *h)
 {
     struct conn *c = h->data;
     if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_DIALING)
-        start_dial(c);
+        proxy_start_dial(c);
     conn_unref(c);
 }
 
@@ -258,25 +245,25 @@ static void relay_io_outcome(void *ctx, const struct relay_result *res)
     case RELAY_TUNNEL:
         c->flags |= CONN_F_TUNNEL;
         c->target = res->target;
-        start_dial(c);
+        proxy_start_dial(c);
         return;
     case RELAY_DIAL:
         c->target = res->target;
         if (c->flags & CONN_F_FORWARD) {
             /* Another origin on the same proxy connection: a fresh upstream for it. */
-            enter(c, CONN_S_DIALING, &waiting);
+            proxy_enter(c, CONN_S_DIALING, &proxy_waiting);
             c->sides[SIDE_CLIENT].flags |= SIDE_F_HELD;
             conn_update_reading(c, SIDE_CLIENT);
             conn_close_upstream(c, on_upstream_closed_for_redial);
             return;
         }
         c->flags |= CONN_F_FORWARD;
-        start_dial(c);
+        proxy_start_dial(c);
         return;
     }
 }
 
-static void log_connect(struct conn *c, enum log_action action, int status, const char *reason)
+void proxy_log_connect(struct conn *c, enum log_action action, int status, const char *reason)
 {
     metrics_inc(action != LOG_ACTION_ALLOW ? M_CONNECT_DENY : M_CONNECT_ALLOW);
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
@@ -294,32 +281,52 @@ static void log_connect(struct conn *c, enum log_action action, int status, cons
 
 static void on_dialed(struct conn *c, int status, const char *why);
 
+/* A redirected connection's original destination is not among airlock's own answers for the
+ * name it asked for: the client meant another server than the one it named (or DNS answers
+ * differ, as CDNs do). airlock dials its own answers only, so nothing reaches the address the
+ * client picked; the finding is logged. */
+static void log_destination_mismatch(struct conn *c)
+{
+    metrics_inc(M_FINDINGS);
+    struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
+                           .activity = LOG_ACTIVITY_FINDING,
+                           .action = LOG_ACTION_ALLOW,
+                           .severity = LOG_SEV_LOW,
+                           .reason = "original destination is not among airlock's answers for the "
+                                     "name: dialled airlock's own",
+                           .overflow = -1};
+    conn_log(c, &ev);
+}
+
 /* netguard's answer: a connected socket becomes the upstream side. */
-static void on_netguard(void *data, enum netguard_status status, const char *why, int fd,
-                        const struct sockaddr *private)
+static void on_netguard(void *data, const struct netguard_result *res)
 {
     struct conn *c = data;
     struct proxy_state *ps = c->session_state;
     ps->dial = NULL;
+    int status = res->status;
+    const char *why = res->why;
     if (status == NETGUARD_CANCELLED || (c->flags & CONN_F_CLOSING) || c->state != CONN_S_DIALING) {
         /* abandoned: the connection answered, timed out or closed meanwhile */
-        if (fd >= 0)
-            close(fd);
+        if (res->fd >= 0)
+            close(res->fd);
         conn_unref(c);
         return;
     }
-    if (private)
-        memcpy(&ps->private_addr, private,
-               private->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in));
+    if (res->private_addr)
+        memcpy(&ps->private_addr, res->private_addr,
+               res->private_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                        : sizeof(struct sockaddr_in));
+    if ((c->flags & CONN_F_TRANSPARENT) && status == NETGUARD_OK && !res->expected_seen)
+        log_destination_mismatch(c);
     if (status == NETGUARD_OK) {
         struct side *us = &c->sides[SIDE_UPSTREAM];
         int r = conn_init_upstream(c);
-        if (r == 0 && (r = uv_tcp_open(&us->tcp, fd)) == 0) {
+        if (r == 0 && (r = uv_tcp_open(&us->tcp, res->fd)) == 0) {
             us->flags |= SIDE_F_CONNECTED;
             uv_tcp_nodelay(&us->tcp, 1);
         } else {
-            close(fd); /* the handle did not take it */
+            close(res->fd); /* the handle did not take it */
             status = NETGUARD_FAILED;
             why = uv_strerror(r);
         }
@@ -330,7 +337,6 @@ static void on_netguard(void *data, enum netguard_status status, const char *why
 
 static void on_dialed(struct conn *c, int status, const char *why)
 {
-    const struct server_config *cfg = c->w->server->cfg;
     if (status == NETGUARD_SSRF) {
         metrics_inc(M_SSRF_DENIED);
         metrics_inc(M_CONNECT_DENY);
@@ -349,48 +355,26 @@ static void on_dialed(struct conn *c, int status, const char *why)
         return;
     }
     if (status == NETGUARD_BUSY) {
-        log_connect(c, LOG_ACTION_DENY, 503, why);
+        proxy_log_connect(c, LOG_ACTION_DENY, 503, why);
         conn_respond_error(c, 503, "resolver_busy",
                            "too many name lookups are waiting for the resolver; retry later");
         return;
     }
     if (status != NETGUARD_OK) {
         metrics_inc(M_UPSTREAM_CONNECT_FAILURES);
-        log_connect(c, LOG_ACTION_DENY, 502, why);
+        proxy_log_connect(c, LOG_ACTION_DENY, 502, why);
         conn_respond_error(c, 502, "upstream_connect_failed", "could not connect to the upstream");
         return;
     }
-    if ((c->flags & CONN_F_TUNNEL) && c->protocol == POLICY_REST) {
-        struct side *us = &c->sides[SIDE_UPSTREAM];
-        us->tls = tls_client_new(c->w->server->upstream_ctx, c->target.host, c->target.port);
-        if (!us->tls) {
-            conn_respond_error(c, 502, "internal_error", "out of memory");
-            return;
-        }
-        enter(c, CONN_S_UPSTREAM_TLS, &waiting);
-        /* "Connecting" to an upstream ends with its verified TLS handshake, so one timeout
-         * (--connect-timeout) bounds both. A deadline: an upstream that dribbles its hello
-         * byte by byte must not hold the client's CONNECT open. */
-        conn_set_deadline(c, cfg->connect_timeout_ms, 502, "upstream TLS handshake timed out");
-        conn_update_reading(c, SIDE_UPSTREAM);
-        tls_handshake(us->tls); /* queues the ClientHello */
-        conn_flush_tls(c, SIDE_UPSTREAM);
-        return;
-    }
     if (c->flags & CONN_F_TUNNEL) {
-        /* protocol tcp: no TLS termination, no parsing; bytes go through untouched. */
-        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        log_connect(c, LOG_ACTION_ALLOW, 200, NULL);
-        if (conn_write(c, SIDE_CLIENT, ok, sizeof ok - 1) < 0)
-            return;
-        pipe_start(c, 0);
+        tunnel_dialed(c);
         return;
     }
     /* Forward proxy: the held request goes out now. */
-    log_connect(c, LOG_ACTION_ALLOW, 0, NULL);
-    enter(c, CONN_S_HTTP, &http_exchanges);
+    proxy_log_connect(c, LOG_ACTION_ALLOW, 0, NULL);
+    proxy_enter(c, CONN_S_HTTP, &proxy_http_exchanges);
     conn_update_reading(c, SIDE_UPSTREAM);
-    relay_dialed(relay_of(c));
+    relay_dialed(proxy_relay(c));
     if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_HTTP)
         conn_release(c, SIDE_CLIENT);
 }
@@ -410,7 +394,7 @@ static void dial_checked(struct conn *c)
         http_buf_puts(&rule, "{\"host\":");
         json_string_append(&rule, c->target.host);
         http_buf_printf(&rule, ",\"port\":%u}", (unsigned)c->target.port);
-        log_connect(c, LOG_ACTION_DENY, 403, d.reason);
+        proxy_log_connect(c, LOG_ACTION_DENY, 403, d.reason);
         conn_respond(c,
                      &(struct answer){
                          .status = 403,
@@ -432,8 +416,8 @@ static void dial_checked(struct conn *c)
         if (cr)
             creds_unref(cr);
         if (bound) {
-            log_connect(c, LOG_ACTION_DENY, 403,
-                        "a credential provider is bound to a tcp endpoint");
+            proxy_log_connect(c, LOG_ACTION_DENY, 403,
+                              "a credential provider is bound to a tcp endpoint");
             conn_respond_error(c, 403, "uninspected_credentials",
                                "a credential provider names this endpoint, but its protocol is "
                                "tcp: airlock cannot inject credentials into uninspected bytes");
@@ -449,12 +433,14 @@ static void dial_checked(struct conn *c)
     struct proxy_state *ps = c->session_state;
     /* Each dial decides afresh which address later decisions are bound to. */
     memset(&ps->private_addr, 0, sizeof ps->private_addr);
-    struct netguard_request req = {.loop = &c->w->loop,
-                                   .resolver = c->w->resolver,
-                                   .target = &c->target,
-                                   .policy = c->policy,
-                                   .peer = &peer,
-                                   .log_id = c->id};
+    struct netguard_request req = {
+        .loop = &c->w->loop,
+        .resolver = c->w->resolver,
+        .target = &c->target,
+        .policy = c->policy,
+        .peer = &peer,
+        .log_id = c->id,
+        .expected = c->flags & CONN_F_TRANSPARENT ? (const struct sockaddr *)&c->orig_dst : NULL};
     conn_ref(c); /* until on_netguard */
     ps->dial = netguard_dial_start(&req, on_netguard, c);
 }
@@ -517,10 +503,10 @@ static void peer_after(uv_work_t *req, int status)
     conn_unref(c);
 }
 
-static void start_dial(struct conn *c)
+void proxy_start_dial(struct conn *c)
 {
     const struct server_config *cfg = c->w->server->cfg;
-    enter(c, CONN_S_DIALING, &waiting);
+    proxy_enter(c, CONN_S_DIALING, &proxy_waiting);
     c->sides[SIDE_CLIENT].flags |= SIDE_F_HELD;
     conn_update_reading(c, SIDE_CLIENT);
     struct policy *pol = server_policy(c->w->server);
@@ -548,47 +534,6 @@ static void start_dial(struct conn *c)
     }
     ps->peer_work_active = true;
     conn_ref(c);
-}
-
-/* ---- TLS handshakes ---------------------------------------------------------------------- */
-
-void proxy_on_handshake_done(struct conn *c, enum side_id id)
-{
-    const struct server_config *cfg = c->w->server->cfg;
-    if (id == SIDE_UPSTREAM) {
-        /* The upstream is verified: only now does the client hear 200. */
-        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        log_connect(c, LOG_ACTION_ALLOW, 200, NULL);
-        if (conn_write(c, SIDE_CLIENT, ok, sizeof ok - 1) < 0)
-            return;
-        struct server *s = c->w->server;
-        X509 *leaf = ca_leaf(s->ca, c->target.host);
-        struct side *cs = &c->sides[SIDE_CLIENT];
-        if (leaf)
-            cs->tls = tls_server_new(s->client_ctx, leaf, ca_leaf_key(s->ca), ca_cert(s->ca),
-                                     c->target.host);
-        X509_free(leaf);
-        if (!cs->tls) {
-            conn_close(c, "could not mint a certificate");
-            return;
-        }
-        enter(c, CONN_S_CLIENT_TLS, &waiting);
-        /* A deadline from the start: a client that sends its ClientHello a byte at a time
-         * must not hold this verified upstream connection open for longer. */
-        conn_set_deadline(c, cfg->handshake_timeout_ms, 0, "client TLS handshake timed out");
-        if (conn_stash_to_tls(c, SIDE_CLIENT) < 0) {
-            conn_close(c, "out of memory");
-            return;
-        }
-        conn_release(c, SIDE_CLIENT);
-        /* Until the client speaks, the upstream only needs watching for its close. */
-        conn_update_reading(c, SIDE_UPSTREAM);
-        return;
-    }
-    /* The client trusts us: parse its requests. */
-    enter(c, CONN_S_HTTP, &http_exchanges);
-    relay_begin_tunnel(relay_of(c));
-    conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
 }
 
 /* ---- reload ------------------------------------------------------------------------------- */

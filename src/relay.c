@@ -78,6 +78,15 @@ void relay_free(struct relay *r)
 void relay_begin_tunnel(struct relay *r)
 {
     r->mode = RELAY_MODE_TUNNEL;
+    r->inspected = true;
+    parser_restart(r, &r->req_parser, HTTP_KIND_REQUEST);
+}
+
+void relay_begin_plain_tunnel(struct relay *r, const struct authority *target)
+{
+    r->mode = RELAY_MODE_TUNNEL;
+    r->inspected = false;
+    r->target = *target;
     parser_restart(r, &r->req_parser, HTTP_KIND_REQUEST);
 }
 
@@ -232,8 +241,9 @@ void relay_log_finding(struct relay *r, int status, enum log_severity sev, const
     r->io->log(r->ctx, &ev);
 }
 
-/* The first request refused before any destination was decided (a CONNECT line, say). */
-static void log_first_refused(struct relay *r, const char *reason)
+/* The first request refused before any destination was decided (a CONNECT line, say): logged
+ * as a refused CONNECT, answered 400. */
+static int refuse_first(struct relay *r, const char *reason, const char *detail)
 {
     metrics_inc(M_CONNECT_DENY);
     struct log_event ev = {.class_uid = LOG_CLASS_NETWORK,
@@ -244,6 +254,8 @@ static void log_first_refused(struct relay *r, const char *reason)
                            .reason = reason,
                            .overflow = -1};
     r->io->log(r->ctx, &ev);
+    relay_refuse(r, 400, "bad_request", detail);
+    return HTTP_HEAD_ERROR;
 }
 
 /* ---- the first request ------------------------------------------------------------------- */
@@ -259,13 +271,10 @@ static int on_first_head(struct relay *r, struct http_head *head)
         /* RFC 9112 §3.2.3: authority form, port required; strict host forms only. */
         bool ok = target_parse_authority(head->target, head->target_len, true, 0, &a) == 0;
         http_head_free(head);
-        if (!ok) {
-            log_first_refused(r, "malformed CONNECT authority");
-            relay_refuse(r, 400, "bad_request",
-                         "CONNECT needs host:port with a DNS name, a dotted-quad IPv4 address or "
-                         "a bracketed IPv6 address");
-            return HTTP_HEAD_ERROR;
-        }
+        if (!ok)
+            return refuse_first(r, "malformed CONNECT authority",
+                                "CONNECT needs host:port with a DNS name, a dotted-quad IPv4 "
+                                "address or a bracketed IPv6 address");
         r->target = a;
         return HTTP_HEAD_CONTINUE;
     }
@@ -274,11 +283,9 @@ static int on_first_head(struct relay *r, struct http_head *head)
     if (head->target_len == 0 || head->target[0] == '/' ||
         target_parse_absolute(head->target, head->target_len, &a, &path, &path_len) < 0) {
         http_head_free(head);
-        log_first_refused(r, "first request is neither CONNECT nor absolute-form");
-        relay_refuse(r, 400, "bad_request",
-                     "airlock is a proxy: send CONNECT host:port, or an absolute-form http:// "
-                     "request");
-        return HTTP_HEAD_ERROR;
+        return refuse_first(r, "first request is neither CONNECT nor absolute-form",
+                            "airlock is a proxy: send CONNECT host:port, or an absolute-form "
+                            "http:// request");
     }
     r->mode = RELAY_MODE_FORWARD;
     r->target = a;

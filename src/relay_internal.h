@@ -61,6 +61,7 @@ struct relay {
     bool dial_pending;         /* a DIAL is reported once the parser has paused */
     bool resume_after_upgrade; /* the client's upgrade was refused: parse its bytes as HTTP */
     bool upstream_eof;         /* the upstream finished sending */
+    bool inspected;            /* a verified TLS hop both ways: credentials may go out */
     struct authority target;   /* the tunnel's authority, or the forward proxy's upstream */
     struct http_parser req_parser, resp_parser;
     struct creds *creds; /* the providers snapshot of the current request, or NULL */

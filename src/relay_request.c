@@ -183,7 +183,7 @@ static bool resolve_credentials(struct relay *r, char *path, size_t path_cap)
         creds_unref(r->creds);
     r->creds = r->io->creds(r->ctx);
     ex->ncreds_used = 0;
-    bool inspected = r->mode == RELAY_MODE_TUNNEL;
+    bool inspected = r->inspected;
     if (!r->creds) {
         choose_redaction(r, inspected);
         return true;

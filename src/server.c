@@ -211,7 +211,7 @@ static void on_listener_readable(uv_poll_t *p, int status, int events)
     for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            conn_accept(w, fd);
+            conn_accept(w, l, fd);
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -314,7 +314,8 @@ static void worker_unwind(struct worker *w)
 
 /* Its loop, its wakeup and idle handles, its resolver client and its listeners, then its
  * thread. On failure nothing of it is left open (worker_unwind) and w may be freed. */
-static int worker_start(struct worker *w, const int *fds, size_t nfds)
+static int worker_start(struct worker *w, const int *fds, size_t nfds, const bool *transparent,
+                        const struct sockaddr_storage *addrs)
 {
     w->reserve_fd = -1;
     int r = uv_loop_init(&w->loop);
@@ -342,6 +343,10 @@ static int worker_start(struct worker *w, const int *fds, size_t nfds)
             goto fail;
         l->fd = fds[i];
         l->w = w;
+        l->transparent = transparent[i];
+        socklen_t alen = sizeof l->addr;
+        if (getsockname(fds[i], (struct sockaddr *)&l->addr, &alen) < 0)
+            l->addr = addrs[i]; /* as asked (port 0 stays unknown) */
         l->poll.data = l;
         w->nlisteners++;
         uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
@@ -633,7 +638,8 @@ static size_t connection_limit(const struct server_config *cfg, uint64_t fd_limi
 
 /* What server_run sets up beyond the_server and the main-loop handles, for teardown to undo. */
 struct run {
-    const char *const *listen; /* --listen, or the default */
+    const char *listen[SERVER_MAX_LISTEN]; /* --listen (or the default), then --transparent */
+    bool transparent[SERVER_MAX_LISTEN];
     size_t nlisten;
     struct sockaddr_storage addrs[SERVER_MAX_LISTEN];
     int fds[SERVER_MAX_LISTEN * MAX_WORKERS]; /* per worker, its nlisten bound sockets; -1 once a
@@ -690,12 +696,20 @@ static int open_listeners(struct server *s, struct run *r)
     nworkers = cfg->workers ? cfg->workers : uv_available_parallelism();
     if (nworkers > MAX_WORKERS)
         nworkers = MAX_WORKERS;
-    r->listen = cfg->nlisten ? cfg->listen : listen_default;
-    r->nlisten = cfg->nlisten ? cfg->nlisten : 1;
+    r->nlisten = 0;
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        r->listen[r->nlisten++] = cfg->listen[i];
+    if (r->nlisten == 0 && cfg->ntransparent == 0)
+        r->listen[r->nlisten++] = listen_default[0];
+    for (size_t i = 0; i < cfg->ntransparent && r->nlisten < SERVER_MAX_LISTEN; i++) {
+        r->transparent[r->nlisten] = true;
+        r->listen[r->nlisten++] = cfg->transparent[i];
+    }
     s->max_connections = connection_limit(cfg, raise_fd_limit(), nworkers, r->nlisten);
     for (size_t i = 0; i < r->nlisten; i++) {
         if (addr_parse_hostport(r->listen[i], &r->addrs[i]) < 0) {
-            log_msg(LOG_ERROR, "--listen %s: expected IP:PORT or [IPv6]:PORT", r->listen[i]);
+            log_msg(LOG_ERROR, "--%s %s: expected IP:PORT or [IPv6]:PORT",
+                    r->transparent[i] ? "transparent" : "listen", r->listen[i]);
             return 1;
         }
     }
@@ -712,8 +726,9 @@ static int open_listeners(struct server *s, struct run *r)
     for (size_t i = 0; i < r->nlisten; i++) {
         char endpoint[64];
         addr_format_endpoint((struct sockaddr *)&r->addrs[i], endpoint, sizeof endpoint);
-        log_msg(LOG_INFO, "listening on %s (%u workers, policy %s: %zu endpoints)", endpoint,
-                nworkers, s->cfg->policy_file, policy_endpoint_count(s->policy));
+        log_msg(LOG_INFO, "listening on %s%s (%u workers, policy %s: %zu endpoints)", endpoint,
+                r->transparent[i] ? " for redirected connections" : "", nworkers,
+                s->cfg->policy_file, policy_endpoint_count(s->policy));
     }
     return 0;
 }
@@ -780,7 +795,7 @@ static int start_workers(struct server *s, struct run *r)
         w->server = s;
         w->session = &proxy_session; /* what every accepted connection becomes */
         w->index = wi;
-        int rc = worker_start(w, r->fds + wi * r->nlisten, r->nlisten);
+        int rc = worker_start(w, r->fds + wi * r->nlisten, r->nlisten, r->transparent, r->addrs);
         if (rc < 0) {
             log_msg(LOG_ERROR, "worker %u: %s", wi, uv_strerror(rc));
             free(w); /* worker_start closed its loop */

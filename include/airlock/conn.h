@@ -37,6 +37,8 @@ struct listener {
     uv_poll_t poll;
     int fd;
     struct worker *w;
+    bool transparent;             /* takes connections the kernel redirected (--transparent) */
+    struct sockaddr_storage addr; /* as bound */
 };
 
 struct conn;
@@ -56,11 +58,22 @@ struct conn_handler {
     void (*on_resume)(struct conn *c, enum side_id id);
     /* A side's TLS handshake completed. */
     void (*on_tls_ready)(struct conn *c, enum side_id id);
+    /* A side's TLS handshake failed (already logged). why: static text. NULL: an upstream
+     * failure is answered 502 upstream_tls_failed, a client one closes. */
+    void (*on_tls_failed)(struct conn *c, enum side_id id, const char *why);
+    /* The timer fired (already logged). true when the handler dealt with it; else the timer's
+     * status is answered (or the connection closed when it is 0). */
+    bool (*on_timeout)(struct conn *c);
 };
 
-/* The session controller's hooks into a connection's life, one table per server. */
+/* The session controller's hooks into a connection's life, one table per server. cancel and
+ * free run for every connection start was called for, even when it failed: they find only what
+ * start set up. */
 struct conn_session {
-    int (*start)(struct conn *c);   /* accepted: set up, install the first handler; <0 fails */
+    /* accepted (both addresses known, timer armed): set up and install the first handler, or
+     * close the connection; <0 when out of memory. The other hooks may run without start
+     * (a connection refused before it): they find session_state NULL. */
+    int (*start)(struct conn *c);
     void (*cancel)(struct conn *c); /* closing or finishing: give up async work in flight */
     void (*free)(struct conn *c);   /* the last reference is gone: free what start set up */
     /* No request is in progress: a drain may finish the connection now. */
@@ -99,6 +112,7 @@ struct worker {
 
 enum conn_state {
     CONN_S_FIRST = 0,    /* reading the first request on the plain client connection */
+    CONN_S_SNIFF,        /* reading the client's first bytes: TLS or plain HTTP (or neither) */
     CONN_S_DIALING,      /* policy decided: resolving, identifying, connecting upstream */
     CONN_S_UPSTREAM_TLS, /* upstream TLS handshake */
     CONN_S_CLIENT_TLS,   /* CONNECT answered 200: client TLS handshake */
@@ -141,10 +155,11 @@ struct side {
 #define CONN_F_COUNTED 0x08 /* counted against max_connections */
 #define CONN_F_KICKED  0x10 /* on the worker's kick list */
 #define CONN_F_RESPONSE_STARTED                                                                    \
-    0x20                          /* a response head went to the client: an error now              \
-                                   * can only close (conn_respond) */
-#define CONN_F_UPGRADE_GAUGE 0x40 /* counted in the upgrades-active gauge */
-#define CONN_F_CORKED        0x80 /* inside a read callback: TLS output is flushed at its end */
+    0x20                           /* a response head went to the client: an error now             \
+                                    * can only close (conn_respond) */
+#define CONN_F_UPGRADE_GAUGE 0x40  /* counted in the upgrades-active gauge */
+#define CONN_F_CORKED        0x80  /* inside a read callback: TLS output is flushed at its end */
+#define CONN_F_TRANSPARENT   0x100 /* redirected to airlock: orig_dst is where it was going */
 
 struct conn {
     struct worker *w;
@@ -162,6 +177,7 @@ struct conn {
     int timeout_status; /* answered when the timer fires (408, 504, 502) or 0 */
     uint64_t last_activity;
     struct sockaddr_storage peer_addr, local_addr;
+    struct sockaddr_storage orig_dst; /* CONN_F_TRANSPARENT: the destination the client dialled */
     char peer_ip[48];
     uint16_t peer_port;
     struct authority target; /* CONNECT authority, or the forward proxy's current upstream */
@@ -178,14 +194,16 @@ struct conn {
     bool timer_absolute; /* the deadline does not move with activity (conn_set_deadline) */
 };
 
-/* Start serving one accepted client socket (takes ownership of fd; closed on failure). */
-void conn_accept(struct worker *w, int fd);
+/* Start serving one accepted client socket (takes ownership of fd; closed on failure), taken
+ * from listener l. */
+void conn_accept(struct worker *w, const struct listener *l, int fd);
 
 /* The one close path: idempotent; stops reads, closes every handle, frees on the last
  * close callback. reason is static text for the log. */
 void conn_close(struct conn *c, const char *reason);
 /* Flush what is queued to the client, send close_notify (unless SIDE_F_BARE_END) and FIN, then
- * close. */
+ * close: once the client has finished too, or after a short linger. The handler gets no more
+ * bytes nor EOF from here; the client's EOF never cuts short what is still queued. */
 void conn_finish(struct conn *c, const char *reason);
 
 /* Hold a reference while an async request (DNS, connect, work) is in flight. */
@@ -235,6 +253,10 @@ void conn_respond_error(struct conn *c, int status, const char *error, const cha
 
 /* Like conn_write with several spans: one TLS flush (one socket write) for all of them. */
 int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned nbufs);
+/* Give bytes back to a side (a consumer that peeked at them): they go in front of what waits in
+ * its stash, and the side is held until conn_release (or its TLS layer takes them: see
+ * conn_stash_to_tls). 0, or -1 when out of memory (the connection is then closing). */
+int conn_unread(struct conn *c, enum side_id id, const char *p, size_t len);
 /* Bytes stashed before a side's TLS layer existed are ciphertext: feed them to it. */
 int conn_stash_to_tls(struct conn *c, enum side_id id);
 /* Initialise the upstream handle (takes a reference), or close it alone with cb. */

@@ -37,14 +37,23 @@ struct netguard_request {
     struct policy *policy;
     const struct policy_peer *peer;
     uint64_t log_id; /* names the connection in log lines */
+    /* An address the client meant (the original destination of a redirected connection), or
+     * NULL: the result says whether airlock's own answers for the name contained it. */
+    const struct sockaddr *expected;
 };
 
-/* fd: on NETGUARD_OK a connected, non-blocking socket the callee now owns, else -1. why: static
- * text on failure. private_addr: the address connected to when it is not public (allowed_ips
- * opened it: later decisions on the connection must be bound to it), else NULL; valid during
- * the call. */
-typedef void (*netguard_cb)(void *data, enum netguard_status status, const char *why, int fd,
-                            const struct sockaddr *private_addr);
+struct netguard_result {
+    enum netguard_status status;
+    const char *why; /* static text on failure */
+    /* NETGUARD_OK: a connected, non-blocking socket the callee now owns; else -1 */
+    int fd;
+    /* The address connected to when it is not public (allowed_ips opened it: later decisions
+     * on the connection must be bound to it), else NULL; valid during the callback. */
+    const struct sockaddr *private_addr;
+    bool expected_seen; /* request.expected was among the answers */
+};
+
+typedef void (*netguard_cb)(void *data, const struct netguard_result *res);
 
 /* Start a dial; cb fires exactly once. It fires before this returns when the outcome is known
  * at once (a metadata name, a refused literal address, a full resolver queue, out of memory):

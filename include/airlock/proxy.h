@@ -10,8 +10,6 @@
 
 #include "airlock/conn.h"
 
-/* A TLS handshake on a side finished. */
-void proxy_on_handshake_done(struct conn *c, enum side_id id);
 /* The session controller's hooks, for the server to give every worker. */
 extern const struct conn_session proxy_session;
 

@@ -103,6 +103,10 @@ void relay_eof(struct relay *r, enum side_id from);
 
 /* After RELAY_TUNNEL: the client's TLS is up (an inspected rest tunnel), its requests follow. */
 void relay_begin_tunnel(struct relay *r);
+/* After RELAY_TUNNEL, or for a connection redirected to airlock (transparent mode): requests for
+ * target in plain HTTP follow. They are judged as in a TLS tunnel, but no credential is ever
+ * substituted on a plain hop (a placeholder is refused). */
+void relay_begin_plain_tunnel(struct relay *r, const struct authority *target);
 /* After RELAY_DIAL: a fresh upstream for result.target is connected; the held request goes
  * out (or is refused). The client side is then resumed by the controller. */
 void relay_dialed(struct relay *r);

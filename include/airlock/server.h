@@ -22,6 +22,10 @@
 struct server_config {
     const char *listen[SERVER_MAX_LISTEN];
     size_t nlisten;
+    /* --transparent: listeners for connections the kernel redirects (nftables redirect); the
+     * two lists together hold at most SERVER_MAX_LISTEN */
+    const char *transparent[SERVER_MAX_LISTEN];
+    size_t ntransparent;
     const char *ca_dir;
     const char *policy_file;
     const char *providers_file;

@@ -1266,6 +1266,31 @@ def open_tunnel(airlock, host, port, sni=None, timeout=SOCK_TIMEOUT, rcvbuf=None
     return HttpClient(tls, hh)
 
 
+def tunnel_answer(airlock, host, port, sni=None, timeout=SOCK_TIMEOUT):
+    """What a tunnel to host:port gives a TLS client: the CONNECT's status when it is not 200,
+    else the response to a first GET inside the tunnel (airlock answers 200 once the upstream's
+    TCP connect succeeds; an upstream TLS failure is then a 502 inside the client's completed
+    handshake). Returns (status, parsed JSON body or None, whether it came inside TLS)."""
+    resp, sock = connect_tunnel_resp(airlock, host, port, timeout)
+    if resp.status != 200:
+        sock.close()
+        return resp.status, _json_or_none(resp.body), False
+    try:
+        tls = tls_wrap(sock, sni or host, airlock=airlock)
+        hh = "%s:%d" % (("[%s]" % host) if ":" in host else host, port)
+        r = HttpClient(tls, hh).request("GET", "/")
+        return r.status, _json_or_none(r.body), True
+    finally:
+        sock.close()
+
+
+def _json_or_none(body):
+    try:
+        return json.loads(body)
+    except (ValueError, TypeError):
+        return None
+
+
 def forward_client(airlock, timeout=SOCK_TIMEOUT):
     """A plain connection to the proxy for absolute-form (forward proxy) requests."""
     return HttpClient(airlock.connect(timeout), None)

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import stat
@@ -207,7 +208,13 @@ def test_kubernetes_manifest_gives_agent_public_ca_files_only_and_hardens_contai
     check(spec.get("securityContext", {}).get("runAsNonRoot") is True, "pod runAsNonRoot")
     for c in containers_all(spec):
         sc = c.get("securityContext", {})
-        check(sc.get("runAsNonRoot") is True, "%s: runAsNonRoot" % c["name"])
+        if c["name"] == "airlock-rules":
+            # nft needs root with NET_ADMIN; it gets that and nothing else, and exits first
+            check_eq(sc.get("capabilities", {}).get("add"), ["NET_ADMIN"],
+                     "airlock-rules: the one capability added")
+            check_eq(sc.get("capabilities", {}).get("drop"), ["ALL"], "airlock-rules: drop")
+        else:
+            check(sc.get("runAsNonRoot") is True, "%s: runAsNonRoot" % c["name"])
         check(sc.get("readOnlyRootFilesystem") is True, "%s: readOnlyRootFilesystem" % c["name"])
         check(sc.get("allowPrivilegeEscalation") is False,
               "%s: allowPrivilegeEscalation" % c["name"])
@@ -496,7 +503,8 @@ def test_containerfile_is_multistage_nonroot_without_compiler_or_archive_hosts(e
     installed = set()
     for args in re.findall(r"apt-get\s+install\s+([^&;|]*)", runs):
         installed.update(w for w in args.split() if not w.startswith("-"))
-    check_eq(sorted(installed), sorted(["libuv1", "libssl3", "libcjson1", "ca-certificates"]),
+    check_eq(sorted(installed), sorted(["libuv1", "libssl3", "libcjson1", "ca-certificates",
+                                       "nftables"]),  # nft, for the transparent-mode rules
              "packages the final stage installs with apt-get (runtime libraries only)")
     check("libllhttp9.2" in " ".join(final[1]), "the final stage does not install libllhttp9.2")
     users = [i.split(None, 1)[1] for i in final[1] if i.upper().startswith("USER ")]
@@ -505,3 +513,36 @@ def test_containerfile_is_multistage_nonroot_without_compiler_or_archive_hosts(e
           "no ENTRYPOINT running the entrypoint script")
     # Archive hosts come from the image's own apt configuration, never from this file.
     check(not re.search(r"[a-z]+://", text), "deploy/Containerfile names a URL")
+
+
+def test_kubernetes_manifest_redirects_what_ignores_the_proxy_to_the_transparent_listener(env):
+    docs = _load_manifest()
+    pod = _one(docs, "Pod")
+    spec = pod["spec"]
+    _, sidecar = _containers_by_role(pod)
+    inits = [c for c in spec.get("initContainers", []) if c["name"] == "airlock-rules"]
+    check_eq(len(inits), 1, "the init container that applies the redirect rules")
+    init = inits[0]
+    check_eq(spec["initContainers"][0]["name"], "airlock-rules",
+             "the rules are applied before any other container starts")
+    script = " ".join(init.get("command", []) + init.get("args", []))
+    m = re.search(r"airlock rules (.*?)\| *nft -f -", script)
+    check(m, "the init container does not pipe `airlock rules` into `nft -f -`: %r" % script)
+    words = shlex.split(m.group(1))
+    opt = dict(zip(words[::2], words[1::2]))
+    uid = sidecar["securityContext"]["runAsUser"]
+    check_eq(opt.get("--uid"), str(uid), "airlock's own connections (its uid) are exempt")
+    args = sidecar.get("args", [])
+    transparent = [args[i + 1] for i, a in enumerate(args) if a == "--transparent"]
+    check(transparent, "the sidecar has no --transparent listener")
+    for t in transparent:
+        check_eq(t.rsplit(":", 1)[1], opt.get("--transparent-port"),
+                 "the rules' port vs the listener %s" % t)
+    check("[::1]:%s" % opt.get("--transparent-port") in transparent,
+          "no IPv6 loopback listener: the rules redirect IPv6 to ::1")
+    # The ruleset the init container would apply is what airlock prints for these options.
+    r = subprocess.run([env.binary, "rules"] + words, capture_output=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    check_eq(r.returncode, 0, "airlock rules %s: %s" % (" ".join(words), r.stderr.decode()))
+    out = r.stdout.decode()
+    check("redirect to :%s" % opt.get("--transparent-port") in out, "the ruleset redirects")

@@ -18,6 +18,7 @@ import threading
 import time
 
 from harness import (LOOPBACK4, MIB, SANITIZER_MARKS, UPSTREAM_TIMEOUT, WS_TEXT, CertPair,
+                     tunnel_answer,
                      Reader, Skip, WebSocketClient, build_response, check, check_eq, content_chunks,
                      content_sha256, endpoint, find_log, free_port, open_tunnel, read_response,
                      read_response_head, wait_until, write_policy, ws_upgrade_request)
@@ -728,13 +729,14 @@ def test_run_refuses_a_log_below_a_directory_of_another_user(env):
 # ---------------------------------------------------------------------------------------------
 
 def _connect_status(al, port, host=LOOPBACK4):
-    s = socket.create_connection((LOOPBACK4, al.port), timeout=UPSTREAM_TIMEOUT)
-    try:
-        auth = "%s:%d" % (host, port)
-        s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (auth, auth)).encode())
-        return read_response_head(Reader(s)).status
-    finally:
-        s.close()
+    """200 when the upstream is verified (a GET inside the tunnel succeeds); an upstream whose
+    TLS is refused gives a 502 upstream_tls_failed inside the client's handshake."""
+    status, body, in_tls = tunnel_answer(al, host, port, timeout=UPSTREAM_TIMEOUT)
+    if status == 502:
+        check(in_tls and body and body.get("error") == "upstream_tls_failed",
+              "a refused upstream certificate is a 502 upstream_tls_failed inside TLS, got %r"
+              % (body,))
+    return status
 
 
 def test_upstream_ca_adds_to_system_roots_and_upstream_ca_only_replaces_them(env):

@@ -3,7 +3,7 @@
 
 import time
 
-from harness import LOOPBACK4, Reader, check, check_eq, connect_tunnel_resp
+from harness import LOOPBACK4, Reader, check, check_eq, connect_tunnel_resp, tunnel_answer
 
 
 def test_idle_keepalive_tunnel_closed_after_idle_timeout(env):
@@ -109,7 +109,9 @@ def test_upstream_tls_handshake_timeout_is_a_deadline(env):
     up = env.upstream(_dribbling_server_hello, tls=False)
     al = env.airlock([up], args=["--connect-timeout", "2"])
     t0 = time.monotonic()
-    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port, timeout=20)
+    status, body, in_tls = tunnel_answer(al, LOOPBACK4, up.port, timeout=20)
     took = time.monotonic() - t0
-    check_eq(resp.status, 502, "CONNECT status for an upstream that never finishes its hello")
+    check_eq(status, 502, "status for an upstream that never finishes its hello")
+    check(in_tls and body and body.get("error") == "upstream_tls_failed",
+          "the 502 comes inside the client's TLS, as upstream_tls_failed: %r" % (body,))
     check(took <= 3.5, "502 after %.1fs, want about 2 s" % took)

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* A minimal unit-test harness: CHECK macros that count, print file:line on failure, and a
- * closing line 'N passed, M failed' that scripts/test sums. Include once per test program. */
+/* A minimal unit-test harness: CHECK macros that count, print file:line on failure, a count of
+ * open descriptors for leak checks, and a closing line 'N passed, M failed' that scripts/test
+ * sums. Include once per test program. */
 #ifndef AIRLOCK_TEST_H
 #define AIRLOCK_TEST_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,7 +28,7 @@ static int test_passed, test_failed;
             test_passed++;                                                                         \
         } else {                                                                                   \
             test_failed++;                                                                         \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, \
+            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,  \
                     a_, b_);                                                                       \
         }                                                                                          \
     } while (0)
@@ -51,6 +53,22 @@ static int test_passed, test_failed;
         if (test_failed != before_)                                                                \
             fprintf(stderr, "  in %s\n", #fn);                                                     \
     } while (0)
+
+/* Descriptors this process has open (-1: unknown): compared before and after a test that opens
+ * sockets, so that none is left behind. */
+static inline int test_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
 
 static inline int test_report(void)
 {

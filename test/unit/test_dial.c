@@ -7,7 +7,6 @@
 #include "airlock/dial.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
@@ -205,19 +204,6 @@ static void test_every_address_refused_reports_the_error(void)
     CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
-/* Descriptors this process has open. */
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 struct fd_watch {
     uv_timer_t timer;
     struct result r;
@@ -227,7 +213,7 @@ struct fd_watch {
 static void on_watch_tick(uv_timer_t *t)
 {
     struct fd_watch *w = t->data;
-    int n = count_fds();
+    int n = test_count_fds();
     if (n > w->most)
         w->most = n;
     if (w->r.done)
@@ -255,7 +241,7 @@ static void test_many_blackholed_addresses_hold_at_most_the_in_flight_cap(void)
     struct fd_watch w = {0};
     uv_timer_init(&loop, &w.timer);
     w.timer.data = &w;
-    w.baseline = w.most = count_fds();
+    w.baseline = w.most = test_count_fds();
     uv_timer_start(&w.timer, on_watch_tick, 20, 20);
     uint64_t t0 = ms_now();
     CHECK(dial_start(&loop, addrs, DIAL_MAX_ADDRS, 1, on_result, &w.r) != NULL);

@@ -129,21 +129,6 @@ static void check_only_self(const struct peer_info *info)
     }
 }
 
-/* Open fds of this process (the lookup must leave none behind). */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *de;
-    int n = 0;
-
-    if (d == NULL)
-        return -1;
-    while ((de = readdir(d)) != NULL)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* One connection within this process: the client end is ours, so the one holder is us. */
 static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily, const char *caddr,
                        const char *what)
@@ -168,7 +153,7 @@ static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily,
     CHECK(afd >= 0);
 
     /* Through netlink, then through the /proc/net tables. */
-    int fds_before = count_fds();
+    int fds_before = test_count_fds();
     for (int pass = 0; pass < 2; pass++) {
         struct peer_limits lim = {.fd_budget = PEER_FD_BUDGET, .proc_net = pass == 1};
         /* From the client's socket: its local name is the peer, its remote name is us. */
@@ -197,7 +182,7 @@ static void check_self(int lfamily, const char *laddr, bool v6only, int cfamily,
             peer_info_free(&info);
         }
     }
-    CHECK_EQ(count_fds(), fds_before);
+    CHECK_EQ(test_count_fds(), fds_before);
     if (afd >= 0)
         close(afd);
     close(cfd);

@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: MIT
+"""CONNECT followed by plain HTTP (issue: undici's EnvHttpProxyAgent sends CONNECT for an
+http:// URL and speaks plain HTTP inside the tunnel). airlock answers 200 after the L4 decision
+and the upstream's TCP connect, then tells TLS from plain HTTP by the client's first bytes: plain
+requests are judged like any request in a tunnel, and never carry a credential; bytes that are
+neither close the tunnel with a log line."""
+
+import json
+import socket
+
+from harness import (LOOPBACK4, HttpClient, Reader, build_request, check, check_eq,
+                     connect_tunnel_resp, read_response)
+from support import (check_deny, loopback_ep, policy_doc, providers_doc, recording_handler,
+                     start_airlock, wait_log)
+
+PLACEHOLDER = "AIRLOCK_PLACEHOLDER_PLAIN_0123456789"
+
+
+def _plain_tunnel(al, port):
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, port)
+    check_eq(resp.status, 200, "CONNECT to a rest endpoint whose upstream speaks plain HTTP")
+    return HttpClient(sock, "%s:%d" % (LOOPBACK4, port))
+
+
+def _read_only(up):
+    return policy_doc({"plain": [loopback_ep(LOOPBACK4, up.port, access="read-only")]})
+
+
+def test_connect_then_plain_http_is_relayed_and_judged(env):
+    up = env.upstream(recording_handler, tls=False)
+    al = start_airlock(env, _read_only(up))
+    c = _plain_tunnel(al, up.port)
+    r = c.request("GET", "/a/../b?x=1")
+    check_eq(r.status, 200, "an allowed GET inside the tunnel")
+    r = c.request("GET", "/again")
+    check_eq(r.status, 200, "a second request on the same tunnel (keep-alive)")
+    check_eq([(q.method, q.target) for q in up.requests], [("GET", "/b?x=1"), ("GET", "/again")],
+             "what reached the plain upstream: the canonical path")
+    r = c.request("POST", "/write", body=b"x")
+    j = check_deny(r, "policy_denied")
+    check_eq(j.get("path"), "/write", "the deny body names the path")
+    check_eq(len(up.requests), 2, "the refused POST did not reach the upstream")
+
+
+def test_plain_http_in_a_tunnel_must_name_the_tunnel(env):
+    up = env.upstream(recording_handler, tls=False)
+    al = start_airlock(env, _read_only(up))
+    c = _plain_tunnel(al, up.port)
+    c.host = "elsewhere.example:%d" % up.port
+    check_deny(c.request("GET", "/"), "request_authority_mismatch", status=421)
+    check_eq(len(up.requests), 0, "nothing reached the upstream")
+
+
+def test_plain_http_in_a_tunnel_never_carries_a_credential(env):
+    up = env.upstream(recording_handler, tls=False)
+    prov = providers_doc({"plain": {"placeholder": PLACEHOLDER,
+                                    "secret": {"env": "AIRLOCK_E2E_PLAIN_SECRET"},
+                                    "endpoints": [{"host": LOOPBACK4, "port": up.port}]}})
+    al = start_airlock(env, _read_only(up), providers=prov,
+                       extra_env={"AIRLOCK_E2E_PLAIN_SECRET": "plain-secret-0123456789"})
+    c = _plain_tunnel(al, up.port)
+    r = c.request("GET", "/", headers=[("Authorization", "Bearer " + PLACEHOLDER)])
+    check_deny(r, "credential_endpoint_mismatch")
+    check_eq(len(up.requests), 0, "nothing reached the upstream")
+
+
+def test_neither_tls_nor_http_in_a_tunnel_is_closed_and_logged(env):
+    up = env.upstream(recording_handler, tls=False)
+    al = start_airlock(env, _read_only(up))
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port)
+    check_eq(resp.status, 200, "CONNECT")
+    sock.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+    check(Reader(sock).wait_eof(5), "the tunnel was not closed")
+    sock.close()
+    check(wait_log(al, lambda l: "neither TLS nor HTTP" in json.dumps(l)),
+          "no log line says the client spoke neither TLS nor HTTP")
+    check_eq(len(up.requests), 0, "nothing reached the upstream")
+
+
+def test_malformed_plain_http_in_a_tunnel_gets_400(env):
+    up = env.upstream(recording_handler, tls=False)
+    al = start_airlock(env, _read_only(up))
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port)
+    check_eq(resp.status, 200, "CONNECT")
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    r = read_response(Reader(sock), "GET")
+    check_eq(r.status, 400, "two Host fields")
+    sock.close()
+    check_eq(len(up.requests), 0, "nothing reached the upstream")
+
+
+def test_tls_client_whose_upstream_speaks_plain_http_gets_502_inside_tls(env):
+    # The upstream is plain: airlock's TLS hello to it fails. The client, already told 200,
+    # completes its handshake with airlock and reads a 502 it can act on.
+    from harness import tunnel_answer
+    up = env.upstream(recording_handler, tls=False)
+    al = start_airlock(env, _read_only(up), args=["--connect-timeout", "1"])
+    status, body, in_tls = tunnel_answer(al, LOOPBACK4, up.port)
+    check_eq(status, 502, "status")
+    check(in_tls, "the 502 came inside the client's TLS")
+    check_eq((body or {}).get("error"), "upstream_tls_failed", "error")
+    check(wait_log(al, lambda l: l.get("class_uid") == 2004 and "TLS" in
+                   l.get("activity_name", "")),
+          "no finding logged for the upstream's TLS failure")
