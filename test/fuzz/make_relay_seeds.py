@@ -192,6 +192,15 @@ SEEDS = {
     "compressed_echo": seed("api", req("GET", "/z", [("X-Api-Key", PH)], host=A), resp(
         200, "OK", [("Content-Encoding", "gzip"), ("Content-Length", "2")], b"zz"),
         flags=CREDS),
+    # ----- findings of fuzz_relay itself (test_relay.c's test_finding_*)
+    "finding_secret_echoed_in_a_field_name": seed("api", req("GET", "/n", [("X-Api-Key", PH)],
+                                                             host=A),
+                                                  resp(200, "OK", [("X-" + SECRET, "1"),
+                                                                   ("Content-Length", "0")]),
+                                                  flags=CREDS),
+    "finding_gzip_to_an_http10_client": seed("api", b"GET /o HTTP/1.0\r\nHost: api.example.com\r\n\r\n",
+                                             resp(200, "OK", [("Transfer-Encoding", "gzip, chunked")],
+                                                  b"2\r\n\x1f\x8b\r\n0\r\n\r\n")),
     # ----- test_forward.py
     "forward_two_origins": seed(None, req(
         "GET", "http://example.com/a", [("Proxy-Connection", "keep-alive")], host="example.com") +
