@@ -291,11 +291,6 @@ static void io_progress(void *ctx, enum relay_progress p)
     }
 }
 
-static bool is_terminal(enum relay_outcome o)
-{
-    return o == RELAY_CONSUMED || o == RELAY_UPGRADED || o == RELAY_REFUSED || o == RELAY_ABORTED;
-}
-
 static void io_outcome(void *ctx, const struct relay_result *res)
 {
     struct run *r = ctx;
