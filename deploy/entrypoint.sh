@@ -8,9 +8,10 @@
 #
 #   AIRLOCK_BIN            the airlock executable   (default: airlock, found on PATH)
 #   AIRLOCK_CA_DIR         the CA directory         (default: /airlock/ca)
-#   AIRLOCK_PUBLIC_CA_DIR  when set: copy ca.pem and bundle.pem there, with a wgetrc naming
-#                          them, for the agent, and make AIRLOCK_CA_DIR 0700 (default: unset;
-#                          a new AIRLOCK_CA_DIR is 0755, shared, the key staying 0600)
+#   AIRLOCK_PUBLIC_CA_DIR  when set: copy ca.pem, bundle.pem and truststore.p12 there, with a
+#                          wgetrc naming bundle.pem, for the agent, and make AIRLOCK_CA_DIR 0700
+#                          (default: unset; a new AIRLOCK_CA_DIR is 0755, shared, the key
+#                          staying 0600)
 #   AIRLOCK_LISTEN         the proxy address        (default: 127.0.0.1:3128)
 #   AIRLOCK_POLICY         the policy file          (default: /etc/airlock/policy.json)
 #   AIRLOCK_PROVIDERS      the providers file       (default: none, no credential injection)
@@ -52,7 +53,7 @@ fi
 # The public files must be readable by the agent's user; the key only by airlock. Ignore
 # chmod failures on files another user owns (a read-only shared CA): the checks below still
 # refuse a key that others can read.
-for f in ca.pem bundle.pem wgetrc; do
+for f in ca.pem bundle.pem wgetrc truststore.p12; do
     if [ -e "$ca_dir/$f" ]; then
         chmod 0644 "$ca_dir/$f" 2>/dev/null || true
     fi
@@ -97,6 +98,17 @@ if [ -n "$pub" ]; then
             exit 1
         fi
     done
+    # The Java trust store: a CA made by an airlock older than the file has none until
+    # `airlock run` writes it, which is after this copy.
+    if [ -e "$ca_dir/truststore.p12" ]; then
+        if ! publish "$ca_dir/truststore.p12" "$pub/truststore.p12"; then
+            log "cannot write $pub/truststore.p12"
+            exit 1
+        fi
+    else
+        log "no truststore.p12 in $ca_dir (a CA made by an older airlock): Java clients will" \
+            "not trust it"
+    fi
     # wget reads ca_certificate as an absolute path: name the public copy, not the private one.
     tmp="$pub/wgetrc.tmp.$$"
     if ! { printf 'ca_certificate = %s/bundle.pem\n' "$pub_abs" >"$tmp" &&

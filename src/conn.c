@@ -749,6 +749,8 @@ void conn_respond(struct conn *c, const struct answer *a)
     /* One answer per connection: after the first, the connection is already finishing. */
     if (c->state == CONN_S_LINGER || (c->flags & CONN_F_CLOSING))
         return;
+    if (c->w->session->take_answer && c->w->session->take_answer(c, a))
+        return;
     struct side *cs = &c->sides[SIDE_CLIENT];
     /* A response is under way, or the client's TLS (inside a tunnel) is not up yet: there is
      * no way to answer in HTTP. */
@@ -796,13 +798,19 @@ int conn_init_upstream(struct conn *c)
     return side_init(c, SIDE_UPSTREAM);
 }
 
-/* Close the upstream handle only (a failed connect attempt, before the next address). */
+/* Close the upstream alone (a forward proxy's next origin): its handle, its TLS layer and
+ * what it stashed; the next upstream starts clean (plain, or with a TLS layer of its own). */
 void conn_close_upstream(struct conn *c, uv_close_cb cb)
 {
     struct side *s = &c->sides[SIDE_UPSTREAM];
     if (!(s->flags & SIDE_F_OPEN))
         return;
     s->flags = 0;
+    tls_free(s->tls);
+    s->tls = NULL;
+    free(s->stash);
+    s->stash = NULL;
+    s->stash_len = s->stash_off = 0;
     uv_close((uv_handle_t *)&s->tcp, cb);
 }
 

@@ -32,6 +32,7 @@ struct dial {
     int last_error;
     bool finished; /* the outcome (result) is decided; handles are closing */
     int result;    /* a socket, or a negative libuv error */
+    uint32_t mark; /* SO_MARK for every attempt, or 0 */
     uint64_t log_id;
     dial_cb cb;
     void *data;
@@ -138,9 +139,16 @@ static int attempt_start(struct dial *d, struct attempt *a, const struct sockadd
     a->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (a->fd < 0)
         return -errno;
+    int r;
+    if (d->mark && setsockopt(a->fd, SOL_SOCKET, SO_MARK, &d->mark, sizeof d->mark) < 0) {
+        r = -errno;
+        close(a->fd);
+        a->fd = -1;
+        return r;
+    }
     socklen_t len =
         ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    int r = connect(a->fd, (const struct sockaddr *)ss, len);
+    r = connect(a->fd, (const struct sockaddr *)ss, len);
     if (r == 0) {
         win(d, a);
         return 1;
@@ -221,7 +229,7 @@ static void on_writable(uv_poll_t *p, int status, int events)
 }
 
 struct dial *dial_start(uv_loop_t *loop, const struct sockaddr_storage *addrs, size_t n,
-                        uint64_t log_id, dial_cb cb, void *data)
+                        uint32_t mark, uint64_t log_id, dial_cb cb, void *data)
 {
     struct dial *d = calloc(1, sizeof *d);
     if (!d)
@@ -229,6 +237,7 @@ struct dial *dial_start(uv_loop_t *loop, const struct sockaddr_storage *addrs, s
     d->loop = loop;
     d->n = n < DIAL_MAX_ADDRS ? n : DIAL_MAX_ADDRS;
     dial_interleave(addrs, d->n, d->addrs);
+    d->mark = mark;
     d->log_id = log_id;
     d->cb = cb;
     d->data = data;

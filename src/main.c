@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <llhttp.h>
@@ -23,6 +24,7 @@
 #include "airlock/policy.h"
 #include "airlock/rules.h"
 #include "airlock/server.h"
+#include "airlock/target.h"
 
 #ifndef AIRLOCK_VERSION
 #define AIRLOCK_VERSION "unknown"
@@ -32,8 +34,8 @@ static const char usage[] =
     "usage:\n"
     "  airlock ca init [--dir DIR] [--force]\n"
     "  airlock check --policy FILE [--providers FILE]\n"
-    "  airlock run [--listen HOST:PORT]... [--transparent HOST:PORT]... [--ca-dir DIR]\n"
-    "              [--policy FILE] [--providers FILE]\n"
+    "  airlock run [--listen HOST:PORT]... [--transparent HOST:PORT]... [--mark MARK]\n"
+    "              [--ca-dir DIR] [--policy FILE] [--providers FILE]\n"
     "              [--upstream-ca FILE] [--upstream-ca-only FILE]\n"
     "              [--admin HOST:PORT|unix:PATH] [--admin-public]\n"
     "              [--admin-expose-sensitive] [--health HOST:PORT|unix:PATH] [--log FILE]\n"
@@ -166,8 +168,8 @@ static int cmd_ca(int argc, char **argv)
         fprintf(stderr, "airlock: ca init: %s\n", err);
         return 1;
     }
-    printf("created %s/ca.pem, %s/ca.key (0600), %s/bundle.pem and %s/wgetrc\n", dir, dir, dir,
-           dir);
+    printf("created %s/ca.pem, %s/ca.key (0600), %s/bundle.pem, %s/wgetrc and %s/%s\n", dir, dir,
+           dir, dir, dir, CA_TRUSTSTORE);
     return 0;
 }
 
@@ -224,6 +226,7 @@ static int cmd_check(int argc, char **argv)
 enum run_opt {
     RUN_LISTEN = 256,
     RUN_TRANSPARENT,
+    RUN_MARK,
     RUN_CA_DIR,
     RUN_POLICY,
     RUN_PROVIDERS,
@@ -257,6 +260,7 @@ enum run_opt {
 static const struct option run_opts[] = {
     {"listen", required_argument, NULL, RUN_LISTEN},
     {"transparent", required_argument, NULL, RUN_TRANSPARENT},
+    {"mark", required_argument, NULL, RUN_MARK},
     {"ca-dir", required_argument, NULL, RUN_CA_DIR},
     {"policy", required_argument, NULL, RUN_POLICY},
     {"providers", required_argument, NULL, RUN_PROVIDERS},
@@ -335,6 +339,12 @@ static int run_option(struct server_config *cfg, int opt, const char *a, const c
         else
             cfg->transparent[cfg->ntransparent++] = v;
         break;
+    case RUN_MARK: {
+        char err[128];
+        if (rules_parse_mark(v, &cfg->upstream_mark, err, sizeof err) < 0)
+            return usage_error("run: %s", err);
+        break;
+    }
     case RUN_CA_DIR:
         cfg->ca_dir = v;
         break;
@@ -481,6 +491,71 @@ static void env_line(bool dotenv, const char *key, const char *value, const char
     printf("%s'\n", suffix);
 }
 
+/* The hosts a sandbox reaches directly, never through airlock: NO_PROXY, and Java's
+ * http.nonProxyHosts spelled from the same list so that the two never disagree. */
+static const char *const direct_hosts[] = {"localhost", "127.0.0.1", "::1"};
+#define N_DIRECT_HOSTS (sizeof direct_hosts / sizeof direct_hosts[0])
+
+/* Append text to buf (cap bytes, NUL-terminated); false when it does not fit. */
+static bool append(char *buf, size_t cap, const char *text)
+{
+    size_t used = strlen(buf), n = strlen(text);
+    if (used + n >= cap)
+        return false;
+    memcpy(buf + used, text, n + 1);
+    return true;
+}
+
+/* direct_hosts joined by sep into buf (300 bytes hold them), an IPv6 address in brackets when
+ * brackets (as java.net.URI spells the host that Java matches against the list). */
+static void join_direct_hosts(char *buf, size_t cap, const char *sep, bool brackets)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_DIRECT_HOSTS; i++) {
+        bool v6 = brackets && strchr(direct_hosts[i], ':');
+        append(buf, cap, i ? sep : "");
+        append(buf, cap, v6 ? "[" : "");
+        append(buf, cap, direct_hosts[i]);
+        append(buf, cap, v6 ? "]" : "");
+    }
+}
+
+/* " -Dname=value" appended to buf. The JVM splits JAVA_TOOL_OPTIONS at white space and takes
+ * a quoted stretch whole, so a value with a space or a quote goes in the other kind of quotes;
+ * false for one holding both kinds, or when buf is full. */
+static bool append_java_prop(char *buf, size_t cap, const char *name, const char *value)
+{
+    const char *quote = "";
+    if (strchr(value, '"') && strchr(value, '\''))
+        return false;
+    if (strpbrk(value, " \t\n\v\f\r\"'"))
+        quote = strchr(value, '"') ? "'" : "\"";
+    return append(buf, cap, buf[0] ? " -D" : "-D") && append(buf, cap, name) &&
+           append(buf, cap, "=") && append(buf, cap, quote) && append(buf, cap, value) &&
+           append(buf, cap, quote);
+}
+
+/* JAVA_TOOL_OPTIONS for a JVM, which reads no proxy or CA variable: the proxy for http and
+ * https URLs (WebSockets included), the direct hosts, and the trust store beside the CA (which
+ * replaces Java's own cacerts: every host reached through airlock shows airlock's CA). false
+ * when a value cannot be written into the variable. */
+static bool java_tool_options(char *buf, size_t cap, const struct authority *proxy,
+                              const char *ca_dir)
+{
+    char port[8], direct[300], store[PATH_MAX + 32];
+    snprintf(port, sizeof port, "%u", proxy->port);
+    join_direct_hosts(direct, sizeof direct, "|", true);
+    snprintf(store, sizeof store, "%s/%s", ca_dir, CA_TRUSTSTORE);
+    buf[0] = '\0';
+    return append_java_prop(buf, cap, "https.proxyHost", proxy->host) &&
+           append_java_prop(buf, cap, "https.proxyPort", port) &&
+           append_java_prop(buf, cap, "http.proxyHost", proxy->host) &&
+           append_java_prop(buf, cap, "http.proxyPort", port) &&
+           append_java_prop(buf, cap, "http.nonProxyHosts", direct) &&
+           append_java_prop(buf, cap, "javax.net.ssl.trustStore", store) &&
+           append_java_prop(buf, cap, "javax.net.ssl.trustStoreType", "PKCS12");
+}
+
 enum { ENV_LISTEN = 256, ENV_CA_DIR, ENV_PROVIDERS, ENV_FORMAT };
 static const struct option env_opts[] = {
     {"listen", required_argument, NULL, ENV_LISTEN},
@@ -518,14 +593,18 @@ static int cmd_env(int argc, char **argv)
                 strerror(errno), ca_dir);
         return 1;
     }
-    char proxy[300];
+    struct authority at;
+    if (target_parse_authority(listen, strlen(listen), true, 0, &at) < 0)
+        return usage_error("env: --listen is HOST:PORT, not %s", listen);
+    char proxy[300], direct[300], java[2 * PATH_MAX], store[PATH_MAX + 32];
     snprintf(proxy, sizeof proxy, "http://%s", listen);
+    join_direct_hosts(direct, sizeof direct, ",", false);
     const char *proxy_vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WSS_PROXY",
                                 "http_proxy", "https_proxy", "all_proxy", "wss_proxy"};
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
         env_line(dotenv, proxy_vars[i], proxy, "");
-    env_line(dotenv, "NO_PROXY", "localhost,127.0.0.1,::1", "");
-    env_line(dotenv, "no_proxy", "localhost,127.0.0.1,::1", "");
+    env_line(dotenv, "NO_PROXY", direct, "");
+    env_line(dotenv, "no_proxy", direct, "");
     env_line(dotenv, "NODE_USE_ENV_PROXY", "1", "");
     const char *bundle_vars[] = {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
                                  "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO"};
@@ -534,6 +613,19 @@ static int cmd_env(int argc, char **argv)
     env_line(dotenv, "NODE_EXTRA_CA_CERTS", dir, "/ca.pem");
     env_line(dotenv, "DENO_CERT", dir, "/ca.pem");
     env_line(dotenv, "WGETRC", dir, "/wgetrc");
+    if (java_tool_options(java, sizeof java, &at, dir))
+        env_line(dotenv, "JAVA_TOOL_OPTIONS", java, "");
+    else
+        fprintf(stderr,
+                "airlock: env: %s cannot be written into JAVA_TOOL_OPTIONS (it holds "
+                "both kinds of quotes)\n",
+                dir);
+    snprintf(store, sizeof store, "%s/%s", dir, CA_TRUSTSTORE);
+    if (access(store, R_OK) < 0)
+        fprintf(stderr,
+                "airlock: env: %s: %s (`airlock run --ca-dir %s` writes it; until then Java "
+                "clients do not trust airlock)\n",
+                store, strerror(errno), ca_dir);
     if (providers) {
         /* The sandbox gets each provider's placeholder, never its secret. */
         char *errors = NULL;

@@ -23,6 +23,7 @@ struct netguard_dial {
     struct policy *policy;
     struct policy_peer peer;
     uint64_t log_id;
+    uint32_t mark;
     uint64_t started; /* loop time, for the connect-time histogram */
     netguard_cb cb;
     void *data;
@@ -136,7 +137,7 @@ static bool vet_and_dial(struct netguard_dial *d, const union resolve_addr *addr
         finish(d, NETGUARD_FAILED, "no usable address", -1, NULL);
         return false;
     }
-    d->race = dial_start(d->loop, cand, k, d->log_id, on_raced, d);
+    d->race = dial_start(d->loop, cand, k, d->mark, d->log_id, on_raced, d);
     if (!d->race) {
         finish(d, NETGUARD_FAILED, "out of memory", -1, NULL);
         return false;
@@ -191,6 +192,7 @@ struct netguard_dial *netguard_dial_start(const struct netguard_request *req, ne
     d->policy = req->policy;
     d->peer = *req->peer;
     d->log_id = req->log_id;
+    d->mark = req->mark;
     d->started = uv_now(d->loop);
     d->cb = cb;
     d->data = data;

@@ -2,8 +2,9 @@
 /* proxy: what the first request of a client connection leads to. CONNECT: every L4 decision
  * (policy, binary identity, SSRF) and, for rest endpoints, the verified upstream TLS handshake
  * happen before the client is answered, so a refusal is a 403 or 502 instead of a 200 followed
- * by a silent close. An absolute-form http:// request turns the connection into a forward
- * proxy whose requests go through the same relay. */
+ * by a silent close. An absolute-form http:// or https:// request turns the connection into a
+ * forward proxy whose requests go through the same relay; an https:// origin's upstream is a
+ * verified TLS connection, as a tunnel's is. */
 #include "proxy_internal.h"
 
 #include <stdio.h>
@@ -177,6 +178,7 @@ static void session_free(struct conn *c)
         return;
     relay_free(ps->relay);
     free(ps->sniff);
+    free(ps->owed_rule);
     free(ps);
     c->session_state = NULL;
 }
@@ -200,6 +202,7 @@ const struct conn_session proxy_session = {
     .idle = session_idle,
     .describe = session_describe,
     .recheck = proxy_recheck_policy,
+    .take_answer = tunnel_take_answer,
 };
 
 /* ---- the relay's outcomes ---------------------------------------------------------------- */
@@ -249,6 +252,7 @@ static void relay_io_outcome(void *ctx, const struct relay_result *res)
         return;
     case RELAY_DIAL:
         c->target = res->target;
+        ((struct proxy_state *)c->session_state)->forward_tls = res->tls;
         if (c->flags & CONN_F_FORWARD) {
             /* Another origin on the same proxy connection: a fresh upstream for it. */
             proxy_enter(c, CONN_S_DIALING, &proxy_waiting);
@@ -280,6 +284,8 @@ void proxy_log_connect(struct conn *c, enum log_action action, int status, const
 /* ---- dialing ----------------------------------------------------------------------------- */
 
 static void on_dialed(struct conn *c, int status, const char *why);
+static void forward_start_tls(struct conn *c);
+static void forward_ready(struct conn *c);
 
 /* A redirected connection's original destination is not among airlock's own answers for the
  * name it asked for: the client meant another server than the one it named (or DNS answers
@@ -370,13 +376,11 @@ static void on_dialed(struct conn *c, int status, const char *why)
         tunnel_dialed(c);
         return;
     }
-    /* Forward proxy: the held request goes out now. */
-    proxy_log_connect(c, LOG_ACTION_ALLOW, 0, NULL);
-    proxy_enter(c, CONN_S_HTTP, &proxy_http_exchanges);
-    conn_update_reading(c, SIDE_UPSTREAM);
-    relay_dialed(proxy_relay(c));
-    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_HTTP)
-        conn_release(c, SIDE_CLIENT);
+    /* Forward proxy: an https:// origin is verified first, as a tunnel's upstream is. */
+    if (((struct proxy_state *)c->session_state)->forward_tls)
+        forward_start_tls(c);
+    else
+        forward_ready(c);
 }
 
 static void dial_checked(struct conn *c)
@@ -440,6 +444,7 @@ static void dial_checked(struct conn *c)
         .policy = c->policy,
         .peer = &peer,
         .log_id = c->id,
+        .mark = cfg->upstream_mark,
         .expected = c->flags & CONN_F_TRANSPARENT ? (const struct sockaddr *)&c->orig_dst : NULL};
     conn_ref(c); /* until on_netguard */
     ps->dial = netguard_dial_start(&req, on_netguard, c);
@@ -534,6 +539,55 @@ void proxy_start_dial(struct conn *c)
     }
     ps->peer_work_active = true;
     conn_ref(c);
+}
+
+/* ---- the forward proxy's https:// origins ------------------------------------------------- */
+
+/* The upstream is ready (connected, and verified when the origin is https://): the held
+ * request goes out now. */
+static void forward_ready(struct conn *c)
+{
+    proxy_log_connect(c, LOG_ACTION_ALLOW, 0, NULL);
+    proxy_enter(c, CONN_S_HTTP, &proxy_http_exchanges);
+    conn_update_reading(c, SIDE_UPSTREAM);
+    relay_dialed(proxy_relay(c));
+    if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_HTTP)
+        conn_release(c, SIDE_CLIENT);
+}
+
+/* The client's hop stays clear text: only the upstream has a TLS layer to be ready. */
+static void forward_on_tls_ready(struct conn *c, enum side_id id)
+{
+    (void)id;
+    forward_ready(c);
+}
+
+/* An upstream that closes in the middle of its handshake is a failed handshake: the client,
+ * still waiting for its first answer on this origin, hears 502 (never a silent close). */
+static void forward_on_handshake_eof(struct conn *c, enum side_id id)
+{
+    if (id == SIDE_CLIENT) {
+        conn_close(c, "client closed");
+        return;
+    }
+    metrics_inc(M_TLS_FAILURES_UPSTREAM);
+    proxy_log_connect(c, LOG_ACTION_DENY, 502, "upstream closed during the TLS handshake");
+    conn_respond_error(c, 502, "upstream_tls_failed",
+                       "the upstream closed the connection during the TLS handshake");
+}
+
+/* The upstream TLS handshake of an https:// origin: the client's bytes wait. A certificate
+ * that does not verify gets 502 upstream_tls_failed from conn's handshake path. */
+static const struct conn_handler forward_handshake = {
+    .on_eof = forward_on_handshake_eof,
+    .on_tls_ready = forward_on_tls_ready,
+};
+
+/* Start the verified TLS handshake to an https:// origin: the same context, name check and
+ * deadline as a tunnel's upstream, since the same credentials may go on it. */
+static void forward_start_tls(struct conn *c)
+{
+    proxy_start_upstream_tls(c, &forward_handshake);
 }
 
 /* ---- reload ------------------------------------------------------------------------------- */

@@ -25,8 +25,14 @@ struct proxy_state {
     uint8_t *sniff;
     size_t sniff_len;
     enum sniff_kind sniffed; /* what they were */
-    /* An answer owed to the client once its TLS is up (the upstream's failed after a 200). */
+    /* An answer owed to the client once its TLS is up: the upstream's failed after a 200, or
+     * a redirected TLS client was refused before anything was dialled. Its strings are static
+     * or live as long as the connection; owed_rule is its own copy of rule_missing. */
     struct answer owed;
+    /* The forward proxy's current origin is https:// (the relay's DIAL said so): its upstream
+     * is dialled, then verified in a TLS handshake before the held request goes out. */
+    bool forward_tls;
+    char *owed_rule;
 };
 
 extern const struct conn_handler proxy_http_exchanges;
@@ -44,5 +50,12 @@ void proxy_start_dial(struct conn *c);
 void tunnel_start_transparent(struct conn *c);
 /* A CONNECT's or a redirected connection's upstream is connected. */
 void tunnel_dialed(struct conn *c);
+/* The verified TLS handshake with the connected upstream, under --connect-timeout, with h as
+ * the connection's handler meanwhile (its on_tls_ready continues). */
+void proxy_start_upstream_tls(struct conn *c, const struct conn_handler *h);
+/* conn_session.take_answer: an answer to a client whose ClientHello waits goes inside the
+ * handshake it is about to complete (with a leaf for the name it asked for); a redirected
+ * client that spoke neither TLS nor HTTP gets a close instead. */
+bool tunnel_take_answer(struct conn *c, const struct answer *a);
 
 #endif

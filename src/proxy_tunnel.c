@@ -15,6 +15,7 @@
 #include "airlock/ca.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/netguard.h"
 #include "airlock/pipe.h"
 #include "airlock/relay.h"
 #include "airlock/server.h"
@@ -25,10 +26,12 @@ static void on_tls_ready(struct conn *c, enum side_id id);
 static void on_tls_failed(struct conn *c, enum side_id id, const char *why);
 static bool on_waiting_timeout(struct conn *c);
 static void on_waiting_eof(struct conn *c, enum side_id id);
+static void on_waiting_resume(struct conn *c, enum side_id id);
 
 /* Dialling, and the TLS handshakes: the client's bytes wait, a close ends it all. */
 const struct conn_handler proxy_waiting = {
     .on_eof = on_waiting_eof,
+    .on_resume = on_waiting_resume,
     .on_tls_ready = on_tls_ready,
     .on_tls_failed = on_tls_failed,
     .on_timeout = on_waiting_timeout,
@@ -56,7 +59,7 @@ static void relay_plain(struct conn *c)
 /* "Connecting" to an upstream ends with its verified TLS handshake, so one timeout
  * (--connect-timeout) bounds both. A deadline: an upstream that dribbles its hello byte by byte
  * must not hold the client for longer. */
-static void start_upstream_tls(struct conn *c)
+void proxy_start_upstream_tls(struct conn *c, const struct conn_handler *h)
 {
     const struct server_config *cfg = c->w->server->cfg;
     struct side *us = &c->sides[SIDE_UPSTREAM];
@@ -65,7 +68,7 @@ static void start_upstream_tls(struct conn *c)
         conn_close(c, "out of memory");
         return;
     }
-    proxy_enter(c, CONN_S_UPSTREAM_TLS, &proxy_waiting);
+    proxy_enter(c, CONN_S_UPSTREAM_TLS, h);
     conn_set_deadline(c, cfg->connect_timeout_ms, 502, "upstream TLS handshake timed out");
     conn_update_reading(c, SIDE_UPSTREAM);
     tls_handshake(us->tls); /* queues the ClientHello */
@@ -126,6 +129,47 @@ static void upstream_tls_failed(struct conn *c, const char *why)
     start_client_tls(c);
 }
 
+/* A refusal (policy, SSRF guard, connect failure or timeout) for a client that speaks no plain
+ * HTTP, as only a redirected one is before its dial. Bytes of HTTP would be garbage to it: a
+ * client whose ClientHello waits completes its handshake first and reads the answer inside; one
+ * that spoke neither TLS nor HTTP gets a close (the refusal is logged already). The handshake
+ * starts when the client side is resumed (on_waiting_resume): a refusal can come while the
+ * last bytes of the ClientHello are still being read, before they are stashed. */
+bool tunnel_take_answer(struct conn *c, const struct answer *a)
+{
+    struct proxy_state *ps = state_of(c);
+    if (ps && ps->sniffed == SNIFF_OTHER && (c->flags & CONN_F_TRANSPARENT)) {
+        conn_close(c, a->detail);
+        return true;
+    }
+    if (!ps || ps->sniffed != SNIFF_TLS || c->sides[SIDE_CLIENT].tls)
+        return false;
+    if (ps->owed.status)
+        return true; /* one answer per connection: the first is owed already */
+    ps->owed = *a;
+    if (a->rule_missing) {
+        if (!(ps->owed_rule = strdup(a->rule_missing))) {
+            conn_close(c, "out of memory");
+            return true;
+        }
+        ps->owed.rule_missing = ps->owed_rule;
+    }
+    if (ps->dial) {
+        netguard_dial_cancel(ps->dial); /* its callback finds the connection moved on */
+        ps->dial = NULL;
+    }
+    conn_close_upstream(c, on_upstream_closed);
+    proxy_enter(c, CONN_S_CLIENT_TLS, &proxy_waiting);
+    conn_release(c, SIDE_CLIENT);
+    return true;
+}
+
+static void on_waiting_resume(struct conn *c, enum side_id id)
+{
+    if (id == SIDE_CLIENT && state_of(c)->owed.status && !c->sides[SIDE_CLIENT].tls)
+        start_client_tls(c);
+}
+
 static void on_tls_ready(struct conn *c, enum side_id id)
 {
     const struct server_config *cfg = c->w->server->cfg;
@@ -140,7 +184,7 @@ static void on_tls_ready(struct conn *c, enum side_id id)
     }
     /* The client trusts us: parse its requests. */
     proxy_enter(c, CONN_S_HTTP, &proxy_http_exchanges);
-    relay_begin_tunnel(proxy_relay(c));
+    relay_begin_tunnel(proxy_relay(c), &c->target);
     conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
 }
 
@@ -185,6 +229,12 @@ static size_t sniff_on_data(struct conn *c, enum side_id id, const char *p, size
         return len;
     }
     size_t before = ps->sniff_len;
+    if (before == 0 && (c->flags & CONN_F_TRANSPARENT))
+        /* Silence waited for the idle timeout (a server may speak first); from the first byte,
+         * what names the host must come whole in time, as after a CONNECT (start_sniff): one
+         * byte now and then must not hold the connection. */
+        conn_set_deadline(c, c->w->server->cfg->handshake_timeout_ms, 0,
+                          "the client's first bytes did not come in time");
     size_t take = len < SNIFF_MAX - before ? len : SNIFF_MAX - before;
     memcpy(ps->sniff + before, p, take);
     ps->sniff_len += take;
@@ -248,7 +298,7 @@ static void continue_sniffed(struct conn *c)
 {
     struct proxy_state *ps = state_of(c);
     if (ps->sniffed == SNIFF_TLS) {
-        start_upstream_tls(c);
+        proxy_start_upstream_tls(c, &proxy_waiting);
     } else if (ps->sniffed == SNIFF_HTTP) {
         relay_plain(c);
     } else {

@@ -75,10 +75,11 @@ void relay_free(struct relay *r)
     free(r);
 }
 
-void relay_begin_tunnel(struct relay *r)
+void relay_begin_tunnel(struct relay *r, const struct authority *target)
 {
     r->mode = RELAY_MODE_TUNNEL;
     r->inspected = true;
+    r->target = *target; /* a redirected connection's: no CONNECT told the relay */
     parser_restart(r, &r->req_parser, HTTP_KIND_REQUEST);
 }
 
@@ -261,7 +262,7 @@ static int refuse_first(struct relay *r, const char *reason, const char *detail)
 /* ---- the first request ------------------------------------------------------------------- */
 
 /* CONNECT host:port opens a tunnel (TUNNEL once the message has ended); an absolute-form
- * http:// request makes the connection a forward proxy (DIAL, its head held). */
+ * http:// or https:// request makes the connection a forward proxy (DIAL, its head held). */
 static int on_first_head(struct relay *r, struct http_head *head)
 {
     struct exchange *ex = &r->ex;
@@ -280,15 +281,17 @@ static int on_first_head(struct relay *r, struct http_head *head)
     }
     const char *path;
     size_t path_len;
+    bool tls;
     if (head->target_len == 0 || head->target[0] == '/' ||
-        target_parse_absolute(head->target, head->target_len, &a, &path, &path_len) < 0) {
+        target_parse_absolute(head->target, head->target_len, &tls, &a, &path, &path_len) < 0) {
         http_head_free(head);
         return refuse_first(r, "first request is neither CONNECT nor absolute-form",
                             "airlock is a proxy: send CONNECT host:port, or an absolute-form "
-                            "http:// request");
+                            "http:// or https:// request");
     }
     r->mode = RELAY_MODE_FORWARD;
     r->target = a;
+    r->target_tls = tls;
     ex->req = head;
     r->dial_pending = true; /* reported when the parser has paused */
     return HTTP_HEAD_PAUSE;
@@ -423,7 +426,8 @@ size_t relay_feed(struct relay *r, enum side_id from, const char *p, size_t len)
             r->dial_pending = false;
             relay_report(r, &(struct relay_result){.outcome = RELAY_DIAL,
                                                    .reason = "forward-proxy request",
-                                                   .target = r->target});
+                                                   .target = r->target,
+                                                   .tls = r->target_tls});
         }
         return consumed;
     case HTTP_UPGRADE:

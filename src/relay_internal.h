@@ -46,7 +46,8 @@ struct exchange {
 enum relay_mode {
     RELAY_MODE_FIRST,   /* the connection's first request: CONNECT or absolute-form */
     RELAY_MODE_TUNNEL,  /* requests inside a verified TLS tunnel to target */
-    RELAY_MODE_FORWARD, /* plain-HTTP forward proxy, currently connected to target */
+    RELAY_MODE_FORWARD, /* forward proxy (requests in clear text from the client), currently
+                         * connected to target: in clear text too, or over TLS (target_tls) */
 };
 
 struct relay {
@@ -63,6 +64,9 @@ struct relay {
     bool upstream_eof;         /* the upstream finished sending */
     bool inspected;            /* a verified TLS hop both ways: credentials may go out */
     struct authority target;   /* the tunnel's authority, or the forward proxy's upstream */
+    /* The forward proxy's upstream is an https:// origin, reached over verified TLS: its
+     * requests are inspected as a tunnel's (credentials, redaction). */
+    bool target_tls;
     struct http_parser req_parser, resp_parser;
     struct creds *creds; /* the providers snapshot of the current request, or NULL */
     /* the providers snapshot under which a secret last went out on this connection (a

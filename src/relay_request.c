@@ -156,6 +156,16 @@ static void choose_redaction(struct relay *r, bool inspected)
         redact_for(r, r->echo_creds);
 }
 
+/* Whether the upstream of this request is a verified TLS connection to r->target: inside a
+ * tunnel, or a forward proxy's https:// origin. Only there do secrets go out, and only from
+ * there are responses redacted; the client's own hop may be clear text, since it carries
+ * placeholders, never secrets. */
+static bool upstream_inspected(const struct relay *r)
+{
+    return (r->mode == RELAY_MODE_TUNNEL && r->inspected) ||
+           (r->mode == RELAY_MODE_FORWARD && r->target_tls);
+}
+
 /* A placeholder refused before anything is forwarded: the log names the provider (and the
  * host, from the connection), never the secret. */
 static bool refuse_credential(struct relay *r, const struct creds_provider *p, const char *error,
@@ -171,7 +181,7 @@ static bool refuse_credential(struct relay *r, const struct creds_provider *p, c
 }
 
 /* Which providers this request involves. A placeholder for a host or port its provider does not
- * name (or outside a verified TLS tunnel: a forward-proxy request is plain HTTP), or outside
+ * name (or for an upstream reached in clear text: a forward-proxy http:// request), or outside
  * the places its substitute_in lists, is refused before anything is forwarded. path: in, the
  * canonical path; out, the same with placeholders as [CREDENTIAL], which is what the policy
  * and the log see. false when the request was refused. */
@@ -183,7 +193,7 @@ static bool resolve_credentials(struct relay *r, char *path, size_t path_cap)
         creds_unref(r->creds);
     r->creds = r->io->creds(r->ctx);
     ex->ncreds_used = 0;
-    bool inspected = r->inspected;
+    bool inspected = upstream_inspected(r);
     if (!r->creds) {
         choose_redaction(r, inspected);
         return true;
@@ -219,7 +229,8 @@ static bool resolve_credentials(struct relay *r, char *path, size_t path_cap)
                                  inspected ? "a credential placeholder was sent to a host or port "
                                              "its provider does not name"
                                            : "credential placeholders are only substituted "
-                                             "inside HTTPS tunnels, never over plain HTTP");
+                                             "over verified TLS (a tunnel, or an https:// "
+                                             "target), never over plain HTTP");
     if (misplaced)
         return refuse_credential(r, misplaced, "credential_location_refused",
                                  "a credential placeholder was sent in a place its provider's "
@@ -231,10 +242,13 @@ static bool resolve_credentials(struct relay *r, char *path, size_t path_cap)
 
 /* Host first (RFC 9112 §3.2), written from the authority that was judged, normalised: never
  * the client's spelling of it (a trailing dot or another case can pick another virtual host).
- * A tunnel's Host carries the port when the client's did; a forward request's unless it is 80. */
+ * A tunnel's Host carries the port when the client's did; a forward request's unless it is the
+ * scheme's default (RFC 9110 §7.2). */
 static void append_host(const struct relay *r, struct http_buf *b)
 {
-    bool show_port = r->mode == RELAY_MODE_FORWARD ? r->target.port != 80 : r->ex.host_has_port;
+    uint16_t default_port = r->target_tls ? 443 : 80;
+    bool show_port =
+        r->mode == RELAY_MODE_FORWARD ? r->target.port != default_port : r->ex.host_has_port;
     char host[TARGET_HOST_MAX + 16];
     target_format(&r->target, host, sizeof host);
     if (!show_port) /* strip ":port" but keep an IPv6 literal's brackets */
@@ -326,23 +340,27 @@ static int write_request_head(struct relay *r, const char *path, const char *que
 /* ---- checks ------------------------------------------------------------------------------- */
 
 /* The request's authority against the connection's. A forward proxy's request for another
- * origin asks for a dial (and pauses); a tunnel's must name the tunnel (DESIGN.md "Policy";
- * RFC 9110 §7.4). *target and *target_len: the origin-form part to canonicalise. 1: go on, 0:
- * paused for a dial, -1: refused. */
+ * origin (scheme, host or port: RFC 6454 §4) asks for a dial (and pauses); a tunnel's must name
+ * the tunnel (DESIGN.md "Policy"; RFC 9110 §7.4). *target and *target_len: the origin-form part
+ * to canonicalise. 1: go on, 0: paused for a dial, -1: refused. */
 static int check_authority(struct relay *r, const char **target, size_t *target_len)
 {
     struct exchange *ex = &r->ex;
     const struct http_head *h = ex->req;
     struct authority req_auth;
     if (r->mode == RELAY_MODE_FORWARD) {
-        if (target_parse_absolute(h->target, h->target_len, &req_auth, target, target_len) < 0) {
+        bool tls;
+        if (target_parse_absolute(h->target, h->target_len, &tls, &req_auth, target, target_len) <
+            0) {
             relay_refuse(r, 400, "bad_request",
-                         "a forward-proxy request needs an absolute http:// target");
+                         "a forward-proxy request needs an absolute http:// or https:// target");
             return -1;
         }
-        if (strcmp(req_auth.host, r->target.host) != 0 || req_auth.port != r->target.port) {
+        if (strcmp(req_auth.host, r->target.host) != 0 || req_auth.port != r->target.port ||
+            tls != r->target_tls) {
             /* Another origin on the same proxy connection: dial it, then resume here. */
             r->target = req_auth;
+            r->target_tls = tls;
             ex->active = false;
             r->dial_pending = true;
             return 0;
@@ -350,10 +368,12 @@ static int check_authority(struct relay *r, const char **target, size_t *target_
         return 1;
     }
     /* An absolute-form target names an authority of its own (RFC 9112 §3.2.2), which must be
-     * the tunnel's as well as the Host field's. */
-    bool uri_matches = true;
+     * the tunnel's as well as the Host field's. Either scheme: the tunnel, not the URI, decides
+     * how the bytes travel. */
+    bool uri_matches = true, uri_tls;
     if (*target_len == 0 || (*target)[0] != '/') {
-        if (target_parse_absolute(*target, *target_len, &req_auth, target, target_len) == 0) {
+        if (target_parse_absolute(*target, *target_len, &uri_tls, &req_auth, target, target_len) ==
+            0) {
             uri_matches = target_authority_matches(&r->target, &req_auth);
         } else if (!(*target_len == 1 && (*target)[0] == '*')) {
             relay_refuse(r, 400, "bad_request", "unsupported request-target form");

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -648,6 +649,27 @@ struct run {
     uv_loop_t *main_loop;
 };
 
+/* --mark: that this process may mark its sockets, before anything is dialled (a mark that
+ * cannot be set would fail every upstream connection). 0, or 1 with the reason logged. */
+static int check_upstream_mark(const struct server_config *cfg)
+{
+    if (!cfg->upstream_mark)
+        return 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_MARK, &cfg->upstream_mark, sizeof cfg->upstream_mark) < 0) {
+        log_msg(LOG_ERROR,
+                "--mark %" PRIu32 ": cannot mark sockets (%s): setting SO_MARK needs "
+                "CAP_NET_ADMIN in airlock's network namespace",
+                cfg->upstream_mark, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    close(fd);
+    return 0;
+}
+
 /* The TLS contexts, the policy, the providers and the CA: 0, or 1 (a configuration error). The
  * CA comes after the files are known to be valid, so a typo in a policy does not leave a fresh
  * CA behind. */
@@ -655,6 +677,8 @@ static int load_configuration(struct server *s)
 {
     const struct server_config *cfg = s->cfg;
     char err[512], *errors = NULL;
+    if (check_upstream_mark(cfg))
+        return 1;
     if (!(s->client_ctx = tls_server_ctx_new(err, sizeof err)) ||
         !(s->upstream_ctx =
               tls_client_ctx_new(cfg->upstream_ca, cfg->upstream_ca_only, err, sizeof err))) {
@@ -683,6 +707,13 @@ static int load_configuration(struct server *s)
         log_msg(LOG_ERROR, "cannot load the CA from %s: %s", cfg->ca_dir, err);
         return 1;
     }
+    /* A CA made by an older airlock has no Java trust store yet. Not fatal: a read-only CA
+     * directory serves every client but Java's. */
+    int w = ca_write_truststore(cfg->ca_dir, ca_cert(s->ca), err, sizeof err);
+    if (w < 0)
+        log_msg(LOG_WARN, "Java clients will not trust this CA: %s", err);
+    else if (w > 0)
+        log_msg(LOG_INFO, "wrote %s/%s (the CA for Java clients)", cfg->ca_dir, CA_TRUSTSTORE);
     return 0;
 }
 

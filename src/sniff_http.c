@@ -151,8 +151,8 @@ static enum sniff_kind name_host(const struct request_line *rl, const uint8_t *h
     if (!host && rl->minor == 1)
         return sniff_verdict(out, SNIFF_INVALID, "HTTP/1.1 request without Host", 400);
     if (rl->target[0] != '/' && !(rl->target_len == 1 && rl->target[0] == '*')) {
-        if (target_parse_absolute((const char *)rl->target, rl->target_len, a, &path, &path_len) <
-            0)
+        if (target_parse_absolute((const char *)rl->target, rl->target_len, NULL, a, &path,
+                                  &path_len) < 0)
             return sniff_verdict(out, SNIFF_INVALID, "request target is not http:// absolute form",
                                  400);
         if (host &&

@@ -217,18 +217,34 @@ int target_parse_authority(const char *p, size_t len, bool port_required, uint16
     return 0;
 }
 
-int target_parse_absolute(const char *p, size_t len, struct authority *out, const char **path,
-                          size_t *path_len)
+/* The scheme of an absolute-form target, case-insensitive (RFC 3986 §3.1): its length with
+ * "://", and whether it is https; 0 for any other. */
+static size_t absolute_scheme(const char *p, size_t len, bool *https)
 {
-    static const char scheme[] = "http://";
-    size_t n = sizeof(scheme) - 1, i, auth_end;
+    static const char http[] = "http://", tls[] = "https://";
+
+    if (len > sizeof(tls) - 1 && strncasecmp(p, tls, sizeof(tls) - 1) == 0) {
+        *https = true;
+        return sizeof(tls) - 1;
+    }
+    if (len > sizeof(http) - 1 && strncasecmp(p, http, sizeof(http) - 1) == 0) {
+        *https = false;
+        return sizeof(http) - 1;
+    }
+    return 0;
+}
+
+int target_parse_absolute(const char *p, size_t len, bool *https, struct authority *out,
+                          const char **path, size_t *path_len)
+{
+    size_t n, i, auth_end;
+    bool tls = false;
 
     memset(out, 0, sizeof(*out));
-    /* RFC 9112 §3.2.2: absolute form goes to a proxy. https:// has no business here: a client
-     * that wants TLS through a proxy uses CONNECT, else the proxy would have to originate TLS
-     * for a request it received in clear text. Scheme names are case-insensitive (RFC 3986
-     * §3.1). */
-    if (len <= n || strncasecmp(p, scheme, n) != 0)
+    /* RFC 9112 §3.2.2: absolute form goes to a proxy. https:// too when the caller can
+     * originate TLS for it (a client such as axios sends it in clear text to its proxy). */
+    n = absolute_scheme(p, len, &tls);
+    if (n == 0 || (tls && !https))
         return -1;
     for (i = n; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
@@ -242,8 +258,10 @@ int target_parse_absolute(const char *p, size_t len, struct authority *out, cons
             break;
     }
     /* userinfo ('@') is refused by the authority parser; RFC 9110 §4.2.4 deprecates it */
-    if (target_parse_authority(p + n, auth_end - n, false, 80, out) < 0)
+    if (target_parse_authority(p + n, auth_end - n, false, tls ? 443 : 80, out) < 0)
         return -1;
+    if (https)
+        *https = tls;
     if (auth_end == len) {
         /* RFC 9112 §3.2.1: an empty path is sent as "/" */
         *path = "/";

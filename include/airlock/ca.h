@@ -14,11 +14,21 @@
 
 #define CA_CACHE_SIZE 1024
 
-/* Write DIR/ca.pem, DIR/ca.key (0600), DIR/bundle.pem (system roots + the CA) and DIR/wgetrc
- * (`ca_certificate = DIR/bundle.pem`, absolute). Creates DIR (0700) if missing; an existing
- * DIR of ours loses its group and other write bits, and anyone else's that others may write is
- * refused. Refuses (-1, err filled) when ca.pem or ca.key exists unless force. 0 on success. */
+/* The Java trust store beside the CA: a PKCS#12 file (no key, no MAC, no password) whose one
+ * entry is the CA certificate, marked trusted for any purpose as Java's key store expects. */
+#define CA_TRUSTSTORE "truststore.p12"
+
+/* Write DIR/ca.pem, DIR/ca.key (0600), DIR/bundle.pem (system roots + the CA), DIR/wgetrc
+ * (`ca_certificate = DIR/bundle.pem`, absolute) and DIR/truststore.p12. Creates DIR (0700) if
+ * missing; an existing DIR of ours loses its group and other write bits, and anyone else's that
+ * others may write is refused. Refuses (-1, err filled) when ca.pem or ca.key exists unless force.
+ * 0 on success. */
 int ca_create(const char *dir, bool force, char *err, size_t errlen);
+
+/* Make DIR/truststore.p12 (0644, through a temporary file and rename) hold cert as Java's
+ * trusted-certificate entry, unless it already holds exactly that: 1 written, 0 already so,
+ * -1 with err filled. For a CA made before airlock wrote the file, or since replaced. */
+int ca_write_truststore(const char *dir, X509 *cert, char *err, size_t errlen);
 
 /* true when DIR/ca.pem and DIR/ca.key both exist. */
 bool ca_exists(const char *dir);

@@ -82,6 +82,12 @@ struct conn_session {
     void (*describe)(struct conn *c, struct answer *a);
     /* After a policy reload: the new snapshot p may close what it no longer allows. */
     void (*recheck)(struct conn *c, struct policy *p);
+    /* conn_respond is about to answer in plain HTTP: true when the session takes the answer
+     * over because the client speaks no plain HTTP yet (a redirected ClientHello waits: the
+     * answer goes inside the handshake the session completes first; a client that spoke
+     * neither TLS nor HTTP: a close). a (and what it points to) is borrowed for the call.
+     * NULL, or false: the answer goes out now. */
+    bool (*take_answer)(struct conn *c, const struct answer *a);
 };
 
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every
@@ -259,7 +265,8 @@ int conn_writev(struct conn *c, enum side_id id, const uv_buf_t *bufs, unsigned 
 int conn_unread(struct conn *c, enum side_id id, const char *p, size_t len);
 /* Bytes stashed before a side's TLS layer existed are ciphertext: feed them to it. */
 int conn_stash_to_tls(struct conn *c, enum side_id id);
-/* Initialise the upstream handle (takes a reference), or close it alone with cb. */
+/* Initialise the upstream handle (takes a reference), or close the upstream alone with cb (its
+ * TLS layer and stash go too). */
 int conn_init_upstream(struct conn *c);
 void conn_close_upstream(struct conn *c, uv_close_cb cb);
 /* The first byte of a request head arrived: the head deadline starts. */

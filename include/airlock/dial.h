@@ -31,10 +31,12 @@ struct dial;
 typedef void (*dial_cb)(int result, void *data);
 
 /* Race the n addresses (ports set; the first DIAL_MAX_ADDRS) on loop. cb fires exactly once,
- * always on a later loop turn, after the race's own handles are closed. log_id names the
- * connection in log lines. NULL when out of memory (and no callback). */
+ * always on a later loop turn, after the race's own handles are closed. mark, when not 0, is
+ * set as SO_MARK on every socket before it connects (an attempt whose mark cannot be set fails
+ * with that error: no unmarked socket ever connects). log_id names the connection in log
+ * lines. NULL when out of memory (and no callback). */
 struct dial *dial_start(uv_loop_t *loop, const struct sockaddr_storage *addrs, size_t n,
-                        uint64_t log_id, dial_cb cb, void *data);
+                        uint32_t mark, uint64_t log_id, dial_cb cb, void *data);
 /* Stop racing: every attempt is closed and cb fires with UV_ECANCELED once they are. When the
  * outcome is already decided (a winner, or every attempt failed) this changes nothing: cb
  * still fires with it, and the callee must close a socket it no longer wants. */

@@ -37,6 +37,7 @@ struct netguard_request {
     struct policy *policy;
     const struct policy_peer *peer;
     uint64_t log_id; /* names the connection in log lines */
+    uint32_t mark;   /* SO_MARK for the upstream socket (--mark), or 0 */
     /* An address the client meant (the original destination of a redirected connection), or
      * NULL: the result says whether airlock's own answers for the name contained it. */
     const struct sockaddr *expected;

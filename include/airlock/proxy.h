@@ -2,9 +2,10 @@
 /* proxy: the session controller of a client connection. It gives the connection's bytes to the
  * relay (relay.h) and acts on the relay's outcomes: CONNECT host:port opens a tunnel (after the
  * L4 policy, the SSRF guard, the upstream connect and, for rest endpoints, the verified upstream
- * TLS handshake: only then is 200 sent); an absolute-form http:// request makes the connection a
- * forward proxy; each exchange ends REUSABLE, CONSUMED, UPGRADED (the pipe takes over) or
- * REFUSED (the one error answer, conn_respond). */
+ * TLS handshake: only then is 200 sent); an absolute-form http:// or https:// request makes the
+ * connection a forward proxy (an https:// origin over a verified TLS upstream); each exchange ends
+ * REUSABLE, CONSUMED, UPGRADED (the pipe takes over) or REFUSED (the one error answer,
+ * conn_respond). */
 #ifndef AIRLOCK_PROXY_H
 #define AIRLOCK_PROXY_H
 

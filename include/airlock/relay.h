@@ -6,9 +6,9 @@
  * TLS in it, so a unit test or a fuzzer drives whole connections in memory.
  *
  * The contract (docs/relay.md): the first request is CONNECT (RELAY_TUNNEL) or an absolute-form
- * http:// request (RELAY_DIAL); then one exchange at a time. Each request head is checked
- * (authority, canonical path, credentials, L7 policy) and re-serialised upstream from its parsed
- * fields, with airlock's own framing; its body and the response are streamed as they arrive.
+ * http:// or https:// request (RELAY_DIAL); then one exchange at a time. Each request head is
+ * checked (authority, canonical path, credentials, L7 policy) and re-serialised upstream from its
+ * parsed fields, with airlock's own framing; its body and the response are streamed as they arrive.
  * Each exchange ends in exactly one outcome: REUSABLE (the next request may follow), CONSUMED
  * (the connection ends), UPGRADED (a valid 101 answered a websocket upgrade the client asked
  * for: raw bytes from here), or REFUSED (airlock answers the client and the connection ends).
@@ -53,6 +53,9 @@ struct relay_result {
     size_t overflow;         /* UPGRADED: upstream bytes after the 101 in the same feed */
     struct answer answer;    /* REFUSED (host, port and policy left for the controller) */
     struct authority target; /* TUNNEL, DIAL */
+    /* DIAL: the origin is https://. The upstream must be a verified TLS connection to target
+     * (as a tunnel's is) before relay_dialed: credentials go on it, and only on it. */
+    bool tls;
 };
 
 /* What the relay reports while an exchange runs, for the controller's timers and metrics. */
@@ -101,14 +104,16 @@ void relay_resume(struct relay *r, enum side_id side);
 /* A side finished sending (FIN or close_notify). */
 void relay_eof(struct relay *r, enum side_id from);
 
-/* After RELAY_TUNNEL: the client's TLS is up (an inspected rest tunnel), its requests follow. */
-void relay_begin_tunnel(struct relay *r);
+/* After RELAY_TUNNEL, or for a connection redirected to airlock (transparent mode): the
+ * client's TLS is up (an inspected rest tunnel), its requests for target follow. */
+void relay_begin_tunnel(struct relay *r, const struct authority *target);
 /* After RELAY_TUNNEL, or for a connection redirected to airlock (transparent mode): requests for
  * target in plain HTTP follow. They are judged as in a TLS tunnel, but no credential is ever
  * substituted on a plain hop (a placeholder is refused). */
 void relay_begin_plain_tunnel(struct relay *r, const struct authority *target);
-/* After RELAY_DIAL: a fresh upstream for result.target is connected; the held request goes
- * out (or is refused). The client side is then resumed by the controller. */
+/* After RELAY_DIAL: a fresh upstream for result.target is connected (over verified TLS when
+ * result.tls); the held request goes out (or is refused). The client side is then resumed by
+ * the controller. */
 void relay_dialed(struct relay *r);
 
 /* No request is in progress: a drain may end the connection now. */

@@ -26,6 +26,10 @@ struct server_config {
      * two lists together hold at most SERVER_MAX_LISTEN */
     const char *transparent[SERVER_MAX_LISTEN];
     size_t ntransparent;
+    /* --mark: SO_MARK on every upstream socket, so that transparent mode's ruleset
+     * (`airlock rules --mark`) leaves airlock's own connections alone; 0: none. Setting it
+     * needs CAP_NET_ADMIN, checked at start. */
+    uint32_t upstream_mark;
     const char *ca_dir;
     const char *policy_file;
     const char *providers_file;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* target: request-target forms of RFC 9112 §3.2 that a proxy receives first: the authority form
- * of CONNECT (host:port) and the absolute form of a forward-proxy request (http://host[:port]/p),
- * and the Host field inside a tunnel. Hosts come out normalised: DNS names lower-cased with no
- * trailing dot, IPv4 as inet_pton accepts a dotted quad (no 127.1, 0x7f.1, 0177.0.0.1, or
- * 2130706433), IPv6 without brackets in inet_ntop's canonical text. Pure. */
+ * of CONNECT (host:port) and the absolute form of a forward-proxy request
+ * (http[s]://host[:port]/p), and the Host field inside a tunnel. Hosts come out normalised: DNS
+ * names lower-cased with no trailing dot, IPv4 as inet_pton accepts a dotted quad (no 127.1,
+ * 0x7f.1, 0177.0.0.1, or 2130706433), IPv6 without brackets in inet_ntop's canonical text. Pure. */
 #ifndef AIRLOCK_TARGET_H
 #define AIRLOCK_TARGET_H
 
@@ -38,12 +38,13 @@ int target_normalise_host(const char *p, size_t len, bool brackets, char *out,
 int target_parse_authority(const char *p, size_t len, bool port_required, uint16_t default_port,
                            struct authority *out);
 
-/* Parse an absolute-form target. Only "http://" (case-insensitive scheme) is accepted; default
- * port 80. path and path_len point into p at the path and query ("/" when the URI has none:
- * *path is then a static "/"). -1 for anything else (https:// in absolute form, userinfo,
- * fragments, a bad authority). */
-int target_parse_absolute(const char *p, size_t len, struct authority *out, const char **path,
-                          size_t *path_len);
+/* Parse an absolute-form target: "http://" (default port 80) or, when https is not NULL,
+ * "https://" (default port 443); the scheme is case-insensitive, and *https says which it was.
+ * path and path_len point into p at the path and query ("/" when the URI has none: *path is
+ * then a static "/"). -1 for anything else (another scheme, https:// when https is NULL,
+ * userinfo, fragments, a bad authority). */
+int target_parse_absolute(const char *p, size_t len, bool *https, struct authority *out,
+                          const char **path, size_t *path_len);
 
 /* true when the request's authority (from Host or the absolute form) names the tunnel's:
  * same host, and the same port when one is present (RFC 9110 §7.2; real clients such as

@@ -621,12 +621,16 @@ class UpstreamConn:
 
 
 class Upstream:
-    """A server on 127.0.0.1 (and ::1 on the same port when dual_stack) port 0. Each accepted
-    connection runs handler(UpstreamConn) in its own thread, after the TLS handshake when tls.
-    Counts accepts, completed handshakes, request heads and bytes received."""
+    """A server on 127.0.0.1 (and ::1 on the same port when dual_stack) port 0, or on host and
+    port when given (a network namespace's own addresses). Each accepted connection runs
+    handler(UpstreamConn) in its own thread, after the TLS handshake when tls. Counts accepts,
+    completed handshakes, request heads and bytes received."""
 
-    def __init__(self, handler, tls=True, cert=None, dual_stack=False, name="upstream"):
+    def __init__(self, handler, tls=True, cert=None, dual_stack=False, name="upstream",
+                 host=LOOPBACK4, port=0):
         self.handler = handler
+        self.host = host
+        self.want_port = port
         self.tls = tls
         self.cert = cert
         self.dual_stack = dual_stack
@@ -652,8 +656,9 @@ class Upstream:
             ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
             self.ctx = ctx
         for attempt in range(20):
-            s4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s4.bind((LOOPBACK4, 0))
+            s4 = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                               socket.SOCK_STREAM)
+            s4.bind((self.host, self.want_port))
             port = s4.getsockname()[1]
             listeners = [s4]
             if self.dual_stack:
@@ -1317,9 +1322,10 @@ class Env:
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def upstream(self, handler=app_handler, tls=True, cert=None, dual_stack=False):
+    def upstream(self, handler=app_handler, tls=True, cert=None, dual_stack=False,
+                 host=LOOPBACK4, port=0):
         up = Upstream(handler, tls=tls, cert=cert or self.pki.leaf, dual_stack=dual_stack,
-                      name="upstream-%d" % len(self.upstreams))
+                      name="upstream-%d" % len(self.upstreams), host=host, port=port)
         self.upstreams.append(up)
         return up.start()
 

@@ -33,7 +33,7 @@ def test_ca_init_creates_ca_files_with_private_key_0600(env):
     d = env.path("ca")
     r = _ca_init(env, d)
     check(r.returncode == 0, "ca init exited %d: %s" % (r.returncode, _out(r)))
-    for name in ("ca.pem", "ca.key", "bundle.pem"):
+    for name in ("ca.pem", "ca.key", "bundle.pem", "truststore.p12"):
         check(os.path.isfile(os.path.join(d, name)), "missing " + name)
     mode = os.stat(os.path.join(d, "ca.key")).st_mode & 0o777
     check_eq(oct(mode), oct(0o600), "ca.key mode")

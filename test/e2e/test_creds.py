@@ -284,6 +284,81 @@ def test_placeholder_via_forward_proxy_gets_403(env):
     s.finish()
 
 
+# ----- forward proxy with https:// targets: credentials on the TLS hop only ---------------------
+
+def _forward_https(s, up=None):
+    """A plain connection to airlock whose absolute-form https:// requests go to up (default the
+    provider's upstream); returns (client, authority)."""
+    return forward_recorded_client(s.al, s.log), "%s:%d" % (LOOPBACK4, (up or s.up).port)
+
+
+def _forward_get(c, url, headers=()):
+    c.send(build_request("GET", url, [("Host", url.split("/")[2])] + list(headers)))
+    return read_response(c.reader)
+
+
+def test_placeholder_via_forward_https_is_substituted_on_the_tls_hop(env):
+    s = Setup(env)
+    c, auth = _forward_https(s)
+    r = _forward_get(c, "https://%s/search?key=%s" % (auth, PLACEHOLDER),
+                     [("X-Api-Key", PLACEHOLDER)])
+    check_eq(r.status, 200, "status (body %r)" % r.body[:300])
+    req = s.upstream_request()
+    check_eq(req.headers.get("x-api-key"), SECRET, "X-Api-Key upstream")
+    check_eq(req.target, "/search?key=" + SECRET, "target upstream")
+    check_eq(s.up.handshakes, 1, "TLS handshakes at the provider's upstream")
+    s.finish()
+
+
+def test_inject_via_forward_https_sets_header_on_the_tls_hop(env):
+    s = Setup(env, inject=INJECT)
+    c, auth = _forward_https(s)
+    check_eq(_forward_get(c, "https://%s/inject" % auth).status, 200, "status")
+    check_eq(s.upstream_request().headers.get_all("authorization"), ["Bearer " + SECRET],
+             "Authorization fields upstream")
+    s.finish()
+
+
+def test_placeholder_via_forward_https_to_unnamed_host_gets_403(env):
+    s = Setup(env, others=1)
+    other = s.others[0]
+    c, auth = _forward_https(s, other)
+    j = check_deny(_forward_get(c, "https://%s/leak" % auth, [("X-Api-Key", PLACEHOLDER)]),
+                   "credential_endpoint_mismatch")
+    check("does not name" in j.get("detail", ""), "detail: %r" % j.get("detail"))
+    check(PLACEHOLDER not in json.dumps(j), "the placeholder appears in the deny body")
+    check_eq(len(other.requests), 0, "requests that reached the unnamed upstream")
+    check(wait_log(s.al, _finding), "no finding logged for the mismatch")
+    s.finish()
+
+
+def test_placeholder_via_forward_http_after_https_to_the_same_port_gets_403(env):
+    """The scheme, not the host and port, decides: after an https:// request to the provider's
+    own host and port, an http:// one to the same authority travels in clear text and must not
+    get the secret (nor reuse the TLS upstream)."""
+    s = Setup(env)
+    c, auth = _forward_https(s)
+    check_eq(_forward_get(c, "https://%s/tls" % auth, [("X-Api-Key", PLACEHOLDER)]).status, 200,
+             "status over https://")
+    j = check_deny(_forward_get(c, "http://%s/plain" % auth, [("X-Api-Key", PLACEHOLDER)]),
+                   "credential_endpoint_mismatch")
+    check("plain HTTP" in j.get("detail", ""), "detail: %r" % j.get("detail"))
+    check_eq([r.target for r in s.up.requests], ["/tls"], "requests at the provider's upstream")
+    s.finish()
+
+
+def test_secret_echoed_via_forward_https_reaches_client_as_placeholder(env):
+    s = Setup(env, secret=ECHO_SECRET, handler=echo_secret_handler)
+    c, auth = _forward_https(s)
+    r = _forward_get(c, "https://%s/json" % auth, [("Authorization", "Bearer " + PLACEHOLDER)])
+    check_eq(r.json(), {"echo": "Bearer " + PLACEHOLDER}, "JSON body")
+    check_eq(r.framing, "chunked", "framing of a redacted Content-Length body")
+    # An answer from the provider's host to a request without a secret is redacted too.
+    r = _forward_get(c, "https://%s/json" % auth)
+    check_eq(r.framing, "chunked", "framing of an answer from a provider's host")
+    s.finish()
+
+
 def test_policy_sees_credential_marker_in_path(env):
     s = Setup(env, access="read-only")
     c = s.tunnel()

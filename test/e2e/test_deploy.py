@@ -204,6 +204,16 @@ def test_kubernetes_manifest_gives_agent_public_ca_files_only_and_hardens_contai
     for var in ("NODE_EXTRA_CA_CERTS", "DENO_CERT"):
         check_eq(agent_env.get(var), public_dir + "/ca.pem", "agent " + var)
     check_eq(agent_env.get("WGETRC"), public_dir + "/wgetrc", "agent WGETRC")
+    # Java's options as `airlock env` prints them for the public dir and the sidecar's address.
+    d = env.path("public-ca")
+    os.makedirs(d)
+    listen = _env_map(sidecar).get("AIRLOCK_LISTEN", "127.0.0.1:3128")
+    r = env.run_cli(["env", "--ca-dir", d, "--listen", listen, "--format", "dotenv"])
+    check_eq(r.returncode, 0, "airlock env exit code (%s)" % r.stderr.decode())
+    printed = dict(l.split("=", 1) for l in r.stdout.decode().splitlines())
+    check_eq(agent_env.get("JAVA_TOOL_OPTIONS"),
+             printed["JAVA_TOOL_OPTIONS"].replace(os.path.realpath(d), public_dir),
+             "agent JAVA_TOOL_OPTIONS vs airlock env's")
 
     check(spec.get("securityContext", {}).get("runAsNonRoot") is True, "pod runAsNonRoot")
     for c in containers_all(spec):
@@ -368,9 +378,9 @@ def test_entrypoint_public_ca_dir_gets_certificates_never_the_key(env):
         r = _run_entrypoint(env, base)
         check(r.returncode == 0, "%s run exited %d: %s" % (attempt, r.returncode,
                                                           r.stderr.decode()))
-        check_eq(sorted(os.listdir(pub)), ["bundle.pem", "ca.pem", "wgetrc"],
+        check_eq(sorted(os.listdir(pub)), ["bundle.pem", "ca.pem", "truststore.p12", "wgetrc"],
                  "files in the public CA dir after the %s run" % attempt)
-        for name in ("ca.pem", "bundle.pem"):
+        for name in ("ca.pem", "bundle.pem", "truststore.p12"):
             with open(os.path.join(ca, name), "rb") as a, open(os.path.join(pub, name), "rb") as b:
                 check(a.read() == b.read(), "public %s differs from the CA's" % name)
             check_eq(oct(_mode(os.path.join(pub, name))), oct(0o644), "public %s mode" % name)
@@ -379,6 +389,12 @@ def test_entrypoint_public_ca_dir_gets_certificates_never_the_key(env):
                      "public wgetrc")
         check_eq(oct(_mode(ca)), oct(0o700), "the private CA dir mode")
         check_eq(oct(_mode(os.path.join(ca, "ca.key"))), oct(0o600), "ca.key mode")
+
+    # A CA made by an airlock older than truststore.p12: the rest is still published.
+    os.unlink(os.path.join(ca, "truststore.p12"))
+    r = _run_entrypoint(env, base)
+    check_eq(r.returncode, 0, "exit code without truststore.p12 (%s)" % r.stderr.decode())
+    check(b"truststore.p12" in r.stderr, "no word about the missing trust store: %r" % r.stderr)
 
     # The CA dir itself as the public one would hand out the key: refused.
     r = _run_entrypoint(env, dict(base, AIRLOCK_PUBLIC_CA_DIR=ca + "/."))

@@ -127,6 +127,22 @@ def test_absolute_form_naming_another_authority_gets_421(env):
     check_eq(_methods_seen(up), [], "requests that reached the upstream")
 
 
+def test_absolute_https_form_naming_another_authority_gets_421(env):
+    # docs/relay.md's example: inside a TLS tunnel the natural absolute form is https://
+    up, al, c = _read_only(env)
+    c.send(build_request("GET", "https://other.example/x", [("Host", c.host)]))
+    _refused(c, 421, "absolute-form https:// target naming another host")
+    check_eq(_methods_seen(up), [], "requests that reached the upstream")
+
+
+def test_absolute_https_form_naming_the_tunnel_is_relayed(env):
+    up, al, c = _read_only(env)
+    c.send(build_request("GET", "https://%s:%d/x" % (LOOPBACK4, up.port), [("Host", c.host)]))
+    r = read_response(c.reader)
+    check_eq(r.status, 200, "status")
+    check_eq(r.json()["target"], "/x", "target upstream")
+
+
 def test_absolute_form_naming_the_tunnel_is_relayed(env):
     up, al, c = _read_only(env)
     c.send(build_request("GET", "http://%s:%d/x" % (LOOPBACK4, up.port), [("Host", c.host)]))

@@ -491,7 +491,8 @@ def test_sigterm_drain_refuses_new_connections(env):
 ENV_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WSS_PROXY", "http_proxy", "https_proxy",
             "all_proxy", "wss_proxy", "NO_PROXY", "no_proxy", "NODE_USE_ENV_PROXY",
             "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
-            "CARGO_HTTP_CAINFO", "NODE_EXTRA_CA_CERTS", "DENO_CERT", "WGETRC")
+            "CARGO_HTTP_CAINFO", "NODE_EXTRA_CA_CERTS", "DENO_CERT", "WGETRC",
+            "JAVA_TOOL_OPTIONS")
 
 
 def _clean_env(env):

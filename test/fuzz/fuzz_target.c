@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for target: the input as an authority (CONNECT's form and the Host form)
- * and as an absolute-form URI. An accepted host must have its one normalised spelling, and
- * target_format of the result must parse back to the same authority (and the same path).
- * Invariants are checked with __builtin_trap(). */
+ * and as an absolute-form URI (http:// and https://). An accepted host must have its one normalised
+ * spelling, and target_format of the result must parse back to the same authority (and the same
+ * path). Invariants are checked with __builtin_trap(). */
 #include "airlock/target.h"
 
 #include <arpa/inet.h>
@@ -126,11 +126,23 @@ static void fuzz_absolute(const char *in, size_t len)
     struct authority a, b;
     const char *path = NULL, *path2 = NULL;
     size_t path_len = 0, path2_len = 0;
+    bool https = false, https2 = false;
 
-    if (target_parse_absolute(in, len, &a, &path, &path_len) != 0)
+    if (target_parse_absolute(in, len, &https, &a, &path, &path_len) != 0) {
+        /* what the two-scheme parser refuses, the http-only one refuses too */
+        CHECK(target_parse_absolute(in, len, NULL, &b, &path2, &path2_len) != 0);
         return;
+    }
+    /* the http-only parser agrees on http:// and refuses https:// */
+    if (https) {
+        CHECK(target_parse_absolute(in, len, NULL, &b, &path2, &path2_len) != 0);
+    } else {
+        CHECK(target_parse_absolute(in, len, NULL, &b, &path2, &path2_len) == 0);
+        CHECK(same(&a, &b) && path2 == path && path2_len == path_len);
+    }
+    size_t scheme_len = https ? 8 : 7;
     check_host(&a);
-    CHECK(a.port != 0 && (a.port_present || a.port == 80));
+    CHECK(a.port != 0 && (a.port_present || a.port == (https ? 443 : 80)));
     CHECK(path != NULL && path_len > 0 && path[0] == '/');
     /* the path points into the input, or is the static "/" for an empty one */
     if (path >= in && path < in + len)
@@ -140,25 +152,26 @@ static void fuzz_absolute(const char *in, size_t len)
     for (size_t i = 0; i < path_len; i++)
         CHECK((unsigned char)path[i] > 0x20 && (unsigned char)path[i] < 0x7f && path[i] != '#');
 
-    /* rebuild "http://" host:port path and parse it again */
+    /* rebuild scheme host:port path and parse it again */
     char auth[FORMAT_MAX];
     target_format(&a, auth, sizeof(auth));
-    size_t alen = strlen(auth), n = 7 + alen + path_len;
+    size_t alen = strlen(auth), n = scheme_len + alen + path_len;
     char *uri = malloc(n);
     CHECK(uri != NULL);
-    memcpy(uri, "http://", 7);
-    memcpy(uri + 7, auth, alen);
-    memcpy(uri + 7 + alen, path, path_len);
-    CHECK(target_parse_absolute(uri, n, &b, &path2, &path2_len) == 0);
-    CHECK(same(&a, &b) && b.port_present);
+    memcpy(uri, https ? "https://" : "http://", scheme_len);
+    memcpy(uri + scheme_len, auth, alen);
+    memcpy(uri + scheme_len + alen, path, path_len);
+    CHECK(target_parse_absolute(uri, n, &https2, &b, &path2, &path2_len) == 0);
+    CHECK(same(&a, &b) && b.port_present && https2 == https);
     CHECK(path2_len == path_len && memcmp(path, path2, path_len) == 0);
     free(uri);
 
     /* the authority alone parses the same way as a Host field */
-    const char *auth_start = in + 7, *auth_end = auth_start;
+    const char *auth_start = in + scheme_len, *auth_end = auth_start;
     while (auth_end < in + len && *auth_end != '/' && *auth_end != '?')
         auth_end++;
-    CHECK(target_parse_authority(auth_start, (size_t)(auth_end - auth_start), false, 80, &b) == 0);
+    CHECK(target_parse_authority(auth_start, (size_t)(auth_end - auth_start), false,
+                                 https ? 443 : 80, &b) == 0);
     CHECK(same(&a, &b));
 }
 

@@ -16,6 +16,7 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/x509v3.h>
 
 #include "test.h"
@@ -193,6 +194,109 @@ static void test_bundle_and_wgetrc(void)
     free(pem);
     free(bundle);
     free(wgetrc);
+    rm_rf(dir);
+}
+
+/* DIR/truststore.p12 parsed: its one bag must be a certificate bag holding cert, named
+ * airlock-ca and carrying Java's trusted-key-usage attribute (anyExtendedKeyUsage); no MAC, no
+ * encryption, so that Java and keytool read it without a password. */
+static void check_truststore(const char *dir, X509 *cert)
+{
+    char path[512];
+    FILE *fp;
+    PKCS12 *p12 = NULL;
+    STACK_OF(PKCS7) *safes = NULL;
+    STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
+
+    snprintf(path, sizeof(path), "%s/truststore.p12", dir);
+    fp = fopen(path, "rb");
+    CHECK(fp != NULL);
+    if (!fp)
+        return;
+    p12 = d2i_PKCS12_fp(fp, NULL);
+    fclose(fp);
+    CHECK(p12 != NULL);
+    if (!p12)
+        return;
+    CHECK(!PKCS12_mac_present(p12));
+    safes = PKCS12_unpack_authsafes(p12);
+    CHECK(safes && sk_PKCS7_num(safes) == 1);
+    if (safes && sk_PKCS7_num(safes) == 1) {
+        PKCS7 *p7 = sk_PKCS7_value(safes, 0);
+        CHECK_EQ(OBJ_obj2nid(p7->type), NID_pkcs7_data);
+        bags = PKCS12_unpack_p7data(p7);
+    }
+    CHECK(bags && sk_PKCS12_SAFEBAG_num(bags) == 1);
+    if (bags && sk_PKCS12_SAFEBAG_num(bags) == 1) {
+        const PKCS12_SAFEBAG *bag = sk_PKCS12_SAFEBAG_value(bags, 0);
+        const STACK_OF(X509_ATTRIBUTE) *attrs = PKCS12_SAFEBAG_get0_attrs(bag);
+        ASN1_OBJECT *trust = OBJ_txt2obj("2.16.840.1.113894.746875.1.1", 1);
+        int at = trust ? X509at_get_attr_by_OBJ(attrs, trust, -1) : -1;
+        ASN1_TYPE *v = at >= 0 ? X509_ATTRIBUTE_get0_type(X509at_get_attr(attrs, at), 0) : NULL;
+        X509 *got = PKCS12_SAFEBAG_get1_cert(bag);
+        char *name = PKCS12_get_friendlyname((PKCS12_SAFEBAG *)bag);
+
+        CHECK_EQ(PKCS12_SAFEBAG_get_nid(bag), NID_certBag);
+        CHECK(got && X509_cmp(got, cert) == 0);
+        CHECK(v && v->type == V_ASN1_OBJECT &&
+              OBJ_obj2nid(v->value.object) == NID_anyExtendedKeyUsage);
+        CHECK_STR(name, "airlock-ca");
+        OPENSSL_free(name);
+        X509_free(got);
+        ASN1_OBJECT_free(trust);
+    }
+    sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    PKCS12_free(p12);
+}
+
+static void test_truststore(void)
+{
+    char dir[64], err[256], path[128];
+    struct ca *ca;
+    struct stat st1, st2;
+    FILE *fp;
+
+    CHECK(tmpdir(dir, sizeof(dir)) != NULL);
+    CHECK_EQ(ca_create(dir, false, err, sizeof(err)), 0);
+    CHECK_EQ(file_mode(dir, "truststore.p12"), 0644);
+    ca = ca_load(dir, err, sizeof(err));
+    CHECK(ca != NULL);
+    if (!ca)
+        goto out;
+    check_truststore(dir, ca_cert(ca));
+
+    /* Up to date: left as it is. */
+    snprintf(path, sizeof(path), "%s/truststore.p12", dir);
+    CHECK_EQ(stat(path, &st1), 0);
+    CHECK_EQ(ca_write_truststore(dir, ca_cert(ca), err, sizeof(err)), 0);
+    CHECK_EQ(stat(path, &st2), 0);
+    CHECK_EQ(st1.st_ino, st2.st_ino);
+
+    /* Missing, or holding anything else: written again. */
+    CHECK_EQ(unlink(path), 0);
+    CHECK_EQ(ca_write_truststore(dir, ca_cert(ca), err, sizeof(err)), 1);
+    check_truststore(dir, ca_cert(ca));
+    fp = fopen(path, "wb");
+    CHECK(fp != NULL);
+    if (fp) {
+        fputs("stale", fp);
+        fclose(fp);
+    }
+    CHECK_EQ(ca_write_truststore(dir, ca_cert(ca), err, sizeof(err)), 1);
+    check_truststore(dir, ca_cert(ca));
+    CHECK_EQ(file_mode(dir, "truststore.p12"), 0644);
+    ca_free(ca);
+
+    /* A CA replaced with force gets its own trust store. */
+    CHECK_EQ(ca_create(dir, true, err, sizeof(err)), 0);
+    ca = ca_load(dir, err, sizeof(err));
+    CHECK(ca != NULL);
+    if (ca)
+        check_truststore(dir, ca_cert(ca));
+    ca_free(ca);
+out:
+    CHECK_EQ(ERR_peek_error(), 0);
     rm_rf(dir);
 }
 
@@ -639,6 +743,7 @@ int main(void)
 {
     RUN(test_create_refuse_force);
     RUN(test_bundle_and_wgetrc);
+    RUN(test_truststore);
     RUN(test_load_ca_extensions);
     RUN(test_load_errors);
     RUN(test_load_refuses_open_or_foreign_key);

@@ -2,8 +2,9 @@
 /* Unit tests for dial: RFC 8305 ordering (families alternate, each keeps its order), a race
  * whose first address is blackholed (a listener with a full accept queue on ::1) won by the
  * second after about one attempt delay, refusals that move on without waiting, a race of many
- * blackholed addresses that never holds more than DIAL_MAX_IN_FLIGHT sockets, and
- * cancellation. Loopback only; every test closes its loop. */
+ * blackholed addresses that never holds more than DIAL_MAX_IN_FLIGHT sockets, cancellation,
+ * and the socket mark (set on the winner, or the dial fails where it cannot be set). Loopback only;
+ * every test closes its loop. */
 #include "airlock/dial.h"
 
 #include <arpa/inet.h>
@@ -149,7 +150,7 @@ static void test_blackholed_first_address_loses_to_the_second_after_the_delay(vo
     struct sockaddr_storage addrs[2] = {addr("::1", bh.port), addr("127.0.0.1", good_port)};
     struct result r = {0};
     uint64_t t0 = ms_now();
-    CHECK(dial_start(&loop, addrs, 2, 1, on_result, &r) != NULL);
+    CHECK(dial_start(&loop, addrs, 2, 0, 1, on_result, &r) != NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(r.done);
     CHECK(r.value >= 0);
@@ -179,7 +180,7 @@ static void test_refused_addresses_move_on_without_waiting(void)
                                         addr("127.0.0.1", good_port)};
     struct result r = {0};
     uint64_t t0 = ms_now();
-    dial_start(&loop, addrs, 3, 1, on_result, &r);
+    dial_start(&loop, addrs, 3, 0, 1, on_result, &r);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(r.done && r.value >= 0);
     CHECK(r.at_ms - t0 < DIAL_ATTEMPT_DELAY_MS);
@@ -196,7 +197,7 @@ static void test_every_address_refused_reports_the_error(void)
     struct sockaddr_storage addrs[2] = {addr("127.0.0.1", closed_port("127.0.0.1")),
                                         addr("127.0.0.1", closed_port("127.0.0.1"))};
     struct result r = {0};
-    dial_start(&loop, addrs, 2, 1, on_result, &r);
+    dial_start(&loop, addrs, 2, 0, 1, on_result, &r);
     CHECK(!r.done); /* never from inside dial_start */
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(r.done);
@@ -244,7 +245,7 @@ static void test_many_blackholed_addresses_hold_at_most_the_in_flight_cap(void)
     w.baseline = w.most = test_count_fds();
     uv_timer_start(&w.timer, on_watch_tick, 20, 20);
     uint64_t t0 = ms_now();
-    CHECK(dial_start(&loop, addrs, DIAL_MAX_ADDRS, 1, on_result, &w.r) != NULL);
+    CHECK(dial_start(&loop, addrs, DIAL_MAX_ADDRS, 0, 1, on_result, &w.r) != NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(w.r.done && w.r.value >= 0);
     uint64_t took = w.r.at_ms - t0, want = (DIAL_MAX_ADDRS - 1) * DIAL_ATTEMPT_DELAY_MS;
@@ -279,7 +280,7 @@ static void test_cancel_closes_every_attempt_and_reports_once(void)
     uv_loop_init(&loop);
     struct sockaddr_storage addrs[1] = {addr("::1", bh.port)};
     struct result r = {0};
-    struct dial *d = dial_start(&loop, addrs, 1, 1, on_result, &r);
+    struct dial *d = dial_start(&loop, addrs, 1, 0, 1, on_result, &r);
     uv_timer_t t;
     uv_timer_init(&loop, &t);
     t.data = d;
@@ -291,6 +292,43 @@ static void test_cancel_closes_every_attempt_and_reports_once(void)
     blackhole_close(&bh);
 }
 
+/* Whether this process may set SO_MARK (CAP_NET_ADMIN). */
+static bool can_mark(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    uint32_t mark = 42;
+    bool ok = setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) == 0;
+    close(fd);
+    return ok;
+}
+
+static void test_mark_is_set_on_the_socket_or_the_dial_fails(void)
+{
+    unsigned port;
+    int ls = listener("127.0.0.1", 0, 8, &port);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct sockaddr_storage addrs[1] = {addr("127.0.0.1", port)};
+    struct result r = {0};
+    CHECK(dial_start(&loop, addrs, 1, 0x2a, 1, on_result, &r) != NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(r.done);
+    if (can_mark()) {
+        CHECK(r.value >= 0);
+        uint32_t mark = 0;
+        socklen_t len = sizeof mark;
+        CHECK_EQ(getsockopt(r.value, SOL_SOCKET, SO_MARK, &mark, &len), 0);
+        CHECK_EQ(mark, 0x2a);
+        close(r.value);
+    } else {
+        /* never an unmarked connection instead */
+        fprintf(stderr, "  no CAP_NET_ADMIN: checked that the dial fails\n");
+        CHECK_EQ(r.value, UV_EPERM);
+    }
+    CHECK_EQ(uv_loop_close(&loop), 0);
+    close(ls);
+}
+
 int main(void)
 {
     RUN(test_interleave_alternates_families_keeping_each_order);
@@ -299,5 +337,6 @@ int main(void)
     RUN(test_every_address_refused_reports_the_error);
     RUN(test_many_blackholed_addresses_hold_at_most_the_in_flight_cap);
     RUN(test_cancel_closes_every_attempt_and_reports_once);
+    RUN(test_mark_is_set_on_the_socket_or_the_dial_fails);
     return test_report();
 }

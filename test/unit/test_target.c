@@ -208,34 +208,49 @@ struct abs_case {
     const char *want; /* formatted authority, NULL when refused */
     const char *path;
     bool port_present;
+    bool https; /* the scheme is https (accepted only when the caller asks for it) */
 };
 
 static const struct abs_case abs_cases[] = {
-    {"http://example.com/", "example.com:80", "/", false},
-    {"http://example.com", "example.com:80", "/", false},
-    {"HTTP://Example.COM:8080/a/b?c=d&e", "example.com:8080", "/a/b?c=d&e", true},
-    {"http://127.0.0.1:11434/api/generate", "127.0.0.1:11434", "/api/generate", true},
-    {"http://[::1]:8080/x", "[::1]:8080", "/x", true},
-    {"http://[::1]/x", "[::1]:80", "/x", false},
-    {"http://example.com./p", "example.com:80", "/p", false},
-    {"https://example.com/", NULL, NULL, false},
-    {"ftp://example.com/", NULL, NULL, false},
-    {"http:/example.com/", NULL, NULL, false},
-    {"http://", NULL, NULL, false},
-    {"http:///path", NULL, NULL, false},
-    {"http://user@example.com/", NULL, NULL, false},
-    {"http://user:pw@example.com/", NULL, NULL, false},
-    {"http://example.com/p#frag", NULL, NULL, false},
-    {"http://example.com#frag", NULL, NULL, false},
-    {"http://example.com?q=1", NULL, NULL, false},
-    {"http://example.com:0/", NULL, NULL, false},
-    {"http://2130706433/", NULL, NULL, false},
-    {"http://127.1/", NULL, NULL, false},
-    {"http://example.com/a b", NULL, NULL, false},
-    {"http://example.com/a\tb", NULL, NULL, false},
-    {"http://exa\\mple.com/", NULL, NULL, false},
-    {"/origin/form", NULL, NULL, false},
-    {"example.com:443", NULL, NULL, false},
+    {"http://example.com/", "example.com:80", "/", false, false},
+    {"http://example.com", "example.com:80", "/", false, false},
+    {"HTTP://Example.COM:8080/a/b?c=d&e", "example.com:8080", "/a/b?c=d&e", true, false},
+    {"http://127.0.0.1:11434/api/generate", "127.0.0.1:11434", "/api/generate", true, false},
+    {"http://[::1]:8080/x", "[::1]:8080", "/x", true, false},
+    {"http://[::1]/x", "[::1]:80", "/x", false, false},
+    {"http://example.com./p", "example.com:80", "/p", false, false},
+    {"https://example.com/", "example.com:443", "/", false, true},
+    {"https://example.com", "example.com:443", "/", false, true},
+    {"HTTPS://API.example.com:8443/v1?k=v", "api.example.com:8443", "/v1?k=v", true, true},
+    {"https://[::1]/x", "[::1]:443", "/x", false, true},
+    {"https://127.0.0.1:443/", "127.0.0.1:443", "/", true, true},
+    {"https://", NULL, NULL, false, false},
+    {"https:///p", NULL, NULL, false, false},
+    {"https://user@example.com/", NULL, NULL, false, false},
+    {"https://example.com:0/", NULL, NULL, false, false},
+    {"https://example.com/p#f", NULL, NULL, false, false},
+    {"https://example.com?q", NULL, NULL, false, false},
+    {"https://127.1/", NULL, NULL, false, false},
+    {"httpss://example.com/", NULL, NULL, false, false},
+    {"http s://example.com/", NULL, NULL, false, false},
+    {"wss://example.com/", NULL, NULL, false, false},
+    {"ftp://example.com/", NULL, NULL, false, false},
+    {"http:/example.com/", NULL, NULL, false, false},
+    {"http://", NULL, NULL, false, false},
+    {"http:///path", NULL, NULL, false, false},
+    {"http://user@example.com/", NULL, NULL, false, false},
+    {"http://user:pw@example.com/", NULL, NULL, false, false},
+    {"http://example.com/p#frag", NULL, NULL, false, false},
+    {"http://example.com#frag", NULL, NULL, false, false},
+    {"http://example.com?q=1", NULL, NULL, false, false},
+    {"http://example.com:0/", NULL, NULL, false, false},
+    {"http://2130706433/", NULL, NULL, false, false},
+    {"http://127.1/", NULL, NULL, false, false},
+    {"http://example.com/a b", NULL, NULL, false, false},
+    {"http://example.com/a\tb", NULL, NULL, false, false},
+    {"http://exa\\mple.com/", NULL, NULL, false, false},
+    {"/origin/form", NULL, NULL, false, false},
+    {"example.com:443", NULL, NULL, false, false},
 };
 
 static void test_absolute(void)
@@ -244,10 +259,15 @@ static void test_absolute(void)
     const char *path;
     size_t path_len, i;
     char buf[300];
+    bool https;
 
     for (i = 0; i < sizeof(abs_cases) / sizeof(abs_cases[0]); i++) {
         const struct abs_case *c = &abs_cases[i];
-        int rc = target_parse_absolute(c->in, strlen(c->in), &a, &path, &path_len);
+        /* a caller that takes http:// only refuses every https:// target */
+        int rc = target_parse_absolute(c->in, strlen(c->in), NULL, &a, &path, &path_len);
+        CHECK_EQ(rc, c->want && !c->https ? 0 : -1);
+        https = !c->https;
+        rc = target_parse_absolute(c->in, strlen(c->in), &https, &a, &path, &path_len);
 
         if (!c->want) {
             if (rc != -1)
@@ -265,11 +285,15 @@ static void test_absolute(void)
         CHECK_EQ(path_len, strlen(c->path));
         CHECK(memcmp(path, c->path, path_len) == 0);
         CHECK_EQ(a.port_present, c->port_present);
+        CHECK_EQ(https, c->https);
     }
     /* the path points into the input */
     static const char in[] = "http://h.example/x?y";
-    CHECK_EQ(target_parse_absolute(in, strlen(in), &a, &path, &path_len), 0);
+    CHECK_EQ(target_parse_absolute(in, strlen(in), NULL, &a, &path, &path_len), 0);
     CHECK(path == in + strlen("http://h.example"));
+    static const char tls_in[] = "https://h.example/x?y";
+    CHECK_EQ(target_parse_absolute(tls_in, strlen(tls_in), &https, &a, &path, &path_len), 0);
+    CHECK(path == tls_in + strlen("https://h.example"));
 }
 
 static bool matches(const char *tunnel, const char *request)
@@ -307,9 +331,9 @@ static void test_matches(void)
     const char *path;
     size_t path_len;
     CHECK_EQ(target_parse_authority("h.example:443", 13, true, 0, &t), 0);
-    CHECK_EQ(target_parse_absolute("http://h.example/", 17, &r, &path, &path_len), 0);
+    CHECK_EQ(target_parse_absolute("http://h.example/", 17, NULL, &r, &path, &path_len), 0);
     CHECK(target_authority_matches(&t, &r));
-    CHECK_EQ(target_parse_absolute("http://h.example:80/", 20, &r, &path, &path_len), 0);
+    CHECK_EQ(target_parse_absolute("http://h.example:80/", 20, NULL, &r, &path, &path_len), 0);
     CHECK(!target_authority_matches(&t, &r));
 }
 
