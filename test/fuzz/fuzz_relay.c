@@ -14,13 +14,14 @@
  * nothing written or decided after a final outcome. A violation aborts with a message.
  *
  * Input: 4 header bytes, then the client's stream, the marker "\n<<>>\n", the upstream's.
- *   [0] mode bits: 0 forward proxy (else CONNECT to the host bits 1-2 pick), 1-2 the tunnel's
- *       host and so its policy, 3 credential providers on, 4 draining, 5 the client closes at
- *       the end, 6 the upstream does, 7 after REUSABLE the client is released before the
- *       upstream
+ *   [0] mode bits: 0 a CONNECT tunnel to the host bits 1-2 pick, and so its policy (clear: a
+ *       forward proxy, the client's first request names the origin), 3 credential providers
+ *       on, 4 draining, 5 the client closes at the end, 6 the upstream does, 7 after REUSABLE
+ *       the client is released before the upstream
  *   [1], [2] chunk sizes for the client and upstream: 0 the whole stream, 1..127 that many
  *       bytes, bit 7 set a random size from 1 to (the low bits + 1)
- *   [3] the seed of the schedule (which side sends next) and of random chunk sizes */
+ *   [3] the seed of the schedule (which side sends next) and of random chunk sizes; with bit 0
+ *       of [0] set, bit 7 makes the tunnel a plain-HTTP one (relay_begin_plain_tunnel) */
 #include "airlock/relay.h"
 
 #include <stdarg.h>
@@ -177,7 +178,9 @@ struct run {
     int client_offset; /* index of the first judged request in the client's stream */
     struct authority target;
     bool have_target;
-    bool secret_in_client, secret_bound_here;
+    /* the secret may go to an upstream (a provider binds it and the hop is verified TLS): to
+     * some of this connection's, to all of them */
+    bool secret_in_client, any_bound, all_bound;
 };
 
 static uint64_t next_rand(struct run *r)
@@ -377,6 +380,18 @@ static void release(struct run *r, enum side_id s)
 }
 
 /* The controller's answer to each step the relay reported. */
+/* The relay now talks to target: through verified TLS (a tunnel, an https:// origin) when
+ * inspected, where the providers that bind it substitute and redact. */
+static void enter_origin(struct run *r, const struct authority *target, bool inspected)
+{
+    bool bound =
+        (r->mode & MODE_CREDS) && inspected && target->port == 443 &&
+        (!strcmp(target->host, "api.example.com") || !strcmp(target->host, "ro.example.com"));
+
+    r->any_bound |= bound;
+    r->all_bound &= bound;
+}
+
 static void handle_outcomes(struct run *r)
 {
     bool client_first = (r->mode & MODE_CLIENT_FIRST) != 0;
@@ -392,7 +407,8 @@ static void handle_outcomes(struct run *r)
             break;
         case RELAY_TUNNEL:
             /* what follows CONNECT is the client's plaintext through its TLS */
-            relay_begin_tunnel(r->r);
+            relay_begin_tunnel(r->r, &res.target);
+            enter_origin(r, &res.target, true);
             release(r, SIDE_CLIENT);
             break;
         case RELAY_DIAL:
@@ -401,6 +417,7 @@ static void handle_outcomes(struct run *r)
                 r->upstream_skipped = true;
             r->in[SIDE_UPSTREAM].wait.len = 0;
             r->in[SIDE_UPSTREAM].held = false;
+            enter_origin(r, &res.target, res.tls);
             relay_dialed(r->r);
             release(r, SIDE_CLIENT);
             break;
@@ -755,7 +772,7 @@ static void check_client(struct run *r, size_t nforwarded)
     REQUIRE(!c.error, "client bytes do not parse: %s at %zu", c.error, c.error_at);
     if (r->terminal && r->last.outcome == RELAY_CONSUMED && !r->last.truncated)
         REQUIRE(!c.truncated, "CONSUMED, not truncated, yet the client's last response is cut");
-    if (r->secret_bound_here && !r->secret_in_client)
+    if (r->all_bound && !r->secret_in_client)
         REQUIRE(!contains(r->out[SIDE_CLIENT].data, r->out[SIDE_CLIENT].len, SECRET),
                 "the secret reached the client");
 
@@ -763,7 +780,7 @@ static void check_client(struct run *r, size_t nforwarded)
         const struct ref_msg *m = &c.msgs[i];
 
         cf += is_final(m);
-        if (!r->secret_bound_here || r->secret_in_client)
+        if (!r->all_bound || r->secret_in_client)
             continue;
         /* an echo is redacted wherever it stands: reason, field, body (de-chunked), trailer */
         REQUIRE(!contains(m->reason, strlen(m->reason), SECRET) &&
@@ -822,7 +839,7 @@ static void check_client(struct run *r, size_t nforwarded)
             REQUIRE(!strcmp(uc, cc),
                     "response %zu: codings \"%s\" from upstream, \"%s\" to the client", ci, uc, cc);
         }
-        bool redacting = (r->mode & MODE_CREDS) && r->secret_bound_here;
+        bool redacting = r->any_bound;
         bool last_c = ci + 1 == c.nmsgs;
         if (!redacting || !contains((const char *)um->body, um->body_len, SECRET)) {
             if (cm->close_framed || (last_c && c.truncated))
@@ -934,6 +951,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     r->in[SIDE_CLIENT].closes = (r->mode & MODE_CLIENT_EOF) != 0;
     r->in[SIDE_UPSTREAM].closes = (r->mode & MODE_UPSTREAM_EOF) != 0;
     r->secret_in_client = contains((const char *)cbuf, clen, SECRET);
+    r->all_bound = (r->mode & MODE_CREDS) != 0;
+    bool plain = (in[3] & 0x80) != 0;
 
     struct relay_setup setup = {.id = 1, .limits = &http_default_limits, .draining = &r->draining};
     r->r = relay_new(&setup, &fuzz_io, r);
@@ -949,10 +968,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
                 "CONNECT not taken whole");
         REQUIRE(r->nqueue == 1 && r->last.outcome == RELAY_TUNNEL, "CONNECT gave no TUNNEL");
         r->outcomes_handled = 1;
-        relay_begin_tunnel(r->r);
+        /* a redirected plain-HTTP connection (transparent mode) is judged alike, but no
+         * secret ever goes on its clear-text hop */
+        if (plain) {
+            relay_begin_plain_tunnel(r->r, &r->last.target);
+        } else {
+            relay_begin_tunnel(r->r, &r->last.target);
+        }
+        enter_origin(r, &r->last.target, !plain);
         relay_resume(r->r, SIDE_CLIENT);
-        r->secret_bound_here = (r->mode & MODE_CREDS) && (!strcmp(host, "api.example.com") ||
-                                                          !strcmp(host, "ro.example.com"));
     } else if (clen >= 7 && !strncmp((const char *)cbuf, "CONNECT", 7)) {
         r->client_offset = 1; /* its CONNECT is message 0 of the client's stream */
     }
@@ -963,12 +987,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
             break;
     }
     handle_outcomes(r);
-    if (r->last.outcome == RELAY_TUNNEL && !(r->mode & MODE_TUNNEL)) {
-        const char *h = r->target.host;
-
-        r->secret_bound_here = (r->mode & MODE_CREDS) &&
-                               (!strcmp(h, "api.example.com") || !strcmp(h, "ro.example.com"));
-    }
 
     /* after the last outcome the relay takes everything and does nothing with it */
     if (r->terminal) {
@@ -983,9 +1001,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
                         side_name((enum side_id)s));
         }
     }
-    if (!r->secret_bound_here && !r->secret_in_client)
+    if (!r->any_bound && !r->secret_in_client)
         REQUIRE(!contains(r->out[SIDE_UPSTREAM].data, r->out[SIDE_UPSTREAM].len, SECRET),
-                "the secret went to %s, which no provider binds", r->target.host);
+                "the secret went to %s, which no provider binds over TLS", r->target.host);
 
     ref_parse_requests(cbuf, clen, &client);
     check_upstream(r, &client, &nforwarded);

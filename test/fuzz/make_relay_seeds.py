@@ -177,6 +177,8 @@ SEEDS = {
     "method_override": seed("ro", req("GET", "/x", [("X-HTTP-Method-Override", "DELETE")],
                                       host=R)),
     "method_override_query": seed("ro", req("GET", "/x?_method=delete", host=R)),
+    "plain_tunnel": seed("api", req("GET", "/p", host=A) + req("GET", "/q?k=" + PH, host=A),
+                         ok(), flags=CREDS, rng=0xf3),
     # ----- credentials
     "placeholder_substituted": seed("api", req(
         "GET", "/bot%s/send?key=%s" % (PH, PH), [("X-Api-Key", PH),
@@ -213,6 +215,11 @@ SEEDS = {
                                      host="other.example.com")),
     "forward_placeholder": seed(None, req("GET", "http://example.com/x?k=" + PH,
                                           host="example.com"), flags=CREDS),
+    "forward_https": seed(None, req("GET", "https://api.example.com/x", [("X-Api-Key", PH)],
+                                    host="api.example.com") +
+                          req("GET", "http://api.example.com/y", host="api.example.com"),
+                          resp(200, "OK " + SECRET, [("Content-Length", "2")], b"ok"),
+                          flags=CREDS),
     "forward_connect": seed(None, b"CONNECT api.example.com:443 HTTP/1.1\r\n"
                             b"Host: api.example.com:443\r\n\r\n" + req("GET", "/x", host=A), ok()),
     "client_closes_mid_request": seed("api", req("POST", "/x", [("Content-Length", "9")], b"abc",
