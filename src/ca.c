@@ -4,6 +4,7 @@
  * nothing of sockets or TLS sessions. Invariant: the cache only ever hands out new
  * references (X509_up_ref), so evicting an entry never frees a certificate still in use. */
 #include "airlock/ca.h"
+#include "ca_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,7 +82,7 @@ static void fail_msg(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Format "what: first OpenSSL reason" into err and leave the error queue clean. */
-static void ssl_fail(char *err, size_t errlen, const char *what, const char *path)
+void ca_ssl_fail(char *err, size_t errlen, const char *what, const char *path)
 {
     char buf[160];
     const char *r = tls_error_text(buf, sizeof(buf));
@@ -96,7 +97,7 @@ static void sys_fail(char *err, size_t errlen, const char *what, const char *pat
     fail_msg(err, errlen, "%s %s: %s", what, path, strerror(errnum));
 }
 
-static int join_path(char *out, size_t cap, const char *dir, const char *name)
+int ca_join_path(char *out, size_t cap, const char *dir, const char *name)
 {
     int n = snprintf(out, cap, "%s/%s", dir, name);
     return n < 0 || (size_t)n >= cap ? -1 : 0;
@@ -304,14 +305,14 @@ static X509 *make_ca_cert(EVP_PKEY *key)
 /* Write data to DIR/name through a temporary file and rename(): the file appears whole and with
  * its final mode, and an existing name (or a symlink planted there) is replaced, never written
  * through. mkstemp() creates the file 0600, so the key is never readable by others. */
-static int write_file(const char *dir, const char *name, const char *data, size_t len, mode_t mode,
-                      char *err, size_t errlen)
+int ca_write_file(const char *dir, const char *name, const char *data, size_t len, mode_t mode,
+                  char *err, size_t errlen)
 {
     char tmp[PATH_MAX], path[PATH_MAX];
     int fd, e;
     size_t off = 0;
 
-    if (join_path(path, sizeof(path), dir, name) < 0 ||
+    if (ca_join_path(path, sizeof(path), dir, name) < 0 ||
         snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, name) >= (int)sizeof(tmp)) {
         sys_fail(err, errlen, "cannot write", dir, ENAMETOOLONG);
         return -1;
@@ -373,7 +374,7 @@ static int append_system_roots(BIO *b, char *err, size_t errlen)
         return 0;
     while (rc == 0 && (n = fread(buf, 1, sizeof(buf), fp)) > 0) {
         if (BIO_write(b, buf, (int)n) != (int)n) {
-            ssl_fail(err, errlen, "cannot build bundle.pem", NULL);
+            ca_ssl_fail(err, errlen, "cannot build bundle.pem", NULL);
             rc = -1;
         }
         last = (unsigned char)buf[n - 1];
@@ -385,7 +386,7 @@ static int append_system_roots(BIO *b, char *err, size_t errlen)
     fclose(fp);
     /* The CA's PEM block must start on its own line. */
     if (rc == 0 && last != '\n' && BIO_write(b, "\n", 1) != 1) {
-        ssl_fail(err, errlen, "cannot build bundle.pem", NULL);
+        ca_ssl_fail(err, errlen, "cannot build bundle.pem", NULL);
         rc = -1;
     }
     return rc;
@@ -397,101 +398,7 @@ static int bio_write_file(BIO *b, const char *dir, const char *name, mode_t mode
     char *data;
     long len = BIO_get_mem_data(b, &data);
 
-    return write_file(dir, name, data, len > 0 ? (size_t)len : 0, mode, err, errlen);
-}
-
-/* ---- the Java trust store ---------------------------------------------------------------- */
-
-/* Java's PKCS#12 key store takes a certificate bag with no key as a trusted-certificate entry
- * only when it carries this attribute (Oracle's "trusted key usage"), valued with the extended
- * key usages it is trusted for; without it the certificate is skipped. */
-#define CA_JDK_TRUST_OID "2.16.840.1.113894.746875.1.1"
-#define CA_JDK_ALIAS     "airlock-ca"
-
-/* The DER of a PKCS#12 file holding cert alone as a trusted-certificate entry for any purpose.
- * No key, no encryption and no MAC: the file is public, and a store without a MAC is one Java
- * (keystore.pkcs12.macAlgorithm=NONE) and keytool open without a password. No salt either,
- * so the same certificate always gives the same bytes. *der is OPENSSL_free()d by the caller;
- * its length, or -1. */
-static int truststore_der(X509 *cert, unsigned char **der)
-{
-    STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
-    STACK_OF(PKCS7) *safes = NULL;
-    PKCS12_SAFEBAG *bag;
-    PKCS12 *p12 = NULL;
-    int len = -1;
-
-    *der = NULL;
-    bag = PKCS12_add_cert(&bags, cert);
-    if (!bag || !PKCS12_add_friendlyname(bag, CA_JDK_ALIAS, -1) ||
-        !PKCS12_add1_attr_by_txt(bag, CA_JDK_TRUST_OID, V_ASN1_OBJECT,
-                                 (const unsigned char *)OBJ_nid2obj(NID_anyExtendedKeyUsage), -1))
-        goto out;
-    /* nid_safe -1: the bags go in as plain data, not encrypted with a password */
-    if (!PKCS12_add_safe(&safes, bags, -1, 0, NULL) || !(p12 = PKCS12_add_safes(safes, 0)))
-        goto out;
-    len = i2d_PKCS12(p12, der);
-out:
-    PKCS12_free(p12);
-    sk_PKCS7_pop_free(safes, PKCS7_free);
-    sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
-    return len;
-}
-
-/* true when DIR/name is a regular file (not a symlink, not a FIFO that would block) holding
- * exactly data. */
-static bool file_holds(const char *dir, const char *name, const unsigned char *data, size_t len)
-{
-    char path[PATH_MAX];
-    unsigned char buf[4096];
-    struct stat st;
-    size_t off = 0;
-    bool same = false;
-    int fd;
-
-    if (join_path(path, sizeof(path), dir, name) < 0)
-        return false;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return false;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != (off_t)len)
-        goto out;
-    while (off < len) {
-        size_t want = len - off < sizeof(buf) ? len - off : sizeof(buf);
-        ssize_t n = read(fd, buf, want);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || memcmp(buf, data + off, (size_t)n) != 0)
-            goto out;
-        off += (size_t)n;
-    }
-    same = true;
-out:
-    close(fd);
-    return same;
-}
-
-int ca_write_truststore(const char *dir, X509 *cert, char *err, size_t errlen)
-{
-    unsigned char *der;
-    int len, rc;
-
-    if (err && errlen)
-        err[0] = '\0';
-    ERR_clear_error();
-    len = truststore_der(cert, &der);
-    if (len <= 0) {
-        ssl_fail(err, errlen, "cannot encode " CA_TRUSTSTORE, NULL);
-        return -1;
-    }
-    if (file_holds(dir, CA_TRUSTSTORE, der, (size_t)len))
-        rc = 0;
-    else
-        rc = write_file(dir, CA_TRUSTSTORE, (const char *)der, (size_t)len, 0644, err, errlen) < 0
-                 ? -1
-                 : 1;
-    OPENSSL_free(der);
-    return rc;
+    return ca_write_file(dir, name, data, len > 0 ? (size_t)len : 0, mode, err, errlen);
 }
 
 static bool file_exists(const char *dir, const char *name)
@@ -500,7 +407,7 @@ static bool file_exists(const char *dir, const char *name)
     struct stat st;
 
     /* lstat: a dangling symlink still occupies the name. */
-    return join_path(path, sizeof(path), dir, name) == 0 && lstat(path, &st) == 0;
+    return ca_join_path(path, sizeof(path), dir, name) == 0 && lstat(path, &st) == 0;
 }
 
 /* A directory that others may write lets them rename their own key and certificate over ours.
@@ -574,12 +481,12 @@ int ca_create(const char *dir, bool force, char *err, size_t errlen)
     ERR_clear_error();
     key = EVP_EC_gen("P-256");
     if (!key) {
-        ssl_fail(err, errlen, "cannot generate the CA key", NULL);
+        ca_ssl_fail(err, errlen, "cannot generate the CA key", NULL);
         goto out;
     }
     cert = make_ca_cert(key);
     if (!cert) {
-        ssl_fail(err, errlen, "cannot build the CA certificate", NULL);
+        ca_ssl_fail(err, errlen, "cannot build the CA certificate", NULL);
         goto out;
     }
     kb = BIO_new(BIO_s_mem());
@@ -589,13 +496,13 @@ int ca_create(const char *dir, bool force, char *err, size_t errlen)
     if (!kb || !cb || !bb || !wb || !PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) ||
         !PEM_write_bio_X509(cb, cert) ||
         BIO_printf(wb, "ca_certificate = %s/bundle.pem\n", abs) <= 0) {
-        ssl_fail(err, errlen, "cannot encode the CA", NULL);
+        ca_ssl_fail(err, errlen, "cannot encode the CA", NULL);
         goto out;
     }
     if (append_system_roots(bb, err, errlen) < 0)
         goto out;
     if (!PEM_write_bio_X509(bb, cert)) {
-        ssl_fail(err, errlen, "cannot encode the CA", NULL);
+        ca_ssl_fail(err, errlen, "cannot encode the CA", NULL);
         goto out;
     }
     /* The key first: a crash between the two renames leaves a key without a certificate, which
@@ -632,7 +539,7 @@ static FILE *open_in(const char *dir, const char *name, char *path, size_t cap, 
 {
     FILE *fp;
 
-    if (join_path(path, cap, dir, name) < 0) {
+    if (ca_join_path(path, cap, dir, name) < 0) {
         sys_fail(err, errlen, "cannot open", dir, ENAMETOOLONG);
         return NULL;
     }
@@ -720,7 +627,7 @@ struct ca *ca_load(const char *dir, char *err, size_t errlen)
     ca->cert = PEM_read_X509(fp, NULL, no_passphrase, NULL);
     fclose(fp);
     if (!ca->cert) {
-        ssl_fail(err, errlen, "not a PEM certificate", path);
+        ca_ssl_fail(err, errlen, "not a PEM certificate", path);
         goto fail;
     }
     fp = open_in(dir, "ca.key", path, sizeof(path), err, errlen);
@@ -733,7 +640,7 @@ struct ca *ca_load(const char *dir, char *err, size_t errlen)
     ca->key = PEM_read_PrivateKey(fp, NULL, no_passphrase, NULL);
     fclose(fp);
     if (!ca->key) {
-        ssl_fail(err, errlen, "not an unencrypted PEM private key", path);
+        ca_ssl_fail(err, errlen, "not an unencrypted PEM private key", path);
         goto fail;
     }
     if (!X509_check_private_key(ca->cert, ca->key)) {
@@ -750,11 +657,11 @@ struct ca *ca_load(const char *dir, char *err, size_t errlen)
     }
     ca->leaf_key = EVP_EC_gen("P-256");
     if (!ca->leaf_key) {
-        ssl_fail(err, errlen, "cannot generate the leaf key", NULL);
+        ca_ssl_fail(err, errlen, "cannot generate the leaf key", NULL);
         goto fail;
     }
     if (build_leaf_exts(ca) < 0) {
-        ssl_fail(err, errlen, "cannot build leaf extensions", NULL);
+        ca_ssl_fail(err, errlen, "cannot build leaf extensions", NULL);
         goto fail;
     }
     return ca;
