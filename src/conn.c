@@ -655,6 +655,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             if (s->tls && tls_handshake_done(s->tls) && !(s->flags & SIDE_F_EOF))
                 s->flags |= SIDE_F_BARE_EOF;
             side_on_eof(c, id, id == SIDE_CLIENT ? "client closed" : "upstream closed");
+        } else if (id == SIDE_UPSTREAM) {
+            /* An upstream's reset is its end, only ruder: the phase still answers the client
+             * (a 502 before a response, inside TLS after a CONNECT's 200; a bare end after
+             * one started), never a silent close. */
+            s->flags |= SIDE_F_BARE_EOF;
+            side_on_eof(c, id, "upstream reset");
         } else {
             conn_close(c, id == SIDE_CLIENT ? "client read error" : "upstream read error");
         }

@@ -136,7 +136,7 @@ static void redact_for(struct relay *r, const struct creds *snapshot)
     }
 }
 
-static void choose_redaction(struct relay *r, bool inspected)
+static void choose_redaction(struct relay *r)
 {
     struct exchange *ex = &r->ex;
     if (ex->ncreds_used > 0 && r->echo_creds != r->creds) {
@@ -146,11 +146,11 @@ static void choose_redaction(struct relay *r, bool inspected)
         r->echo_creds = r->creds;
     }
     ex->nredact = 0;
-    if (!inspected)
-        return;
     /* A provider's host may hand back what it stored from any earlier request, on any
      * connection: every response from it is redacted, for its current secret and for the one
-     * that last went out on this connection (a reload may have rotated it). */
+     * that last went out on this connection (a reload may have rotated it). Over a plain hop
+     * too (a plain tunnel, an http:// origin): no secret goes out on one, but the host that
+     * stored it may still answer there. */
     redact_for(r, r->creds);
     if (r->echo_creds != r->creds)
         redact_for(r, r->echo_creds);
@@ -195,7 +195,7 @@ static bool resolve_credentials(struct relay *r, char *path, size_t path_cap)
     ex->ncreds_used = 0;
     bool inspected = upstream_inspected(r);
     if (!r->creds) {
-        choose_redaction(r, inspected);
+        choose_redaction(r);
         return true;
     }
     const struct creds_provider *mismatch = NULL, *misplaced = NULL;
@@ -223,7 +223,7 @@ static bool resolve_credentials(struct relay *r, char *path, size_t path_cap)
             ex->creds_used[ex->ncreds_used++] = p;
     }
     relay_copy_truncated(ex->log_path, sizeof ex->log_path, path);
-    choose_redaction(r, inspected);
+    choose_redaction(r);
     if (mismatch)
         return refuse_credential(r, mismatch, "credential_endpoint_mismatch",
                                  inspected ? "a credential placeholder was sent to a host or port "

@@ -7,9 +7,10 @@ neither close the tunnel with a log line."""
 
 import json
 import socket
+import struct
 
-from harness import (LOOPBACK4, HttpClient, Reader, build_request, check, check_eq,
-                     connect_tunnel_resp, read_response)
+from harness import (LOOPBACK4, HttpClient, Reader, build_request, build_response, check,
+                     check_eq, connect_tunnel_resp, read_response)
 from support import (check_deny, loopback_ep, policy_doc, providers_doc, recording_handler,
                      start_airlock, wait_log)
 
@@ -102,3 +103,69 @@ def test_tls_client_whose_upstream_speaks_plain_http_gets_502_inside_tls(env):
     check(wait_log(al, lambda l: l.get("class_uid") == 2004 and "TLS" in
                    l.get("activity_name", "")),
           "no finding logged for the upstream's TLS failure")
+
+
+def _stored_secret_handler(conn):
+    """A provider's host that hands back the secret it stored from an earlier request (over
+    TLS, on another connection), whatever it is asked."""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        body = ('{"stored": "%s"}' % STORED_SECRET).encode()
+        conn.sendall(build_response(200, "OK", [("X-Stored", STORED_SECRET),
+                                                ("Content-Length", str(len(body)))], body))
+
+
+STORED_SECRET = "plain-stored-secret-0123456789"
+
+
+def test_plain_http_to_a_providers_host_is_redacted(env):
+    # No secret goes on a plain hop, but the provider's host may still answer there with one it
+    # stored: its responses are redacted as inside a TLS tunnel (docs/providers.md).
+    up = env.upstream(_stored_secret_handler, tls=False)
+    prov = providers_doc({"plain": {"placeholder": PLACEHOLDER,
+                                    "secret": {"env": "AIRLOCK_E2E_PLAIN_SECRET"},
+                                    "endpoints": [{"host": LOOPBACK4, "port": up.port}]}})
+    al = start_airlock(env, _read_only(up), providers=prov,
+                       extra_env={"AIRLOCK_E2E_PLAIN_SECRET": STORED_SECRET})
+    r = _plain_tunnel(al, up.port).request("GET", "/me", headers=[("Accept-Encoding", "gzip")])
+    check_eq(r.status, 200, "status")
+    check_eq(r.headers.get("x-stored"), PLACEHOLDER, "X-Stored as the client sees it")
+    check_eq(r.json(), {"stored": PLACEHOLDER}, "body as the client sees it")
+    check_eq(up.requests[0].headers.get("accept-encoding"), "identity",
+             "Accept-Encoding upstream (an encoded answer could not be redacted)")
+
+
+def _reset(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _reset_after_hello(conn):
+    conn.sock.recv(5)  # the start of airlock's ClientHello
+    _reset(conn.sock)
+
+
+def _reset_after_request(conn):
+    conn.read_request()
+    _reset(conn.sock)
+
+
+def test_upstream_reset_in_its_handshake_gets_502_inside_tls(env):
+    # A reset is a failed handshake like any other: never a silent close after the 200.
+    from harness import tunnel_answer
+    up = env.upstream(_reset_after_hello, tls=False)
+    al = start_airlock(env, _read_only(up))
+    status, body, in_tls = tunnel_answer(al, LOOPBACK4, up.port)
+    check_eq(status, 502, "status")
+    check(in_tls, "the 502 came inside the client's TLS")
+    check_eq((body or {}).get("error"), "upstream_tls_failed", "error")
+
+
+def test_upstream_reset_before_answering_gets_502(env):
+    up = env.upstream(_reset_after_request, tls=False)
+    al = start_airlock(env, _read_only(up))
+    r = _plain_tunnel(al, up.port).request("GET", "/")
+    check_eq(r.status, 502, "status")
+    check_eq(r.json().get("error"), "upstream_closed", "JSON error")

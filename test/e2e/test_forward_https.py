@@ -234,3 +234,18 @@ def test_forward_https_is_logged_as_forward_then_request(env):
     check(req and req[0].get("http_request", {}).get("url", {}).get("path") == "/logged" and
           req[0].get("unmapped", {}).get("l7_decision") == "allow",
           "no REQUEST allow line for /logged:\n" + al.log_text()[-2000:])
+
+
+def _reset_after_hello(conn):
+    import struct
+    conn.sock.recv(5)  # the start of airlock's ClientHello
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.sock.close()
+
+
+def test_forward_https_upstream_reset_in_handshake_gets_502_json(env):
+    up = env.upstream(_reset_after_hello, tls=False)
+    al = env.airlock([up])
+    r = _get(forward_client(al), "https://%s/" % _auth(up))
+    check_eq(r.status, 502, "status")
+    check_eq(r.json().get("error"), "upstream_tls_failed", "JSON error")

@@ -180,7 +180,10 @@ struct run {
     bool have_target;
     /* the secret may go to an upstream (a provider binds it and the hop is verified TLS): to
      * some of this connection's, to all of them */
-    bool secret_in_client, any_bound, all_bound;
+    /* any_bound: a provider substitutes on some origin (over verified TLS only); any_named,
+     * all_named: a provider names some (every) origin, whose responses are redacted over
+     * either hop (a provider's host may hand back a secret it stored) */
+    bool secret_in_client, any_bound, any_named, all_named;
 };
 
 static uint64_t next_rand(struct run *r)
@@ -384,12 +387,13 @@ static void release(struct run *r, enum side_id s)
  * inspected, where the providers that bind it substitute and redact. */
 static void enter_origin(struct run *r, const struct authority *target, bool inspected)
 {
-    bool bound =
-        (r->mode & MODE_CREDS) && inspected && target->port == 443 &&
+    bool named =
+        (r->mode & MODE_CREDS) && target->port == 443 &&
         (!strcmp(target->host, "api.example.com") || !strcmp(target->host, "ro.example.com"));
 
-    r->any_bound |= bound;
-    r->all_bound &= bound;
+    r->any_bound |= named && inspected;
+    r->any_named |= named;
+    r->all_named &= named;
 }
 
 static void handle_outcomes(struct run *r)
@@ -772,7 +776,7 @@ static void check_client(struct run *r, size_t nforwarded)
     REQUIRE(!c.error, "client bytes do not parse: %s at %zu", c.error, c.error_at);
     if (r->terminal && r->last.outcome == RELAY_CONSUMED && !r->last.truncated)
         REQUIRE(!c.truncated, "CONSUMED, not truncated, yet the client's last response is cut");
-    if (r->all_bound && !r->secret_in_client)
+    if (r->all_named && !r->secret_in_client)
         REQUIRE(!contains(r->out[SIDE_CLIENT].data, r->out[SIDE_CLIENT].len, SECRET),
                 "the secret reached the client");
 
@@ -780,7 +784,7 @@ static void check_client(struct run *r, size_t nforwarded)
         const struct ref_msg *m = &c.msgs[i];
 
         cf += is_final(m);
-        if (!r->all_bound || r->secret_in_client)
+        if (!r->all_named || r->secret_in_client)
             continue;
         /* an echo is redacted wherever it stands: reason, field, body (de-chunked), trailer */
         REQUIRE(!contains(m->reason, strlen(m->reason), SECRET) &&
@@ -839,7 +843,7 @@ static void check_client(struct run *r, size_t nforwarded)
             REQUIRE(!strcmp(uc, cc),
                     "response %zu: codings \"%s\" from upstream, \"%s\" to the client", ci, uc, cc);
         }
-        bool redacting = r->any_bound;
+        bool redacting = r->any_named;
         bool last_c = ci + 1 == c.nmsgs;
         if (!redacting || !contains((const char *)um->body, um->body_len, SECRET)) {
             if (cm->close_framed || (last_c && c.truncated))
@@ -951,7 +955,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     r->in[SIDE_CLIENT].closes = (r->mode & MODE_CLIENT_EOF) != 0;
     r->in[SIDE_UPSTREAM].closes = (r->mode & MODE_UPSTREAM_EOF) != 0;
     r->secret_in_client = contains((const char *)cbuf, clen, SECRET);
-    r->all_bound = (r->mode & MODE_CREDS) != 0;
+    r->all_named = (r->mode & MODE_CREDS) != 0;
     bool plain = (in[3] & 0x80) != 0;
 
     struct relay_setup setup = {.id = 1, .limits = &http_default_limits, .draining = &r->draining};

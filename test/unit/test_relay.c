@@ -611,17 +611,44 @@ static void test_plain_tunnel_judges_and_never_substitutes(void)
     w->with_creds = true;
     relay_begin_plain_tunnel(w->r, &target);
     feed(w, SIDE_CLIENT, "GET /p HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
-    EXPECT_OUT(w, SIDE_UPSTREAM, "GET /p HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+    /* the provider's host: its answer must come unencoded, to be redacted */
+    EXPECT_OUT(w, SIDE_UPSTREAM,
+               "GET /p HTTP/1.1\r\nHost: api.example.com\r\nAccept-Encoding: identity\r\n\r\n");
     CHECK_EQ(w->njudges, 1);
     CHECK_STR(w->judges[0].target.host, "api.example.com");
     CHECK_EQ(w->judges[0].target.port, 443);
     feed(w, SIDE_UPSTREAM, ok_response);
-    /* no secret went out, so nothing is redacted (or re-framed) on the way back */
-    EXPECT_OUT(w, SIDE_CLIENT, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    /* no secret went out on this hop, but the body is redacted (so re-framed) all the same */
+    EXPECT_OUT(w, SIDE_CLIENT,
+               "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
     CHECK_EQ(last_outcome(w)->outcome, RELAY_REUSABLE);
     resume_if_reusable(w);
     feed(w, SIDE_CLIENT, "GET /q?k=" PH " HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
     expect_refused(w, 403, "credential_endpoint_mismatch");
+    expect_clean_logs(w);
+    world_close(w);
+}
+
+/* A provider's host may hand back a secret it stored from an earlier request over TLS: its
+ * answers are redacted on a plain hop too (a plain tunnel, a transparent plain connection),
+ * where no secret ever went out. */
+static void test_plain_tunnel_redacts_a_stored_secret(void)
+{
+    struct world *w = world_open();
+    struct authority target = {.host = "api.example.com", .kind = TARGET_DNS, .port = 443};
+
+    w->with_creds = true;
+    relay_begin_plain_tunnel(w->r, &target);
+    feed(w, SIDE_CLIENT, "GET /me HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+    EXPECT_OUT(w, SIDE_UPSTREAM,
+               "GET /me HTTP/1.1\r\nHost: api.example.com\r\nAccept-Encoding: identity\r\n\r\n");
+    feed(w, SIDE_UPSTREAM,
+         "HTTP/1.1 200 OK " SECRET "\r\nX-Key: " SECRET "\r\nContent-Length: 26\r\n\r\n"
+         "{\"k\":\"" SECRET "\"}");
+    EXPECT_OUT(w, SIDE_CLIENT,
+               "HTTP/1.1 200 OK " PH "\r\nX-Key: " PH "\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "26\r\n{\"k\":\"" PH "\"}\r\n0\r\n\r\n");
+    CHECK_EQ(last_outcome(w)->outcome, RELAY_REUSABLE);
     expect_clean_logs(w);
     world_close(w);
 }
@@ -1680,6 +1707,7 @@ int main(void)
     RUN(test_forward_request_body_waits_for_the_dial);
     RUN(test_forward_origin_is_named_before_any_judgement);
     RUN(test_plain_tunnel_judges_and_never_substitutes);
+    RUN(test_plain_tunnel_redacts_a_stored_secret);
     RUN(test_keep_alive_exchanges_are_reusable);
     RUN(test_pipelined_request_waits_for_the_exchange);
     RUN(test_interim_responses_pass_then_the_final_one);
