@@ -206,10 +206,19 @@ static bool on_waiting_timeout(struct conn *c)
 
 static void on_waiting_eof(struct conn *c, enum side_id id)
 {
-    if (id == SIDE_UPSTREAM && c->state == CONN_S_UPSTREAM_TLS)
+    struct proxy_state *ps = state_of(c);
+    if (id == SIDE_UPSTREAM && c->state == CONN_S_UPSTREAM_TLS) {
         upstream_tls_failed(c, "the upstream closed during its TLS handshake");
-    else
+    } else if (id == SIDE_UPSTREAM && c->state == CONN_S_CLIENT_TLS && !ps->owed.status) {
+        /* Gone while the client's handshake runs: it still completes, and the client reads
+         * why its tunnel has nowhere to go instead of a bare close. */
+        ps->owed = (struct answer){.status = 502,
+                                   .error = "upstream_closed",
+                                   .detail = "the upstream closed before the first request"};
+        conn_close_upstream(c, on_upstream_closed);
+    } else {
         conn_close(c, id == SIDE_CLIENT ? "client closed" : "upstream closed");
+    }
 }
 
 /* ---- sniffing ------------------------------------------------------------------------------ */

@@ -10,7 +10,7 @@ import socket
 import struct
 
 from harness import (LOOPBACK4, HttpClient, Reader, build_request, build_response, check,
-                     check_eq, connect_tunnel_resp, read_response)
+                     check_eq, connect_tunnel_resp, read_response, tunnel_answer)
 from support import (check_deny, loopback_ep, policy_doc, providers_doc, recording_handler,
                      start_airlock, wait_log)
 
@@ -169,3 +169,20 @@ def test_upstream_reset_before_answering_gets_502(env):
     r = _plain_tunnel(al, up.port).request("GET", "/")
     check_eq(r.status, 502, "status")
     check_eq(r.json().get("error"), "upstream_closed", "JSON error")
+
+
+def _close_at_once(conn):
+    """An upstream that completes its TLS handshake and closes before any request."""
+    return
+
+
+def test_upstream_closing_right_after_its_handshake_gets_502_inside_tls(env):
+    # The upstream's close arrives while the client's handshake with airlock runs: the client
+    # still completes it and reads why, never a bare close after the 200.
+    up = env.upstream(_close_at_once)
+    al = start_airlock(env, _read_only(up))
+    status, body, in_tls = tunnel_answer(al, LOOPBACK4, up.port)
+    check_eq(status, 502, "status")
+    check(in_tls, "the 502 came inside the client's TLS")
+    check((body or {}).get("error") in ("upstream_closed", "upstream_tls_failed"),
+          "error: %r" % (body,))
