@@ -34,6 +34,7 @@ sys.path.insert(0, HERE)
 from harness import (CertPair, Env, HttpClient, Reader, Skip, build_request,  # noqa: E402
                      check, check_eq, client_ctx, wait_until)
 from support import check_deny, policy_doc, start_airlock, wait_log  # noqa: E402
+from test_transparent import _nft, _out, _sh  # noqa: E402  (the rules tests' helpers)
 
 TPORT = 15001
 MARK = 42
@@ -45,18 +46,7 @@ SKIP_EXIT = 77
 NO_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ws_proxy", "wss_proxy")
 
 
-def _out(r):
-    return (r.stdout + r.stderr).decode("utf-8", "replace")
-
-
 # ---- the outside: make the namespaces and run a scenario in them -------------------------------
-
-def _nft():
-    for p in (shutil.which("nft"), "/usr/sbin/nft", "/sbin/nft"):
-        if p and os.access(p, os.X_OK):
-            return p
-    raise Skip("nft is not installed (Debian package nftables)")
-
 
 def _unshare():
     """unshare's command line for a new network and mount namespace, or Skip."""
@@ -148,12 +138,6 @@ def test_neither_tls_nor_http_is_piped_to_a_tcp_endpoint_or_closed(env):
 
 
 # ---- the inside: the namespace's addresses, rules, airlock and clients -------------------------
-
-def _sh(*cmd, stdin=None):
-    r = subprocess.run(list(cmd), input=stdin, capture_output=True, timeout=30)
-    if r.returncode != 0:
-        raise RuntimeError("%s: %s" % (" ".join(cmd), _out(r)))
-    return r.stdout
 
 
 class Namespace:
