@@ -611,6 +611,9 @@ void conn_on_kick(uv_idle_t *idle)
 int conn_unread(struct conn *c, enum side_id id, const char *p, size_t len)
 {
     struct side *s = &c->sides[id];
+    s->flags |= SIDE_F_HELD;
+    if (len == 0)
+        return 0; /* nothing to give back: the side is only held */
     size_t waiting = s->stash ? s->stash_len - s->stash_off : 0;
     char *n = malloc(len + waiting);
     if (!n) {
@@ -624,7 +627,6 @@ int conn_unread(struct conn *c, enum side_id id, const char *p, size_t len)
     s->stash = n;
     s->stash_len = len + waiting;
     s->stash_off = 0;
-    s->flags |= SIDE_F_HELD;
     return 0;
 }
 
