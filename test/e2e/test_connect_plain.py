@@ -7,9 +7,12 @@ neither close the tunnel with a log line."""
 
 import json
 import socket
+import ssl
+import time
 import struct
 
 from harness import (LOOPBACK4, HttpClient, Reader, build_request, build_response, check,
+                     client_ctx,
                      check_eq, connect_tunnel_resp, read_response, tunnel_answer)
 from support import (check_deny, loopback_ep, policy_doc, providers_doc, recording_handler,
                      start_airlock, wait_log)
@@ -93,7 +96,6 @@ def test_malformed_plain_http_in_a_tunnel_gets_400(env):
 def test_tls_client_whose_upstream_speaks_plain_http_gets_502_inside_tls(env):
     # The upstream is plain: airlock's TLS hello to it fails. The client, already told 200,
     # completes its handshake with airlock and reads a 502 it can act on.
-    from harness import tunnel_answer
     up = env.upstream(recording_handler, tls=False)
     al = start_airlock(env, _read_only(up), args=["--connect-timeout", "1"])
     status, body, in_tls = tunnel_answer(al, LOOPBACK4, up.port)
@@ -154,7 +156,6 @@ def _reset_after_request(conn):
 
 def test_upstream_reset_in_its_handshake_gets_502_inside_tls(env):
     # A reset is a failed handshake like any other: never a silent close after the 200.
-    from harness import tunnel_answer
     up = env.upstream(_reset_after_hello, tls=False)
     al = start_airlock(env, _read_only(up))
     status, body, in_tls = tunnel_answer(al, LOOPBACK4, up.port)
@@ -176,13 +177,59 @@ def _close_at_once(conn):
     return
 
 
+def _tls_exchange_holding_finished(sock, cafile, host, hold, request):
+    """A TLS client over sock that holds its Finished back for `hold` seconds (airlock's side of
+    the handshake is still running meanwhile), then sends request and returns all it reads."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_ctx(cafile, True).wrap_bio(inc, out, server_hostname=host)
+
+    def handshake_step():
+        try:
+            tls.do_handshake()
+            return True
+        except ssl.SSLWantReadError:
+            return False
+
+    handshake_step()
+    sock.sendall(out.read())  # the ClientHello
+    while not handshake_step():
+        data = sock.recv(65536)
+        check(data, "airlock closed during the client's handshake")
+        inc.write(data)
+    time.sleep(hold)
+    tls.write(request)
+    sock.sendall(out.read())  # the Finished and the request
+    got = bytearray()
+    while True:
+        try:
+            chunk = tls.read(65536)
+            if not chunk:
+                return bytes(got)  # close_notify
+            got += chunk
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return bytes(got)
+        data = sock.recv(65536)
+        if not data:
+            return bytes(got)
+        inc.write(data)
+
+
 def test_upstream_closing_right_after_its_handshake_gets_502_inside_tls(env):
-    # The upstream's close arrives while the client's handshake with airlock runs: the client
-    # still completes it and reads why, never a bare close after the 200.
+    # The upstream's close reaches airlock while the client's handshake with airlock runs (the
+    # client holds its Finished back a second): the client still completes it and reads why,
+    # never a bare close after the 200.
     up = env.upstream(_close_at_once)
     al = start_airlock(env, _read_only(up))
-    status, body, in_tls = tunnel_answer(al, LOOPBACK4, up.port)
-    check_eq(status, 502, "status")
-    check(in_tls, "the 502 came inside the client's TLS")
-    check((body or {}).get("error") in ("upstream_closed", "upstream_tls_failed"),
-          "error: %r" % (body,))
+    resp, sock = connect_tunnel_resp(al, LOOPBACK4, up.port)
+    check_eq(resp.status, 200, "CONNECT")
+    sock.settimeout(10)
+    got = _tls_exchange_holding_finished(
+        sock, al.ca_pem, LOOPBACK4, 1.0,
+        build_request("GET", "/", [("Host", "%s:%d" % (LOOPBACK4, up.port))]))
+    sock.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 502 "), "inside TLS: %r" % got[:200])
+    check_eq(json.loads(body).get("error"), "upstream_closed", "error")
