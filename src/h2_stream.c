@@ -696,8 +696,14 @@ void h2_stream_response_headers_done(struct h2_stream *s, bool end_stream)
     }
     s->header_bytes = 0;
     if (s->resp_status < 200) {
-        /* Interim responses (100, 103) are not passed on: an HTTP/2 client needs none of
-         * them to go on, and 101 has no meaning in HTTP/2 (RFC 9113 §8.6). */
+        /* A 100 (Continue) goes on bare: a client waiting to send its body needs it, and no
+         * field of it is judged or redacted. Other interim responses (103) are dropped, and
+         * 101 has no meaning in HTTP/2 (RFC 9113 §8.6). */
+        static const nghttp2_nv cont = {(uint8_t *)":status", (uint8_t *)"100", 7, 3,
+                                        NGHTTP2_NV_FLAG_NONE};
+        if (s->resp_status == 100 && s->client_open && !s->relay_done)
+            nghttp2_submit_headers(s->h->sessions[SIDE_CLIENT], NGHTTP2_FLAG_NONE, s->client_id,
+                                   NULL, &cont, 1, NULL);
         http_buf_free(&s->resp_fields);
         return;
     }
