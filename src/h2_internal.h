@@ -53,6 +53,9 @@ struct h2_stream {
     int resp_status;
     bool resp_trailers; /* the headers being received are the response's trailers */
     bool resp_chunked_in;
+    /* The upstream's response ended with its headers (gRPC's trailers-only answer, a 204):
+     * so does the client's, with no empty DATA frame after them. */
+    bool resp_headers_only;
 
     struct h2_queue to_upstream, to_client;
 };

@@ -294,7 +294,8 @@ static int on_down_head(void *owner, struct http_head *head)
     snprintf(status, sizeof status, "%d", head->status);
     nv_add(&l, ":status", 7, status, 3);
     nv_add_fields(&l, head);
-    bool no_body = s->head_request || head->status == 204 || head->status == 304;
+    bool no_body = s->head_request || head->status == 204 || head->status == 304 ||
+                   s->resp_headers_only;
     nghttp2_data_provider prd = provider(s);
     int rc = -1;
     if (s->client_open)
@@ -309,17 +310,21 @@ static int on_down_head(void *owner, struct http_head *head)
         s->to_client.eof = true;
         s->response_ended = true;
     }
-    return no_body ? HTTP_HEAD_NO_BODY : HTTP_HEAD_CONTINUE;
+    /* A headers-only answer may still come from the relay framed as an empty body (it
+     * re-frames what it redacts): parsed, and nothing of it sent. */
+    return no_body && !s->resp_headers_only ? HTTP_HEAD_NO_BODY : HTTP_HEAD_CONTINUE;
 }
 
 static int on_down_body(void *owner, const char *p, size_t len)
 {
-    return on_queue_body(owner, SIDE_CLIENT, p, len);
+    struct h2_stream *s = owner;
+    return s->response_ended ? 0 : on_queue_body(s, SIDE_CLIENT, p, len);
 }
 
 static int on_down_complete(void *owner, const struct http_head *trailers)
 {
-    return on_queue_end(owner, SIDE_CLIENT, trailers);
+    struct h2_stream *s = owner;
+    return s->response_ended ? 0 : on_queue_end(s, SIDE_CLIENT, trailers);
 }
 
 static const struct http_parser_cbs up_cbs = {
@@ -720,6 +725,7 @@ void h2_stream_response_headers_done(struct h2_stream *s, bool end_stream)
                     answer_reason_phrase(s->resp_status));
     http_buf_append(&head, s->resp_fields.data, s->resp_fields.len);
     s->resp_chunked_in = !end_stream && !has_length;
+    s->resp_headers_only = end_stream;
     if (s->resp_chunked_in)
         http_buf_puts(&head, "Transfer-Encoding: chunked\r\n");
     else if (end_stream && !has_length && !s->head_request)
