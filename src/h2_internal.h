@@ -40,6 +40,7 @@ struct h2_stream {
     bool client_ended;   /* END_STREAM from the client */
 
     struct relay *relay;
+    struct policy *judged_under; /* keeps the strings of the stream's judgement alive */
     bool relay_done; /* the relay reported its outcome: nothing more is fed to it */
     /* What the relay writes, parsed back: the request it sends upstream, the response it sends
      * the client. */

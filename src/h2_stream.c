@@ -375,7 +375,10 @@ static void relay_judge(void *ctx, const struct authority *target, const struct 
                         struct policy_l7 *d)
 {
     struct h2_stream *s = ctx;
-    s->h->io->judge(s->h->ctx, target, q, d);
+    struct policy *p = s->h->io->judge(s->h->ctx, target, q, d);
+    if (s->judged_under)
+        policy_unref(s->judged_under);
+    s->judged_under = p;
 }
 
 static struct creds *relay_creds(void *ctx)
@@ -507,7 +510,9 @@ void h2_stream_free(struct h2_stream *s)
         nghttp2_session_consume_connection(h->sessions[SIDE_CLIENT], s->to_upstream.unacked);
     if (s->to_client.unacked)
         nghttp2_session_consume_connection(h->sessions[SIDE_UPSTREAM], s->to_client.unacked);
-    relay_free(s->relay);
+    relay_free(s->relay); /* may log with the judgement's strings: before the policy goes */
+    if (s->judged_under)
+        policy_unref(s->judged_under);
     http_parser_deinit(&s->up_parser);
     http_parser_deinit(&s->down_parser);
     http_buf_free(&s->fields);
