@@ -1133,6 +1133,9 @@ def test_h2_placeholder_becomes_secret_upstream_and_echo_is_redacted(env):
     check_eq(len(up.requests), 1, "requests upstream")
     check_eq(up.requests[0].headers.get("authorization"), "Bearer " + secret,
              "Authorization the upstream saw")
+    auth = [f for f in up.requests[0].fields if f[0] == "authorization"]
+    check(isinstance(auth[0], hpack.NeverIndexedHeaderTuple),
+          "the secret went upstream indexable by HPACK (not never-indexed)")
     check_eq(r.header("x-echo"), "Bearer " + placeholder, "x-echo as the client sees it")
     check_eq(r.json(), {"echo": "Bearer " + placeholder}, "body as the client sees it")
     check_eq(r.trailer("x-echo-trailer"), "Bearer " + placeholder, "trailer")
@@ -1151,6 +1154,44 @@ def test_h2_placeholder_to_host_outside_provider_gets_403_on_its_stream(env):
     check_eq(len(up.requests), 0, "requests the provider's host saw")
 
 
+def test_h2_refusal_before_the_body_ended_is_followed_by_rst_no_error(env):
+    """docs/http2.md: a refusal that comes before the whole request body was sent is followed
+    by RST_STREAM(NO_ERROR), so the client may stop sending (RFC 9113 §8.1)."""
+    up, al = h2_setup(env, deny_rules=[{"method": "*", "path": "/admin/**"}])
+    c = h2_client(al, LOOPBACK4, up.port)
+    sid = c.request("POST", "/admin/upload", body=b"x" * 1000, end=False)
+    r = c.streams[sid]
+    c.wait(lambda: r.ended and r.reset is not None, 3)
+    _check_h2_deny(r, "policy_denied")
+    check_eq(r.reset, NO_ERROR, "RST_STREAM after the refusal (%r)" % r)
+    check_eq(c.get("/fine").status, 200, "a stream afterwards")
+    check_eq([q.path for q in up.requests], ["/fine"], "requests upstream")
+
+
+def _interim_route(req, sc):
+    """/interim: 103 Early Hints, then the answer; with expect: 100-continue, a 100 first."""
+    if req.headers.get("expect") == "100-continue":
+        sc.send_headers(req.sid, [(":status", "100")])
+    req.wait_body()
+    sc.send_headers(req.sid, [(":status", "103"), ("link", "</style.css>; rel=preload")])
+    sc.respond(req.sid, 200, [("content-type", "text/plain")], b"final")
+
+
+def test_h2_interim_100_is_relayed_and_103_dropped(env):
+    """docs/http2.md: a 100 Continue goes on; other interim responses (103) are dropped."""
+    up, al = h2_setup(env, {"/interim": _interim_route})
+    c = h2_client(al, LOOPBACK4, up.port)
+    sid = c.request("POST", "/interim", [("expect", "100-continue")], end=False)
+    s = c.streams[sid]
+    c.wait(lambda: s.interim or s.done, 3)
+    check_eq([dict(h).get(":status") for h in s.interim], ["100"], "interim responses")
+    c.send_body(sid, b"body")
+    r = c.response(sid)
+    check_eq((r.status, bytes(r.body)), (200, b"final"), "final response")
+    check_eq([dict(h).get(":status") for h in r.interim], ["100"],
+             "interim responses (the 103 must not reach the client)")
+
+
 MALFORMED = (
     ("no :path", lambda a: [(":method", "GET"), (":scheme", "https"), (":authority", a)]),
     (":scheme http", lambda a: [(":method", "GET"), (":scheme", "http"), (":authority", a),
@@ -1162,6 +1203,10 @@ MALFORMED = (
     ("pseudo-header after a field", lambda a: [(":method", "GET"), (":scheme", "https"),
                                                ("x-early", "1"), (":authority", a),
                                                (":path", "/m")]),
+    ("CONNECT", lambda a: [(":method", "CONNECT"), (":authority", a)]),
+    ("neither :authority nor host", lambda a: [(":method", "GET"), (":scheme", "https"),
+                                               (":path", "/m")]),
+    ("host disagreeing with :authority", lambda a: _ok_fields(a) + [("host", "other.test")]),
 )
 
 
@@ -1739,12 +1784,16 @@ def test_h2_upstream_push_promise_never_reaches_client(env):
     wait_until(lambda: up.goaways, 2)
     check_eq([code for code, _ in up.goaways], [PROTOCOL_ERROR],
              "GOAWAY airlock sent the pushing upstream")
+    c.wait(lambda: c.goaway is not None, 3)
+    check(c.goaway is not None, "no GOAWAY to the client after its upstream broke the protocol")
 
 
 def _reset_route(req, sc):
+    """/reset-refused and /reset-before: RST_STREAM (REFUSED_STREAM, INTERNAL_ERROR) before any
+    response; /reset-after: INTERNAL_ERROR in the middle of the body."""
     req.wait_body()
-    if req.path == "/reset-before":
-        sc.reset(req.sid, INTERNAL_ERROR)
+    if req.path in ("/reset-refused", "/reset-before"):
+        sc.reset(req.sid, REFUSED_STREAM if req.path == "/reset-refused" else INTERNAL_ERROR)
         return
     sc.send_headers(req.sid, [(":status", "200"), ("content-type", "text/plain")])
     sc.send_data(req.sid, b"partial " * 100)
@@ -1753,14 +1802,21 @@ def _reset_route(req, sc):
 
 
 def test_h2_upstream_rst_stream_resets_client_stream(env):
+    """docs/http2.md, Resets and GOAWAY: REFUSED_STREAM before a response is passed on (the
+    client may retry), another code before a response is a 502, after it the same reset."""
     up, al = h2_setup(env, {"/reset-": _reset_route})
     c = h2_client(al, LOOPBACK4, up.port)
+    r = c.get("/reset-refused")
+    check_eq((r.status, r.reset), (None, REFUSED_STREAM),
+             "(status, reset) of a stream the upstream refused (%r)" % r)
     r = c.get("/reset-before")
-    check(r.reset is not None or r.status == 502,
-          "stream reset upstream before a response: %r, want 502 or a reset" % r)
+    check_eq(r.status, 502, "stream reset upstream before a response (%r)" % r)
+    check(r.ended, "the 502 did not end cleanly: %r" % r)
+    check(isinstance(r.json(), dict), "the 502 has no JSON body: %r" % r)
     r = c.get("/reset-after")
-    check(r.reset is not None and not r.ended,
-          "stream reset upstream mid-body ended %r: a truncated body must not end cleanly" % r)
+    check(not r.ended, "a body cut by the upstream's reset ended cleanly: %r" % r)
+    check_eq((r.status, r.reset), (200, INTERNAL_ERROR),
+             "(status, reset) of a stream reset upstream mid-body (%r)" % r)
     check_eq(c.get("/still-fine").status, 200, "a stream on the same connection afterwards")
 
 
@@ -1792,8 +1848,8 @@ def test_h2_upstream_goaway_fails_streams_above_last_id_cleanly(env):
     ra = c.response(a)
     check_eq((ra.status, bytes(ra.body)), (200, b"first"), "the stream below last-stream-id")
     rb = c.response(b)
-    check(rb.reset is not None or rb.status == 502,
-          "the stream above last-stream-id: %r, want 502 or a reset" % rb)
+    check_eq((rb.status, rb.reset), (None, REFUSED_STREAM),
+             "(status, reset) of the stream above last-stream-id (%r)" % rb)
     c.wait(lambda: c.goaway is not None, 3)
     check(c.goaway is not None, "no GOAWAY to the client after the upstream's")
 
@@ -1812,9 +1868,10 @@ def test_h2_upstream_connection_drop_fails_open_streams(env):
     dropped = c.request("GET", "/drop")
     for sid in (held, dropped):
         r = c.response(sid, 3)
-        check(r.reset is not None or r.status == 502,
-              "stream %d open when the upstream's connection dropped: %r, want 502 or a reset" %
-              (sid, r))
+        check_eq(r.status, 502, "stream %d, with no response yet when the upstream's "
+                 "connection dropped (%r)" % (sid, r))
+    c.wait(lambda: c.goaway is not None, 3)
+    check(c.goaway is not None, "no GOAWAY to the client after its upstream closed")
 
 
 # ---------------------------------------------------------------------------------------------
