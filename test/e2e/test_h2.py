@@ -1458,14 +1458,12 @@ def grpc_server(env):
     return port
 
 
-def grpc_channel(env, al, port):
-    """A channel to localhost:port through airlock (grpc.http_proxy), trusting airlock's CA.
-    localhost, not 127.0.0.1: for an IP target grpc-core 1.51 sends the IP literal as SNI,
-    which RFC 6066 §3 forbids and airlock refuses (sniff: "server_name is an IP literal")."""
+def grpc_channel(env, al, port, host="localhost"):
+    """A channel to host:port through airlock (grpc.http_proxy), trusting airlock's CA."""
     import grpc
     with open(al.ca_pem, "rb") as f:
         creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-    ch = grpc.secure_channel("localhost:%d" % port, creds, options=[
+    ch = grpc.secure_channel("%s:%d" % (host, port), creds, options=[
         ("grpc.http_proxy", "http://%s:%d" % (LOOPBACK4, al.port)),
         ("grpc.enable_retries", 0)])
     env.upstreams.append(_Stopper(ch.close))
@@ -1493,6 +1491,17 @@ def test_h2_grpc_unary_call(env):
     al, ch = _grpc_setup(env)
     got = ch.unary_unary(_method("Unary"))(b"ping", timeout=5)
     check_eq(got, b"pong:ping", "unary answer")
+    _through_airlock(al, "Unary")
+
+
+def test_h2_grpc_to_an_ip_target(env):
+    """grpc-core sends an IP target's address as SNI, which RFC 6066 §3 does not allow: airlock
+    reads it as no name (the CONNECT authority decides), rather than closing the tunnel."""
+    port = grpc_server(env)
+    al = env.airlock(endpoints=[endpoint(LOOPBACK4, port)])
+    ch = grpc_channel(env, al, port, host=LOOPBACK4)
+    got = ch.unary_unary(_method("Unary"))(b"ip", timeout=5)
+    check_eq(got, b"pong:ip", "unary answer to an IP target")
     _through_airlock(al, "Unary")
 
 
