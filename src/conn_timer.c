@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* conn_timer: a connection's one timer. It is an idle timeout (activity pushes it back: only
+/* conn_timer: a connection's one timer, and the worker's sweep that gives idle connections'
+ * TLS buffers back. It is an idle timeout (activity pushes it back: only
  * idleness, never age, ends a connection) or a deadline (conn_set_deadline: phases a peer could
  * otherwise stretch by dribbling bytes). When it fires: a log line, then the handler's say
  * (on_timeout), else the timer's status is answered through conn_respond, or the connection
@@ -7,10 +8,27 @@
 #include "airlock/conn.h"
 #include "airlock/log.h"
 #include "airlock/server.h"
+#include "airlock/tls.h"
 
 void conn_touch(struct conn *c)
 {
     c->last_activity = uv_now(&c->w->loop);
+    c->buffers_live = true;
+}
+
+void conn_sweep_idle(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (!c->buffers_live || now - c->last_activity < CONN_BUFFER_IDLE_MS ||
+            (c->flags & CONN_F_CLOSING))
+            continue;
+        c->buffers_live = false;
+        for (int id = 0; id < 2; id++)
+            if (c->sides[id].tls)
+                tls_release_buffers(c->sides[id].tls);
+    }
 }
 
 static void on_timer(uv_timer_t *t)

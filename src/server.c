@@ -277,6 +277,7 @@ static void on_wakeup(uv_async_t *a)
         resolver_client_close(w->resolver);
         w->resolver = NULL;
         uv_close((uv_handle_t *)&w->accept_pause, NULL);
+        uv_close((uv_handle_t *)&w->sweep, NULL);
         if (w->reserve_fd >= 0)
             close(w->reserve_fd);
         w->reserve_fd = -1;
@@ -327,9 +328,13 @@ static int worker_start(struct worker *w, const int *fds, size_t nfds, const boo
     w->wakeup.data = w;
     w->kick.data = w;
     w->accept_pause.data = w;
+    w->sweep.data = w;
     if ((r = uv_async_init(&w->loop, &w->wakeup, on_wakeup)) < 0 ||
         (r = uv_idle_init(&w->loop, &w->kick)) < 0 ||
-        (r = uv_timer_init(&w->loop, &w->accept_pause)) < 0)
+        (r = uv_timer_init(&w->loop, &w->accept_pause)) < 0 ||
+        (r = uv_timer_init(&w->loop, &w->sweep)) < 0 ||
+        (r = uv_timer_start(&w->sweep, conn_sweep_idle, CONN_BUFFER_IDLE_MS, CONN_BUFFER_IDLE_MS)) <
+            0)
         goto fail;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!(w->resolver = resolver_client_new(w->server->resolver, &w->loop))) {

@@ -30,6 +30,9 @@ struct peer_info;
 #define CONN_LOW_WATER  (64 * 1024)
 #define CONN_READ_BUF   (64 * 1024) /* per worker: one socket read */
 #define CONN_PLAIN_BUF  (16 * 1024) /* one TLS record of plaintext (on the stack) */
+/* A connection with no byte moved for this long gives its TLS buffers back (conn_sweep_idle):
+ * busy ones keep them, idle ones cost their struct and two SSL objects. */
+#define CONN_BUFFER_IDLE_MS 1000
 
 /* A listening socket, accepted from by hand (server.c) so that running out of descriptors is
  * seen, logged and answered instead of swallowed by libuv. */
@@ -116,6 +119,7 @@ struct worker {
     char read_buf[CONN_READ_BUF];
     char out_buf[CONN_READ_BUF];
     uv_idle_t kick;                   /* runs deferred side releases (see conn_release) */
+    uv_timer_t sweep;                 /* conn_sweep_idle, every CONN_BUFFER_IDLE_MS */
     struct conn *kicks;               /* connections with a side to resume */
     struct resolver_client *resolver; /* DNS completions for this loop */
 };
@@ -202,6 +206,7 @@ struct conn {
     void *session_state; /* the session controller's, set up by its start hook */
     unsigned pending_shutdowns;
     bool timer_absolute; /* the deadline does not move with activity (conn_set_deadline) */
+    bool buffers_live;   /* bytes moved since the last conn_sweep_idle gave its buffers back */
 };
 
 /* Start serving one accepted client socket (takes ownership of fd; closed on failure), taken
@@ -241,6 +246,9 @@ void conn_update_reading(struct conn *c, enum side_id id);
 void conn_release(struct conn *c, enum side_id id);
 /* The worker's idle callback for deferred releases. */
 void conn_on_kick(uv_idle_t *idle);
+/* The worker's sweep timer: connections idle for CONN_BUFFER_IDLE_MS give back their TLS
+ * buffers (tls_release_buffers). */
+void conn_sweep_idle(uv_timer_t *t);
 /* Half-close towards a side: close_notify (TLS) and FIN after queued writes, or the FIN alone
  * when what it was sent ended without close_notify (SIDE_F_BARE_END). */
 void conn_shutdown_side(struct conn *c, enum side_id id);

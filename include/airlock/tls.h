@@ -19,7 +19,7 @@ enum tls_status {
 };
 
 /* Client-facing context: TLS >= 1.2, ALPN selects http/1.1, or h2 when tls_offer_h2 allowed it
- * (refuses a client that offers neither by not selecting any), SSL_MODE_RELEASE_BUFFERS, an SNI
+ * (refuses a client that offers neither by not selecting any), an SNI
  * callback that aborts the handshake with alert unrecognized_name when the client's SNI differs
  * (case-insensitively, trailing dot ignored) from the CONNECT host given to tls_server_new(). NULL
  * on error. */
@@ -61,6 +61,11 @@ int tls_read(struct tls *t, char *buf, size_t cap, size_t *nread);
 
 /* Encrypt all len bytes into the out BIO (memory BIOs never block). TLS_DONE or TLS_FAIL. */
 int tls_write(struct tls *t, const char *p, size_t len);
+
+/* The tunnel is idle: give back OpenSSL's record buffers and the memory BIOs' (about 40 KiB),
+ * which a busy tunnel keeps between records. Safe at any time; a record half received keeps
+ * its buffer. */
+void tls_release_buffers(struct tls *t);
 
 /* Queue a close_notify alert in the out BIO (idempotent). */
 void tls_close_notify(struct tls *t);
