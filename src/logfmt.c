@@ -419,6 +419,10 @@ static void format_text_event(struct line *l, const struct log_event *ev, uint64
         put_target(l, ev);
 
     kv_str(l, "policy", ev->policy, FIELD_MAX);
+    if (ev->http_version)
+        kv_str(l, "http", ev->http_version, FIELD_MAX);
+    if (ev->stream_id)
+        kv_num(l, "stream", ev->stream_id);
     if (ev->status)
         kv_num(l, "status", ev->status);
     kv_str(l, "decision", logfmt_decision_name(ev->l7_decision), FIELD_MAX);
@@ -547,6 +551,7 @@ static void format_json_event(struct line *l, const struct log_event *ev, uint64
         jobj(l, &f, "http_request");
         g = true;
         jstr(l, &g, "http_method", ev->method, FIELD_MAX);
+        jstr(l, &g, "version", ev->http_version, FIELD_MAX);
         if (ev->path) {
             jobj(l, &g, "url");
             h = true;
@@ -579,13 +584,16 @@ static void format_json_event(struct line *l, const struct log_event *ev, uint64
             ",\"metadata\":{\"product\":{\"name\":\"airlock\"},\"version\":\"" OCSF_VERSION "\"}");
     const char *decision = logfmt_decision_name(ev->l7_decision);
     const char *outcome = logfmt_outcome_name(ev->relay_outcome);
-    if (decision || outcome || ev->conn_id || ev->bytes_in || ev->bytes_out || has_overflow(ev)) {
+    if (decision || outcome || ev->conn_id || ev->bytes_in || ev->bytes_out || has_overflow(ev) ||
+        ev->stream_id) {
         jobj(l, &f, "unmapped");
         g = true;
         jstr(l, &g, "l7_decision", decision, FIELD_MAX);
         jstr(l, &g, "relay_outcome", outcome, FIELD_MAX);
         if (ev->conn_id)
             jnum(l, &g, "conn_id", (int64_t)ev->conn_id);
+        if (ev->stream_id)
+            jnum(l, &g, "stream_id", ev->stream_id);
         if (ev->bytes_in)
             jnum(l, &g, "bytes_in", (int64_t)ev->bytes_in);
         if (ev->bytes_out)

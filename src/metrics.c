@@ -117,6 +117,13 @@ void metrics_render(struct http_buf *out)
     static const enum metric_counter decision_m[] = {M_REQ_ALLOW, M_REQ_AUDIT, M_REQ_DENY};
     labelled(out, "airlock_requests_total", "Requests by policy decision.", "decision", decisions,
              decision_m, 3);
+    static const enum metric_counter h2_m[] = {M_H2_STREAMS_ALLOW, M_H2_STREAMS_AUDIT,
+                                               M_H2_STREAMS_DENY};
+    labelled(out, "airlock_h2_streams_total", "HTTP/2 streams by policy decision.", "decision",
+             decisions, h2_m, 3);
+    counter(out, "airlock_h2_sessions_total", "Tunnels that spoke HTTP/2.", get(M_H2_SESSIONS));
+    counter(out, "airlock_h2_abuse_total",
+            "HTTP/2 peers sent GOAWAY for a flood, rapid reset or HPACK abuse.", get(M_H2_ABUSE));
     static const enum metric_counter connect_m[] = {M_CONNECT_ALLOW, M_CONNECT_DENY};
     static const char *const allow_deny[] = {"allow", "deny"};
     labelled(out, "airlock_connects_total", "CONNECT and forward-proxy decisions.", "decision",

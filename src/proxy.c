@@ -14,6 +14,7 @@
 
 #include "airlock/ca.h"
 #include "airlock/creds.h"
+#include "airlock/h2.h"
 #include "airlock/json.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
@@ -90,8 +91,8 @@ static void relay_io_log(void *ctx, struct log_event *ev)
     conn_log(ctx, ev);
 }
 
-static void relay_io_judge(void *ctx, const struct authority *target,
-                           const struct policy_request *q, struct policy_l7 *d)
+void proxy_io_judge(void *ctx, const struct authority *target, const struct policy_request *q,
+                    struct policy_l7 *d)
 {
     struct conn *c = ctx;
     struct policy *pol = server_policy(c->w->server);
@@ -101,7 +102,7 @@ static void relay_io_judge(void *ctx, const struct authority *target,
     conn_adopt_policy(c, pol, d->policy_name); /* keeps d's borrowed strings alive */
 }
 
-static struct creds *relay_io_creds(void *ctx)
+struct creds *proxy_io_creds(void *ctx)
 {
     struct conn *c = ctx;
     return server_creds(c->w->server);
@@ -130,8 +131,8 @@ static void relay_io_progress(void *ctx, enum relay_progress p)
 static const struct relay_io relay_io = {
     .write = relay_io_write,
     .log = relay_io_log,
-    .judge = relay_io_judge,
-    .creds = relay_io_creds,
+    .judge = proxy_io_judge,
+    .creds = proxy_io_creds,
     .progress = relay_io_progress,
     .outcome = relay_io_outcome,
 };
@@ -177,6 +178,7 @@ static void session_free(struct conn *c)
     if (!ps)
         return;
     relay_free(ps->relay);
+    h2_free(ps->h2);
     free(ps->sniff);
     free(ps->owed_rule);
     free(ps);
@@ -185,7 +187,10 @@ static void session_free(struct conn *c)
 
 static bool session_idle(struct conn *c)
 {
-    return !c->session_state ||
+    struct proxy_state *ps = c->session_state;
+    if (ps && ps->h2)
+        return h2_open_streams(ps->h2) == 0;
+    return !ps ||
            ((c->state == CONN_S_FIRST || c->state == CONN_S_HTTP) && relay_idle(proxy_relay(c)));
 }
 
@@ -203,6 +208,7 @@ const struct conn_session proxy_session = {
     .describe = session_describe,
     .recheck = proxy_recheck_policy,
     .take_answer = tunnel_take_answer,
+    .drain = proxy_h2_drain,
 };
 
 /* ---- the relay's outcomes ---------------------------------------------------------------- */

@@ -33,6 +33,10 @@ struct proxy_state {
      * is dialled, then verified in a TLS handshake before the held request goes out. */
     bool forward_tls;
     char *owed_rule;
+    /* The client offered h2 in its ClientHello: so does airlock to the upstream. */
+    bool client_offers_h2;
+    struct h2 *h2;        /* both TLS handshakes selected h2: the HTTP/2 module, else NULL */
+    bool h2_streams_open; /* what the timer is armed for (proxy_h2.c) */
 };
 
 extern const struct conn_handler proxy_http_exchanges;
@@ -44,6 +48,17 @@ void proxy_log_connect(struct conn *c, enum log_action action, int status, const
 /* Identify the client when needed, decide L4, dial through netguard; tunnel_dialed or the relay
  * continues. */
 void proxy_start_dial(struct conn *c);
+
+/* The policy's L7 judgement and the providers current now, for the relay and HTTP/2 alike. */
+void proxy_io_judge(void *ctx, const struct authority *target, const struct policy_request *q,
+                    struct policy_l7 *d);
+struct creds *proxy_io_creds(void *ctx);
+
+/* proxy_h2.c */
+/* Both handshakes selected h2: frames from here. */
+void proxy_h2_start(struct conn *c);
+/* conn_session.drain: GOAWAY to an HTTP/2 client (open streams finish); false for others. */
+bool proxy_h2_drain(struct conn *c);
 
 /* proxy_tunnel.c */
 /* A redirected connection was accepted: find its destination from its first bytes. */

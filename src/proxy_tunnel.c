@@ -64,6 +64,11 @@ void proxy_start_upstream_tls(struct conn *c, const struct conn_handler *h)
     const struct server_config *cfg = c->w->server->cfg;
     struct side *us = &c->sides[SIDE_UPSTREAM];
     us->tls = tls_client_new(c->w->server->upstream_ctx, c->target.host, c->target.port);
+    /* h2 upstream only for a client that offered it: ALPN never translates. */
+    if (us->tls && state_of(c)->client_offers_h2 && tls_offer_h2(us->tls) < 0) {
+        tls_free(us->tls);
+        us->tls = NULL;
+    }
     if (!us->tls) {
         conn_close(c, "out of memory");
         return;
@@ -87,6 +92,10 @@ static void start_client_tls(struct conn *c)
         cs->tls =
             tls_server_new(s->client_ctx, leaf, ca_leaf_key(s->ca), ca_cert(s->ca), c->target.host);
     X509_free(leaf);
+    /* The client is offered what the upstream selected: h2 only when it did. */
+    struct tls *up = c->sides[SIDE_UPSTREAM].tls;
+    if (cs->tls && up && strcmp(tls_alpn(up), "h2") == 0)
+        tls_offer_h2(cs->tls);
     if (!cs->tls) {
         conn_close(c, "could not mint a certificate");
         return;
@@ -179,10 +188,25 @@ static void on_tls_ready(struct conn *c, enum side_id id)
     }
     struct proxy_state *ps = state_of(c);
     if (ps->owed.status) {
-        conn_respond(c, &ps->owed);
+        if (strcmp(tls_alpn(c->sides[SIDE_CLIENT].tls), "h2") == 0)
+            conn_close(c, ps->owed.detail); /* no HTTP/1.1 answer to an HTTP/2 client */
+        else
+            conn_respond(c, &ps->owed);
         return;
     }
-    /* The client trusts us: parse its requests. */
+    /* The client trusts us: parse its requests, in the protocol both sides selected. */
+    struct tls *up = c->sides[SIDE_UPSTREAM].tls;
+    bool client_h2 = strcmp(tls_alpn(c->sides[SIDE_CLIENT].tls), "h2") == 0;
+    if (client_h2 != (up && strcmp(tls_alpn(up), "h2") == 0)) {
+        log_msg(LOG_WARN, "conn %llu: ALPN differs between the client and the upstream: closed",
+                (unsigned long long)c->id);
+        conn_close(c, "ALPN mismatch");
+        return;
+    }
+    if (client_h2) {
+        proxy_h2_start(c);
+        return;
+    }
     proxy_enter(c, CONN_S_HTTP, &proxy_http_exchanges);
     relay_begin_tunnel(proxy_relay(c), &c->target);
     conn_set_timeout(c, cfg->idle_timeout_ms, 0, "keep-alive idle");
@@ -376,6 +400,7 @@ static void sniffed(struct conn *c, enum sniff_kind kind, const struct sniff_res
 {
     struct proxy_state *ps = state_of(c);
     ps->sniffed = kind;
+    ps->client_offers_h2 = kind == SNIFF_TLS && res->alpn.h2;
     if (kind == SNIFF_INVALID) {
         refuse_sniffed(c, res);
         return;

@@ -251,6 +251,8 @@ static void on_wakeup(uv_async_t *a)
         /* Idle connections go now; busy ones end after their exchange (relay). */
         for (struct conn *c = w->conns, *next; c; c = next) {
             next = c->next;
+            if (w->session->drain && w->session->drain(c))
+                continue;
             if (w->session->idle(c))
                 conn_finish(c, "draining");
         }

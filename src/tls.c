@@ -27,6 +27,7 @@
 #define TLS_F_EOF     0x04u /* close_notify received */
 #define TLS_F_CLOSED  0x08u /* our close_notify queued */
 #define TLS_F_OFFERED 0x10u /* a cached session was offered */
+#define TLS_F_H2      0x20u /* h2 may be negotiated (tls_offer_h2) */
 
 struct tls {
     SSL *ssl; /* owns rbio and wbio */
@@ -38,6 +39,7 @@ struct tls {
 };
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
+static const unsigned char alpn_h2_http11[] = "\x02h2\x08http/1.1";
 
 /* ---- client session cache --------------------------------------------------------------- */
 
@@ -343,27 +345,43 @@ static int on_servername(SSL *ssl, int *al, void *arg)
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-/* airlock parses HTTP/1.1 only: pick it, or refuse with no_application_protocol (RFC 7301
- * §3.2) rather than let a client that insists on h2 send frames nobody here understands. */
+/* Whether an ALPN list (RFC 7301 §3.1) offers name; *at is where. */
+static bool alpn_offers(const unsigned char *in, unsigned int inlen, const char *name,
+                        const unsigned char **at)
+{
+    size_t len = strlen(name);
+    for (unsigned int i = 0; i < inlen;) {
+        unsigned int n = in[i];
+        if (n == 0 || n > inlen - i - 1)
+            return false; /* malformed list */
+        if (n == len && memcmp(in + i + 1, name, len) == 0) {
+            *at = in + i + 1;
+            return true;
+        }
+        i += 1 + n;
+    }
+    return false;
+}
+
+/* ALPN never translates: h2 only when the upstream selected it (tls_offer_h2), else
+ * http/1.1; a client that offers neither is refused with no_application_protocol (RFC 7301
+ * §3.2) rather than let it send what nobody here would understand. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
     struct tls *t = SSL_get_app_data(ssl);
-    unsigned int i = 0;
-
-    while (i < inlen) {
-        unsigned int n = in[i];
-        if (n == 0 || n > inlen - i - 1)
-            break; /* malformed list */
-        if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
-            *out = in + i + 1;
-            *outlen = 8;
-            return SSL_TLSEXT_ERR_OK;
-        }
-        i += 1 + n;
+    if (t && (t->flags & TLS_F_H2) && alpn_offers(in, inlen, "h2", out)) {
+        *outlen = 2;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    if (alpn_offers(in, inlen, "http/1.1", out)) {
+        *outlen = 8;
+        return SSL_TLSEXT_ERR_OK;
     }
     if (t)
-        set_err(t, "client ALPN does not offer http/1.1");
+        set_err(t, t->flags & TLS_F_H2 ? "client ALPN offers neither h2 nor http/1.1"
+                                       : "client ALPN does not offer http/1.1 (and the upstream "
+                                         "did not select h2)");
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
@@ -771,9 +789,20 @@ const char *tls_alpn(const struct tls *t)
     const unsigned char *p = NULL;
     unsigned int len = 0;
 
-    /* Only http/1.1 is ever offered or selected, so a static string serves. */
+    /* Only h2 and http/1.1 are ever offered or selected, so static strings serve. */
     SSL_get0_alpn_selected(t->ssl, &p, &len);
+    if (len == 2 && memcmp(p, "h2", 2) == 0)
+        return "h2";
     return len == 8 && memcmp(p, "http/1.1", 8) == 0 ? "http/1.1" : "";
+}
+
+int tls_offer_h2(struct tls *t)
+{
+    t->flags |= TLS_F_H2;
+    if (SSL_is_server(t->ssl))
+        return 0;
+    /* SSL_set_alpn_protos() returns 0 on success, unlike nearly everything else. */
+    return SSL_set_alpn_protos(t->ssl, alpn_h2_http11, sizeof alpn_h2_http11 - 1) == 0 ? 0 : -1;
 }
 
 const char *tls_last_error(const struct tls *t)

@@ -88,6 +88,10 @@ struct conn_session {
      * neither TLS nor HTTP: a close). a (and what it points to) is borrowed for the call.
      * NULL, or false: the answer goes out now. */
     bool (*take_answer)(struct conn *c, const struct answer *a);
+    /* The worker drains: true when the session ends the connection itself, telling its
+     * client to send nothing new (an HTTP/2 GOAWAY) and finishing once what is open ended.
+     * NULL, or false: finished now when idle, else after the exchange in progress. */
+    bool (*drain)(struct conn *c);
 };
 
 /* Per worker thread: its loop, listener, live connections and the scratch buffers that every

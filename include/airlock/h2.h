@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "airlock/answer.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/policy.h"
@@ -33,12 +34,12 @@
 struct h2;
 struct creds;
 
-#define H2_MAX_STREAMS    100               /* concurrent client streams (SETTINGS) */
-#define H2_MAX_HEADER     (64 * 1024)       /* decoded header list of one stream */
-#define H2_STREAM_WINDOW  (256 * 1024)      /* what airlock buffers per stream, each way */
-#define H2_CONN_WINDOW    (1024 * 1024)     /* ... and per connection, each way */
-#define H2_RESET_BUDGET   200               /* client resets before a GOAWAY (see h2.c) */
-#define H2_CONTROL_BUDGET 1000              /* SETTINGS, PING, empty DATA ... (see h2.c) */
+#define H2_MAX_STREAMS    100           /* concurrent client streams (SETTINGS) */
+#define H2_MAX_HEADER     (64 * 1024)   /* decoded header list of one stream */
+#define H2_STREAM_WINDOW  (256 * 1024)  /* what airlock buffers per stream, each way */
+#define H2_CONN_WINDOW    (1024 * 1024) /* ... and per connection, each way */
+#define H2_RESET_BUDGET   200           /* client resets before a GOAWAY (see h2.c) */
+#define H2_CONTROL_BUDGET 1000          /* SETTINGS, PING, empty DATA ... (see h2.c) */
 
 struct h2_io {
     /* Frames for a side. 0, or -1 when the transport failed (the controller is closing). */
@@ -50,6 +51,9 @@ struct h2_io {
                   struct policy_l7 *d);
     /* As relay_io.creds. */
     struct creds *(*creds)(void *ctx);
+    /* Fill what the connection knows for an answer on a stream: host, port and the policy that
+     * decided (as conn_respond does for HTTP/1.1). */
+    void (*describe)(void *ctx, struct answer *a);
     /* The session is over: both sides said GOAWAY and no stream is open, or a peer broke the
      * protocol (error). Every frame is written already: flush, then close. why: static. */
     void (*done)(void *ctx, const char *why, bool error);
@@ -67,6 +71,8 @@ struct h2 *h2_new(const struct h2_setup *setup, const struct h2_io *io, void *ct
 /* Free it; open streams are logged as ended by the connection's close. */
 void h2_free(struct h2 *h);
 
+/* Write what is queued (airlock's SETTINGS and preface, right after h2_new). */
+void h2_flush(struct h2 *h);
 /* Plaintext from a side; frames that follow go out through io.write before it returns. Always
  * takes every byte (a protocol error ends the session through io.done). */
 size_t h2_feed(struct h2 *h, enum side_id from, const char *p, size_t len);
@@ -75,6 +81,10 @@ void h2_eof(struct h2 *h, enum side_id from);
 /* A graceful end (drain, or idle with no stream open): GOAWAY to the client; streams already
  * open finish, then io.done. */
 void h2_shutdown(struct h2 *h, const char *why);
+/* The connection saw no byte for a while: streams still waiting for their response head are
+ * answered 504 (a stream whose response is flowing is never cut: a gRPC stream may live for
+ * hours). */
+void h2_timeout(struct h2 *h);
 /* Client streams open now. */
 size_t h2_open_streams(const struct h2 *h);
 

@@ -83,6 +83,8 @@ struct log_event {
     uint64_t bytes_in, bytes_out;
     long overflow; /* upgrade overflow bytes; -1 when not applicable */
     uint64_t conn_id;
+    const char *http_version; /* "2" for a stream of an HTTP/2 connection; NULL: HTTP/1.x */
+    uint32_t stream_id;       /* its stream, or 0 */
 };
 
 /* The text each value is logged as ("allow", "CONNECT", "allow_upgrade", "consumed"), or NULL

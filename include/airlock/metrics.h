@@ -36,6 +36,11 @@ enum metric_counter {
     M_DNS_CACHE_HITS,     /* names answered from the resolver cache */
     M_DNS_LOOKUPS,        /* names that waited for a lookup (their own or a shared one) */
     M_DNS_REFUSED,        /* names refused (503): the resolver queue was full */
+    M_H2_SESSIONS,        /* tunnels that speak HTTP/2 */
+    M_H2_STREAMS_ALLOW,   /* HTTP/2 streams by decision */
+    M_H2_STREAMS_AUDIT,
+    M_H2_STREAMS_DENY,
+    M_H2_ABUSE, /* HTTP/2 peers sent GOAWAY for a flood, rapid reset or HPACK abuse */
     M_COUNTER_COUNT
 };
 

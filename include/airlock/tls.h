@@ -18,18 +18,19 @@ enum tls_status {
     TLS_EOF = 2,   /* the peer sent close_notify */
 };
 
-/* Client-facing context: TLS >= 1.2, ALPN selects http/1.1 (refuses a client that offers only
- * other protocols by not selecting any), SSL_MODE_RELEASE_BUFFERS, an SNI callback that aborts
- * the handshake with alert unrecognized_name when the client's SNI differs (case-insensitively,
- * trailing dot ignored) from the CONNECT host given to tls_server_new(). NULL on error. */
+/* Client-facing context: TLS >= 1.2, ALPN selects http/1.1, or h2 when tls_offer_h2 allowed it
+ * (refuses a client that offers neither by not selecting any), SSL_MODE_RELEASE_BUFFERS, an SNI
+ * callback that aborts the handshake with alert unrecognized_name when the client's SNI differs
+ * (case-insensitively, trailing dot ignored) from the CONNECT host given to tls_server_new(). NULL
+ * on error. */
 SSL_CTX *tls_server_ctx_new(char *err, size_t errlen);
 
-/* Upstream-facing context: TLS >= 1.2, ALPN http/1.1, peer verification against the system
- * store (what SSL_CERT_FILE / SSL_CERT_DIR in this process's environment name, else OpenSSL's
- * default paths) plus ca_file when it is not NULL (--upstream-ca); when ca_file_only is not
- * NULL (--upstream-ca-only), against ca_file_only and ca_file alone, without the system store.
- * A name is matched against the certificate's SANs only, never its subject CN. Client session
- * cache for resumption. NULL on error (err names the cause). */
+/* Upstream-facing context: TLS >= 1.2, ALPN http/1.1 (h2 too after tls_offer_h2), peer verification
+ * against the system store (what SSL_CERT_FILE / SSL_CERT_DIR in this process's environment name,
+ * else OpenSSL's default paths) plus ca_file when it is not NULL (--upstream-ca); when ca_file_only
+ * is not NULL (--upstream-ca-only), against ca_file_only and ca_file alone, without the system
+ * store. A name is matched against the certificate's SANs only, never its subject CN. Client
+ * session cache for resumption. NULL on error (err names the cause). */
 SSL_CTX *tls_client_ctx_new(const char *ca_file, const char *ca_file_only, char *err,
                             size_t errlen);
 
@@ -68,8 +69,15 @@ void tls_close_notify(struct tls *t);
 size_t tls_out_pending(const struct tls *t);
 size_t tls_out_take(struct tls *t, char *buf, size_t cap);
 
-/* The negotiated ALPN protocol or "" ; the reason of the last TLS_FAIL ("certificate verify
- * failed: self-signed certificate", "client SNI differs from CONNECT host", ...), or "". */
+/* Before the handshake: a client endpoint offers "h2, http/1.1" instead of http/1.1 alone; a
+ * server endpoint selects h2 when its client offers it (else http/1.1 as always). airlock
+ * offers h2 upstream only for a client that offered it, and to the client only when the
+ * upstream selected it: ALPN never translates (docs/http2.md). 0, or -1 when out of memory. */
+int tls_offer_h2(struct tls *t);
+
+/* The negotiated ALPN protocol ("h2", "http/1.1") or "" ; the reason of the last TLS_FAIL
+ * ("certificate verify failed: self-signed certificate", "client SNI differs from CONNECT host",
+ * ...), or "". */
 const char *tls_alpn(const struct tls *t);
 const char *tls_last_error(const struct tls *t);
 bool tls_session_reused(const struct tls *t);
