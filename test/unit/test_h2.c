@@ -90,6 +90,8 @@ struct peer {
 
 struct rec_log {
     int status;
+    uint32_t stream_id;
+    char version[16];
     enum log_decision decision;
     char method[STR_MAX], path[STR_MAX], reason[STR_MAX];
 };
@@ -431,6 +433,8 @@ static void io_log(void *ctx, struct log_event *ev)
     l = &w->logs[w->nlogs++];
     l->status = ev->status;
     l->decision = ev->l7_decision;
+    l->stream_id = ev->stream_id;
+    copy_str(l->version, ev->http_version);
     copy_str(l->method, ev->method);
     copy_str(l->path, ev->path);
     copy_str(l->reason, ev->reason);
@@ -481,7 +485,22 @@ static void io_done(void *ctx, const char *why, bool error)
     copy_str(w->done_why, why);
 }
 
-static const struct h2_io mock_io = {io_write, io_log, io_judge, io_creds, io_done};
+/* What the connection knows for an answer: its target and the policy that let it through. */
+static void io_describe(void *ctx, struct answer *a)
+{
+    struct world *w = ctx;
+
+    a->host = w->target.host;
+    a->port = w->target.port;
+    a->policy = "test";
+}
+
+static const struct h2_io mock_io = {.write = io_write,
+                                     .log = io_log,
+                                     .judge = io_judge,
+                                     .creds = io_creds,
+                                     .describe = io_describe,
+                                     .done = io_done};
 
 /* ---- opening, pumping, closing ----------------------------------------------------------- */
 
@@ -539,6 +558,7 @@ static struct world *world_open_with(const struct opts *o)
     }
     w->h = h2_new(&setup, &mock_io, w);
     CHECK(w->h != NULL);
+    h2_flush(w->h); /* as the controller does: airlock's SETTINGS and preface go out first */
     return w;
 }
 
@@ -1081,6 +1101,8 @@ static void test_get_is_relayed_end_to_end(void)
         CHECK_EQ(l->status, 200);
         CHECK_STR(l->method, "GET");
         CHECK_EQ(l->decision, LOG_DECISION_ALLOW);
+        CHECK_STR(l->version, "2");
+        CHECK_EQ(l->stream_id, id);
     }
     CHECK_EQ(h2_open_streams(w->h), 0);
     world_close(w);
@@ -1666,6 +1688,43 @@ static void test_shutdown_when_idle_is_done_at_once(void)
     world_close(w);
 }
 
+/* The connection went quiet: a stream still waiting for its response head is answered 504 (and
+ * given up upstream); one whose response flows goes on. */
+static void test_timeout_answers_waiting_streams_and_spares_flowing_ones(void)
+{
+    struct world *w = world_open();
+    int32_t waiting = get(w, "/hold/waiting");
+    int32_t flowing = get(w, "/hold/flowing");
+
+    pump(w);
+    struct rec *uw = up_find(w, "/hold/waiting"), *uf = up_find(w, "/hold/flowing");
+    CHECK(uw && uf);
+    if (!uw || !uf) {
+        world_close(w);
+        return;
+    }
+    up_respond(w, uf, &(struct resp){.body = big, .len = 1000, .open = true});
+    pump(w);
+    h2_timeout(w->h);
+    pump(w);
+    expect_sane(w);
+    expect_alive(w);
+    struct rec *cw = rec_at(&w->client, waiting), *cf = rec_at(&w->client, flowing);
+    CHECK_EQ(cw->status, 504);
+    CHECK(cw->end_stream && cw->closed && cw->close_code == NGHTTP2_NO_ERROR);
+    CHECK(json_str(cw, "error") != NULL);
+    CHECK(uw->closed); /* nobody waits for that answer any more */
+    CHECK_EQ(cf->status, 200);
+    CHECK(!cf->closed);
+    uf->src_len = 5000;
+    uf->src_open = false;
+    CHECK_EQ(nghttp2_session_resume_data(w->up.s, uf->id), 0);
+    pump(w);
+    EXPECT_RESPONSE(cf, 200, big, 5000);
+    CHECK_EQ(h2_open_streams(w->h), 0);
+    world_close(w);
+}
+
 /* ---- limits ------------------------------------------------------------------------------ */
 
 static void test_streams_over_the_concurrency_limit_are_refused(void)
@@ -1936,7 +1995,32 @@ static void test_garbage_instead_of_a_preface_ends_the_session(void)
     pump(w);
     CHECK_EQ(w->done_calls, 1);
     CHECK(w->done_error);
+    CHECK(rec_at(&w->client, id)->closed || w->client.goaway);
     CHECK(rec_at(&w->client, id)->status != 200);
+    world_close(w);
+}
+
+/* An upstream that breaks the protocol mid-session (a connection error, RFC 9113 §5.4.1: here
+ * DATA on stream 0) ends the session in error at once: the streams that waited for it do not
+ * wait for the idle timeout. */
+static void test_upstream_protocol_error_ends_the_session(void)
+{
+    struct world *w = world_open();
+    int32_t id = get(w, "/hold");
+    struct http_buf b = {0};
+
+    pump(w);
+    CHECK(up_find(w, "/hold") != NULL);
+    frame(&b, NGHTTP2_DATA, 0, 0, "x", 1);
+    feed(w, SIDE_UPSTREAM, b.data, b.len);
+    pump(w);
+    struct rec *c = rec_at(&w->client, id);
+    CHECK(c->closed || w->client.goaway);
+    CHECK(c->status != 200);
+    CHECK_EQ(w->done_calls, 1);
+    CHECK(w->done_error);
+    CHECK_EQ(w->late_writes, 0);
+    http_buf_free(&b);
     world_close(w);
 }
 
@@ -1956,7 +2040,7 @@ static void test_upstream_eof_ends_the_streams(void)
     world_close(w);
 }
 
-/* Freed with a stream open: the stream is logged as ended, nothing leaks. */
+/* Freed with streams open: each is logged as ended by the close (h2.h), nothing leaks. */
 static void test_free_with_open_streams_logs_them(void)
 {
     struct world *w = world_open();
@@ -1965,14 +2049,21 @@ static void test_free_with_open_streams_logs_them(void)
     request(w,
             &(struct req){
                 .method = "POST", .path = "/hold/b", .body = big, .len = 70 * KIB, .hold = true});
+    get(w, "/hold/c");
     pump(w);
-    CHECK_EQ(h2_open_streams(w->h), 2);
+    struct rec *uc = up_find(w, "/hold/c");
+    CHECK(uc != NULL);
+    if (uc) /* a response that started and never ends */
+        up_respond(w, uc, &(struct resp){.body = big, .len = 100, .open = true});
+    pump(w);
+    CHECK_EQ(h2_open_streams(w->h), 3);
     size_t before = w->nlogs;
     h2_free(w->h);
     w->h = NULL;
-    CHECK(w->nlogs >= before + 2);
-    CHECK(find_log(w, "/hold/a") != NULL);
-    CHECK(find_log(w, "/hold/b") != NULL);
+    CHECK(w->nlogs >= before + 3);
+    CHECK(find_log(w, "/hold/a") != NULL); /* went upstream, no response yet */
+    CHECK(find_log(w, "/hold/b") != NULL); /* its body still coming */
+    CHECK(find_log(w, "/hold/c") != NULL); /* its response cut short */
     CHECK_EQ(w->late_writes, 0);
     world_close(w);
 }
@@ -2061,6 +2152,7 @@ int main(void)
     RUN(test_upstream_goaway_ends_the_session_gracefully);
     RUN(test_shutdown_finishes_open_streams_then_done);
     RUN(test_shutdown_when_idle_is_done_at_once);
+    RUN(test_timeout_answers_waiting_streams_and_spares_flowing_ones);
     RUN(test_streams_over_the_concurrency_limit_are_refused);
     RUN(test_upstream_allowing_fewer_streams_holds_none_forever);
     RUN(test_header_list_over_the_limit_is_refused);
@@ -2070,6 +2162,7 @@ int main(void)
     RUN(test_other_empty_floods_get_goaway);
     RUN(test_control_frames_under_the_budget_are_answered);
     RUN(test_garbage_instead_of_a_preface_ends_the_session);
+    RUN(test_upstream_protocol_error_ends_the_session);
     RUN(test_upstream_eof_ends_the_streams);
     RUN(test_free_with_open_streams_logs_them);
     RUN(test_placeholder_is_substituted_and_its_echo_redacted);
