@@ -40,6 +40,7 @@ struct h2_stream {
     bool client_ended;   /* END_STREAM from the client */
 
     struct relay *relay;
+    struct policy *judged_under; /* keeps the strings of the stream's judgement alive */
     bool relay_done; /* the relay reported its outcome: nothing more is fed to it */
     /* What the relay writes, parsed back: the request it sends upstream, the response it sends
      * the client. */
@@ -53,6 +54,9 @@ struct h2_stream {
     int resp_status;
     bool resp_trailers; /* the headers being received are the response's trailers */
     bool resp_chunked_in;
+    /* The upstream's response ended with its headers (gRPC's trailers-only answer, a 204):
+     * so does the client's, with no empty DATA frame after them. */
+    bool resp_headers_only;
 
     struct h2_queue to_upstream, to_client;
 };

@@ -294,7 +294,8 @@ static int on_down_head(void *owner, struct http_head *head)
     snprintf(status, sizeof status, "%d", head->status);
     nv_add(&l, ":status", 7, status, 3);
     nv_add_fields(&l, head);
-    bool no_body = s->head_request || head->status == 204 || head->status == 304;
+    bool no_body = s->head_request || head->status == 204 || head->status == 304 ||
+                   s->resp_headers_only;
     nghttp2_data_provider prd = provider(s);
     int rc = -1;
     if (s->client_open)
@@ -309,17 +310,21 @@ static int on_down_head(void *owner, struct http_head *head)
         s->to_client.eof = true;
         s->response_ended = true;
     }
-    return no_body ? HTTP_HEAD_NO_BODY : HTTP_HEAD_CONTINUE;
+    /* A headers-only answer may still come from the relay framed as an empty body (it
+     * re-frames what it redacts): parsed, and nothing of it sent. */
+    return no_body && !s->resp_headers_only ? HTTP_HEAD_NO_BODY : HTTP_HEAD_CONTINUE;
 }
 
 static int on_down_body(void *owner, const char *p, size_t len)
 {
-    return on_queue_body(owner, SIDE_CLIENT, p, len);
+    struct h2_stream *s = owner;
+    return s->response_ended ? 0 : on_queue_body(s, SIDE_CLIENT, p, len);
 }
 
 static int on_down_complete(void *owner, const struct http_head *trailers)
 {
-    return on_queue_end(owner, SIDE_CLIENT, trailers);
+    struct h2_stream *s = owner;
+    return s->response_ended ? 0 : on_queue_end(s, SIDE_CLIENT, trailers);
 }
 
 static const struct http_parser_cbs up_cbs = {
@@ -370,7 +375,10 @@ static void relay_judge(void *ctx, const struct authority *target, const struct 
                         struct policy_l7 *d)
 {
     struct h2_stream *s = ctx;
-    s->h->io->judge(s->h->ctx, target, q, d);
+    struct policy *p = s->h->io->judge(s->h->ctx, target, q, d);
+    if (s->judged_under)
+        policy_unref(s->judged_under);
+    s->judged_under = p;
 }
 
 static struct creds *relay_creds(void *ctx)
@@ -502,7 +510,9 @@ void h2_stream_free(struct h2_stream *s)
         nghttp2_session_consume_connection(h->sessions[SIDE_CLIENT], s->to_upstream.unacked);
     if (s->to_client.unacked)
         nghttp2_session_consume_connection(h->sessions[SIDE_UPSTREAM], s->to_client.unacked);
-    relay_free(s->relay);
+    relay_free(s->relay); /* may log with the judgement's strings: before the policy goes */
+    if (s->judged_under)
+        policy_unref(s->judged_under);
     http_parser_deinit(&s->up_parser);
     http_parser_deinit(&s->down_parser);
     http_buf_free(&s->fields);
@@ -696,8 +706,14 @@ void h2_stream_response_headers_done(struct h2_stream *s, bool end_stream)
     }
     s->header_bytes = 0;
     if (s->resp_status < 200) {
-        /* Interim responses (100, 103) are not passed on: an HTTP/2 client needs none of
-         * them to go on, and 101 has no meaning in HTTP/2 (RFC 9113 §8.6). */
+        /* A 100 (Continue) goes on bare: a client waiting to send its body needs it, and no
+         * field of it is judged or redacted. Other interim responses (103) are dropped, and
+         * 101 has no meaning in HTTP/2 (RFC 9113 §8.6). */
+        static const nghttp2_nv cont = {(uint8_t *)":status", (uint8_t *)"100", 7, 3,
+                                        NGHTTP2_NV_FLAG_NONE};
+        if (s->resp_status == 100 && s->client_open && !s->relay_done)
+            nghttp2_submit_headers(s->h->sessions[SIDE_CLIENT], NGHTTP2_FLAG_NONE, s->client_id,
+                                   NULL, &cont, 1, NULL);
         http_buf_free(&s->resp_fields);
         return;
     }
@@ -714,6 +730,7 @@ void h2_stream_response_headers_done(struct h2_stream *s, bool end_stream)
                     answer_reason_phrase(s->resp_status));
     http_buf_append(&head, s->resp_fields.data, s->resp_fields.len);
     s->resp_chunked_in = !end_stream && !has_length;
+    s->resp_headers_only = end_stream;
     if (s->resp_chunked_in)
         http_buf_puts(&head, "Transfer-Encoding: chunked\r\n");
     else if (end_stream && !has_length && !s->head_request)

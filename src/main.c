@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <llhttp.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/crypto.h>
 #include <uv.h>
 
@@ -761,7 +762,7 @@ static int cmd_admin(int argc, char **argv)
 }
 
 /* `airlock --version`: airlock's version and those of the libraries it runs with. libuv,
- * OpenSSL and cJSON report the library loaded at run time; llhttp has no such call, so its line
+ * OpenSSL, cJSON and nghttp2 report the library loaded at run time; llhttp has no such call, so its line
  * is the version airlock was built with. */
 static int cmd_version(void)
 {
@@ -770,6 +771,7 @@ static int cmd_version(void)
     printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
     printf("llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
     printf("cJSON %s\n", cJSON_Version());
+    printf("nghttp2 %s\n", nghttp2_version(0)->version_str);
     return 0;
 }
 

@@ -79,6 +79,16 @@ static void io_log(void *ctx, struct log_event *ev)
     conn_log(ctx, ev);
 }
 
+static struct policy *io_judge(void *ctx, const struct authority *target,
+                               const struct policy_request *q, struct policy_l7 *d)
+{
+    struct conn *c = ctx;
+    proxy_io_judge(c, target, q, d); /* adopts the snapshot that judged */
+    if (c->policy)
+        policy_ref(c->policy);
+    return c->policy;
+}
+
 static void io_describe(void *ctx, struct answer *a)
 {
     struct conn *c = ctx;
@@ -99,7 +109,7 @@ static void io_done(void *ctx, const char *why, bool error)
 static const struct h2_io h2_io = {
     .write = io_write,
     .log = io_log,
-    .judge = proxy_io_judge,
+    .judge = io_judge,
     .creds = proxy_io_creds,
     .describe = io_describe,
     .done = io_done,

@@ -46,9 +46,11 @@ struct h2_io {
     int (*write)(void *ctx, enum side_id to, const char *p, size_t len);
     /* One event for the log (its stream and protocol are filled in). */
     void (*log)(void *ctx, struct log_event *ev);
-    /* As relay_io.judge. */
-    void (*judge)(void *ctx, const struct authority *target, const struct policy_request *q,
-                  struct policy_l7 *d);
+    /* As relay_io.judge, and a reference to the policy snapshot that judged (or NULL): d's
+     * borrowed strings live as long as it, which the stream holds until its end. (Streams
+     * overlap: a reload between two of them must not free what the first one still logs.) */
+    struct policy *(*judge)(void *ctx, const struct authority *target,
+                            const struct policy_request *q, struct policy_l7 *d);
     /* As relay_io.creds. */
     struct creds *(*creds)(void *ctx);
     /* Fill what the connection knows for an answer on a stream: host, port and the policy that

@@ -107,7 +107,7 @@ def test_version_prints_airlock_and_library_versions(env):
     check_eq(r.returncode, 0, "exit code of --version")
     lines = r.stdout.decode().splitlines()
     names = [l.split(" ", 1)[0] for l in lines]
-    check_eq(names, ["airlock", "libuv", "OpenSSL", "llhttp", "cJSON"], "--version lines")
+    check_eq(names, ["airlock", "libuv", "OpenSSL", "llhttp", "cJSON", "nghttp2"], "--version lines")
     for l in lines:
         version = l.split(" ", 1)[1] if " " in l else ""
         check(version[:1].isdigit() and "." in version, "no version in %r" % l)
