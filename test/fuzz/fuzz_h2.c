@@ -394,8 +394,9 @@ static void io_log(void *ctx, struct log_event *ev)
                 "the secret in a log line: %s", strs[i]);
 }
 
-static void io_judge(void *ctx, const struct authority *target, const struct policy_request *q,
-                     struct policy_l7 *d)
+/* The judgement's strings are static: no policy snapshot to hold. */
+static struct policy *io_judge(void *ctx, const struct authority *target,
+                               const struct policy_request *q, struct policy_l7 *d)
 {
     struct run *r = ctx;
 
@@ -408,7 +409,7 @@ static void io_judge(void *ctx, const struct authority *target, const struct pol
     if (!strncmp(q->path, "/deny", 5)) {
         d->verdict = POLICY_DENY;
         d->reason = "no rule allows method and path";
-        return;
+        return NULL;
     }
     d->verdict = POLICY_ALLOW;
     if (r->njudged < MAX_JUDGED) {
@@ -418,6 +419,7 @@ static void io_judge(void *ctx, const struct authority *target, const struct pol
         j->path = strdup(q->path);
         REQUIRE(j->path, "out of memory");
     }
+    return NULL;
 }
 
 static struct creds *io_creds(void *ctx)

@@ -60,7 +60,10 @@ struct rec {
     struct http_buf headers;  /* "name: value\n" lines of the request or final response */
     struct http_buf trailers; /* the same for the trailer section */
     struct http_buf body;
-    bool end_stream; /* END_STREAM received */
+    size_t body_len;          /* bytes received, kept in body unless the peer discards them */
+    struct http_buf interims; /* the 1xx statuses received, "100,103," */
+    struct http_buf noindex;  /* names of the fields received never-indexed, "a,b," */
+    bool end_stream;          /* END_STREAM received */
     bool closed;
     uint32_t close_code;
     bool rst_recv;
@@ -69,8 +72,9 @@ struct rec {
     /* what this peer sends on the stream: a borrowed body, and trailers after it */
     const char *src;
     size_t src_len, src_off;
-    bool src_hold; /* the body waits (NGHTTP2_ERR_DEFERRED) until the test releases it */
-    bool src_open; /* after its bytes the body waits instead of ending */
+    bool src_hold;  /* the body waits (NGHTTP2_ERR_DEFERRED) until the test releases it */
+    bool src_open;  /* after its bytes the body waits instead of ending */
+    bool src_cycle; /* the body is src_len bytes of big, round and round */
     const nghttp2_nv *src_trailers;
     size_t src_ntrailers;
 };
@@ -86,6 +90,7 @@ struct peer {
     int32_t goaway_last;
     size_t ping_acks, settings_acks;
     bool manual_window; /* it acknowledges nothing until peer_consume */
+    bool discard;       /* it counts the bodies it receives, and keeps none */
 };
 
 struct rec_log {
@@ -158,6 +163,8 @@ static void peer_free(struct peer *p)
         http_buf_free(&r->headers);
         http_buf_free(&r->trailers);
         http_buf_free(&r->body);
+        http_buf_free(&r->interims);
+        http_buf_free(&r->noindex);
         free(r);
     }
 }
@@ -255,10 +262,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         int status = atoi(v);
 
         r->cur_interim = status < 200;
-        if (status < 200)
+        if (status < 200) {
             r->interim = status;
-        else
+            http_buf_printf(&r->interims, "%d,", status);
+        } else {
             r->status = status;
+        }
         return 0;
     }
     if (namelen == 7 && !memcmp(name, ":method", 7))
@@ -271,6 +280,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         copy_str(r->scheme, v);
     if (r->cur_interim)
         return 0;
+    if (flags & NGHTTP2_NV_FLAG_NO_INDEX) {
+        http_buf_append(&r->noindex, (const char *)name, namelen);
+        http_buf_puts(&r->noindex, ",");
+    }
     struct http_buf *b = r->in_trailers ? &r->trailers : &r->headers;
     http_buf_append(b, (const char *)name, namelen);
     http_buf_puts(b, ": ");
@@ -345,7 +358,9 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     struct rec *r = rec_get(p, id);
 
     if (r) {
-        http_buf_append(&r->body, (const char *)data, len);
+        if (!p->discard)
+            http_buf_append(&r->body, (const char *)data, len);
+        r->body_len += len;
         if (p->manual_window)
             r->unconsumed += len;
     }
@@ -379,7 +394,15 @@ static ssize_t read_src(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
         n = len;
     if (n == 0 && r->src_open)
         return NGHTTP2_ERR_DEFERRED;
-    memcpy(buf, r->src + r->src_off, n);
+    if (r->src_cycle) {
+        size_t at = r->src_off % BIG_LEN;
+
+        if (n > BIG_LEN - at)
+            n = BIG_LEN - at;
+        memcpy(buf, big + at, n);
+    } else {
+        memcpy(buf, r->src + r->src_off, n);
+    }
     r->src_off += n;
     if (r->src_off == r->src_len && !r->src_open) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -440,9 +463,9 @@ static void io_log(void *ctx, struct log_event *ev)
     copy_str(l->reason, ev->reason);
 }
 
-/* Allow everything but paths under /deny. */
-static void io_judge(void *ctx, const struct authority *target, const struct policy_request *q,
-                     struct policy_l7 *d)
+/* Allow everything but paths under /deny. The judgement's strings are static: no snapshot. */
+static struct policy *io_judge(void *ctx, const struct authority *target,
+                               const struct policy_request *q, struct policy_l7 *d)
 {
     struct world *w = ctx;
 
@@ -463,6 +486,7 @@ static void io_judge(void *ctx, const struct authority *target, const struct pol
         copy_str(j->path, q->path);
     }
     w->njudges++;
+    return NULL;
 }
 
 static struct creds *io_creds(void *ctx)
@@ -704,6 +728,7 @@ struct req {
     size_t len;
     bool content_length; /* send content-length: len */
     bool hold;           /* the body waits for client_release */
+    bool cycle;          /* len bytes of big, round and round (body unused) */
     const nghttp2_nv *trailers;
     size_t ntrailers;
 };
@@ -714,7 +739,7 @@ static int32_t request(struct world *w, const struct req *q)
     size_t n = 0;
     char cl[32];
     nghttp2_data_provider prd;
-    bool with_body = q->body || q->hold || q->ntrailers;
+    bool with_body = q->body || q->hold || q->cycle || q->ntrailers;
     int32_t id;
 
     nva[n++] = (nghttp2_nv)NVS(":method", q->method ? q->method : "GET");
@@ -741,6 +766,7 @@ static int32_t request(struct world *w, const struct req *q)
     r->src = q->body;
     r->src_len = q->len;
     r->src_hold = q->hold;
+    r->src_cycle = q->cycle;
     r->src_trailers = q->trailers;
     r->src_ntrailers = q->ntrailers;
     return id;
@@ -766,7 +792,8 @@ struct resp {
     const char *body; /* borrowed until the stream ends */
     size_t len;
     bool content_length;
-    bool open; /* the body stays open after its bytes (a response cut short) */
+    bool open;  /* the body stays open after its bytes (a response cut short) */
+    bool cycle; /* len bytes of big, round and round (src unused) */
     const nghttp2_nv *trailers;
     size_t ntrailers;
 };
@@ -777,7 +804,7 @@ static void up_respond(struct world *w, struct rec *r, const struct resp *a)
     size_t n = 0;
     char status[8], cl[32];
     nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = read_src};
-    bool with_body = a->body || a->open || a->ntrailers;
+    bool with_body = a->body || a->open || a->cycle || a->ntrailers;
 
     snprintf(status, sizeof status, "%d", a->status ? a->status : 200);
     nva[n++] = (nghttp2_nv)NVS(":status", status);
@@ -791,6 +818,7 @@ static void up_respond(struct world *w, struct rec *r, const struct resp *a)
     r->src_len = a->len;
     r->src_off = 0;
     r->src_open = a->open;
+    r->src_cycle = a->cycle;
     r->src_trailers = a->trailers;
     r->src_ntrailers = a->ntrailers;
     CHECK_EQ(nghttp2_submit_response(w->up.s, r->id, nva, n, with_body ? &prd : NULL), 0);
@@ -803,6 +831,7 @@ static const nghttp2_nv text_plain[] = {NV("content-type", "text/plain")};
 static const nghttp2_nv secret_head[] = {NV("x-key", SECRET)};
 static const char secret_body[] = "{\"k\":\"" SECRET "\"}";
 #define BIG_RESPONSE (3 * MIB / 2)
+#define HUGE_LEN     (40 * MIB) /* a long transfer: hundreds of window updates */
 
 static bool starts(const char *s, const char *prefix)
 {
@@ -811,7 +840,8 @@ static bool starts(const char *s, const char *prefix)
 
 /* The upstream answers a request once it has all of it, by its path: /hold waits for the test,
  * /reset resets the stream, /big is 1.5 MiB, /grpc answers with trailers, /echo sends the body
- * back, /secret echoes SECRET, /204 has no content, /hints sends a 103 first; HEAD gets the
+ * back, /secret echoes SECRET, /204 has no content, /hints sends a 100 and a 103 first,
+ * /refuse resets with REFUSED_STREAM; HEAD gets the
  * head of "ok", anything else "ok". */
 static void up_answer(struct world *w, struct rec *r)
 {
@@ -821,6 +851,8 @@ static void up_answer(struct world *w, struct rec *r)
         CHECK_EQ(
             nghttp2_submit_rst_stream(w->up.s, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_INTERNAL_ERROR),
             0);
+    } else if (starts(r->path, "/huge")) {
+        up_respond(w, r, &(struct resp){.len = HUGE_LEN, .cycle = true});
     } else if (starts(r->path, "/big")) {
         up_respond(w, r, &(struct resp){.body = big, .len = BIG_RESPONSE, .content_length = true});
     } else if (starts(r->path, "/grpc")) {
@@ -844,11 +876,17 @@ static void up_answer(struct world *w, struct rec *r)
     } else if (starts(r->path, "/204")) {
         up_respond(w, r, &(struct resp){.status = 204});
     } else if (starts(r->path, "/hints")) {
+        nghttp2_nv cont[] = {NV(":status", "100")};
         nghttp2_nv hints[] = {NV(":status", "103"), NV("link", "</s.css>; rel=preload")};
 
+        CHECK_EQ(nghttp2_submit_headers(w->up.s, NGHTTP2_FLAG_NONE, r->id, NULL, cont, 1, NULL), 0);
         CHECK_EQ(nghttp2_submit_headers(w->up.s, NGHTTP2_FLAG_NONE, r->id, NULL, hints, 2, NULL),
                  0);
         up_respond(w, r, &(struct resp){.body = "ok", .len = 2, .content_length = true});
+    } else if (starts(r->path, "/refuse")) {
+        CHECK_EQ(
+            nghttp2_submit_rst_stream(w->up.s, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_REFUSED_STREAM),
+            0);
     } else if (!strcmp(r->method, "HEAD")) {
         up_respond(w, r, &(struct resp){.len = 2, .content_length = true});
     } else {
@@ -1159,6 +1197,35 @@ static void test_denied_stream_gets_403_and_the_connection_goes_on(void)
     world_close(w);
 }
 
+/* docs/http2.md: a refusal that comes before the whole request body was sent is followed by
+ * RST_STREAM(NO_ERROR), so that the client stops sending (RFC 9113 §8.1). */
+static void test_refusal_before_the_body_ends_stops_the_upload(void)
+{
+    struct world *w = world_open();
+    int32_t denied = request(
+        w,
+        &(struct req){.method = "POST", .path = "/deny/up", .body = big, .len = 10, .hold = true});
+    int32_t elsewhere = request(w, &(struct req){.method = "POST",
+                                                 .path = "/x",
+                                                 .authority = "evil.example",
+                                                 .body = big,
+                                                 .len = 10,
+                                                 .hold = true});
+
+    pump(w);
+    expect_sane(w);
+    expect_alive(w);
+    struct rec *c = rec_at(&w->client, denied);
+    EXPECT_ANSWER(c, 403, "policy_denied");
+    CHECK(c->rst_recv && c->rst_code == NGHTTP2_NO_ERROR);
+    c = rec_at(&w->client, elsewhere);
+    EXPECT_ANSWER(c, 421, "request_authority_mismatch");
+    CHECK(c->rst_recv && c->rst_code == NGHTTP2_NO_ERROR);
+    CHECK_EQ(up_streams(w), 0);
+    CHECK_EQ(h2_open_streams(w->h), 0);
+    world_close(w);
+}
+
 static void test_authority_mismatch_gets_421(void)
 {
     static const char *const bad[] = {"evil.example", TARGET_HOST ":8443",
@@ -1408,6 +1475,41 @@ static void test_client_that_never_reads_holds_the_upstream_at_the_window(void)
     world_close(w);
 }
 
+/* Flow control is no flood: a long transfer through peers that keep the default 64 KiB
+ * windows costs hundreds of WINDOW_UPDATE frames from the side that only receives. */
+static void test_long_transfers_with_small_windows_are_no_flood(void)
+{
+    struct world *w = world_open();
+
+    w->client.discard = true;
+    int32_t id = get(w, "/huge");
+    pump(w);
+    expect_sane(w);
+    expect_alive(w);
+    struct rec *c = rec_at(&w->client, id);
+    CHECK_EQ(c->body_len, HUGE_LEN);
+    CHECK(c->end_stream && c->closed && c->close_code == NGHTTP2_NO_ERROR);
+    if (w->client.goaway)
+        fprintf(stderr, "  a %d MiB download got GOAWAY code %u after %zu bytes\n", HUGE_LEN / MIB,
+                w->client.goaway_code, c->body_len);
+    world_close(w);
+
+    w = world_open();
+    w->up.discard = true;
+    id = request(
+        w, &(struct req){.method = "POST", .path = "/upload", .len = HUGE_LEN, .cycle = true});
+    pump(w);
+    expect_sane(w);
+    expect_alive(w);
+    struct rec *u = up_find(w, "/upload");
+    CHECK(u && u->body_len == HUGE_LEN && u->end_stream);
+    if (u && u->body_len != HUGE_LEN)
+        fprintf(stderr, "  a %d MiB upload stopped after %zu bytes (upstream GOAWAY %d)\n",
+                HUGE_LEN / MIB, u->body_len, w->up.goaway);
+    EXPECT_RESPONSE(rec_at(&w->client, id), 200, "ok", 2);
+    world_close(w);
+}
+
 /* Streams interleave: each gets its own body back, whole. */
 static void test_concurrent_streams_each_get_their_own_body(void)
 {
@@ -1481,7 +1583,8 @@ static void test_head_and_204_have_no_body(void)
     world_close(w);
 }
 
-static void test_interim_response_then_the_final_one(void)
+/* docs/http2.md: a 100 (Continue) goes on, other interim responses (103) are dropped. */
+static void test_interim_responses_then_the_final_one(void)
 {
     struct world *w = world_open();
     int32_t id = get(w, "/hints");
@@ -1489,7 +1592,7 @@ static void test_interim_response_then_the_final_one(void)
     pump(w);
     expect_sane(w);
     struct rec *c = rec_at(&w->client, id);
-    CHECK_EQ(c->interim, 103);
+    CHECK(c->interims.len == 4 && !memcmp(c->interims.data, "100,", 4));
     EXPECT_RESPONSE(c, 200, "ok", 2);
     world_close(w);
 }
@@ -1545,37 +1648,56 @@ static void test_upstream_reset_before_the_response_gets_502(void)
     EXPECT_RESPONSE(rec_at(&w->client, other), 200, "ok", 2);
     CHECK_EQ(h2_open_streams(w->h), 0);
     world_close(w);
+
+    /* REFUSED_STREAM says the request was not processed: passed on, the client may retry */
+    w = world_open();
+    id = get(w, "/refuse");
+    pump(w);
+    expect_sane(w);
+    expect_alive(w);
+    c = rec_at(&w->client, id);
+    CHECK(c->closed && c->rst_recv);
+    CHECK_EQ(c->close_code, NGHTTP2_REFUSED_STREAM);
+    CHECK_EQ(c->status, 0);
+    world_close(w);
 }
 
 /* Once a response started, a reset can only reset: a body cut short must never end as if
  * whole (END_STREAM). */
 static void test_upstream_reset_mid_body_resets_the_client_stream(void)
 {
-    struct world *w = world_open();
-    int32_t id = get(w, "/hold");
+    /* docs/http2.md: the same code, INTERNAL_ERROR for NO_ERROR */
+    static const uint32_t codes[][2] = {{NGHTTP2_INTERNAL_ERROR, NGHTTP2_INTERNAL_ERROR},
+                                        {NGHTTP2_CANCEL, NGHTTP2_CANCEL},
+                                        {NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR}};
 
-    pump(w);
-    struct rec *u = up_find(w, "/hold");
-    CHECK(u != NULL);
-    if (!u) {
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        struct world *w = world_open();
+        int32_t id = get(w, "/hold");
+
+        pump(w);
+        struct rec *u = up_find(w, "/hold");
+        CHECK(u != NULL);
+        if (!u) {
+            world_close(w);
+            return;
+        }
+        up_respond(w, u, &(struct resp){.body = big, .len = 10 * KIB, .open = true});
+        pump(w);
+        struct rec *c = rec_at(&w->client, id);
+        CHECK_EQ(c->status, 200);
+        CHECK_EQ(c->body.len, 10 * KIB);
+        CHECK(!c->closed);
+        CHECK_EQ(nghttp2_submit_rst_stream(w->up.s, NGHTTP2_FLAG_NONE, u->id, codes[i][0]), 0);
+        pump(w);
+        expect_sane(w);
+        expect_alive(w);
+        CHECK(c->closed && c->rst_recv);
+        CHECK_EQ(c->close_code, codes[i][1]);
+        CHECK(!c->end_stream);
+        CHECK_EQ(h2_open_streams(w->h), 0);
         world_close(w);
-        return;
     }
-    up_respond(w, u, &(struct resp){.body = big, .len = 10 * KIB, .open = true});
-    pump(w);
-    struct rec *c = rec_at(&w->client, id);
-    CHECK_EQ(c->status, 200);
-    CHECK_EQ(c->body.len, 10 * KIB);
-    CHECK(!c->closed);
-    CHECK_EQ(nghttp2_submit_rst_stream(w->up.s, NGHTTP2_FLAG_NONE, u->id, NGHTTP2_INTERNAL_ERROR),
-             0);
-    pump(w);
-    expect_sane(w);
-    expect_alive(w);
-    CHECK(c->closed && c->close_code != NGHTTP2_NO_ERROR);
-    CHECK(!c->end_stream);
-    CHECK_EQ(h2_open_streams(w->h), 0);
-    world_close(w);
 }
 
 /* The client says it opens no more streams: the one open finishes, then the session ends,
@@ -1606,8 +1728,8 @@ static void test_client_goaway_lets_open_streams_finish(void)
 }
 
 /* The upstream says it takes no more streams: the client is told (its new streams could go
- * nowhere), the stream the upstream kept finishes, one it refused is not answered 200, and the
- * session ends without error. */
+ * nowhere), the stream the upstream kept finishes, one it did not take is refused
+ * (REFUSED_STREAM), and the session ends without error. */
 static void test_upstream_goaway_ends_the_session_gracefully(void)
 {
     struct world *w = world_open();
@@ -1629,6 +1751,7 @@ static void test_upstream_goaway_ends_the_session_gracefully(void)
     CHECK_EQ(w->done_calls, 0);
     struct rec *cd = rec_at(&w->client, dropped);
     CHECK(cd->closed);
+    CHECK_EQ(cd->close_code, NGHTTP2_REFUSED_STREAM); /* docs/http2.md: the client may retry */
     CHECK(cd->status != 200);
     up_respond(w, uk, &(struct resp){.body = "kept", .len = 4});
     pump(w);
@@ -1788,32 +1911,39 @@ static void test_upstream_allowing_fewer_streams_holds_none_forever(void)
     world_close(w);
 }
 
+/* docs/http2.md: over H2_MAX_HEADER (as RFC 9113 §6.5.2 counts), or over the relay's own
+ * limits for a head (32 KiB), 431 on that stream; the connection goes on. */
 static void test_header_list_over_the_limit_is_refused(void)
 {
-    enum { FIELDS = 12, VALUE = 7000 }; /* 12 * 7 KiB: over H2_MAX_HEADER, each field small */
+    enum { VALUE = 7000 };
+    static const int fields[] = {12, 6}; /* 84 KiB: over H2_MAX_HEADER; 42 KiB: over 32 KiB */
     static char value[VALUE + 1];
-    static char names[FIELDS][16];
-    nghttp2_nv extra[FIELDS];
-    struct world *w = world_open();
+    static char names[12][16];
+    nghttp2_nv extra[12];
 
     memset(value, 'v', VALUE);
-    for (int i = 0; i < FIELDS; i++) {
+    for (int i = 0; i < 12; i++) {
         snprintf(names[i], sizeof names[i], "x-big-%02d", i);
         extra[i] = (nghttp2_nv){(uint8_t *)names[i], (uint8_t *)value, strlen(names[i]), VALUE,
                                 NGHTTP2_NV_FLAG_NO_INDEX};
     }
-    CHECK(FIELDS * (VALUE + 8 + 32) > H2_MAX_HEADER);
-    int32_t id = request(w, &(struct req){.path = "/bighead", .extra = extra, .nextra = FIELDS});
-    pump(w);
-    expect_sane(w);
-    expect_alive(w);
-    EXPECT_REFUSED(rec_at(&w->client, id), 431, 431);
-    CHECK(up_find(w, "/bighead") == NULL);
-    int32_t after = get(w, "/after");
-    pump(w);
-    EXPECT_RESPONSE(rec_at(&w->client, after), 200, "ok", 2);
-    expect_sane(w);
-    world_close(w);
+    CHECK(12 * (VALUE + 8 + 32) > H2_MAX_HEADER);
+    for (size_t k = 0; k < 2; k++) {
+        struct world *w = world_open();
+        int32_t id = request(
+            w, &(struct req){.path = "/bighead", .extra = extra, .nextra = (size_t)fields[k]});
+
+        pump(w);
+        expect_sane(w);
+        expect_alive(w);
+        EXPECT_ANSWER(rec_at(&w->client, id), 431, "header_too_large");
+        CHECK(up_find(w, "/bighead") == NULL);
+        int32_t after = get(w, "/after");
+        pump(w);
+        EXPECT_RESPONSE(rec_at(&w->client, after), 200, "ok", 2);
+        expect_sane(w);
+        world_close(w);
+    }
 }
 
 /* Open a stream and reset it at once, n times, each pair as the client's library sends it. */
@@ -1838,7 +1968,7 @@ static void test_rapid_reset_gets_goaway(void)
     open_and_reset(w, 2 * H2_RESET_BUDGET);
     pump(w);
     CHECK(w->client.goaway);
-    CHECK(w->client.goaway_code != NGHTTP2_NO_ERROR);
+    CHECK_EQ(w->client.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
     CHECK_EQ(w->done_calls, 1);
     CHECK(w->done_error);
     CHECK_EQ(w->late_writes, 0);
@@ -1855,10 +1985,36 @@ static void test_resets_under_the_budget_are_tolerated(void)
     pump(w);
     expect_sane(w);
     expect_alive(w);
+    /* docs/http2.md: past half the budget, throttled to 10 concurrent streams */
+    CHECK_EQ(
+        nghttp2_session_get_remote_settings(w->client.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
+        10);
     int32_t id = get(w, "/after");
     pump(w);
     EXPECT_RESPONSE(rec_at(&w->client, id), 200, "ok", 2);
     CHECK_EQ(h2_open_streams(w->h), 0);
+    world_close(w);
+}
+
+/* Each completed stream earns a reset back: a client that cancels half of what it asks is no
+ * attacker, however long it lives. */
+static void test_resets_between_completed_streams_are_tolerated(void)
+{
+    struct world *w = world_open();
+
+    pump(w);
+    for (int i = 0; i < 2 * H2_RESET_BUDGET && !w->done_calls; i++) {
+        open_and_reset(w, 1);
+        int32_t id = get(w, "/fine");
+        pump(w);
+        if (!rec_at(&w->client, id)->closed)
+            break;
+    }
+    expect_sane(w);
+    expect_alive(w);
+    int32_t id = get(w, "/after");
+    pump(w);
+    EXPECT_RESPONSE(rec_at(&w->client, id), 200, "ok", 2);
     world_close(w);
 }
 
@@ -1913,7 +2069,7 @@ static void test_control_floods_get_goaway(void)
         struct raw_seen s = raw_frames(w);
         CHECK(!s.malformed);
         CHECK_EQ(s.goaways, 1);
-        CHECK(s.goaway_code != NGHTTP2_NO_ERROR);
+        CHECK_EQ(s.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
         CHECK_EQ(w->done_calls, 1);
         CHECK(w->done_error);
         CHECK_EQ(w->late_writes, 0);
@@ -1925,9 +2081,8 @@ static void test_control_floods_get_goaway(void)
     }
 }
 
-/* The same for two other frames that carry nothing a stream needs (H2_CONTROL_BUDGET's "..."):
- * PRIORITY for streams that never open (CVE-2019-9513's resource loop) and 1-byte window
- * updates. */
+/* The same for two other frames that carry nothing a stream needs (docs/http2.md): PRIORITY
+ * for streams that never open (CVE-2019-9513's resource loop) and 1-byte window updates. */
 static void test_other_empty_floods_get_goaway(void)
 {
     static const enum flood kinds[] = {FLOOD_PRIORITY, FLOOD_WINDOW_UPDATE};
@@ -1941,6 +2096,7 @@ static void test_other_empty_floods_get_goaway(void)
         pump(w);
         struct raw_seen s = raw_frames(w);
         CHECK_EQ(s.goaways, 1);
+        CHECK_EQ(s.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
         CHECK_EQ(w->done_calls, 1);
         CHECK(w->done_error);
         if (w->done_calls != 1)
@@ -1967,6 +2123,88 @@ static void test_control_frames_under_the_budget_are_answered(void)
     CHECK_EQ(s.settings_acks - before.settings_acks, 10);
     CHECK_EQ(s.goaways, 0);
     CHECK_EQ(w->done_calls, 0);
+    http_buf_free(&b);
+    world_close(w);
+}
+
+/* docs/http2.md: a header block in more than 16 CONTINUATION frames (CVE-2024-27316's shape)
+ * gets GOAWAY ENHANCE_YOUR_CALM; fewer are fine. */
+static void test_continuation_flood_gets_goaway(void)
+{
+    static const int pieces[] = {8, 20};
+
+    for (size_t k = 0; k < 2; k++) {
+        struct world *w = raw_open();
+        struct http_buf whole = {0}, b = {0};
+
+        raw_headers(&whole, 1, false, true);
+        const char *block = whole.data + 9;
+        size_t len = whole.len - 9, each = (len + (size_t)pieces[k] - 1) / (size_t)pieces[k];
+        for (size_t off = 0; off < len; off += each) {
+            size_t n = len - off < each ? len - off : each;
+            uint8_t flags = (off + n == len ? NGHTTP2_FLAG_END_HEADERS : 0) |
+                            (off == 0 ? NGHTTP2_FLAG_END_STREAM : 0);
+
+            frame(&b, off == 0 ? NGHTTP2_HEADERS : NGHTTP2_CONTINUATION, flags, 1, block + off, n);
+        }
+        raw_send(w, &b);
+        pump(w);
+        struct raw_seen s = raw_frames(w);
+        if (pieces[k] <= 16) {
+            CHECK_EQ(s.goaways, 0);
+            CHECK_EQ(up_streams(w), 1);
+        } else {
+            CHECK_EQ(s.goaways, 1);
+            CHECK_EQ(s.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+            CHECK_EQ(w->done_calls, 1);
+            CHECK(w->done_error);
+            CHECK_EQ(up_streams(w), 0);
+        }
+        http_buf_free(&whole);
+        http_buf_free(&b);
+        world_close(w);
+    }
+}
+
+/* docs/http2.md: more than 32 entries in one SETTINGS frame, or an HPACK table size update
+ * above the 4 KiB airlock announced, end the connection with GOAWAY. */
+static void test_settings_and_hpack_abuse_get_goaway(void)
+{
+    struct world *w = raw_open();
+    struct http_buf b = {0};
+    unsigned char entries[40 * 6];
+
+    for (int i = 0; i < 40; i++) {
+        static const unsigned char one[6] = {0, NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 0, 0, 0x40, 0};
+
+        memcpy(entries + 6 * i, one, 6);
+    }
+    frame(&b, NGHTTP2_SETTINGS, 0, 0, entries, sizeof entries);
+    raw_send(w, &b);
+    pump(w);
+    struct raw_seen s = raw_frames(w);
+    CHECK_EQ(s.goaways, 1);
+    CHECK_EQ(w->done_calls, 1);
+    CHECK(w->done_error);
+    http_buf_free(&b);
+    world_close(w);
+
+    /* a dynamic table size update to 8192 (RFC 7541 §6.3), then GET / */
+    static const unsigned char block[] = {0x3f, 0xe1, 0x3f, 0x82, 0x84, 0x87, 0x01, 15,
+                                          'a',  'p',  'i',  '.',  'e',  'x',  'a',  'm',
+                                          'p',  'l',  'e',  '.',  'c',  'o',  'm'};
+    w = raw_open();
+    b = (struct http_buf){0};
+    frame(&b, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1, block,
+          sizeof block);
+    raw_send(w, &b);
+    pump(w);
+    s = raw_frames(w);
+    CHECK_EQ(s.goaways, 1);
+    CHECK_EQ(s.goaway_code, NGHTTP2_COMPRESSION_ERROR);
+    CHECK_EQ(w->done_calls, 1);
+    CHECK(w->done_error);
+    CHECK_EQ(up_streams(w), 0);
     http_buf_free(&b);
     world_close(w);
 }
@@ -2022,6 +2260,7 @@ static void test_upstream_protocol_error_ends_the_session(void)
     feed(w, SIDE_UPSTREAM, b.data, b.len);
     pump(w);
     struct rec *c = rec_at(&w->client, id);
+    CHECK(w->up.goaway && w->up.goaway_code == NGHTTP2_PROTOCOL_ERROR);
     CHECK(c->closed || w->client.goaway);
     CHECK(c->status != 200);
     CHECK_EQ(w->done_calls, 1);
@@ -2031,19 +2270,32 @@ static void test_upstream_protocol_error_ends_the_session(void)
     world_close(w);
 }
 
-/* The upstream's connection ended: no stream waits for it forever, none is answered 200. */
+/* The upstream's connection ended: a stream with no response yet gets 502, a stream whose
+ * response was flowing is reset, then GOAWAY (docs/http2.md). */
 static void test_upstream_eof_ends_the_streams(void)
 {
     struct world *w = world_open();
-    int32_t id = get(w, "/hold");
+    int32_t waiting = get(w, "/hold/waiting");
+    int32_t flowing = get(w, "/hold/flowing");
 
+    pump(w);
+    struct rec *uf = up_find(w, "/hold/flowing");
+    CHECK(uf != NULL);
+    if (uf)
+        up_respond(w, uf, &(struct resp){.body = big, .len = 100, .open = true});
     pump(w);
     h2_eof(w->h, SIDE_UPSTREAM);
     pump(w);
-    struct rec *c = rec_at(&w->client, id);
-    CHECK(c->closed || w->done_calls == 1);
-    CHECK(c->status != 200);
-    CHECK_EQ(w->late_writes, 0);
+    expect_sane(w);
+    struct rec *cw = rec_at(&w->client, waiting), *cf = rec_at(&w->client, flowing);
+    CHECK_EQ(cw->status, 502);
+    CHECK(cw->end_stream && cw->closed && cw->close_code == NGHTTP2_NO_ERROR);
+    CHECK(json_str(cw, "error") != NULL);
+    CHECK_EQ(cf->status, 200);
+    CHECK(cf->closed && cf->close_code != NGHTTP2_NO_ERROR && !cf->end_stream);
+    CHECK(w->client.goaway);
+    CHECK_EQ(w->done_calls, 1);
+    CHECK_EQ(h2_open_streams(w->h), 0);
     world_close(w);
 }
 
@@ -2096,6 +2348,8 @@ static void test_placeholder_is_substituted_and_its_echo_redacted(void)
     if (u) {
         CHECK_STR(field(&u->headers, "authorization"), "Bearer " SECRET);
         CHECK(!holds(&u->headers, PH));
+        /* docs/http2.md: a secret stays out of the HPACK tables */
+        CHECK(holds(&u->noindex, "authorization,"));
     }
     struct rec *c = rec_at(&w->client, id);
     static const char redacted[] = "{\"k\":\"" PH "\"}";
@@ -2138,6 +2392,7 @@ int main(void)
     RUN(test_get_is_relayed_end_to_end);
     RUN(test_authority_naming_the_target_is_relayed);
     RUN(test_denied_stream_gets_403_and_the_connection_goes_on);
+    RUN(test_refusal_before_the_body_ends_stops_the_upload);
     RUN(test_authority_mismatch_gets_421);
     RUN(test_host_field_contradicting_the_authority_is_refused);
     RUN(test_upstream_gets_the_canonical_path_that_was_judged);
@@ -2148,10 +2403,11 @@ int main(void)
     RUN(test_grpc_like_exchange_keeps_trailers_both_ways);
     RUN(test_upstream_that_never_reads_holds_the_client_at_the_window);
     RUN(test_client_that_never_reads_holds_the_upstream_at_the_window);
+    RUN(test_long_transfers_with_small_windows_are_no_flood);
     RUN(test_concurrent_streams_each_get_their_own_body);
     RUN(test_request_head_goes_up_before_its_body);
     RUN(test_head_and_204_have_no_body);
-    RUN(test_interim_response_then_the_final_one);
+    RUN(test_interim_responses_then_the_final_one);
     RUN(test_client_reset_resets_the_upstream_stream);
     RUN(test_upstream_reset_before_the_response_gets_502);
     RUN(test_upstream_reset_mid_body_resets_the_client_stream);
@@ -2165,9 +2421,12 @@ int main(void)
     RUN(test_header_list_over_the_limit_is_refused);
     RUN(test_rapid_reset_gets_goaway);
     RUN(test_resets_under_the_budget_are_tolerated);
+    RUN(test_resets_between_completed_streams_are_tolerated);
     RUN(test_control_floods_get_goaway);
     RUN(test_other_empty_floods_get_goaway);
     RUN(test_control_frames_under_the_budget_are_answered);
+    RUN(test_continuation_flood_gets_goaway);
+    RUN(test_settings_and_hpack_abuse_get_goaway);
     RUN(test_garbage_instead_of_a_preface_ends_the_session);
     RUN(test_upstream_protocol_error_ends_the_session);
     RUN(test_upstream_eof_ends_the_streams);
