@@ -185,7 +185,9 @@ static void on_write(uv_write_t *req, int status)
     struct conn *c = req->data;
     uv_stream_t *stream = req->handle;
     free(wr);
-    if (c->flags & CONN_F_CLOSING)
+    /* Cancelled: we closed that side ourselves (conn_finish closes the upstream while the
+     * client's answer drains), which is no failure of the connection. */
+    if ((c->flags & CONN_F_CLOSING) || status == UV_ECANCELED)
         return;
     if (status < 0) {
         conn_close(c,
@@ -723,6 +725,11 @@ void conn_finish(struct conn *c, const char *reason)
      * kernel's whole SYN timeout). */
     c->w->session->cancel(c);
     struct side *us = &c->sides[SIDE_UPSTREAM];
+    /* What the session wrote upstream last (an HTTP/2 GOAWAY saying why) still leaves if the
+     * socket takes it now; the rest is cancelled with the close. */
+    if ((us->flags & SIDE_F_DIRTY) && (us->flags & SIDE_F_CONNECTED) &&
+        conn_flush_tls(c, SIDE_UPSTREAM) < 0)
+        return; /* closing */
     if (us->flags & SIDE_F_OPEN) {
         us->flags &= ~(SIDE_F_OPEN | SIDE_F_READING | SIDE_F_CONNECTED);
         uv_close((uv_handle_t *)&us->tcp, on_handle_closed);

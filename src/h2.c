@@ -10,8 +10,10 @@
  *   H2_RESET_BUDGET that each stream it lets complete earns back. Past half of it the client
  *   is throttled to 10 concurrent streams; past all of it, GOAWAY ENHANCE_YOUR_CALM.
  * - control-frame floods (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, empty DATA, from either
- *   peer): past H2_CONTROL_BUDGET more of them than frames that carry requests or responses,
- *   GOAWAY ENHANCE_YOUR_CALM. */
+ *   peer): past H2_CONTROL_BUDGET more of them than frames that carry requests or responses
+ *   (HEADERS, DATA with a payload, received or sent to that peer: a peer acknowledges the DATA
+ *   it is sent with WINDOW_UPDATEs, for the stream and the connection), GOAWAY
+ *   ENHANCE_YOUR_CALM. */
 #include "airlock/h2.h"
 
 #include <stdlib.h>
@@ -182,6 +184,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void 
     }
 }
 
+/* Each frame that carries a request or response to a peer earns back the WINDOW_UPDATEs it
+ * will answer with (one for the stream, one for the connection). */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f, void *user)
+{
+    struct h2 *h = user;
+    enum side_id to = side_of(h, session);
+    if (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS)
+        h->control[to] = h->control[to] > 2 ? h->control[to] - 2 : 0;
+    return 0;
+}
+
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *p,
                          size_t len, void *user)
 {
@@ -237,6 +250,7 @@ static nghttp2_session_callbacks *callbacks(void)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     return cb;
@@ -376,6 +390,23 @@ static bool session_over(nghttp2_session *s)
     return !nghttp2_session_want_read(s) && !nghttp2_session_want_write(s);
 }
 
+/* The upstream's session is over (it closed, or broke the protocol and was sent GOAWAY): the
+ * streams that wait for it fail (502, or a reset once a response started), and no new one is
+ * taken. */
+static void upstream_gone(struct h2 *h, const char *why)
+{
+    h->upstream_gone = true;
+    for (struct h2_stream *s = h->streams, *next; s; s = next) {
+        next = s->next;
+        if (!s->upstream_open)
+            continue;
+        s->upstream_open = false;
+        nghttp2_session_set_stream_user_data(h->sessions[SIDE_UPSTREAM], s->upstream_id, NULL);
+        h2_stream_closed(s, SIDE_UPSTREAM, NGHTTP2_INTERNAL_ERROR);
+    }
+    h2_shutdown(h, why);
+}
+
 void h2_pump(struct h2 *h)
 {
     if (h->in_pump || h->done)
@@ -396,15 +427,13 @@ void h2_pump(struct h2 *h)
         finish(h, "h2 session failed", true);
         return;
     }
-    bool client_over = session_over(h->sessions[SIDE_CLIENT]);
-    if (client_over || (session_over(h->sessions[SIDE_UPSTREAM]) && h->nstreams == 0)) {
-        if (!client_over && !h->shutting_down) {
-            h2_shutdown(h, "the upstream's session ended");
-            return;
-        }
+    if (!h->upstream_gone && session_over(h->sessions[SIDE_UPSTREAM])) {
+        upstream_gone(h, "the upstream's session ended");
+        return;
+    }
+    if (session_over(h->sessions[SIDE_CLIENT]))
         finish(h, h->shutting_down ? "h2 session ended (GOAWAY)" : "h2 session ended",
                !h->shutting_down);
-    }
 }
 
 size_t h2_feed(struct h2 *h, enum side_id from, const char *p, size_t len)
@@ -441,19 +470,10 @@ void h2_eof(struct h2 *h, enum side_id from)
 {
     if (h->done)
         return;
-    if (from == SIDE_CLIENT) {
+    if (from == SIDE_CLIENT)
         finish(h, "client closed", false);
-        return;
-    }
-    /* The upstream is gone: streams that wait for it fail, and no new one is taken. */
-    for (struct h2_stream *s = h->streams, *next; s; s = next) {
-        next = s->next;
-        s->upstream_open = false;
-        if (s->upstream_id > 0)
-            nghttp2_session_set_stream_user_data(h->sessions[SIDE_UPSTREAM], s->upstream_id, NULL);
-        h2_stream_closed(s, SIDE_UPSTREAM, NGHTTP2_INTERNAL_ERROR);
-    }
-    h2_shutdown(h, "the upstream closed");
+    else
+        upstream_gone(h, "the upstream closed");
 }
 
 void h2_shutdown(struct h2 *h, const char *why)

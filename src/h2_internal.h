@@ -41,7 +41,7 @@ struct h2_stream {
 
     struct relay *relay;
     struct policy *judged_under; /* keeps the strings of the stream's judgement alive */
-    bool relay_done; /* the relay reported its outcome: nothing more is fed to it */
+    bool relay_done;             /* the relay reported its outcome: nothing more is fed to it */
     /* What the relay writes, parsed back: the request it sends upstream, the response it sends
      * the client. */
     struct http_parser up_parser, down_parser;
@@ -71,7 +71,8 @@ struct h2 {
     size_t nstreams;
     bool never; /* the relays' draining flag: GOAWAY does what Connection: close would */
     bool done, shutting_down;
-    bool in_pump; /* frames are being written: a nested pump waits for the outer one */
+    bool upstream_gone; /* its session is over: every stream that waited on it has failed */
+    bool in_pump;       /* frames are being written: a nested pump waits for the outer one */
     /* Abuse accounting (h2.c): resets a client sent versus streams it completed; control
      * frames versus frames that carry requests. */
     uint64_t resets, completed, control[2];

@@ -294,8 +294,8 @@ static int on_down_head(void *owner, struct http_head *head)
     snprintf(status, sizeof status, "%d", head->status);
     nv_add(&l, ":status", 7, status, 3);
     nv_add_fields(&l, head);
-    bool no_body = s->head_request || head->status == 204 || head->status == 304 ||
-                   s->resp_headers_only;
+    bool no_body =
+        s->head_request || head->status == 204 || head->status == 304 || s->resp_headers_only;
     nghttp2_data_provider prd = provider(s);
     int rc = -1;
     if (s->client_open)
@@ -821,7 +821,8 @@ ssize_t h2_stream_read(struct h2_stream *s, enum side_id to, uint8_t *buf, size_
     struct h2_queue *q = to == SIDE_UPSTREAM ? &s->to_upstream : &s->to_client;
     size_t avail = q->len - q->off;
     size_t n = avail < len ? avail : len;
-    memcpy(buf, q->data + q->off, n);
+    if (n)
+        memcpy(buf, q->data + q->off, n);
     q->off += n;
     /* The bytes are on their way: the sender may send as many more. */
     size_t give = q->off == q->len ? q->unacked : (n < q->unacked ? n : q->unacked);

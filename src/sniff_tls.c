@@ -90,10 +90,14 @@ static enum sniff_kind parse_server_name(struct cur *ext, struct sniff_result *o
         if (target_normalise_host((const char *)name.p, name.len, false, out->authority.host,
                                   &kind) < 0)
             return sniff_verdict(out, SNIFF_INVALID, "server_name is not a valid host name", 0);
-        /* RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted in HostName" */
+        /* RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted in HostName", but
+         * gRPC's clients send one for an IP target. It names nothing a DNS name would: taken as
+         * no name at all, so the connection is judged by its address, which is also what
+         * airlock dials and names in its own ClientHello. */
         if (kind != TARGET_DNS)
-            return sniff_verdict(out, SNIFF_INVALID, "server_name is an IP literal", 0);
-        out->authority.kind = TARGET_DNS;
+            out->authority.host[0] = '\0';
+        else
+            out->authority.kind = TARGET_DNS;
         seen = true;
     }
     return SNIFF_NEED_MORE; /* no verdict: go on with the next extension */

@@ -3,7 +3,9 @@
  * Talks to the bench upstream directly or through an HTTP proxy (CONNECT, then TLS to the
  * proxy's minted certificate). Modes: http (keep-alive GET /1k), ws (WebSocket echo round trips),
  * tunnels (connect + handshake + one GET + close), bulk (one GET /bulk), idle (open N tunnels and
- * hold them). Every run is bounded in time and count; it prints one line of key=value. */
+ * hold them), h2 (GET /1k on M concurrent HTTP/2 streams per connection, kept full) and h2bulk
+ * (one GET /bulk on one HTTP/2 stream). Every run is bounded in time and count; it prints one
+ * line of key=value. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,15 +31,26 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <nghttp2/nghttp2.h>
+
 #define IN_CAP     (16 * 1024 + 64) /* one TLS record of plaintext, or a response head */
 #define WS_MAX     4000             /* largest WebSocket payload we send */
 #define OUT_CAP    (WS_MAX + 512)
 #define HIST_N     200000 /* latency histogram: 1 us buckets up to 200 ms, then one more */
 #define MAX_EVENTS 256
 #define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define H2_WINDOW  (16 * 1024 * 1024) /* what we let a server send ahead, per stream and in all */
+#define H2_OUT_MAX (64 * 1024)        /* frames gathered before they are written */
 
-enum mode { M_HTTP, M_WS, M_TUNNELS, M_BULK, M_IDLE };
-enum lstate { L_CONNECTING, L_PROXY_SEND, L_PROXY_RECV, L_HANDSHAKE, L_SEND, L_RECV, L_IDLE };
+enum mode { M_HTTP, M_WS, M_TUNNELS, M_BULK, M_IDLE, M_H2, M_H2BULK };
+enum lstate { L_CONNECTING, L_PROXY_SEND, L_PROXY_RECV, L_HANDSHAKE, L_SEND, L_RECV, L_IDLE, L_H2 };
+
+/* One HTTP/2 request slot of a connection: reused by the next request once its stream closed. */
+struct h2slot {
+    struct lconn *c;
+    uint64_t t_sent, body;
+    int status;
+};
 
 struct lconn {
     struct lconn *prev, *next;
@@ -50,6 +63,11 @@ struct lconn {
     bool idle_counted;
     uint64_t body_left;
     uint64_t t_open, t_op;
+    nghttp2_session *h2;  /* L_H2 */
+    struct h2slot *slots; /* opt.streams of them */
+    bool h2_over;         /* the session ended (bulk done, or a peer's GOAWAY) */
+    char *h2_out;         /* frames not yet taken by SSL_write */
+    size_t h2_len, h2_off, h2_cap;
     char ws_accept[32]; /* the Sec-WebSocket-Accept we expect */
     size_t out_len, out_off;
     size_t in_len;
@@ -67,6 +85,7 @@ static struct {
     char target_host[64];
     bool target_is_ip;
     long conns;
+    long streams;
     long parallel;
     double duration, hold;
     uint64_t max_ops;
@@ -74,6 +93,7 @@ static struct {
     long max_errors;
 } opt = {
     .conns = 50,
+    .streams = 10,
     .parallel = 50,
     .duration = 10,
     .hold = 5,
@@ -151,6 +171,9 @@ static void conn_close(struct lconn *c, bool polite)
     ERR_clear_error();
     SSL_free(c->ssl);
     close(c->fd);
+    nghttp2_session_del(c->h2);
+    free(c->slots);
+    free(c->h2_out);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -252,6 +275,11 @@ static int start_tls(struct lconn *c)
                SSL_set_tlsext_host_name(c->ssl, opt.target_host) != 1) {
         return -1;
     }
+    /* As a browser does: h2 first, HTTP/1.1 as the fallback (which the h2 modes refuse). */
+    static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+    if ((opt.mode == M_H2 || opt.mode == M_H2BULK) &&
+        SSL_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1))
+        return -1;
     SSL_set_connect_state(c->ssl);
     c->state = L_HANDSHAKE;
     return 0;
@@ -429,8 +457,201 @@ static bool op_done(struct lconn *c)
         c->idle_counted = true;
         st.idle++;
         return true;
+    case M_H2:
+    case M_H2BULK: /* ops are streams: see h2_on_close */
+        break;
     }
     return true;
+}
+
+/* ---- HTTP/2 ---------------------------------------------------------------------------------- */
+
+static char bulk_path[40]; /* "/bulk?n=SIZE" */
+
+static bool h2_mode(void)
+{
+    return opt.mode == M_H2 || opt.mode == M_H2BULK;
+}
+
+#define NV(n, v)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v),                                      \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
+    }
+
+static int h2_request(struct lconn *c, struct h2slot *s)
+{
+    const char *path = opt.mode == M_H2BULK ? bulk_path : "/1k";
+    nghttp2_nv nv[] = {NV(":method", "GET"),
+                       NV(":scheme", "https"),
+                       NV(":authority", opt.target),
+                       NV(":path", path),
+                       NV("user-agent", "airlock-bench"),
+                       NV("accept", "*/*")};
+    s->t_sent = now_ns();
+    s->body = 0;
+    s->status = 0;
+    return nghttp2_submit_request(c->h2, NULL, nv, sizeof(nv) / sizeof(nv[0]), NULL, s) < 0 ? -1
+                                                                                            : 0;
+}
+
+static int h2_on_header(nghttp2_session *h, const nghttp2_frame *f, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *ud)
+{
+    (void)flags, (void)ud;
+    struct h2slot *s = nghttp2_session_get_stream_user_data(h, f->hd.stream_id);
+    if (s && namelen == 7 && !memcmp(name, ":status", 7) && valuelen == 3)
+        s->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+    return 0;
+}
+
+static int h2_on_data(nghttp2_session *h, uint8_t flags, int32_t id, const uint8_t *data,
+                      size_t len, void *ud)
+{
+    (void)flags, (void)data, (void)ud;
+    struct h2slot *s = nghttp2_session_get_stream_user_data(h, id);
+    if (s)
+        s->body += len;
+    st.bytes += len;
+    return 0;
+}
+
+/* A stream is one op when it brought a 200 with the whole body; then its slot asks again (h2) or
+ * the session is over (h2bulk). */
+static int h2_on_close(nghttp2_session *h, int32_t id, uint32_t code, void *ud)
+{
+    (void)ud;
+    struct h2slot *s = nghttp2_session_get_stream_user_data(h, id);
+    if (!s)
+        return 0;
+    struct lconn *c = s->c;
+    uint64_t t = now_ns();
+    if (code || s->status != 200 || s->body != (opt.mode == M_H2BULK ? opt.size : 1024)) {
+        st.errors++;
+        if (st.errors <= 5)
+            fprintf(stderr, "loadgen: h2 stream %d: status %d, %llu body bytes, error code %u\n",
+                    (int)id, s->status, (unsigned long long)s->body, code);
+    } else {
+        st.ops++;
+        record(t - (opt.mode == M_H2BULK ? c->t_open : s->t_sent));
+    }
+    if (opt.mode == M_H2BULK) {
+        c->h2_over = true;
+        return 0;
+    }
+    if (!stopping && st.ops < opt.max_ops && h2_request(c, s))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+/* After the handshake: the session, our SETTINGS and the first requests. */
+static int h2_begin(struct lconn *c, const char **why)
+{
+    static nghttp2_session_callbacks *cbs;
+    const unsigned char *p;
+    unsigned len;
+    SSL_get0_alpn_selected(c->ssl, &p, &len);
+    if (len != 2 || memcmp(p, "h2", 2)) {
+        *why = "the server did not select h2 in ALPN";
+        return -1;
+    }
+    *why = "out of memory";
+    if (!cbs) {
+        if (nghttp2_session_callbacks_new(&cbs))
+            return -1;
+        nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_close);
+    }
+    long n = opt.mode == M_H2BULK ? 1 : opt.streams;
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW}};
+    c->slots = calloc((size_t)n, sizeof(*c->slots));
+    if (!c->slots || nghttp2_session_client_new(&c->h2, cbs, c) ||
+        nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2) ||
+        nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, H2_WINDOW))
+        return -1;
+    for (long i = 0; i < n; i++) {
+        c->slots[i].c = c;
+        if (h2_request(c, &c->slots[i]))
+            return -1;
+    }
+    c->state = L_H2;
+    return 0;
+}
+
+/* Takes the frames the session has to send into c->h2_out, up to about H2_OUT_MAX. */
+static int h2_gather(struct lconn *c)
+{
+    while (c->h2_len < H2_OUT_MAX) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(c->h2, &d);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        if (c->h2_len + (size_t)n > c->h2_cap) {
+            size_t cap = c->h2_cap ? c->h2_cap * 2 : 4096;
+            while (cap < c->h2_len + (size_t)n)
+                cap *= 2;
+            char *b = realloc(c->h2_out, cap);
+            if (!b)
+                return -1;
+            c->h2_out = b;
+            c->h2_cap = cap;
+        }
+        memcpy(c->h2_out + c->h2_len, d, (size_t)n);
+        c->h2_len += (size_t)n;
+    }
+    return 0;
+}
+
+/* Frames out while the socket takes them, then frames in, until both would block. A blocked
+ * SSL_write is retried with the same bytes: nothing is gathered while some are pending. */
+static void h2_drive(struct lconn *c)
+{
+    for (;;) {
+        int r;
+        if (c->h2_off < c->h2_len) {
+            ERR_clear_error();
+            r = SSL_write(c->ssl, c->h2_out + c->h2_off, (int)(c->h2_len - c->h2_off));
+            if (r <= 0) {
+                if (!ssl_blocked(c, r))
+                    ssl_fail(c, "write", r);
+                return;
+            }
+            c->h2_off += (size_t)r;
+            continue;
+        }
+        c->h2_off = c->h2_len = 0;
+        if (h2_gather(c)) {
+            conn_fail(c, "h2 session", "cannot make frames");
+            return;
+        }
+        if (c->h2_len)
+            continue;
+        if (c->h2_over && opt.mode == M_H2BULK) {
+            conn_close(c, true);
+            return;
+        }
+        if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
+            conn_fail(c, "h2 session", "ended by the server");
+            return;
+        }
+        ERR_clear_error();
+        r = SSL_read(c->ssl, c->in, IN_CAP);
+        if (r <= 0) {
+            if (!ssl_blocked(c, r))
+                ssl_fail(c, "read", r);
+            return;
+        }
+        ssize_t n = nghttp2_session_mem_recv(c->h2, (const uint8_t *)c->in, (size_t)r);
+        if (n < 0) {
+            conn_fail(c, "h2 session", nghttp2_strerror((int)n));
+            return;
+        }
+    }
 }
 
 static void drive(struct lconn *c)
@@ -510,6 +731,13 @@ static void drive(struct lconn *c)
         case L_HANDSHAKE:
             ERR_clear_error();
             r = SSL_do_handshake(c->ssl);
+            if (r == 1 && h2_mode()) {
+                if (h2_begin(c, &why)) {
+                    conn_fail(c, "h2", why);
+                    return;
+                }
+                break;
+            }
             if (r == 1) {
                 begin_op(c);
                 break;
@@ -556,6 +784,9 @@ static void drive(struct lconn *c)
             st.dropped++;
             conn_close(c, false);
             return;
+        case L_H2:
+            h2_drive(c);
+            return;
         }
     }
 }
@@ -569,6 +800,7 @@ static void refill(void)
         bool want;
         switch (opt.mode) {
         case M_BULK:
+        case M_H2BULK:
             want = st.opened < 1;
             break;
         case M_IDLE:
@@ -618,12 +850,15 @@ static int free_port(void)
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: loadgen --mode http|ws|tunnels|bulk|idle --target IP:PORT --ca PEM\n"
-            "               [--proxy IP:PORT] [--conns N] [--duration S] [--max-ops N]\n"
-            "               [--size BYTES] [--parallel N] [--hold S] [--max-errors N]\n"
+            "usage: loadgen --mode http|ws|tunnels|bulk|idle|h2|h2bulk --target IP:PORT --ca PEM\n"
+            "               [--proxy IP:PORT] [--conns N] [--streams M] [--duration S]\n"
+            "               [--max-ops N] [--size BYTES] [--parallel N] [--hold S]\n"
+            "               [--max-errors N]\n"
             "       loadgen --free-port\n"
-            "conns: connections (http, ws), concurrent tunnels (tunnels), tunnels to hold (idle)\n"
-            "size: WebSocket payload (default 64) or bulk body (default 1 GiB)\n");
+            "conns: connections (http, ws, h2), concurrent tunnels (tunnels), tunnels to hold "
+            "(idle)\n"
+            "streams: concurrent HTTP/2 streams per connection (h2; default 10)\n"
+            "size: WebSocket payload (default 64) or bulk body (bulk, h2bulk; default 1 GiB)\n");
     return 2;
 }
 
@@ -646,6 +881,8 @@ int main(int argc, char **argv)
             opt.ca = v;
         else if (!strcmp(a, "--conns"))
             opt.conns = atol(v);
+        else if (!strcmp(a, "--streams"))
+            opt.streams = atol(v);
         else if (!strcmp(a, "--parallel"))
             opt.parallel = atol(v);
         else if (!strcmp(a, "--duration"))
@@ -662,11 +899,11 @@ int main(int argc, char **argv)
             return usage();
     }
     if (!opt.mode_name || !opt.target || !opt.ca || opt.conns < 1 || opt.parallel < 1 ||
-        opt.duration <= 0)
+        opt.streams < 1 || opt.duration <= 0)
         return usage();
-    static const char *names[] = {"http", "ws", "tunnels", "bulk", "idle"};
+    static const char *names[] = {"http", "ws", "tunnels", "bulk", "idle", "h2", "h2bulk"};
     int m = -1;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 7; i++) {
         if (!strcmp(opt.mode_name, names[i]))
             m = i;
     }
@@ -675,10 +912,11 @@ int main(int argc, char **argv)
     opt.mode = (enum mode)m;
     if (opt.mode == M_WS && !opt.size)
         opt.size = 64;
-    if (opt.mode == M_BULK && !opt.size)
+    if ((opt.mode == M_BULK || opt.mode == M_H2BULK) && !opt.size)
         opt.size = 1ull << 30;
-    if (opt.mode == M_BULK)
+    if (opt.mode == M_BULK || opt.mode == M_H2BULK)
         opt.conns = 1;
+    snprintf(bulk_path, sizeof(bulk_path), "/bulk?n=%llu", (unsigned long long)opt.size);
     if (opt.mode == M_WS && opt.size > WS_MAX)
         return usage();
     struct in_addr ia;
@@ -739,11 +977,12 @@ int main(int argc, char **argv)
                 refill();
             continue;
         }
+        bool bulk = opt.mode == M_BULK || opt.mode == M_H2BULK;
         if (t >= deadline) {
-            timed_out = opt.mode == M_BULK;
+            timed_out = bulk;
             break;
         }
-        if (st.ops >= opt.max_ops || (opt.mode == M_BULK && !active))
+        if (st.ops >= opt.max_ops || (bulk && !active))
             break;
         refill();
     }
@@ -764,6 +1003,8 @@ int main(int argc, char **argv)
     if (opt.mode == M_IDLE)
         printf(" opened=%llu alive=%llu dropped=%llu", (unsigned long long)st.opened,
                (unsigned long long)alive, (unsigned long long)st.dropped);
+    if (h2_mode())
+        printf(" streams=%ld", opt.mode == M_H2 ? opt.streams : 1);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf(" cpu_s=%.3f", (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +

@@ -2,6 +2,8 @@
 /* upstream: the TLS origin server for scripts/bench, one epoll loop on one thread. Serves
  * GET /1k (1024 bytes, keep-alive), GET /bulk?n=BYTES (streamed) and a WebSocket echo (RFC 6455:
  * client frames unmasked, echoed unmasked). Not part of airlock; binds to loopback by default.
+ * Speaks HTTP/2 (nghttp2) on a connection whose client offered h2 in ALPN, with the same two
+ * GETs; HTTP/1.1 otherwise.
  * Invariant: a connection reads no new input while its output (or a bulk body) is pending. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -24,21 +26,25 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include <nghttp2/nghttp2.h>
+
 #define IN_CAP     (16 * 1024 + 64) /* one request head or one small WebSocket frame */
 #define CHUNK      16384            /* one TLS record of plaintext per SSL_write */
 #define MAX_EVENTS 256
 #define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define H2_OUT_MAX (128 * 1024) /* frames gathered before they are written */
 
-enum ustate { U_HANDSHAKE, U_HTTP, U_WS };
+enum ustate { U_HANDSHAKE, U_HTTP, U_WS, U_H2 };
 
 struct uconn {
     int fd;
     SSL *ssl;
     enum ustate state;
-    uint32_t events;    /* current epoll interest */
-    bool close_after;   /* close once the output drains */
-    uint64_t bulk_left; /* body bytes of GET /bulk still to send, after out */
-    char *out;          /* pending plaintext: heads, 1k bodies, echoed frames */
+    uint32_t events;     /* current epoll interest */
+    bool close_after;    /* close once the output drains */
+    uint64_t bulk_left;  /* body bytes of GET /bulk still to send, after out */
+    nghttp2_session *h2; /* U_H2 */
+    char *out;           /* pending plaintext: heads, 1k bodies, echoed frames, h2 frames */
     size_t out_len, out_off, out_cap;
     size_t in_len;
     char in[IN_CAP];
@@ -75,6 +81,7 @@ static void uconn_close(struct uconn *c)
     ERR_clear_error();
     SSL_free(c->ssl);
     close(c->fd); /* also removes it from the epoll set */
+    nghttp2_session_del(c->h2);
     free(c->out);
     free(c);
     nconns--;
@@ -329,6 +336,187 @@ static int process(struct uconn *c)
     return 0;
 }
 
+/* ---- HTTP/2 ---------------------------------------------------------------------------------- */
+
+/* One request stream: the body it is owed, sent from `pattern` without a copy. */
+struct h2stream {
+    uint64_t left;
+    int status; /* 0 until the path was recognised */
+};
+
+/* Frames go into c->out; the session stops producing once H2_OUT_MAX is pending. */
+static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    struct uconn *c = ud;
+    (void)s, (void)flags;
+    if (c->out_len >= H2_OUT_MAX)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    return out_append(c, data, len) ? NGHTTP2_ERR_CALLBACK_FAILURE : (ssize_t)len;
+}
+
+static int h2_send_data(nghttp2_session *s, nghttp2_frame *f, const uint8_t *hd, size_t len,
+                        nghttp2_data_source *src, void *ud)
+{
+    struct uconn *c = ud;
+    (void)s, (void)f, (void)src;
+    if (c->out_len >= H2_OUT_MAX)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (out_append(c, hd, 9) || out_append(c, pattern, len))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    struct h2stream *st = src->ptr;
+    (void)s, (void)id, (void)buf, (void)ud;
+    if (len > sizeof(pattern))
+        len = sizeof(pattern);
+    if (len > st->left)
+        len = (size_t)st->left;
+    st->left -= len;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (!st->left)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)len;
+}
+
+static int h2_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    (void)ud;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct h2stream *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+    return 0;
+}
+
+static int h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    (void)flags, (void)ud;
+    struct h2stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st || namelen != 5 || memcmp(name, ":path", 5))
+        return 0;
+    if (valuelen == 3 && !memcmp(value, "/1k", 3)) {
+        st->left = 1024;
+        st->status = 200;
+    } else if (valuelen > 8 && valuelen < 40 && !memcmp(value, "/bulk?n=", 8)) {
+        char n[40];
+        memcpy(n, value + 8, valuelen - 8);
+        n[valuelen - 8] = 0;
+        st->left = strtoull(n, NULL, 10);
+        st->status = 200;
+    }
+    return 0;
+}
+
+static int h2_respond(nghttp2_session *s, int32_t id, struct h2stream *st)
+{
+    char len[24];
+    if (!st->status)
+        st->status = 404, st->left = 0;
+    snprintf(len, sizeof(len), "%llu", (unsigned long long)st->left);
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":status", (uint8_t *)(st->status == 200 ? "200" : "404"), 7, 3, 0},
+        {(uint8_t *)"content-type", (uint8_t *)"application/octet-stream", 12, 24, 0},
+        {(uint8_t *)"content-length", (uint8_t *)len, 14, strlen(len), 0},
+    };
+    nghttp2_data_provider body = {.source.ptr = st, .read_callback = h2_read_body};
+    return nghttp2_submit_response(s, id, nv, 3, st->left ? &body : NULL);
+}
+
+/* A request is complete when its stream is half-closed by the client. */
+static int h2_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    (void)ud;
+    if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct h2stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st && h2_respond(s, f->hd.stream_id, st))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int h2_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+    (void)code, (void)ud;
+    free(nghttp2_session_get_stream_user_data(s, id));
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    return 0;
+}
+
+static int h2_start(struct uconn *c)
+{
+    static nghttp2_session_callbacks *cbs;
+    if (!cbs) {
+        if (nghttp2_session_callbacks_new(&cbs))
+            return -1;
+        nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+        nghttp2_session_callbacks_set_send_data_callback(cbs, h2_send_data);
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_begin_headers);
+        nghttp2_session_callbacks_set_on_header_callback(cbs, h2_header);
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_frame_recv);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_stream_close);
+    }
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 256}};
+    if (nghttp2_session_server_new(&c->h2, cbs, c) ||
+        nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 1))
+        return -1;
+    c->state = U_H2;
+    return 0;
+}
+
+/* Frames out while the socket takes them, then plaintext in; 0 to wait, -1 to close. New frames
+ * are made only once the last batch is out, which keeps the invariant of flush(). */
+static int h2_drive(struct uconn *c)
+{
+    for (;;) {
+        if (!c->out_len && nghttp2_session_send(c->h2))
+            return -1;
+        bool wrote = c->out_len > 0;
+        int r = flush(c);
+        if (r <= 0)
+            return r;
+        if (wrote)
+            continue; /* the session may have more than one batch */
+        if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
+            return -1;
+        ERR_clear_error();
+        r = SSL_read(c->ssl, c->in, IN_CAP);
+        if (r <= 0)
+            return would_block(c, r);
+        if (nghttp2_session_mem_recv(c->h2, (const uint8_t *)c->in, (size_t)r) < 0)
+            return -1;
+    }
+}
+
+/* Offers h2 first, as a server that speaks both would. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    static const unsigned char ours[] = "\x02h2\x08http/1.1";
+    unsigned char *sel;
+    (void)ssl, (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static bool alpn_is_h2(SSL *ssl)
+{
+    const unsigned char *p;
+    unsigned len;
+    SSL_get0_alpn_selected(ssl, &p, &len);
+    return len == 2 && !memcmp(p, "h2", 2);
+}
+
 static void drive(struct uconn *c)
 {
     for (;;) {
@@ -338,9 +526,16 @@ static void drive(struct uconn *c)
             r = SSL_do_handshake(c->ssl);
             if (r == 1) {
                 c->state = U_HTTP;
+                if (alpn_is_h2(c->ssl) && h2_start(c))
+                    goto fail;
                 continue;
             }
             if (would_block(c, r))
+                goto fail;
+            return;
+        }
+        if (c->state == U_H2) {
+            if (h2_drive(c))
                 goto fail;
             return;
         }
@@ -454,6 +649,7 @@ int main(int argc, char **argv)
         return 1;
     }
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
 
     char host[64];
     const char *colon = strrchr(listen_at, ':');

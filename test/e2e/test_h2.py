@@ -1458,14 +1458,12 @@ def grpc_server(env):
     return port
 
 
-def grpc_channel(env, al, port):
-    """A channel to localhost:port through airlock (grpc.http_proxy), trusting airlock's CA.
-    localhost, not 127.0.0.1: for an IP target grpc-core 1.51 sends the IP literal as SNI,
-    which RFC 6066 §3 forbids and airlock refuses (sniff: "server_name is an IP literal")."""
+def grpc_channel(env, al, port, host="localhost"):
+    """A channel to host:port through airlock (grpc.http_proxy), trusting airlock's CA."""
     import grpc
     with open(al.ca_pem, "rb") as f:
         creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-    ch = grpc.secure_channel("localhost:%d" % port, creds, options=[
+    ch = grpc.secure_channel("%s:%d" % (host, port), creds, options=[
         ("grpc.http_proxy", "http://%s:%d" % (LOOPBACK4, al.port)),
         ("grpc.enable_retries", 0)])
     env.upstreams.append(_Stopper(ch.close))
@@ -1493,6 +1491,17 @@ def test_h2_grpc_unary_call(env):
     al, ch = _grpc_setup(env)
     got = ch.unary_unary(_method("Unary"))(b"ping", timeout=5)
     check_eq(got, b"pong:ping", "unary answer")
+    _through_airlock(al, "Unary")
+
+
+def test_h2_grpc_to_an_ip_target(env):
+    """grpc-core sends an IP target's address as SNI, which RFC 6066 §3 does not allow: airlock
+    reads it as no name (the CONNECT authority decides), rather than closing the tunnel."""
+    port = grpc_server(env)
+    al = env.airlock(endpoints=[endpoint(LOOPBACK4, port)])
+    ch = grpc_channel(env, al, port, host=LOOPBACK4)
+    got = ch.unary_unary(_method("Unary"))(b"ip", timeout=5)
+    check_eq(got, b"pong:ip", "unary answer to an IP target")
     _through_airlock(al, "Unary")
 
 
@@ -1563,36 +1572,29 @@ def test_h2_grpc_denied_method_is_permission_denied(env):
 # 5. Hostile clients.
 # ---------------------------------------------------------------------------------------------
 
-def test_h2_more_than_100_concurrent_streams_are_refused(env):
+def test_h2_more_than_100_concurrent_streams_end_the_connection(env):
+    """A client that opens more streams than the 100 it acknowledged breaks the protocol:
+    nghttp2 makes that a connection error (GOAWAY PROTOCOL_ERROR; RFC 9113 §5.1.2 also allows
+    a stream error), and no stream beyond the limit ever reaches the upstream."""
     up, al = h2_setup(env, {"/hold": h2_hold})
     raw = raw_h2(al, LOOPBACK4, up.port)
     limit = raw.settings().get(S_MAX_CONCURRENT_STREAMS)
-    check(limit is not None and limit <= H2_MAX_STREAMS,
-          "SETTINGS_MAX_CONCURRENT_STREAMS %r, want at most %d" % (limit, H2_MAX_STREAMS))
+    check_eq(limit, H2_MAX_STREAMS, "SETTINGS_MAX_CONCURRENT_STREAMS")
     raw.ack_settings()
     n = H2_MAX_STREAMS + 10
     sids = [1 + 2 * i for i in range(n)]
     frames = []
     for i, sid in enumerate(sids):
         frames += raw.headers_frames(sid, raw.request_fields("/hold/%d" % i))
-    check(raw.send(*frames), "airlock stopped reading the HEADERS")
-    extra = sids[limit:]
-    refused = lambda: [s for s in sids if raw.rst(s) is not None]  # noqa: E731
-    raw.wait(lambda: len(refused()) >= len(extra) and len(up.requests) >= limit, 3)
-    check_eq(refused(), extra, "streams reset (%s)" % _describe(raw))
-    codes = set(raw.rst(s) for s in extra)
-    check(codes <= {REFUSED_STREAM, PROTOCOL_ERROR},
-          "reset codes %r, want REFUSED_STREAM (or PROTOCOL_ERROR)" % codes)
+    raw.send(*frames)
+    raw.wait(lambda: raw.reader.goaway() is not None or raw.reader.closed, 3)
+    g = raw.reader.goaway()
+    check(g is not None, "no GOAWAY after %d streams (%s)" % (n, _describe(raw)))
+    check_eq(g.error_code, PROTOCOL_ERROR, "GOAWAY code (%s)" % _describe(raw))
+    up.release.set()
+    time.sleep(0.2)
     check(len(up.requests) <= limit, "%d requests upstream, over the limit %d" % (
         len(up.requests), limit))
-    up.release.set()
-    admitted = sids[:limit]
-    raw.wait(lambda: all(raw.ended(s) for s in admitted), 5)
-    check_eq([s for s in admitted if raw.status(s) != 200], [], "admitted streams without a 200")
-    nxt = sids[-1] + 2
-    raw.send(*raw.headers_frames(nxt, raw.request_fields("/after")))
-    raw.wait(lambda: raw.ended(nxt) or raw.rst(nxt) is not None, 3)
-    check_eq(raw.status(nxt), 200, "a stream after the others ended (%s)" % _describe(raw))
 
 
 def test_h2_header_list_over_64kib_refuses_the_stream_only(env):
