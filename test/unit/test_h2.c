@@ -1882,6 +1882,23 @@ static void test_streams_over_the_concurrency_limit_are_refused(void)
         EXPECT_RESPONSE(rec_at(&w->client, ids[i]), 200, "ok", 2);
     CHECK_EQ(h2_open_streams(w->h), 0);
     world_close(w);
+
+    /* docs/http2.md: once the client acknowledged the limit, breaking it is a connection error
+     * (nghttp2's GOAWAY PROTOCOL_ERROR) */
+    w = raw_open();
+    struct http_buf b = {0};
+    for (uint32_t i = 0; i <= H2_MAX_STREAMS; i++)
+        raw_headers(&b, 2 * i + 1, true, false); /* uploads that stay open */
+    raw_send(w, &b);
+    pump(w);
+    struct raw_seen seen = raw_frames(w);
+    CHECK_EQ(seen.goaways, 1);
+    CHECK_EQ(seen.goaway_code, NGHTTP2_PROTOCOL_ERROR);
+    CHECK_EQ(w->done_calls, 1);
+    CHECK(w->done_error);
+    CHECK(up_streams(w) <= H2_MAX_STREAMS);
+    http_buf_free(&b);
+    world_close(w);
 }
 
 /* An upstream that allows fewer streams than the client opens: every stream still ends, none
