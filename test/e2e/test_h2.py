@@ -32,7 +32,7 @@ from harness import (LOOPBACK4, MIB, SOCK_TIMEOUT, Headers, HttpClient, Reader, 
                      app_handler, check, check_eq, client_ctx, connect_tunnel_resp,
                      content_chunks, content_sha256, endpoint, find_log, free_port, open_tunnel,
                      read_response, sha256, wait_until)
-from support import loopback_ep, policy_doc, providers_doc, start_airlock
+from support import loopback_ep, policy_doc, providers_doc, reload, start_airlock, wait_log
 
 try:
     import h2.config
@@ -1925,3 +1925,27 @@ def test_h2_metrics_count_streams_by_decision(env):
         k: v for k, v in s.items() if "h2" in k})
     check_eq(after[allow] - before.get(allow, 0), 1, "allowed h2 streams counted")
     check_eq(after[deny] - before.get(deny, 0), 1, "denied h2 streams counted")
+
+
+def test_h2_stream_judged_before_a_reload_logs_after_it(env):
+    """Streams overlap: a stream audited under one policy snapshot ends after a reload that a
+    later stream on the same connection was judged by. Its log line still says why it was
+    audited, and the later stream is judged by the new policy."""
+    up = h2_upstream(env, {"/hold": h2_hold})
+    doc = policy_doc({"p": [loopback_ep(LOOPBACK4, up.port, access="read-only",
+                                        enforcement="audit")]})
+    al = start_airlock(env, doc)
+    c = h2_client(al, LOOPBACK4, up.port)
+    held = c.request("POST", "/hold/audited", body=b"x")  # read-only: audited, not denied
+    wait_until(lambda: up.requests, 3)
+    doc2 = policy_doc({"q": [loopback_ep(LOOPBACK4, up.port, access="full")]})
+    reload(al, doc2)
+    check_eq(c.get("/after").status, 200, "a stream judged under the new policy")
+    up.release.set()
+    r = c.response(held, 5)
+    check_eq(r.status, 200, "the held stream's answer")
+    lines = wait_log(al, lambda l: _log_path(l) == "/hold/audited" and
+                     l.get("action") == "audit", 3)
+    check(lines, "no audit line for the held stream:\n" + al.log_text()[-2000:])
+    check("read-only" in (lines[0].get("status_detail") or ""),
+          "the audit line lost its reason: %r" % lines[0])
