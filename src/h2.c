@@ -41,6 +41,7 @@ void h2_abuse(struct h2 *h, enum side_id from, uint32_t code, const char *why)
 {
     if (h->done)
         return;
+    h->broken = true;
     metrics_inc(M_H2_ABUSE);
     struct log_event ev = {.class_uid = LOG_CLASS_FINDING,
                            .activity = LOG_ACTIVITY_FINDING,
@@ -176,8 +177,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void 
             count_reset(h);
         return 0;
     case NGHTTP2_GOAWAY:
-        if (from == SIDE_UPSTREAM)
-            h2_shutdown(h, "the upstream sent GOAWAY");
+        /* Streams already open finish; the other side hears GOAWAY too. */
+        h->goaway_from[from] = true;
+        h2_shutdown(h,
+                    from == SIDE_UPSTREAM ? "the upstream sent GOAWAY" : "the client sent GOAWAY");
         return 0;
     default:
         return 0;
@@ -350,12 +353,21 @@ void h2_free(struct h2 *h)
 
 /* ---- moving frames ------------------------------------------------------------------------ */
 
+static int flush_side(struct h2 *h, enum side_id side, bool *wrote);
+
+/* The session is over: the upstream is told so too (GOAWAY, unless its session ended
+ * already), then the controller. */
 static void finish(struct h2 *h, const char *why, bool error)
 {
     if (h->done)
         return;
+    if (!h->upstream_gone) {
+        bool wrote;
+        nghttp2_session_terminate_session(h->sessions[SIDE_UPSTREAM], NGHTTP2_NO_ERROR);
+        flush_side(h, SIDE_UPSTREAM, &wrote);
+    }
     h->done = true;
-    h->io->done(h->ctx, why, error);
+    h->io->done(h->ctx, why, error || h->broken);
 }
 
 /* Gather what one session wants to send into one write. -1: the transport failed. */
@@ -428,9 +440,13 @@ void h2_pump(struct h2 *h)
         return;
     }
     if (!h->upstream_gone && session_over(h->sessions[SIDE_UPSTREAM])) {
+        /* Without a GOAWAY from it, nghttp2 ended it: the upstream broke the protocol. */
+        if (!h->goaway_from[SIDE_UPSTREAM])
+            h->broken = true;
         upstream_gone(h, "the upstream's session ended");
         return;
     }
+    /* Over without a GOAWAY either way: nghttp2 ended it for the client's protocol error. */
     if (session_over(h->sessions[SIDE_CLIENT]))
         finish(h, h->shutting_down ? "h2 session ended (GOAWAY)" : "h2 session ended",
                !h->shutting_down);
@@ -442,6 +458,7 @@ size_t h2_feed(struct h2 *h, enum side_id from, const char *p, size_t len)
         return len;
     ssize_t n = nghttp2_session_mem_recv(h->sessions[from], (const uint8_t *)p, len);
     if (n < 0) {
+        h->broken = true;
         bool flood = n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ||
                      n == NGHTTP2_ERR_HEADER_COMP;
         if (flood)

@@ -46,6 +46,7 @@ struct h2_stream {
      * the client. */
     struct http_parser up_parser, down_parser;
     bool request_submitted, response_submitted, response_ended;
+    bool down_interim; /* the response being parsed back is an interim (1xx) one */
     /* After the response ends, the rest of the request is not wanted: RST_STREAM(NO_ERROR) to
      * the client (RFC 9113 §8.1) and CANCEL upstream. */
     bool cut_request;
@@ -71,8 +72,10 @@ struct h2 {
     size_t nstreams;
     bool never; /* the relays' draining flag: GOAWAY does what Connection: close would */
     bool done, shutting_down;
-    bool upstream_gone; /* its session is over: every stream that waited on it has failed */
-    bool in_pump;       /* frames are being written: a nested pump waits for the outer one */
+    bool upstream_gone;  /* its session is over: every stream that waited on it has failed */
+    bool goaway_from[2]; /* a peer said GOAWAY: its session may end without a fault */
+    bool broken;         /* a peer broke the protocol or abused it: io.done says error */
+    bool in_pump;        /* frames are being written: a nested pump waits for the outer one */
     /* Abuse accounting (h2.c): resets a client sent versus streams it completed; control
      * frames versus frames that carry requests. */
     uint64_t resets, completed, control[2];

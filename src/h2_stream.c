@@ -287,13 +287,23 @@ static int on_down_head(void *owner, struct http_head *head)
     struct h2_stream *s = owner;
     char status[4];
     struct nv_list l;
-    if (head->status < 200 || head->status > 999 || nv_list_init(&l, head, 1) < 0) {
+    if (head->status < 100 || head->status == 101 || head->status > 999 ||
+        nv_list_init(&l, head, 1) < 0) {
         http_head_free(head);
         return HTTP_HEAD_ERROR;
     }
     snprintf(status, sizeof status, "%d", head->status);
     nv_add(&l, ":status", 7, status, 3);
     nv_add_fields(&l, head);
+    if (head->status < 200) { /* an interim response: a HEADERS frame of its own */
+        s->down_interim = true;
+        if (s->client_open)
+            nghttp2_submit_headers(s->h->sessions[SIDE_CLIENT], NGHTTP2_FLAG_NONE, s->client_id,
+                                   NULL, l.nv, l.n, NULL);
+        free(l.nv);
+        http_head_free(head);
+        return HTTP_HEAD_CONTINUE;
+    }
     bool no_body =
         s->head_request || head->status == 204 || head->status == 304 || s->resp_headers_only;
     nghttp2_data_provider prd = provider(s);
@@ -324,6 +334,10 @@ static int on_down_body(void *owner, const char *p, size_t len)
 static int on_down_complete(void *owner, const struct http_head *trailers)
 {
     struct h2_stream *s = owner;
+    if (s->down_interim) { /* the final response is still to come */
+        s->down_interim = false;
+        return 0;
+    }
     return s->response_ended ? 0 : on_queue_end(s, SIDE_CLIENT, trailers);
 }
 
@@ -706,15 +720,18 @@ void h2_stream_response_headers_done(struct h2_stream *s, bool end_stream)
     }
     s->header_bytes = 0;
     if (s->resp_status < 200) {
-        /* A 100 (Continue) goes on bare: a client waiting to send its body needs it, and no
-         * field of it is judged or redacted. Other interim responses (103) are dropped, and
-         * 101 has no meaning in HTTP/2 (RFC 9113 §8.6). */
-        static const nghttp2_nv cont = {(uint8_t *)":status", (uint8_t *)"100", 7, 3,
-                                        NGHTTP2_NV_FLAG_NONE};
-        if (s->resp_status == 100 && s->client_open && !s->relay_done)
-            nghttp2_submit_headers(s->h->sessions[SIDE_CLIENT], NGHTTP2_FLAG_NONE, s->client_id,
-                                   NULL, &cont, 1, NULL);
+        /* Interim responses go on (RFC 9110 §15.2), through the relay like a final one, so
+         * that their fields are redacted as its are; 101 has no meaning in HTTP/2 (RFC 9113
+         * §8.6): a connection error nghttp2 raises itself. */
+        struct http_buf interim = {0};
+        http_buf_printf(&interim, "HTTP/1.1 %d %s\r\n", s->resp_status,
+                        answer_reason_phrase(s->resp_status));
+        http_buf_append(&interim, s->resp_fields.data, s->resp_fields.len);
+        http_buf_puts(&interim, "\r\n");
         http_buf_free(&s->resp_fields);
+        if (!interim.failed && s->resp_status != 101)
+            feed(s, SIDE_UPSTREAM, interim.data, interim.len);
+        http_buf_free(&interim);
         return;
     }
     bool has_length = false;

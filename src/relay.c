@@ -211,7 +211,9 @@ void relay_log_denied(struct relay *r, int status, const char *reason, enum log_
 static void log_exchange(struct relay *r, enum log_outcome outcome, const char *reason)
 {
     struct exchange *ex = &r->ex;
-    if (ex->logged || !ex->active || !ex->status)
+    /* Also without a status: a request that went upstream and never saw its answer (the
+     * connection or stream ended first) is still a request that left. */
+    if (ex->logged || !ex->active)
         return;
     enum log_decision decision = ex->audit      ? LOG_DECISION_AUDIT
                                  : ex->upgraded ? LOG_DECISION_ALLOW_UPGRADE

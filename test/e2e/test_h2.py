@@ -1177,8 +1177,9 @@ def _interim_route(req, sc):
     sc.respond(req.sid, 200, [("content-type", "text/plain")], b"final")
 
 
-def test_h2_interim_100_is_relayed_and_103_dropped(env):
-    """docs/http2.md: a 100 Continue goes on; other interim responses (103) are dropped."""
+def test_h2_interim_responses_are_relayed(env):
+    """docs/http2.md: interim responses go on (RFC 9110 §15.2): the 100 Continue the client
+    waits for, and a 103 with its Link field."""
     up, al = h2_setup(env, {"/interim": _interim_route})
     c = h2_client(al, LOOPBACK4, up.port)
     sid = c.request("POST", "/interim", [("expect", "100-continue")], end=False)
@@ -1188,8 +1189,8 @@ def test_h2_interim_100_is_relayed_and_103_dropped(env):
     c.send_body(sid, b"body")
     r = c.response(sid)
     check_eq((r.status, bytes(r.body)), (200, b"final"), "final response")
-    check_eq([dict(h).get(":status") for h in r.interim], ["100"],
-             "interim responses (the 103 must not reach the client)")
+    check_eq([dict(h).get(":status") for h in r.interim], ["100", "103"], "interim responses")
+    check_eq(dict(r.interim[1]).get("link"), "</style.css>; rel=preload", "the 103's Link")
 
 
 MALFORMED = (

@@ -1583,7 +1583,7 @@ static void test_head_and_204_have_no_body(void)
     world_close(w);
 }
 
-/* docs/http2.md: a 100 (Continue) goes on, other interim responses (103) are dropped. */
+/* docs/http2.md: interim responses (100, 103) go on (RFC 9110 §15.2), then the final one. */
 static void test_interim_responses_then_the_final_one(void)
 {
     struct world *w = world_open();
@@ -1592,7 +1592,7 @@ static void test_interim_responses_then_the_final_one(void)
     pump(w);
     expect_sane(w);
     struct rec *c = rec_at(&w->client, id);
-    CHECK(c->interims.len == 4 && !memcmp(c->interims.data, "100,", 4));
+    CHECK(c->interims.len == 8 && !memcmp(c->interims.data, "100,103,", 8));
     EXPECT_RESPONSE(c, 200, "ok", 2);
     world_close(w);
 }
