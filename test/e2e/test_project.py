@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The project around the binary: docs/cli.md against the command line it documents (so that
-neither drifts from the other), the man page built from it, and the links of the user docs."""
+neither drifts from the other), the man page built from it, the links of the user docs, and
+what `meson install` puts where."""
 
+import json
 import os
 import re
 import shutil
@@ -195,3 +197,34 @@ def test_readme_links_every_page_of_docs(env):
     missing = [p for p in pages if not any(t.split("#")[0] == "docs/" + p for t in linked)]
     check(not missing, "README.md does not link docs/%s" % ", docs/".join(missing))
 
+
+def test_meson_install_puts_binary_man_page_and_example_policies(env):
+    build = _build_dir(env)
+    if not os.path.isdir(os.path.join(build, "meson-info")):
+        raise Skip("%s is not a meson build directory" % build)
+    if not shutil.which("meson"):
+        raise Skip("meson is not installed")
+    dest = env.path("destdir")
+    r = subprocess.run(["meson", "install", "-C", build, "--no-rebuild", "--destdir", dest],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    check_eq(r.returncode, 0, "exit code of meson install (%s)" % r.stdout.decode()[-2000:])
+    installed = set()
+    for d, _, files in os.walk(dest):
+        installed |= {os.path.relpath(os.path.join(d, f), dest) for f in files}
+    # The prefix, and the directories under it, are the build's own (/usr/local by default).
+    r = subprocess.run(["meson", "introspect", "--buildoptions", build], capture_output=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    opts = {o["name"]: o["value"] for o in json.loads(r.stdout)}
+    base = opts["prefix"].lstrip("/")
+
+    def under(option, *rest):
+        return os.path.join(base, opts[option], *rest)
+
+    want = {under("bindir", "airlock"),
+            under("datadir", "doc", "airlock", "examples", "default.json"),
+            under("datadir", "doc", "airlock", "examples", "example.json")}
+    if os.path.isfile(os.path.join(build, "docs", "airlock.1")):
+        want.add(under("mandir", "man1", "airlock.1"))
+    check_eq(sorted(installed), sorted(want), "files meson install installed")
+    check(os.access(os.path.join(dest, under("bindir", "airlock")), os.X_OK),
+          "the installed airlock is not executable")
