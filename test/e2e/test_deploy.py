@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: MIT
-"""The sidecar deployment files in deploy/: the Kubernetes manifest (parsed with python3-yaml),
-the entrypoint run outside a container against the binary under test, and the Containerfile's
-shape (it cannot be built here: no container engine)."""
+"""The deployment files in deploy/: the Kubernetes manifest (parsed with python3-yaml), the
+entrypoint run outside a container against the binary under test, the systemd unit (verified
+with systemd-analyze, its command line run), and the Containerfile's shape (it cannot be built
+here: no container engine)."""
 
 import http.client
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -483,6 +485,185 @@ def _read_text(path):
             return f.read().decode("utf-8", "replace")[-3000:]
     except OSError:
         return ""
+
+
+# ----- the systemd unit (checked offline: systemd need not be running) -------------------------
+
+UNIT = os.path.join(DEPLOY, "airlock.service")
+UNIT_BINARY = "/usr/local/bin/airlock"  # where `meson install` puts airlock by default
+
+
+def _unit_settings():
+    """[(section, key, value)] of deploy/airlock.service, continuation lines joined."""
+    with open(UNIT, encoding="utf-8") as f:
+        text = re.sub(r"\\\n", " ", f.read())
+    settings, section = [], None
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s[0] in "#;":
+            continue
+        if s.startswith("["):
+            section = s.strip("[]")
+            continue
+        key, _, value = s.partition("=")
+        settings.append((section, key.strip(), value.strip()))
+    return settings
+
+
+def _unit_value(key, section="Service"):
+    found = [v for s, k, v in _unit_settings() if s == section and k == key]
+    check_eq(len(found), 1, "number of %s= lines in [%s] of deploy/airlock.service" % (key, section))
+    return found[0]
+
+
+def _systemd_analyze():
+    if not shutil.which("systemd-analyze"):
+        raise Skip("systemd-analyze is not installed (Debian's systemd package)")
+    return "systemd-analyze"
+
+
+def test_systemd_unit_passes_systemd_analyze_verify_with_low_exposure(env):
+    tool = _systemd_analyze()
+    # verify insists that ExecStart's program exists: point it at the binary under test. The
+    # file keeps its name, which verify reads as the unit's name.
+    with open(UNIT, encoding="utf-8") as f:
+        text = f.read()
+    check(UNIT_BINARY in text, "deploy/airlock.service does not run %s" % UNIT_BINARY)
+    os.makedirs(env.path("unit"))
+    unit = env.path("unit/airlock.service")
+    with open(unit, "w", encoding="utf-8") as f:
+        f.write(text.replace(UNIT_BINARY, os.path.abspath(env.binary)))
+    r = subprocess.run([tool, "verify", "--man=no", unit], capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL, cwd=env.path("unit"))
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    # A misspelt key or a bad value is only a warning (exit 0): any output fails the test.
+    check(r.returncode == 0 and not out.strip(),
+          "systemd-analyze verify deploy/airlock.service (exit %d):\n%s" % (r.returncode, out))
+    r = subprocess.run([tool, "security", "--offline=yes", unit], capture_output=True,
+                       timeout=60, stdin=subprocess.DEVNULL, cwd=env.path("unit"))
+    out = r.stdout.decode("utf-8", "replace")
+    m = re.search(r"Overall exposure level for airlock\.service: ([0-9.]+)", out)
+    if m is None:
+        raise Skip("systemd-analyze security --offline gave no exposure level: %s"
+                   % (out + r.stderr.decode("utf-8", "replace"))[-500:])
+    # 1.9 with systemd 252; 10 is a unit with no hardening at all.
+    check(float(m.group(1)) <= 3.0, "exposure level %s above 3.0:\n%s" % (m.group(1), out))
+
+
+def test_systemd_unit_hardening_and_the_settings_airlock_relies_on(env):
+    want = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+            "PrivateTmp": "yes", "CapabilityBoundingSet": "", "User": "airlock",
+            "ExecReload": "/bin/kill -HUP $MAINPID", "Type": "exec"}
+    for key, value in want.items():
+        check_eq(_unit_value(key), value, key)
+    check("airlock/ca" in _unit_value("StateDirectory").split(),
+          "StateDirectory= does not make the CA directory airlock/ca")
+    # The agent's user reads ca.pem and bundle.pem there.
+    check_eq(_unit_value("StateDirectoryMode"), "0755", "StateDirectoryMode")
+    # Binary identity reads other users' /proc entries from airlock's own user namespace.
+    keys = {k for _, k, _ in _unit_settings()}
+    for key in ("ProtectProc", "ProcSubset", "PrivateUsers", "DynamicUser"):
+        check(key not in keys, "%s= would break airlock (see the comments in the unit)" % key)
+    check("AF_NETLINK" in _unit_value("RestrictAddressFamilies").split(),
+          "RestrictAddressFamilies= leaves out AF_NETLINK (sock_diag, for binary identity)")
+    # systemd's stop timeout outlasts airlock's drain, or a drain is cut short by SIGKILL.
+    argv = shlex.split(_unit_value("ExecStart"))
+    drain = float(argv[argv.index("--drain-timeout") + 1]) if "--drain-timeout" in argv else 30
+    check(float(_unit_value("TimeoutStopSec")) > drain,
+          "TimeoutStopSec= is not above the drain timeout (%ss)" % drain)
+    check_eq(_unit_value("RestartPreventExitStatus"), "1", "RestartPreventExitStatus")
+    # The sysusers file makes the user the unit names.
+    with open(os.path.join(DEPLOY, "airlock.sysusers"), encoding="utf-8") as f:
+        lines = [l.split() for l in f if l.strip() and not l.startswith("#")]
+    check_eq([l[:3] for l in lines], [["u", "airlock", "-"]], "deploy/airlock.sysusers entries")
+
+
+def test_systemd_unit_command_line_serves_reloads_and_drains(env):
+    """ExecStart as systemd would run it, with the state and runtime directories (%S, %t) and
+    the policy in the test's directory and a free port: it serves, makes the CA readable by
+    the agent with the key private, reloads on ExecReload and exits 0 on SIGTERM."""
+    state, run = env.path("var-lib"), env.path("run")
+    ca = os.path.join(state, "airlock", "ca")
+    os.makedirs(ca)  # StateDirectory=airlock airlock/ca, StateDirectoryMode=0755
+    os.chmod(os.path.join(state, "airlock"), 0o755)
+    os.chmod(ca, 0o755)
+    os.makedirs(os.path.join(run, "airlock"), 0o700)  # RuntimeDirectory=airlock, 0700
+    policy = write_policy(env.path("policy.json"), [endpoint(LOOPBACK4, 9)])
+    port = free_port()
+
+    cmd = _unit_value("ExecStart").replace("%S", state).replace("%t", run)
+    check("%" not in cmd, "a specifier this test does not replace in ExecStart: %s" % cmd)
+    argv = [a for a in shlex.split(cmd) if a != "$AIRLOCK_OPTS"]  # unset: no words
+    check(not any("$" in a for a in argv), "a variable this test does not expand: %s" % cmd)
+    check_eq(argv[:2], [UNIT_BINARY, "run"], "ExecStart's program and command")
+    argv[0] = env.binary
+    for flag, value in (("--policy", policy), ("--listen", "%s:%d" % (LOOPBACK4, port))):
+        check(flag in argv, "ExecStart has no %s" % flag)
+        argv[argv.index(flag) + 1] = value
+    admin = argv[argv.index("--admin") + 1]
+    check_eq(admin, "unix:%s/airlock/admin.sock" % run, "the admin socket")
+
+    stderr_path = env.path("unit-stderr.txt")
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                cwd=env.tmp)
+    try:
+        def admin_get(path):
+            return subprocess.run([env.binary, "admin", "get", path, "--admin", admin],
+                                  capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while admin_get("/readyz").returncode != 0:
+            check(proc.poll() is None, "airlock exited %s at start: %s"
+                  % (proc.returncode, _read_text(stderr_path)))
+            check(time.monotonic() < deadline, "/readyz did not answer 200 within %ds"
+                  % START_TIMEOUT)
+            time.sleep(0.05)
+
+        # The proxy listener answers: a CONNECT the policy does not allow gets 403.
+        with socket.create_connection((LOOPBACK4, port), timeout=5) as s:
+            s.sendall(b"CONNECT 127.0.0.2:9 HTTP/1.1\r\nHost: 127.0.0.2:9\r\n\r\n")
+            check(s.recv(64).startswith(b"HTTP/1.1 403"), "a denied CONNECT did not get 403")
+
+        for name, want in (("ca.pem", 0o644), ("bundle.pem", 0o644), ("wgetrc", 0o644),
+                           ("ca.key", 0o600)):
+            path = os.path.join(ca, name)
+            check(os.path.isfile(path), "airlock did not create %s" % path)
+            check_eq(oct(_mode(path)), oct(want), name + " mode")
+        check_eq(oct(_mode(ca)), oct(0o755), "the CA directory's mode")
+        check_eq(oct(_mode(admin[len("unix:"):])), oct(0o600), "admin.sock mode")
+
+        # ExecReload, with $MAINPID as systemd gives it.
+        reload = shlex.split(_unit_value("ExecReload").replace("$MAINPID", str(proc.pid)))
+        check_eq(subprocess.run(reload, timeout=10).returncode, 0, "exit code of ExecReload")
+        ok = 'airlock_policy_reloads_total{result="ok"} 1'
+        deadline = time.monotonic() + START_TIMEOUT
+        while ok not in admin_get("/metrics").stdout.decode():
+            check(time.monotonic() < deadline, "no successful reload after ExecReload")
+            time.sleep(0.05)
+
+        proc.send_signal(signal.SIGTERM)  # systemd's KillSignal=
+        try:
+            rc = proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("airlock did not exit within %ds of SIGTERM" % STOP_TIMEOUT)
+        check_eq(rc, 0, "exit code after SIGTERM")
+        text = _read_text(stderr_path)
+        for mark in SANITIZER_MARKS:
+            check(mark not in text, "sanitizer report in airlock stderr (%s)" % mark)
+        # --log-format json: every line an object, for the journal and what reads it.
+        with open(stderr_path, "rb") as f:
+            lines = [l for l in f.read().decode("utf-8", "replace").splitlines() if l.strip()]
+        check(lines, "airlock logged nothing")
+        for line in lines:
+            try:
+                check(isinstance(json.loads(line), dict), "a log line is not an object")
+            except ValueError:
+                raise AssertionError("a log line is not JSON: %r" % line)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 # ----- the Containerfile (static: there is no container engine to build it here) ---------------
