@@ -210,6 +210,12 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
 static int on_error(nghttp2_session *session, int code, const char *msg, size_t len, void *user)
 {
     struct h2 *h = user;
+    /* nghttp2 quotes a refused field's name and value: a value an upstream echoed may be the
+     * credential it was sent, so only the fact is logged. */
+    if (code == NGHTTP2_ERR_HTTP_HEADER) {
+        msg = "an invalid header field (name and value not logged)";
+        len = strlen(msg);
+    }
     log_msg(LOG_INFO, "conn %llu: h2: %s: %.*s", (unsigned long long)h->setup.id,
             side_of(h, session) == SIDE_CLIENT ? "client" : "upstream", (int)len, msg);
     return 0;

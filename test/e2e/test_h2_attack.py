@@ -1,0 +1,287 @@
+# SPDX-License-Identifier: MIT
+"""HTTP/2 through airlock, attacked from both ends: a hostile client inside the sandbox and a
+hostile upstream. Each test is the reproducer of a defect a hostile review found (its docstring
+says which). The client speaks raw frames (hyperframe and hpack), so it can send what a
+well-behaved library would not; the upstream is python-h2 with its checks off, over TLS with
+ALPN h2. Needs python3-h2."""
+
+import json
+import secrets
+import socket
+import ssl
+import threading
+import time
+
+from harness import (LOOPBACK4, Skip, Upstream, check, check_eq, client_ctx, connect_tunnel_resp,
+                     wait_until)
+from support import loopback_ep, policy_doc, providers_doc, start_airlock
+
+try:
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+    import hpack
+    import hyperframe.frame as hf
+except ImportError:
+    h2 = None
+
+PLACEHOLDER = "AIRLOCK_PLACEHOLDER_H2_0123456789"
+SECRET = "airlockh2canary" + secrets.token_hex(16)
+
+# RFC 9113 §7 error codes.
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = (
+    0, 1, 2, 7, 8, 11)
+
+
+def _need_h2():
+    if h2 is None:
+        raise Skip("python3-h2 is not installed")
+
+
+def _text(v):
+    return v.decode("latin-1") if isinstance(v, bytes) else v
+
+
+# ---------------------------------------------------------------------------------------------
+# A python-h2 upstream.
+# ---------------------------------------------------------------------------------------------
+
+class H2Request:
+    def __init__(self, sid, headers):
+        self.sid = sid
+        self.headers = [(_text(k), _text(v)) for k, v in headers]
+        self.body = b""
+
+    def get(self, name):
+        return next((v for k, v in self.headers if k == name), None)
+
+
+class H2Upstream(Upstream):
+    """A TLS upstream that selects h2 and serves each connection with python-h2 (checks off, so
+    it can answer what a correct server would not). on_request(conn, sock, req) runs once a
+    request ended, on_headers(conn, sock, req) as soon as its headers came; conn is the
+    H2Connection, and what they queue on it is sent after each call. settings: the server's
+    SETTINGS. Requests (H2Request) are in .requests as they arrive."""
+
+    def __init__(self, cert, on_request=None, on_headers=None, settings=None):
+        super().__init__(self._serve_h2, cert=cert, name="h2-upstream")
+        self.on_request = on_request or answer_json
+        self.on_headers = on_headers
+        self.settings = settings or {}
+
+    def start(self):
+        super().start()
+        self.ctx.set_alpn_protocols(["h2"])
+        return self
+
+    def _serve_h2(self, uc):
+        sock = uc.sock
+        cfg = h2.config.H2Configuration(client_side=False, validate_inbound_headers=False,
+                                        validate_outbound_headers=False,
+                                        normalize_outbound_headers=False,
+                                        normalize_inbound_headers=False)
+        conn = h2.connection.H2Connection(cfg)
+        conn.local_settings = h2.settings.Settings(client=False, initial_values=self.settings)
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        reqs = {}
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    req = reqs[ev.stream_id] = H2Request(ev.stream_id, ev.headers)
+                    with self.lock:
+                        self.requests.append(req)
+                    if self.on_headers:
+                        self.on_headers(conn, sock, req)
+                elif isinstance(ev, h2.events.DataReceived):
+                    reqs[ev.stream_id].body += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in reqs:
+                    self.on_request(conn, sock, reqs[ev.stream_id])
+            sock.sendall(conn.data_to_send())
+
+
+def answer_json(conn, sock, req):
+    body = json.dumps({"path": req.get(":path"), "body": len(req.body)}).encode()
+    conn.send_headers(req.sid, [(":status", "200"), ("content-type", "application/json"),
+                                ("content-length", str(len(body)))])
+    conn.send_data(req.sid, body, end_stream=True)
+
+
+def never_answer(conn, sock, req):
+    pass
+
+
+def h2_upstream(env, on_request=None, on_headers=None, settings=None):
+    up = H2Upstream(env.pki.leaf, on_request, on_headers, settings)
+    env.upstreams.append(up)
+    return up.start()
+
+
+# ---------------------------------------------------------------------------------------------
+# A raw HTTP/2 client through a CONNECT tunnel.
+# ---------------------------------------------------------------------------------------------
+
+class RawH2:
+    """Frames in and out of an h2 tunnel, with the flow-control bookkeeping a client owes
+    (WINDOW_UPDATE for what it read, SETTINGS acknowledged) and nothing else."""
+
+    def __init__(self, tls, authority):
+        self.sock = tls
+        self.authority = authority
+        self.enc = hpack.Encoder()
+        self.dec = hpack.Decoder()
+        self.buf = b""
+        self.frames = []  # every frame received
+        self.closed = False
+        self.next_sid = 1
+        self.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + hf.SettingsFrame(0).serialize())
+
+    def send(self, frame):
+        self.sock.sendall(frame if isinstance(frame, bytes) else frame.serialize())
+
+    def request_headers(self, path, method="GET", extra=()):
+        return [(":method", method), (":scheme", "https"), (":authority", self.authority),
+                (":path", path)] + list(extra)
+
+    def headers_frame(self, sid, headers, end=True):
+        f = hf.HeadersFrame(sid, flags=["END_HEADERS"] + (["END_STREAM"] if end else []))
+        f.data = self.enc.encode(headers)
+        return f
+
+    def data_frame(self, sid, data, end=False):
+        return hf.DataFrame(sid, data, flags=["END_STREAM"] if end else [])
+
+    def request(self, path, method="GET", extra=(), end=True):
+        """HEADERS for a new stream; returns its id."""
+        sid = self.next_sid
+        self.next_sid += 2
+        self.send(self.headers_frame(sid, self.request_headers(path, method, extra), end))
+        return sid
+
+    def read(self, timeout):
+        """Frames until the connection has been quiet for timeout (or closed)."""
+        self.sock.settimeout(timeout)
+        got = []
+        while not self.closed:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            except (ssl.SSLError, OSError):
+                data = b""
+            if not data:
+                self.closed = True
+                break
+            self.buf += data
+            got += self._parse()
+        self.frames += got
+        return got
+
+    def _parse(self):
+        got = []
+        while len(self.buf) >= 9:
+            f, length = hf.Frame.parse_frame_header(memoryview(self.buf[:9]))
+            if len(self.buf) < 9 + length:
+                break
+            f.parse_body(memoryview(self.buf[9:9 + length]))
+            self.buf = self.buf[9 + length:]
+            if isinstance(f, hf.HeadersFrame):
+                f.fields = [(_text(k), _text(v)) for k, v in self.dec.decode(f.data)]
+            elif isinstance(f, hf.SettingsFrame) and "ACK" not in f.flags:
+                self.send(hf.SettingsFrame(0, flags=["ACK"]))
+            elif isinstance(f, hf.DataFrame) and f.flow_controlled_length:
+                self.send(hf.WindowUpdateFrame(0, window_increment=f.flow_controlled_length))
+            got.append(f)
+        return got
+
+    def wait(self, pred, timeout):
+        """Read until pred(frame) holds for a received frame, or timeout: that frame or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            hit = next((f for f in self.frames if pred(f)), None)
+            if hit or self.closed or time.monotonic() > deadline:
+                return hit
+            self.read(min(0.2, max(0.01, deadline - time.monotonic())))
+
+    def stream(self, sid):
+        return [f for f in self.frames if f.stream_id == sid]
+
+    def status(self, sid):
+        """The :status of the stream's response, or None."""
+        for f in self.stream(sid):
+            if isinstance(f, hf.HeadersFrame):
+                return int(dict(f.fields).get(":status", 0))
+        return None
+
+    def reset_code(self, sid):
+        return next((f.error_code for f in self.stream(sid) if isinstance(f, hf.RstStreamFrame)),
+                    None)
+
+    def goaway(self):
+        return next((f for f in self.frames if isinstance(f, hf.GoAwayFrame)), None)
+
+    def ended(self, sid):
+        """The stream is over for the client: END_STREAM or RST_STREAM received."""
+        return any(f.stream_id == sid and ("END_STREAM" in f.flags or
+                                           isinstance(f, hf.RstStreamFrame))
+                   for f in self.frames)
+
+
+def open_h2(al, port, host=LOOPBACK4):
+    resp, sock = connect_tunnel_resp(al, host, port)
+    check_eq(resp.status, 200, "CONNECT status")
+    ctx = client_ctx(al.ca_pem)
+    ctx.set_alpn_protocols(["h2"])
+    tls = ctx.wrap_socket(sock, server_hostname=host)
+    al.clients.append(tls)
+    check_eq(tls.selected_alpn_protocol(), "h2", "ALPN the client got")
+    c = RawH2(tls, "%s:%d" % (host, port))
+    c.read(0.2)  # airlock's SETTINGS
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials.
+# ---------------------------------------------------------------------------------------------
+
+# Response fields HTTP/2 forbids, each with the credential the upstream received.
+_BAD_FIELDS = {"/space-in-name": lambda auth: ("x echo", auth),
+               "/upper-case-name": lambda auth: ("X-Echo", auth),
+               "/trailing-space": lambda auth: ("x-echo", auth + " ")}
+
+
+def _echo_credential_in_a_bad_field(conn, sock, req):
+    """An upstream that reflects the Authorization it received in a response field that
+    nghttp2 refuses (the stream is reset, and relayed as 502)."""
+    bad = _BAD_FIELDS[req.get(":path")](req.get("authorization") or "")
+    conn.send_headers(req.sid, [(":status", "200"), bad, ("content-length", "2")])
+    conn.send_data(req.sid, b"ok", end_stream=True)
+
+
+def test_h2_invalid_response_field_with_a_secret_stays_out_of_the_log(env):
+    """nghttp2 reports a field it refuses with the field's name and value, and airlock logged
+    that text: an upstream that echoed the injected credential in a bad field put the secret
+    in airlock's log."""
+    _need_h2()
+    up = h2_upstream(env, _echo_credential_in_a_bad_field)
+    prov = {"test": {"placeholder": PLACEHOLDER, "secret": {"env": "AIRLOCK_H2_SECRET"},
+                     "endpoints": [{"host": LOOPBACK4, "port": up.port}]}}
+    al = start_airlock(env, policy_doc({"apis": [loopback_ep(LOOPBACK4, up.port,
+                                                             access="full")]}),
+                       providers=providers_doc(prov), extra_env={"AIRLOCK_H2_SECRET": SECRET})
+    c = open_h2(al, up.port)
+    auth = [("authorization", "Bearer " + PLACEHOLDER)]
+    sids = [c.request(path, extra=auth) for path in _BAD_FIELDS]
+    c.wait(lambda f: all(c.ended(sid) for sid in sids), 5)
+    for sid, path in zip(sids, _BAD_FIELDS):
+        check_eq(c.status(sid), 502, "status of the response to %s" % path)
+    check(wait_until(lambda: len(up.requests) == len(sids), 2), "the upstream saw the requests")
+    check_eq(up.requests[0].get("authorization"), "Bearer " + SECRET, "credential upstream")
+    al.stop()
+    for what, text in (("log file", al.log_text()), ("stdout/stderr", al.stderr_text())):
+        check(SECRET not in text, "the secret appears in airlock's %s" % what)
