@@ -382,6 +382,23 @@ static bool session_over(nghttp2_session *s)
     return !nghttp2_session_want_read(s) && !nghttp2_session_want_write(s);
 }
 
+/* Nothing more comes from the upstream (it closed, or its session ended): streams that wait
+ * for it fail (502, or a reset once their response started), and no new one is taken. */
+static void upstream_gone(struct h2 *h, const char *why)
+{
+    h->upstream_gone = true;
+    for (struct h2_stream *s = h->streams, *next; s; s = next) {
+        next = s->next;
+        if (!s->upstream_open && s->upstream_id > 0)
+            continue; /* its upstream stream ended already */
+        s->upstream_open = false;
+        if (s->upstream_id > 0)
+            nghttp2_session_set_stream_user_data(h->sessions[SIDE_UPSTREAM], s->upstream_id, NULL);
+        h2_stream_closed(s, SIDE_UPSTREAM, NGHTTP2_INTERNAL_ERROR);
+    }
+    h2_shutdown(h, why);
+}
+
 void h2_pump(struct h2 *h)
 {
     if (h->in_pump || h->done)
@@ -403,14 +420,15 @@ void h2_pump(struct h2 *h)
         return;
     }
     bool client_over = session_over(h->sessions[SIDE_CLIENT]);
-    if (client_over || (session_over(h->sessions[SIDE_UPSTREAM]) && h->nstreams == 0)) {
-        if (!client_over && !h->shutting_down) {
-            h2_shutdown(h, "the upstream's session ended");
-            return;
-        }
+    if (!client_over && session_over(h->sessions[SIDE_UPSTREAM]) && !h->upstream_gone) {
+        /* The upstream's session is done (GOAWAY both ways, or it broke the protocol and got
+         * ours): nothing more comes from it, so streams still waiting for it end now. */
+        upstream_gone(h, "the upstream's session ended");
+        return;
+    }
+    if (client_over || (h->upstream_gone && h->nstreams == 0))
         finish(h, h->shutting_down ? "h2 session ended (GOAWAY)" : "h2 session ended",
                !h->shutting_down);
-    }
 }
 
 size_t h2_feed(struct h2 *h, enum side_id from, const char *p, size_t len)
@@ -451,15 +469,7 @@ void h2_eof(struct h2 *h, enum side_id from)
         finish(h, "client closed", false);
         return;
     }
-    /* The upstream is gone: streams that wait for it fail, and no new one is taken. */
-    for (struct h2_stream *s = h->streams, *next; s; s = next) {
-        next = s->next;
-        s->upstream_open = false;
-        if (s->upstream_id > 0)
-            nghttp2_session_set_stream_user_data(h->sessions[SIDE_UPSTREAM], s->upstream_id, NULL);
-        h2_stream_closed(s, SIDE_UPSTREAM, NGHTTP2_INTERNAL_ERROR);
-    }
-    h2_shutdown(h, "the upstream closed");
+    upstream_gone(h, "the upstream closed");
 }
 
 void h2_shutdown(struct h2 *h, const char *why)

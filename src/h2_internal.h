@@ -70,7 +70,8 @@ struct h2 {
     size_t nstreams;
     bool never; /* the relays' draining flag: GOAWAY does what Connection: close would */
     bool done, shutting_down;
-    bool in_pump; /* frames are being written: a nested pump waits for the outer one */
+    bool upstream_gone; /* nothing more comes from the upstream: its streams were ended */
+    bool in_pump;       /* frames are being written: a nested pump waits for the outer one */
     /* Abuse accounting (h2.c): resets a client sent versus streams it completed; control
      * frames versus frames that carry requests. */
     uint64_t resets, completed, control[2];

@@ -285,3 +285,48 @@ def test_h2_invalid_response_field_with_a_secret_stays_out_of_the_log(env):
     al.stop()
     for what, text in (("log file", al.log_text()), ("stdout/stderr", al.stderr_text())):
         check(SECRET not in text, "the secret appears in airlock's %s" % what)
+
+
+# ---------------------------------------------------------------------------------------------
+# A hostile upstream.
+# ---------------------------------------------------------------------------------------------
+
+def _literal_block(fields):
+    """An HPACK block of literals never indexed: it leaves the peer's table as it was."""
+    out = b""
+    for name, value in fields:
+        name, value = name.encode(), value.encode()
+        out += (b"\x10" + hpack.hpack.encode_integer(len(name), 7) + name +
+                hpack.hpack.encode_integer(len(value), 7) + value)
+    return out
+
+
+def _break_the_protocol(conn, sock, req):
+    """Answers what RFC 9113 makes a connection error: a PUSH_PROMISE although airlock said
+    SETTINGS_ENABLE_PUSH 0 (§8.4), or DATA before any response HEADERS (§8.1)."""
+    sock.sendall(conn.data_to_send())
+    if req.get(":path") == "/push":
+        f = hf.PushPromiseFrame(req.sid, promised_stream_id=2, flags=["END_HEADERS"])
+        f.data = _literal_block([(":method", "GET"), (":scheme", "https"),
+                                 (":authority", req.get(":authority")), (":path", "/pushed")])
+        sock.sendall(f.serialize())
+    else:
+        sock.sendall(hf.DataFrame(req.sid, b"early").serialize())
+
+
+def test_h2_upstream_protocol_error_ends_the_client_connection(env):
+    """An upstream that broke the protocol got its GOAWAY, but the client's session went on:
+    the stream waiting for it hung until the response timeout, later streams were refused one
+    by one, and the client never heard GOAWAY. Now its streams are answered 502 and the client
+    gets GOAWAY and the close, as when the upstream closes."""
+    _need_h2()
+    up = h2_upstream(env, _break_the_protocol)
+    al = env.airlock([up])
+    for path in ("/push", "/data-first"):
+        c = open_h2(al, up.port)
+        sid = c.request(path)
+        c.wait(lambda f: c.closed, 3)
+        check(c.closed, "%s: the client's connection is still open" % path)
+        check_eq(c.status(sid), 502, "%s: status of the stream" % path)
+        g = c.goaway()
+        check(g is not None, "%s: no GOAWAY to the client" % path)
