@@ -6,7 +6,8 @@
  * fields of RFC 9113 §8.2, CONTINUATION counts, queued SETTINGS and PING acknowledgements):
  * - at most H2_MAX_STREAMS concurrent client streams (SETTINGS; nghttp2 refuses the rest);
  * - a header list over H2_MAX_HEADER: that stream is answered 431;
- * - rapid reset (CVE-2023-44487): every stream the client resets costs one from a budget of
+ * - rapid reset (CVE-2023-44487): every stream the client resets, or makes nghttp2 reset by
+ *   breaking the rules on it (MadeYouReset, CVE-2025-8671), costs one from a budget of
  *   H2_RESET_BUDGET that each stream it lets complete earns back. Past half of it the client
  *   is throttled to 10 concurrent streams; past all of it, GOAWAY ENHANCE_YOUR_CALM.
  * - control-frame floods (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, empty DATA, from either
@@ -170,8 +171,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void 
             from == SIDE_UPSTREAM ? h2_stream_response_end(s) : h2_stream_request_end(s);
         return 0;
     case NGHTTP2_RST_STREAM:
-        if (from == SIDE_CLIENT)
+        if (from == SIDE_CLIENT) {
+            if (s)
+                s->client_reset = true;
             count_reset(h);
+        }
         return 0;
     case NGHTTP2_GOAWAY:
         if (from == SIDE_UPSTREAM)
@@ -202,8 +206,16 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
 {
     struct h2 *h = user;
     struct h2_stream *s = stream_of(session, id);
-    if (s)
-        h2_stream_closed(s, side_of(h, session), code);
+    if (!s)
+        return 0;
+    enum side_id side = side_of(h, session);
+    /* A reset that neither the client nor airlock chose is nghttp2's answer to a stream the
+     * client broke the rules on (more DATA than its content-length, a bad field ...): it costs
+     * what the client's own RST_STREAM would, or breaking streams on purpose would be a rapid
+     * reset with no budget (MadeYouReset, CVE-2025-8671). */
+    if (side == SIDE_CLIENT && code != NGHTTP2_NO_ERROR && !s->client_reset && !s->reset_sent)
+        count_reset(h);
+    h2_stream_closed(s, side, code);
     return 0;
 }
 

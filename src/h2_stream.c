@@ -196,8 +196,11 @@ static void reset(struct h2_stream *s, enum side_id side, uint32_t code)
 {
     bool open = side == SIDE_CLIENT ? s->client_open : s->upstream_open;
     int32_t id = id_on(s, side);
-    if (open && id > 0)
-        nghttp2_submit_rst_stream(s->h->sessions[side], NGHTTP2_FLAG_NONE, id, code);
+    if (!open || id <= 0)
+        return;
+    if (side == SIDE_CLIENT)
+        s->reset_sent = true;
+    nghttp2_submit_rst_stream(s->h->sessions[side], NGHTTP2_FLAG_NONE, id, code);
 }
 
 /* Nothing more can be said on this stream: both sides reset. */
@@ -294,8 +297,8 @@ static int on_down_head(void *owner, struct http_head *head)
     snprintf(status, sizeof status, "%d", head->status);
     nv_add(&l, ":status", 7, status, 3);
     nv_add_fields(&l, head);
-    bool no_body = s->head_request || head->status == 204 || head->status == 304 ||
-                   s->resp_headers_only;
+    bool no_body =
+        s->head_request || head->status == 204 || head->status == 304 || s->resp_headers_only;
     nghttp2_data_provider prd = provider(s);
     int rc = -1;
     if (s->client_open)
@@ -835,8 +838,7 @@ ssize_t h2_stream_read(struct h2_stream *s, enum side_id to, uint8_t *buf, size_
     if (to == SIDE_CLIENT) {
         s->response_ended = true;
         if (s->cut_request && !s->client_ended)
-            nghttp2_submit_rst_stream(s->h->sessions[SIDE_CLIENT], NGHTTP2_FLAG_NONE, s->client_id,
-                                      NGHTTP2_NO_ERROR);
+            reset(s, SIDE_CLIENT, NGHTTP2_NO_ERROR);
     }
     return (ssize_t)n;
 }

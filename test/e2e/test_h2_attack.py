@@ -164,7 +164,8 @@ class RawH2:
         return sid
 
     def read(self, timeout):
-        """Frames until the connection has been quiet for timeout (or closed)."""
+        """The frames that came within timeout: it returns once some came and no more bytes
+        are waiting (or at the close)."""
         self.sock.settimeout(timeout)
         got = []
         while not self.closed:
@@ -179,6 +180,7 @@ class RawH2:
                 break
             self.buf += data
             got += self._parse()
+            self.sock.settimeout(0.01)  # what is already on its way
         self.frames += got
         return got
 
@@ -206,7 +208,7 @@ class RawH2:
             hit = next((f for f in self.frames if pred(f)), None)
             if hit or self.closed or time.monotonic() > deadline:
                 return hit
-            self.read(min(0.2, max(0.01, deadline - time.monotonic())))
+            self.read(max(0.01, deadline - time.monotonic()))
 
     def stream(self, sid):
         return [f for f in self.frames if f.stream_id == sid]
@@ -330,3 +332,29 @@ def test_h2_upstream_protocol_error_ends_the_client_connection(env):
         check_eq(c.status(sid), 502, "%s: status of the stream" % path)
         g = c.goaway()
         check(g is not None, "%s: no GOAWAY to the client" % path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A hostile client: resets, floods, memory.
+# ---------------------------------------------------------------------------------------------
+
+def test_h2_streams_the_client_makes_airlock_reset_count_as_resets(env):
+    """The rapid-reset budget counted only RST_STREAM frames the client sent. A client that
+    makes airlock reset its streams instead (MadeYouReset, CVE-2025-8671: here more DATA than
+    its content-length, which nghttp2 answers with RST_STREAM PROTOCOL_ERROR) opened and
+    dropped streams without end, each one a request airlock may have sent upstream."""
+    _need_h2()
+    up = h2_upstream(env, never_answer)
+    al = env.airlock([up])
+    c = open_h2(al, up.port)
+    for _ in range(300):  # one at a time: the throttle to 10 streams plays no part
+        sid = c.request("/upload", "POST", [("content-length", "1")], end=False)
+        c.send(c.data_frame(sid, b"too long"))
+        c.wait(lambda f: c.ended(sid) or isinstance(f, hf.GoAwayFrame), 2)
+        if c.closed or c.goaway():
+            break
+        check_eq(c.reset_code(sid), PROTOCOL_ERROR, "reset of stream %d" % sid)
+    g = c.goaway()
+    check(g is not None, "no GOAWAY after 300 streams reset for breaking the rules")
+    check_eq(g.error_code, ENHANCE_YOUR_CALM, "GOAWAY's error code")
+    check(g.last_stream_id < 2 * 260, "GOAWAY came only after stream %d" % g.last_stream_id)
