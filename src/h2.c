@@ -4,7 +4,8 @@
  *
  * Limits, beyond what nghttp2 enforces itself (HPACK table sizes, frame sizes, the header
  * fields of RFC 9113 §8.2, CONTINUATION counts, queued SETTINGS and PING acknowledgements):
- * - at most H2_MAX_STREAMS concurrent client streams (SETTINGS; nghttp2 refuses the rest);
+ * - at most H2_MAX_STREAMS concurrent client streams (SETTINGS; nghttp2 refuses the rest),
+ *   counting those the client closed whose request still waits for the upstream;
  * - a header list over H2_MAX_HEADER: that stream is answered 431;
  * - rapid reset (CVE-2023-44487): every stream the client resets, or makes nghttp2 reset by
  *   breaking the rules on it (MadeYouReset, CVE-2025-8671), costs one from a budget of
@@ -126,6 +127,15 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f, vo
         struct h2_stream *s = stream_of(session, f->hd.stream_id);
         if (s) /* trailers: collected like fields, fed after the last chunk */
             http_buf_free(&s->fields);
+        return 0;
+    }
+    if (h->nstreams >= H2_MAX_STREAMS) {
+        /* A stream the client closed stays while its request waits in nghttp2's queue for a
+         * slot at the upstream, which a busy or hostile upstream may never give: such streams
+         * count as the client's, or opening and resetting streams behind it grew airlock
+         * without bound. Not processed, so the client may retry it (RFC 9113 §8.7). */
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
         return 0;
     }
     struct h2_stream *s = h2_stream_new(h, f->hd.stream_id);

@@ -62,13 +62,15 @@ class H2Upstream(Upstream):
     it can answer what a correct server would not). on_request(conn, sock, req) runs once a
     request ended, on_headers(conn, sock, req) as soon as its headers came; conn is the
     H2Connection, and what they queue on it is sent after each call. settings: the server's
-    SETTINGS. Requests (H2Request) are in .requests as they arrive."""
+    SETTINGS. Requests (H2Request) are in .requests as they arrive. Another thread may use a
+    connection while it holds .h2_lock (see answer_later)."""
 
     def __init__(self, cert, on_request=None, on_headers=None, settings=None):
         super().__init__(self._serve_h2, cert=cert, name="h2-upstream")
         self.on_request = on_request or answer_json
         self.on_headers = on_headers
         self.settings = settings or {}
+        self.h2_lock = threading.RLock()
 
     def start(self):
         super().start()
@@ -90,19 +92,23 @@ class H2Upstream(Upstream):
             data = sock.recv(65536)
             if not data:
                 return
-            for ev in conn.receive_data(data):
-                if isinstance(ev, h2.events.RequestReceived):
-                    req = reqs[ev.stream_id] = H2Request(ev.stream_id, ev.headers)
-                    with self.lock:
-                        self.requests.append(req)
-                    if self.on_headers:
-                        self.on_headers(conn, sock, req)
-                elif isinstance(ev, h2.events.DataReceived):
-                    reqs[ev.stream_id].body += ev.data
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in reqs:
-                    self.on_request(conn, sock, reqs[ev.stream_id])
-            sock.sendall(conn.data_to_send())
+            with self.h2_lock:
+                self._on_events(conn, sock, reqs, conn.receive_data(data))
+                sock.sendall(conn.data_to_send())
+
+    def _on_events(self, conn, sock, reqs, events):
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                req = reqs[ev.stream_id] = H2Request(ev.stream_id, ev.headers)
+                with self.lock:
+                    self.requests.append(req)
+                if self.on_headers:
+                    self.on_headers(conn, sock, req)
+            elif isinstance(ev, h2.events.DataReceived):
+                reqs[ev.stream_id].body += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in reqs:
+                self.on_request(conn, sock, reqs[ev.stream_id])
 
 
 def answer_json(conn, sock, req):
@@ -114,6 +120,18 @@ def answer_json(conn, sock, req):
 
 def never_answer(conn, sock, req):
     pass
+
+
+def answer_later(up, delay):
+    """An on_request that answers (answer_json) after delay seconds, from another thread."""
+    def on_request(conn, sock, req):
+        def answer():
+            time.sleep(delay)
+            with up.h2_lock:
+                answer_json(conn, sock, req)
+                sock.sendall(conn.data_to_send())
+        threading.Thread(target=answer, daemon=True).start()
+    return on_request
 
 
 def h2_upstream(env, on_request=None, on_headers=None, settings=None):
@@ -358,3 +376,32 @@ def test_h2_streams_the_client_makes_airlock_reset_count_as_resets(env):
     check(g is not None, "no GOAWAY after 300 streams reset for breaking the rules")
     check_eq(g.error_code, ENHANCE_YOUR_CALM, "GOAWAY's error code")
     check(g.last_stream_id < 2 * 260, "GOAWAY came only after stream %d" % g.last_stream_id)
+
+
+def test_h2_streams_reset_while_their_request_waits_upstream_are_bounded(env):
+    """A request waits in nghttp2's queue while the upstream's SETTINGS_MAX_CONCURRENT_STREAMS
+    are all taken, and a stream the client resets meanwhile stays in airlock (its relay, its
+    queued request) until the upstream frees a slot, which a hostile or busy upstream never
+    does: opening and resetting streams grew airlock by kilobytes each, without bound. Now
+    they count against the client's concurrent streams, and past them a stream is refused
+    (until the upstream frees its slot)."""
+    _need_h2()
+    up = h2_upstream(env, settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+    up.on_request = answer_later(up, 1.5)
+    al = env.airlock([up])
+    c = open_h2(al, up.port)
+    slow = c.request("/slow")  # takes the upstream's only slot for 1.5 s
+    check(wait_until(lambda: len(up.requests) == 1, 1), "the upstream did not get /slow")
+    for _ in range(150):
+        sid = c.request("/queued", "POST", end=False)
+        c.send(hf.RstStreamFrame(sid, error_code=CANCEL))
+    probe = c.request("/probe")
+    c.wait(lambda f: c.ended(probe), 3)
+    check_eq(c.reset_code(probe), REFUSED_STREAM,
+             "reset of a stream opened past the concurrent streams airlock holds")
+    c.wait(lambda f: c.ended(slow), 3)
+    check_eq(c.status(slow), 200, "status of /slow")
+    after = c.request("/after")  # the reset ones left with the slot: room again
+    c.wait(lambda f: c.ended(after), 3)
+    check_eq(c.status(after), 200, "status of a request once the upstream freed its slot")
+    check(c.goaway() is None, "GOAWAY: %r" % c.goaway())
