@@ -819,7 +819,8 @@ ssize_t h2_stream_read(struct h2_stream *s, enum side_id to, uint8_t *buf, size_
     struct h2_queue *q = to == SIDE_UPSTREAM ? &s->to_upstream : &s->to_client;
     size_t avail = q->len - q->off;
     size_t n = avail < len ? avail : len;
-    memcpy(buf, q->data + q->off, n);
+    if (n > 0) /* an empty queue may have no buffer yet: memcpy from NULL is undefined */
+        memcpy(buf, q->data + q->off, n);
     q->off += n;
     /* The bytes are on their way: the sender may send as many more. */
     size_t give = q->off == q->len ? q->unacked : (n < q->unacked ? n : q->unacked);
