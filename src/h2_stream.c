@@ -798,10 +798,26 @@ void h2_stream_closed(struct h2_stream *s, enum side_id side, uint32_t code)
         h2_stream_free(s);
 }
 
+static bool waiting(const struct h2_queue *q)
+{
+    return q->off < q->len;
+}
+
 void h2_stream_timeout(struct h2_stream *s)
 {
-    if (s->response_submitted || s->relay_done)
+    if (s->response_submitted || s->relay_done) {
+        /* A whole timeout with no byte either way, and bytes still wait for a side: it opened
+         * no window for them. A quiet stream (gRPC's between two messages) has nothing waiting
+         * and goes on; this one would hold its buffers and its upstream stream for good, where
+         * HTTP/1.1 gives up on a response that stopped moving. */
+        if (waiting(&s->to_client) || waiting(&s->to_upstream)) {
+            log_msg(LOG_INFO, "conn %llu: h2 stream %d: the %s took no byte in time: reset",
+                    (unsigned long long)s->h->setup.id, s->client_id,
+                    waiting(&s->to_client) ? "client" : "upstream");
+            abort_stream(s, NGHTTP2_CANCEL);
+        }
         return;
+    }
     s->relay_done = true;
     log_msg(LOG_INFO, "conn %llu: h2 stream %d: no response from upstream in time",
             (unsigned long long)s->h->setup.id, s->client_id);

@@ -405,3 +405,51 @@ def test_h2_streams_reset_while_their_request_waits_upstream_are_bounded(env):
     c.wait(lambda f: c.ended(after), 3)
     check_eq(c.status(after), 200, "status of a request once the upstream freed its slot")
     check(c.goaway() is None, "GOAWAY: %r" % c.goaway())
+
+
+def _big_or_quiet(up):
+    """/big: as much body as the stream's window takes, and no end. /quiet: the head, then
+    one late DATA frame that ends the response after 2.5 s (a quiet stream, such as a gRPC
+    stream between two messages)."""
+    def on_request(conn, sock, req):
+        conn.send_headers(req.sid, [(":status", "200")])
+        if req.get(":path") == "/big":
+            left = conn.local_flow_control_window(req.sid)
+            while left > 0:
+                n = min(left, conn.max_outbound_frame_size)
+                conn.send_data(req.sid, b"b" * n)
+                left -= n
+            return
+
+        def late():
+            time.sleep(2.5)
+            with up.h2_lock:
+                conn.send_data(req.sid, b"late", end_stream=True)
+                sock.sendall(conn.data_to_send())
+        threading.Thread(target=late, daemon=True).start()
+    return on_request
+
+
+def test_h2_stream_whose_reader_stalled_is_reset_after_the_response_timeout(env):
+    """Streams with a response under way were never cut, so a client that opened no window
+    (or an upstream that read no request body) held the stream, its upstream stream and up to
+    the connection's window of bytes in airlock for good, where HTTP/1.1 gives up on a
+    response that stopped moving after --response-timeout. Now a stream with bytes waiting for
+    a side that took none for a whole --response-timeout is reset; a quiet stream, with
+    nothing waiting, is left alone."""
+    _need_h2()
+    up = h2_upstream(env)
+    up.on_request = _big_or_quiet(up)
+    al = env.airlock([up], args=["--response-timeout", "1"])
+    c = open_h2(al, up.port)
+    c.send(hf.SettingsFrame(0, settings={hf.SettingsFrame.INITIAL_WINDOW_SIZE: 0}))
+    big = c.request("/big")
+    quiet = c.request("/quiet")
+    c.send(hf.WindowUpdateFrame(quiet, window_increment=1000))
+    c.wait(lambda f: c.ended(big) and c.ended(quiet), 5)
+    check_eq(c.status(big), 200, "status of /big")
+    check_eq(c.reset_code(big), CANCEL, "reset of /big, whose reader opened no window")
+    check_eq(c.status(quiet), 200, "status of /quiet")
+    body = b"".join(f.data for f in c.stream(quiet) if isinstance(f, hf.DataFrame))
+    check_eq(body, b"late", "body of /quiet")
+    check_eq(c.reset_code(quiet), None, "reset of /quiet")
