@@ -4,9 +4,11 @@
  *
  * Limits, beyond what nghttp2 enforces itself (HPACK table sizes, frame sizes, the header
  * fields of RFC 9113 §8.2, CONTINUATION counts, queued SETTINGS and PING acknowledgements):
- * - at most H2_MAX_STREAMS concurrent client streams (SETTINGS; nghttp2 refuses the rest);
+ * - at most H2_MAX_STREAMS concurrent client streams (SETTINGS; nghttp2 refuses the rest),
+ *   counting those the client closed whose request still waits for the upstream;
  * - a header list over H2_MAX_HEADER: that stream is answered 431;
- * - rapid reset (CVE-2023-44487): every stream the client resets costs one from a budget of
+ * - rapid reset (CVE-2023-44487): every stream the client resets, or makes nghttp2 reset by
+ *   breaking the rules on it (MadeYouReset, CVE-2025-8671), costs one from a budget of
  *   H2_RESET_BUDGET that each stream it lets complete earns back. Past half of it the client
  *   is throttled to 10 concurrent streams; past all of it, GOAWAY ENHANCE_YOUR_CALM.
  * - control-frame floods (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, empty DATA, from either
@@ -130,6 +132,15 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f, vo
             http_buf_free(&s->fields);
         return 0;
     }
+    if (h->nstreams >= H2_MAX_STREAMS) {
+        /* A stream the client closed stays while its request waits in nghttp2's queue for a
+         * slot at the upstream, which a busy or hostile upstream may never give: such streams
+         * count as the client's, or opening and resetting streams behind it grew airlock
+         * without bound. Not processed, so the client may retry it (RFC 9113 §8.7). */
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
     struct h2_stream *s = h2_stream_new(h, f->hd.stream_id);
     if (!s)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -173,8 +184,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f, void 
             from == SIDE_UPSTREAM ? h2_stream_response_end(s) : h2_stream_request_end(s);
         return 0;
     case NGHTTP2_RST_STREAM:
-        if (from == SIDE_CLIENT)
+        if (from == SIDE_CLIENT) {
+            if (s)
+                s->client_reset = true;
             count_reset(h);
+        }
         return 0;
     case NGHTTP2_GOAWAY:
         /* Streams already open finish; the other side hears GOAWAY too. */
@@ -218,14 +232,28 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
 {
     struct h2 *h = user;
     struct h2_stream *s = stream_of(session, id);
-    if (s)
-        h2_stream_closed(s, side_of(h, session), code);
+    if (!s)
+        return 0;
+    enum side_id side = side_of(h, session);
+    /* A reset that neither the client nor airlock chose is nghttp2's answer to a stream the
+     * client broke the rules on (more DATA than its content-length, a bad field ...): it costs
+     * what the client's own RST_STREAM would, or breaking streams on purpose would be a rapid
+     * reset with no budget (MadeYouReset, CVE-2025-8671). */
+    if (side == SIDE_CLIENT && code != NGHTTP2_NO_ERROR && !s->client_reset && !s->reset_sent)
+        count_reset(h);
+    h2_stream_closed(s, side, code);
     return 0;
 }
 
 static int on_error(nghttp2_session *session, int code, const char *msg, size_t len, void *user)
 {
     struct h2 *h = user;
+    /* nghttp2 quotes a refused field's name and value: a value an upstream echoed may be the
+     * credential it was sent, so only the fact is logged. */
+    if (code == NGHTTP2_ERR_HTTP_HEADER) {
+        msg = "an invalid header field (name and value not logged)";
+        len = strlen(msg);
+    }
     log_msg(LOG_INFO, "conn %llu: h2: %s: %.*s", (unsigned long long)h->setup.id,
             side_of(h, session) == SIDE_CLIENT ? "client" : "upstream", (int)len, msg);
     return 0;
@@ -410,10 +438,11 @@ static void upstream_gone(struct h2 *h, const char *why)
     h->upstream_gone = true;
     for (struct h2_stream *s = h->streams, *next; s; s = next) {
         next = s->next;
-        if (!s->upstream_open)
-            continue;
+        if (!s->upstream_open && s->upstream_id > 0)
+            continue; /* its upstream stream ended already */
         s->upstream_open = false;
-        nghttp2_session_set_stream_user_data(h->sessions[SIDE_UPSTREAM], s->upstream_id, NULL);
+        if (s->upstream_id > 0)
+            nghttp2_session_set_stream_user_data(h->sessions[SIDE_UPSTREAM], s->upstream_id, NULL);
         h2_stream_closed(s, SIDE_UPSTREAM, NGHTTP2_INTERNAL_ERROR);
     }
     h2_shutdown(h, why);

@@ -38,6 +38,9 @@ struct h2_stream {
     bool head_request;
     bool req_chunked_in; /* the relay is given the request body as chunks */
     bool client_ended;   /* END_STREAM from the client */
+    /* Who reset the client's stream, if anyone: a reset by neither is nghttp2's, for a stream
+     * the client broke the rules on (h2.c counts it as the client's). */
+    bool client_reset, reset_sent;
 
     struct relay *relay;
     struct policy *judged_under; /* keeps the strings of the stream's judgement alive */

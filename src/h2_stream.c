@@ -196,8 +196,11 @@ static void reset(struct h2_stream *s, enum side_id side, uint32_t code)
 {
     bool open = side == SIDE_CLIENT ? s->client_open : s->upstream_open;
     int32_t id = id_on(s, side);
-    if (open && id > 0)
-        nghttp2_submit_rst_stream(s->h->sessions[side], NGHTTP2_FLAG_NONE, id, code);
+    if (!open || id <= 0)
+        return;
+    if (side == SIDE_CLIENT)
+        s->reset_sent = true;
+    nghttp2_submit_rst_stream(s->h->sessions[side], NGHTTP2_FLAG_NONE, id, code);
 }
 
 /* Nothing more can be said on this stream: both sides reset. */
@@ -817,10 +820,26 @@ void h2_stream_closed(struct h2_stream *s, enum side_id side, uint32_t code)
         h2_stream_free(s);
 }
 
+static bool waiting(const struct h2_queue *q)
+{
+    return q->off < q->len;
+}
+
 void h2_stream_timeout(struct h2_stream *s)
 {
-    if (s->response_submitted || s->relay_done)
+    if (s->response_submitted || s->relay_done) {
+        /* A whole timeout with no byte either way, and bytes still wait for a side: it opened
+         * no window for them. A quiet stream (gRPC's between two messages) has nothing waiting
+         * and goes on; this one would hold its buffers and its upstream stream for good, where
+         * HTTP/1.1 gives up on a response that stopped moving. */
+        if (waiting(&s->to_client) || waiting(&s->to_upstream)) {
+            log_msg(LOG_INFO, "conn %llu: h2 stream %d: the %s took no byte in time: reset",
+                    (unsigned long long)s->h->setup.id, s->client_id,
+                    waiting(&s->to_client) ? "client" : "upstream");
+            abort_stream(s, NGHTTP2_CANCEL);
+        }
         return;
+    }
     s->relay_done = true;
     log_msg(LOG_INFO, "conn %llu: h2 stream %d: no response from upstream in time",
             (unsigned long long)s->h->setup.id, s->client_id);
@@ -838,7 +857,7 @@ ssize_t h2_stream_read(struct h2_stream *s, enum side_id to, uint8_t *buf, size_
     struct h2_queue *q = to == SIDE_UPSTREAM ? &s->to_upstream : &s->to_client;
     size_t avail = q->len - q->off;
     size_t n = avail < len ? avail : len;
-    if (n)
+    if (n > 0) /* an empty queue may have no buffer yet: memcpy from NULL is undefined */
         memcpy(buf, q->data + q->off, n);
     q->off += n;
     /* The bytes are on their way: the sender may send as many more. */
@@ -858,8 +877,7 @@ ssize_t h2_stream_read(struct h2_stream *s, enum side_id to, uint8_t *buf, size_
     if (to == SIDE_CLIENT) {
         s->response_ended = true;
         if (s->cut_request && !s->client_ended)
-            nghttp2_submit_rst_stream(s->h->sessions[SIDE_CLIENT], NGHTTP2_FLAG_NONE, s->client_id,
-                                      NGHTTP2_NO_ERROR);
+            reset(s, SIDE_CLIENT, NGHTTP2_NO_ERROR);
     }
     return (ssize_t)n;
 }

@@ -84,8 +84,9 @@ void h2_eof(struct h2 *h, enum side_id from);
  * open finish, then io.done. */
 void h2_shutdown(struct h2 *h, const char *why);
 /* The connection saw no byte for a while: streams still waiting for their response head are
- * answered 504 (a stream whose response is flowing is never cut: a gRPC stream may live for
- * hours). */
+ * answered 504, and streams with bytes waiting for a side that took none are reset (a reader
+ * that stalled); other streams whose response is under way are never cut: a gRPC stream may
+ * live, and stay quiet, for hours. */
 void h2_timeout(struct h2 *h);
 /* Client streams open now. */
 size_t h2_open_streams(const struct h2 *h);
