@@ -10,7 +10,10 @@
  * - rapid reset (CVE-2023-44487): every stream the client resets, or makes nghttp2 reset by
  *   breaking the rules on it (MadeYouReset, CVE-2025-8671), costs one from a budget of
  *   H2_RESET_BUDGET that each stream it lets complete earns back. Past half of it the client
- *   is throttled to 10 concurrent streams; past all of it, GOAWAY ENHANCE_YOUR_CALM.
+ *   is throttled to 10 concurrent streams; past all of it, GOAWAY ENHANCE_YOUR_CALM. A stream
+ *   airlock refuses before it goes upstream (403, 421, 400, 431) costs the same: on HTTP/1.1 a
+ *   refusal ends the connection, and a flood of them on one HTTP/2 connection must not be free
+ *   (each is a log line).
  * - control-frame floods (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, empty DATA, from either
  *   peer): past H2_CONTROL_BUDGET more of them than frames that carry requests or responses
  *   (HEADERS, DATA with a payload, received or sent to that peer: a peer acknowledges the DATA
@@ -65,21 +68,33 @@ void h2_stream_completed(struct h2 *h)
     h->completed++;
 }
 
-static void count_reset(struct h2 *h)
+/* A stream that did the client no good: one it reset, made nghttp2 reset, or had refused. */
+static void count_wasted(struct h2 *h, const char *what)
 {
     h->resets++;
     uint64_t budget = H2_RESET_BUDGET + h->completed;
     if (h->resets > budget) {
-        h2_abuse(h, SIDE_CLIENT, NGHTTP2_ENHANCE_YOUR_CALM,
-                 "reset streams faster than it let "
-                 "them complete (rapid reset)");
+        h2_abuse(h, SIDE_CLIENT, NGHTTP2_ENHANCE_YOUR_CALM, what);
     } else if (h->resets == H2_RESET_BUDGET / 2 + h->completed) {
         nghttp2_settings_entry throttle = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
                                            H2_THROTTLED_STREAMS};
         nghttp2_submit_settings(h->sessions[SIDE_CLIENT], NGHTTP2_FLAG_NONE, &throttle, 1);
-        log_msg(LOG_INFO, "conn %llu: h2: the client resets many streams: throttled to %d",
+        log_msg(LOG_INFO,
+                "conn %llu: h2: the client's streams are reset or refused more than they "
+                "complete: throttled to %d",
                 (unsigned long long)h->setup.id, H2_THROTTLED_STREAMS);
     }
+}
+
+static void count_reset(struct h2 *h)
+{
+    count_wasted(h, "reset streams faster than it let them complete (rapid reset)");
+}
+
+void h2_stream_refused(struct h2 *h)
+{
+    count_wasted(h, "had streams refused far more often than completed (a flood of refused "
+                    "requests)");
 }
 
 /* Frames that make a peer cost work without asking for any: counted against the frames that

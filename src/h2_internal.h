@@ -92,6 +92,8 @@ void h2_pump(struct h2 *h);
 void h2_abuse(struct h2 *h, enum side_id from, uint32_t code, const char *why);
 /* The client's stream ended well: it earns back the budget for resets. */
 void h2_stream_completed(struct h2 *h);
+/* A stream was refused before its request went upstream: it costs from the reset budget. */
+void h2_stream_refused(struct h2 *h);
 
 /* h2_stream.c */
 struct h2_stream *h2_stream_new(struct h2 *h, int32_t client_id);

@@ -452,6 +452,8 @@ static void relay_outcome(void *ctx, const struct relay_result *res)
     case RELAY_REFUSED:
         a = res->answer;
         answer_on_stream(s, &a);
+        if (!s->request_submitted)
+            h2_stream_refused(s->h);
         return;
     default: /* ABORTED; never UPGRADED, TUNNEL or DIAL here */
         abort_stream(s, NGHTTP2_PROTOCOL_ERROR);
@@ -611,6 +613,7 @@ static void refuse_early(struct h2_stream *s, int status, const char *error, con
                        .in_request = true};
     s->relay_done = true;
     answer_on_stream(s, &a);
+    h2_stream_refused(s->h);
 }
 
 /* RFC 9113 §8.3.1 beyond nghttp2's own checks: what a request inside a TLS tunnel must be. NULL

@@ -453,3 +453,32 @@ def test_h2_stream_whose_reader_stalled_is_reset_after_the_response_timeout(env)
     body = b"".join(f.data for f in c.stream(quiet) if isinstance(f, hf.DataFrame))
     check_eq(body, b"late", "body of /quiet")
     check_eq(c.reset_code(quiet), None, "reset of /quiet")
+
+
+def test_h2_a_flood_of_refused_streams_gets_goaway(env):
+    """On HTTP/1.1 a refusal ends the connection; on one HTTP/2 connection a client could have
+    thousands of streams refused a second, each a 403 and a log line, for free. A refused
+    stream costs from the same budget as a reset one: GOAWAY ENHANCE_YOUR_CALM past it, while
+    refusals mixed with requests that complete go on."""
+    _need_h2()
+    up = h2_upstream(env, answer_json)
+    al = start_airlock(env, policy_doc({"p": [loopback_ep(
+        LOOPBACK4, up.port, access="full",
+        deny_rules=[{"method": "*", "path": "/admin/**"}])]}))
+    mixed = open_h2(al, up.port)
+    for i in range(150):  # as many refused as completed: never throttled, never cut
+        for path, want in (("/admin/x", 403), ("/ok", 200)):
+            sid = mixed.request(path)
+            mixed.wait(lambda f: mixed.ended(sid), 3)
+            check_eq(mixed.status(sid), want, "status of %s, round %d" % (path, i))
+    check(mixed.goaway() is None, "GOAWAY to a client whose refusals are matched by answers")
+    flood = open_h2(al, up.port)
+    for _ in range(400):
+        sid = flood.request("/admin/x")
+        flood.wait(lambda f: flood.ended(sid) or isinstance(f, hf.GoAwayFrame), 2)
+        if flood.closed or flood.goaway():
+            break
+    g = flood.goaway()
+    check(g is not None, "no GOAWAY after 400 refused streams")
+    check_eq(g.error_code, ENHANCE_YOUR_CALM, "GOAWAY's error code")
+    check(g.last_stream_id < 2 * 260, "GOAWAY came only after stream %d" % g.last_stream_id)
