@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # Shell functions shared by scripts/bench and scripts/soak (sourced, not run). The caller sets
 # `tmp` (its temp dir) and an array `pids` (what its EXIT trap stops, by PID) before using them.
 
@@ -150,7 +151,7 @@ apt_install() {
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "${0##*/}: installing Debian's $1 package ($2)"
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "$1"; } >/dev/null || echo "${0##*/}: apt-get install $1 failed" >&2
+            --no-install-recommends "$1"; } >/dev/null 2>&1 || echo "${0##*/}: apt-get install $1 failed" >&2
     else
         echo "${0##*/}: $1 is missing ($2); install it as root (apt-get install $1)" >&2
     fi
