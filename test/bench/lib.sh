@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
+# shellcheck disable=SC2154,SC2034 # tmp, pids come from the caller; pin_* are for the caller
 # Shell functions shared by scripts/bench and scripts/soak (sourced, not run). The caller sets
 # `tmp` (its temp dir) and an array `pids` (what its EXIT trap stops, by PID) before using them.
 
