@@ -3,9 +3,11 @@
  * Talks to the bench upstream directly or through an HTTP proxy (CONNECT, then TLS to the
  * proxy's minted certificate). Modes: http (keep-alive GET /1k), ws (WebSocket echo round trips),
  * tunnels (connect + handshake + one GET + close), bulk (one GET /bulk), idle (open N tunnels and
- * hold them), h2 (GET /1k on M concurrent HTTP/2 streams per connection, kept full) and h2bulk
- * (one GET /bulk on one HTTP/2 stream). Every run is bounded in time and count; it prints one
- * line of key=value. */
+ * hold them), h2 (GET /1k on M concurrent HTTP/2 streams per connection, kept full), h2bulk
+ * (one GET /bulk on one HTTP/2 stream) and soak (N tunnels kept open, a third each doing paced
+ * keep-alive GETs, server-sent event streams and WebSocket echoes, every answer checked, each
+ * tunnel closed and replaced after a random lifetime). Every run is bounded in time and count;
+ * it prints one line of key=value (soak also a progress line every --report seconds). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,8 +44,23 @@
 #define H2_WINDOW  (16 * 1024 * 1024) /* what we let a server send ahead, per stream and in all */
 #define H2_OUT_MAX (64 * 1024)        /* frames gathered before they are written */
 
-enum mode { M_HTTP, M_WS, M_TUNNELS, M_BULK, M_IDLE, M_H2, M_H2BULK };
-enum lstate { L_CONNECTING, L_PROXY_SEND, L_PROXY_RECV, L_HANDSHAKE, L_SEND, L_RECV, L_IDLE, L_H2 };
+enum mode { M_HTTP, M_WS, M_TUNNELS, M_BULK, M_IDLE, M_H2, M_H2BULK, M_SOAK };
+enum lstate {
+    L_CONNECTING,
+    L_PROXY_SEND,
+    L_PROXY_RECV,
+    L_HANDSHAKE,
+    L_SEND,
+    L_RECV,
+    L_IDLE,
+    L_H2,
+    L_THINK /* soak: between two ops, until t_wake; any byte from the peer is an error */
+};
+/* What a soak tunnel does: each op is one GET /1k, one event stream or one echo round trip. */
+enum kind { K_HTTP, K_SSE, K_WS };
+/* Where the chunked body of an event stream is. */
+enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_LAST };
+#define SSE_BUF 256 /* one event, at most */
 
 /* One HTTP/2 request slot of a connection: reused by the next request once its stream closed. */
 struct h2slot {
@@ -61,6 +78,15 @@ struct lconn {
     bool ws_open;    /* the 101 arrived: ops are echo round trips from now on */
     bool head_done;  /* the response head was parsed; body_left counts down */
     bool idle_counted;
+    bool established; /* its first op began (soak counts tunnels still opening) */
+    enum kind kind;
+    size_t ws_size;            /* payload of the current echo */
+    enum chunk_state ch_state; /* event stream: position in the chunked body */
+    uint64_t ch_left;          /* bytes left of the current chunk */
+    uint64_t sse_expect;       /* the id the next event must carry */
+    size_t sse_len;            /* bytes of an event not yet complete in sse_buf */
+    uint64_t t_wake, t_end;    /* soak: end of the think time; when the tunnel retires */
+    uint64_t t_progress;       /* last time the peer sent something or an op began */
     uint64_t body_left;
     uint64_t t_open, t_op;
     nghttp2_session *h2;  /* L_H2 */
@@ -69,6 +95,7 @@ struct lconn {
     char *h2_out;         /* frames not yet taken by SSL_write */
     size_t h2_len, h2_off, h2_cap;
     char ws_accept[32]; /* the Sec-WebSocket-Accept we expect */
+    char sse_buf[SSE_BUF];
     size_t out_len, out_off;
     size_t in_len;
     char out[OUT_CAP];
@@ -91,6 +118,8 @@ static struct {
     uint64_t max_ops;
     uint64_t size;
     long max_errors;
+    double think_ms, life, report, stall; /* soak */
+    uint64_t sse_events, sse_ms;          /* soak: each event stream */
 } opt = {
     .conns = 50,
     .streams = 10,
@@ -100,10 +129,17 @@ static struct {
     .max_ops = UINT64_MAX,
     .size = 0,
     .max_errors = 100,
+    .think_ms = 100,
+    .life = 30,
+    .stall = 10,
+    .sse_events = 20,
+    .sse_ms = 100,
 };
 
 static struct {
     uint64_t ops, bytes, errors, opened, dropped, idle;
+    uint64_t opening, retired; /* soak: tunnels not yet established; closed at end of life */
+    uint64_t http_ops, ws_ops, sse_streams, sse_events; /* soak: ops by kind */
     uint64_t t_start, t_end;
     uint32_t hist[HIST_N + 1];
 } st;
@@ -162,6 +198,16 @@ static void set_interest(struct lconn *c, uint32_t ev)
         c->events = ev;
 }
 
+static bool is_ws(const struct lconn *c)
+{
+    return opt.mode == M_WS || (opt.mode == M_SOAK && c->kind == K_WS);
+}
+
+static bool is_sse(const struct lconn *c)
+{
+    return opt.mode == M_SOAK && c->kind == K_SSE;
+}
+
 static void conn_close(struct lconn *c, bool polite)
 {
     if (c->ssl && polite && c->state >= L_SEND) {
@@ -182,6 +228,8 @@ static void conn_close(struct lconn *c, bool polite)
         c->next->prev = c->prev;
     if (c->idle_counted)
         st.idle--;
+    if (!c->established)
+        st.opening--;
     active--;
     free(c);
 }
@@ -189,9 +237,15 @@ static void conn_close(struct lconn *c, bool polite)
 static void conn_fail(struct lconn *c, const char *what, const char *detail)
 {
     st.errors++;
-    if (st.errors <= 5) {
+    if (opt.mode == M_SOAK && st.errors <= 50) /* a soak's errors are its findings: say when */
+        fprintf(stderr, "loadgen: t=%.1fs %s tunnel: %s (state %d): %s\n",
+                (double)(now_ns() - st.t_start) / 1e9,
+                c->kind == K_HTTP  ? "http"
+                : c->kind == K_SSE ? "sse"
+                                   : "ws",
+                what, (int)c->state, detail ? detail : "");
+    else if (st.errors <= 5)
         fprintf(stderr, "loadgen: %s (state %d): %s\n", what, (int)c->state, detail ? detail : "");
-    }
     conn_close(c, false);
 }
 
@@ -224,6 +278,16 @@ static bool ssl_blocked(struct lconn *c, int r)
     }
 }
 
+/* Soak: each new tunnel takes the next kind in turn, and a lifetime of 0.5 to 1.5 x --life. */
+static void soak_assign(struct lconn *c)
+{
+    static unsigned next_kind;
+    c->kind = (enum kind)(next_kind++ % 3);
+    if (opt.life > 0)
+        c->t_end =
+            c->t_open + (uint64_t)(opt.life * 1e9 * (0.5 + (double)(xorshift() % 1000) / 1000));
+}
+
 static int conn_open(void)
 {
     struct lconn *c = calloc(1, sizeof(*c));
@@ -237,7 +301,7 @@ static int conn_open(void)
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->t_open = now_ns();
+    c->t_open = c->t_progress = now_ns();
     c->state = L_CONNECTING;
     c->events = EPOLLOUT;
     if (connect(c->fd, (const struct sockaddr *)sa, sizeof(*sa)) && errno != EINPROGRESS) {
@@ -257,6 +321,9 @@ static int conn_open(void)
     conns = c;
     active++;
     st.opened++;
+    st.opening++;
+    if (opt.mode == M_SOAK)
+        soak_assign(c);
     return 0;
 }
 
@@ -305,10 +372,15 @@ static void begin_op(struct lconn *c)
     c->out_off = 0;
     c->in_len = 0;
     c->head_done = false;
-    c->t_op = now_ns();
-    if (opt.mode == M_WS && c->ws_open) {
+    c->t_op = c->t_progress = now_ns();
+    if (!c->established) {
+        c->established = true;
+        st.opening--;
+    }
+    if (is_ws(c) && c->ws_open) {
         unsigned char *o = (unsigned char *)c->out;
-        size_t len = opt.size, hl = 2;
+        c->ws_size = opt.mode == M_WS ? opt.size : 1 + xorshift() % 1000;
+        size_t len = c->ws_size, hl = 2;
         uint32_t m = xorshift();
         o[0] = 0x82; /* FIN + binary */
         if (len < 126) {
@@ -323,7 +395,7 @@ static void begin_op(struct lconn *c)
         for (size_t i = 0; i < len; i++)
             o[hl + 4 + i] = (unsigned char)pattern[i] ^ o[hl + (i & 3)];
         c->out_len = hl + 4 + len;
-    } else if (opt.mode == M_WS) {
+    } else if (is_ws(c)) {
         char key[32];
         ws_key(c, key);
         n = snprintf(c->out, OUT_CAP,
@@ -331,6 +403,13 @@ static void begin_op(struct lconn *c)
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
                      opt.target, key);
+        c->out_len = (size_t)n;
+    } else if (is_sse(c)) {
+        n = snprintf(c->out, OUT_CAP,
+                     "GET /sse?n=%llu&ms=%llu HTTP/1.1\r\nHost: %s\r\n"
+                     "Accept: text/event-stream\r\nUser-Agent: airlock-bench\r\n\r\n",
+                     (unsigned long long)opt.sse_events, (unsigned long long)opt.sse_ms,
+                     opt.target);
         c->out_len = (size_t)n;
     } else if (opt.mode == M_BULK) {
         n = snprintf(c->out, OUT_CAP,
@@ -368,15 +447,129 @@ static bool find_header(const char *head, size_t len, const char *name, const ch
     return false;
 }
 
+/* ---- event streams (soak) -------------------------------------------------------------------- */
+
+static int sse_body(struct lconn *c, const char **why);
+
+/* The head of an event stream's answer, hl bytes at the start of c->in: a chunked 200 of type
+ * text/event-stream. Returns what parse_answer() returns. */
+static int sse_head(struct lconn *c, size_t hl, int status, const char **why)
+{
+    const char *v;
+    size_t vl;
+    if (status != 200 || !find_header(c->in, hl, "transfer-encoding", &v, &vl) || vl != 7 ||
+        strncasecmp(v, "chunked", 7) || !find_header(c->in, hl, "content-type", &v, &vl) ||
+        vl < 17 || strncasecmp(v, "text/event-stream", 17)) {
+        *why = "not a chunked 200 text/event-stream";
+        c->in[hl - 4] = 0;
+        fprintf(stderr, "loadgen: answer head: %.200s\n", c->in);
+        return -1;
+    }
+    c->head_done = true;
+    c->ch_state = CH_SIZE;
+    c->sse_expect = 0;
+    c->sse_len = 0;
+    memmove(c->in, c->in + hl, c->in_len - hl);
+    c->in_len -= hl;
+    return sse_body(c, why);
+}
+
+/* Takes len bytes of the event stream (chunk framing removed): each complete event ("id: N"
+ * first, a blank line last) must carry the next id. */
+static int sse_feed(struct lconn *c, const char *p, size_t len, const char **why)
+{
+    if (len > SSE_BUF - c->sse_len) {
+        *why = "an event larger than expected";
+        return -1;
+    }
+    memcpy(c->sse_buf + c->sse_len, p, len);
+    c->sse_len += len;
+    char *e;
+    while ((e = memmem(c->sse_buf, c->sse_len, "\n\n", 2))) {
+        size_t n = (size_t)(e - c->sse_buf) + 2;
+        char *end;
+        if (n < 5 || memcmp(c->sse_buf, "id: ", 4) ||
+            strtoull(c->sse_buf + 4, &end, 10) != c->sse_expect || *end != '\n') {
+            *why = "event out of sequence";
+            return -1;
+        }
+        c->sse_expect++;
+        st.sse_events++;
+        memmove(c->sse_buf, c->sse_buf + n, c->sse_len - n);
+        c->sse_len -= n;
+    }
+    return 0;
+}
+
+/* The chunked body in c->in, consumed as far as it goes: 1 once the last chunk came after every
+ * event, 0 for more, -1. */
+static int sse_body(struct lconn *c, const char **why)
+{
+    size_t pos = 0;
+    for (;;) {
+        const char *b = c->in + pos, *e;
+        size_t avail = c->in_len - pos, take;
+        char *end;
+        switch (c->ch_state) {
+        case CH_SIZE:
+            if (!(e = memmem(b, avail, "\r\n", 2)))
+                goto more;
+            c->ch_left = strtoull(b, &end, 16);
+            if (end == b) {
+                *why = "bad chunk size";
+                return -1;
+            }
+            pos += (size_t)(e - b) + 2;
+            c->ch_state = c->ch_left ? CH_DATA : CH_LAST;
+            break;
+        case CH_DATA:
+            take = avail < c->ch_left ? avail : (size_t)c->ch_left;
+            if (!take)
+                goto more;
+            if (sse_feed(c, b, take, why))
+                return -1;
+            pos += take;
+            c->ch_left -= take;
+            if (!c->ch_left)
+                c->ch_state = CH_DATA_END;
+            break;
+        case CH_DATA_END:
+        case CH_LAST:
+            if (avail < 2)
+                goto more;
+            if (memcmp(b, "\r\n", 2)) {
+                *why = c->ch_state == CH_LAST ? "trailers after the last chunk" : "bad chunk end";
+                return -1;
+            }
+            pos += 2;
+            if (c->ch_state == CH_DATA_END) {
+                c->ch_state = CH_SIZE;
+                break;
+            }
+            if (pos != c->in_len || c->sse_len || c->sse_expect != opt.sse_events) {
+                *why = pos != c->in_len ? "bytes after the event stream"
+                                        : "the event stream ended early";
+                return -1;
+            }
+            c->in_len = 0;
+            return 1;
+        }
+    }
+more:
+    memmove(c->in, c->in + pos, c->in_len - pos);
+    c->in_len -= pos;
+    return 0;
+}
+
 /* Looks at c->in after a read: 1 when the current op's answer is complete, 0 for more, -1. */
 static int parse_answer(struct lconn *c, const char **why)
 {
-    if (opt.mode == M_WS && c->ws_open) {
-        size_t hl = opt.size < 126 ? 2 : 4;
-        if (c->in_len < hl + opt.size)
+    if (is_ws(c) && c->ws_open) {
+        size_t hl = c->ws_size < 126 ? 2 : 4;
+        if (c->in_len < hl + c->ws_size)
             return 0;
-        if (c->in_len > hl + opt.size || (unsigned char)c->in[0] != 0x82 ||
-            memcmp(c->in + hl, pattern, opt.size)) {
+        if (c->in_len > hl + c->ws_size || (unsigned char)c->in[0] != 0x82 ||
+            memcmp(c->in + hl, pattern, c->ws_size)) {
             *why = "echoed frame differs from the one sent";
             return -1;
         }
@@ -392,7 +585,9 @@ static int parse_answer(struct lconn *c, const char **why)
         const char *v;
         size_t vl;
         int status = c->in_len > 12 && !memcmp(c->in, "HTTP/1.1 ", 9) ? atoi(c->in + 9) : 0;
-        if (opt.mode == M_WS) {
+        if (is_sse(c))
+            return sse_head(c, hl, status, why);
+        if (is_ws(c)) {
             if (status != 101 || !find_header(c->in, hl, "sec-websocket-accept", &v, &vl) ||
                 vl != strlen(c->ws_accept) || memcmp(v, c->ws_accept, vl)) {
                 *why = "bad WebSocket upgrade answer";
@@ -417,6 +612,8 @@ static int parse_answer(struct lconn *c, const char **why)
         memmove(c->in, c->in + hl, c->in_len - hl);
         c->in_len -= hl;
     }
+    if (is_sse(c))
+        return sse_body(c, why);
     if (c->in_len > c->body_left) {
         *why = "bytes after the response body";
         return -1;
@@ -427,17 +624,40 @@ static int parse_answer(struct lconn *c, const char **why)
     return c->body_left == 0;
 }
 
+/* Soak: after an op, the tunnel retires (closed politely; refill() replaces it) or thinks. */
+static bool soak_next(struct lconn *c, uint64_t t)
+{
+    if (c->kind == K_HTTP)
+        st.http_ops++;
+    else if (c->kind == K_WS)
+        st.ws_ops++;
+    else
+        st.sse_streams++;
+    if (c->kind != K_SSE)
+        record(t - c->t_op);
+    if (stopping || (c->t_end && t >= c->t_end)) {
+        st.retired += !stopping;
+        conn_close(c, true);
+        return false;
+    }
+    c->state = L_THINK;
+    c->t_wake = t + (uint64_t)(opt.think_ms * 2e6 * (double)(xorshift() % 1000) / 1000);
+    return true;
+}
+
 /* One op finished on c. Returns false when c was closed. */
 static bool op_done(struct lconn *c)
 {
     uint64_t t = now_ns();
-    if (opt.mode == M_WS && !c->ws_open) {
+    if (is_ws(c) && !c->ws_open) {
         c->ws_open = true;
         begin_op(c);
         return true;
     }
     st.ops++;
     switch (opt.mode) {
+    case M_SOAK:
+        return soak_next(c, t);
     case M_HTTP:
     case M_WS:
         record(t - c->t_op);
@@ -768,6 +988,7 @@ static void drive(struct lconn *c)
                 return;
             }
             c->in_len += (size_t)r;
+            c->t_progress = now_ns();
             r = parse_answer(c, &why);
             if (r < 0) {
                 conn_fail(c, "answer", why);
@@ -787,8 +1008,51 @@ static void drive(struct lconn *c)
         case L_H2:
             h2_drive(c);
             return;
+        case L_THINK:
+            ERR_clear_error();
+            r = SSL_read(c->ssl, c->in, IN_CAP);
+            if (r <= 0 && ssl_blocked(c, r))
+                return;
+            if (r > 0)
+                conn_fail(c, "idle tunnel", "bytes nobody asked for");
+            else
+                ssl_fail(c, "idle tunnel", r);
+            return;
         }
     }
+}
+
+/* Soak, at most once a millisecond: tunnels whose think time is over begin their next op, and a
+ * tunnel that has heard nothing for --stall seconds in the middle of an op fails. */
+static void soak_tick(uint64_t t)
+{
+    static uint64_t last;
+    if (t - last < 1000000)
+        return;
+    last = t;
+    uint64_t stall = (uint64_t)(opt.stall * 1e9);
+    struct lconn *c = conns, *next;
+    for (; c; c = next) {
+        next = c->next; /* drive() may close c, never another */
+        if (c->state == L_THINK && t >= c->t_wake) {
+            begin_op(c);
+            drive(c);
+        } else if (c->state != L_THINK && t - c->t_progress > stall) {
+            conn_fail(c, "stalled", "nothing from the peer for --stall seconds");
+        }
+    }
+}
+
+static void soak_report(uint64_t t)
+{
+    printf("progress t=%.0f open=%ld opening=%llu ops=%llu http=%llu ws=%llu sse_streams=%llu "
+           "sse_events=%llu tunnels=%llu retired=%llu errors=%llu\n",
+           (double)(t - st.t_start) / 1e9, active, (unsigned long long)st.opening,
+           (unsigned long long)st.ops, (unsigned long long)st.http_ops,
+           (unsigned long long)st.ws_ops, (unsigned long long)st.sse_streams,
+           (unsigned long long)st.sse_events, (unsigned long long)st.opened,
+           (unsigned long long)st.retired, (unsigned long long)st.errors);
+    fflush(stdout);
 }
 
 /* Opens connections until the mode's target is met. */
@@ -805,6 +1069,9 @@ static void refill(void)
             break;
         case M_IDLE:
             want = st.opened < (uint64_t)opt.conns && active - (long)st.idle < opt.parallel;
+            break;
+        case M_SOAK:
+            want = active < opt.conns && st.opening < (uint64_t)opt.parallel;
             break;
         default:
             want = active < opt.conns && st.ops + (uint64_t)active < opt.max_ops;
@@ -850,15 +1117,23 @@ static int free_port(void)
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: loadgen --mode http|ws|tunnels|bulk|idle|h2|h2bulk --target IP:PORT --ca PEM\n"
-            "               [--proxy IP:PORT] [--conns N] [--streams M] [--duration S]\n"
+            "usage: loadgen --mode http|ws|tunnels|bulk|idle|h2|h2bulk|soak --target IP:PORT\n"
+            "               --ca PEM [--proxy IP:PORT] [--conns N] [--streams M] [--duration S]\n"
             "               [--max-ops N] [--size BYTES] [--parallel N] [--hold S]\n"
-            "               [--max-errors N]\n"
+            "               [--max-errors N] [--think-ms MS] [--life S] [--sse-events N]\n"
+            "               [--sse-ms MS] [--stall S] [--report S]\n"
             "       loadgen --free-port\n"
             "conns: connections (http, ws, h2), concurrent tunnels (tunnels), tunnels to hold "
-            "(idle)\n"
+            "(idle),\n"
+            "       tunnels kept open (soak)\n"
+            "parallel: tunnels being opened at once (idle, soak; default 50)\n"
             "streams: concurrent HTTP/2 streams per connection (h2; default 10)\n"
-            "size: WebSocket payload (default 64) or bulk body (bulk, h2bulk; default 1 GiB)\n");
+            "size: WebSocket payload (default 64) or bulk body (bulk, h2bulk; default 1 GiB)\n"
+            "soak: think-ms, mean pause between two ops of a tunnel (default 100); life, mean\n"
+            "      seconds a tunnel lives (default 30, 0 for ever); sse-events and sse-ms, each\n"
+            "      event stream (default 20 events, one per 100 ms); stall, seconds without a\n"
+            "      byte in the middle of an op that count as an error (default 10); report,\n"
+            "      seconds between progress lines (default 0: none)\n");
     return 2;
 }
 
@@ -895,15 +1170,27 @@ int main(int argc, char **argv)
             opt.size = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--max-errors"))
             opt.max_errors = atol(v);
+        else if (!strcmp(a, "--think-ms"))
+            opt.think_ms = atof(v);
+        else if (!strcmp(a, "--life"))
+            opt.life = atof(v);
+        else if (!strcmp(a, "--sse-events"))
+            opt.sse_events = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--sse-ms"))
+            opt.sse_ms = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--stall"))
+            opt.stall = atof(v);
+        else if (!strcmp(a, "--report"))
+            opt.report = atof(v);
         else
             return usage();
     }
     if (!opt.mode_name || !opt.target || !opt.ca || opt.conns < 1 || opt.parallel < 1 ||
         opt.streams < 1 || opt.duration <= 0)
         return usage();
-    static const char *names[] = {"http", "ws", "tunnels", "bulk", "idle", "h2", "h2bulk"};
+    static const char *names[] = {"http", "ws", "tunnels", "bulk", "idle", "h2", "h2bulk", "soak"};
     int m = -1;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
         if (!strcmp(opt.mode_name, names[i]))
             m = i;
     }
@@ -941,20 +1228,30 @@ int main(int argc, char **argv)
     SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
     /* Every tunnel does a full handshake, as a fresh client process would. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Many tunnels that are mostly quiet: buffers only while bytes are in flight. */
+    if (opt.mode == M_IDLE || opt.mode == M_SOAK)
+        SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     ep = epoll_create1(EPOLL_CLOEXEC);
 
     st.t_start = now_ns();
     uint64_t deadline = st.t_start + (uint64_t)(opt.duration * 1e9);
     uint64_t hard_end = deadline + (uint64_t)(opt.hold * 1e9) + 5000000000ull;
-    uint64_t hold_end = 0;
+    uint64_t hold_end = 0, next_report = st.t_start + (uint64_t)(opt.report * 1e9);
     bool ready = false, timed_out = false;
     refill();
     for (;;) {
         struct epoll_event evs[MAX_EVENTS];
-        int n = epoll_wait(ep, evs, MAX_EVENTS, 50);
+        int n = epoll_wait(ep, evs, MAX_EVENTS, opt.mode == M_SOAK ? 5 : 50);
         for (int i = 0; i < n; i++)
             drive(evs[i].data.ptr);
         uint64_t t = now_ns();
+        if (opt.mode == M_SOAK) {
+            soak_tick(t);
+            if (opt.report > 0 && t >= next_report) {
+                soak_report(t);
+                next_report += (uint64_t)(opt.report * 1e9);
+            }
+        }
         if (st.errors >= (uint64_t)opt.max_errors) {
             fprintf(stderr, "loadgen: stopping after %llu errors\n", (unsigned long long)st.errors);
             break;
@@ -1005,6 +1302,11 @@ int main(int argc, char **argv)
                (unsigned long long)alive, (unsigned long long)st.dropped);
     if (h2_mode())
         printf(" streams=%ld", opt.mode == M_H2 ? opt.streams : 1);
+    if (opt.mode == M_SOAK)
+        printf(" http=%llu ws=%llu sse_streams=%llu sse_events=%llu tunnels=%llu retired=%llu",
+               (unsigned long long)st.http_ops, (unsigned long long)st.ws_ops,
+               (unsigned long long)st.sse_streams, (unsigned long long)st.sse_events,
+               (unsigned long long)st.opened, (unsigned long long)st.retired);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf(" cpu_s=%.3f", (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* upstream: the TLS origin server for scripts/bench, one epoll loop on one thread. Serves
- * GET /1k (1024 bytes, keep-alive), GET /bulk?n=BYTES (streamed) and a WebSocket echo (RFC 6455:
+/* upstream: the TLS origin server for scripts/bench and scripts/soak, one epoll loop on one
+ * thread. Serves GET /1k (1024 bytes, keep-alive), GET /bulk?n=BYTES (streamed), GET
+ * /sse?n=EVENTS&ms=INTERVAL (a text/event-stream of n events, one chunk each, `id:` counting from
+ * 0, one every ms milliseconds, then the last chunk; keep-alive) and a WebSocket echo (RFC 6455:
  * client frames unmasked, echoed unmasked). Not part of airlock; binds to loopback by default.
  * Speaks HTTP/2 (nghttp2) on a connection whose client offered h2 in ALPN, with the same two
  * GETs; HTTP/1.1 otherwise.
@@ -28,11 +30,12 @@
 
 #include <nghttp2/nghttp2.h>
 
-#define IN_CAP     (16 * 1024 + 64) /* one request head or one small WebSocket frame */
-#define CHUNK      16384            /* one TLS record of plaintext per SSL_write */
-#define MAX_EVENTS 256
-#define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define H2_OUT_MAX (128 * 1024) /* frames gathered before they are written */
+#define IN_CAP      (16 * 1024 + 64) /* one request head or one small WebSocket frame */
+#define CHUNK       16384            /* one TLS record of plaintext per SSL_write */
+#define MAX_EVENTS  256
+#define WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define H2_OUT_MAX  (128 * 1024) /* frames gathered before they are written */
+#define SSE_TICK_MS 10           /* how often due events are looked for while a stream is open */
 
 enum ustate { U_HANDSHAKE, U_HTTP, U_WS, U_H2 };
 
@@ -44,7 +47,11 @@ struct uconn {
     bool close_after;    /* close once the output drains */
     uint64_t bulk_left;  /* body bytes of GET /bulk still to send, after out */
     nghttp2_session *h2; /* U_H2 */
-    char *out;           /* pending plaintext: heads, 1k bodies, echoed frames, h2 frames */
+    /* An open event stream (GET /sse): events still to send, the next id, when it is due, and
+     * the links of the list of open streams. */
+    uint64_t sse_left, sse_id, sse_every_ns, sse_due_ns;
+    struct uconn *sse_prev, *sse_next;
+    char *out; /* pending plaintext: heads, 1k bodies, echoed frames, h2 frames */
     size_t out_len, out_off, out_cap;
     size_t in_len;
     char in[IN_CAP];
@@ -55,6 +62,25 @@ static SSL_CTX *ctx;
 static char pattern[CHUNK];
 static volatile sig_atomic_t stopping;
 static size_t nconns;
+static struct uconn *sse_streams; /* connections with an event stream open */
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void sse_unlink(struct uconn *c)
+{
+    if (c->sse_prev)
+        c->sse_prev->sse_next = c->sse_next;
+    else if (sse_streams == c)
+        sse_streams = c->sse_next;
+    if (c->sse_next)
+        c->sse_next->sse_prev = c->sse_prev;
+    c->sse_prev = c->sse_next = NULL;
+}
 
 static void on_signal(int sig)
 {
@@ -81,6 +107,7 @@ static void uconn_close(struct uconn *c)
     ERR_clear_error();
     SSL_free(c->ssl);
     close(c->fd); /* also removes it from the epoll set */
+    sse_unlink(c);
     nghttp2_session_del(c->h2);
     free(c->out);
     free(c);
@@ -206,6 +233,31 @@ static int respond_ws(struct uconn *c, const char *key, size_t klen)
     return out_append(c, head, (size_t)n);
 }
 
+/* Opens an event stream from "N&ms=INTERVAL ..." (the request line after "/sse?n="): the head
+ * now, the events from sse_tick(). */
+static int respond_sse(struct uconn *c, const char *args)
+{
+    char *end;
+    uint64_t n = strtoull(args, &end, 10), ms = 0;
+    if (!strncmp(end, "&ms=", 4))
+        ms = strtoull(end + 4, NULL, 10);
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if (out_append(c, head, sizeof(head) - 1))
+        return -1;
+    c->sse_id = 0;
+    c->sse_every_ns = ms * 1000000u;
+    c->sse_due_ns = now_ns() + c->sse_every_ns;
+    if (!n) /* an empty stream is only the last chunk */
+        return out_append(c, "0\r\n\r\n", 5);
+    c->sse_left = n;
+    c->sse_next = sse_streams;
+    if (sse_streams)
+        sse_streams->sse_prev = c;
+    sse_streams = c;
+    return 0;
+}
+
 /* Answers one complete request head of head_len bytes at the start of c->in. */
 static int handle_request(struct uconn *c, size_t head_len)
 {
@@ -249,6 +301,8 @@ static int handle_request(struct uconn *c, size_t head_len)
         c->bulk_left = len;
         return out_append(c, head, (size_t)n);
     }
+    if (rl > 11 && !memcmp(p, "GET /sse?n=", 11))
+        return respond_sse(c, p + 11);
     if (rl > 4 && !memcmp(p, "GET ", 4) && upgrade && key)
         return respond_ws(c, key, klen);
     n = snprintf(head, sizeof(head), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
@@ -313,7 +367,7 @@ static long handle_frame(struct uconn *c)
 
 static int process(struct uconn *c)
 {
-    while (c->state == U_HTTP && !c->bulk_left && !c->close_after) {
+    while (c->state == U_HTTP && !c->bulk_left && !c->sse_left && !c->close_after) {
         char *e = memmem(c->in, c->in_len, "\r\n\r\n", 4);
         if (!e) {
             if (c->in_len == IN_CAP)
@@ -563,6 +617,45 @@ fail:
     uconn_close(c);
 }
 
+/* Appends each due event (one chunk) to its stream's output and writes it; the last event
+ * brings the last chunk, and the connection then takes its next request. An event waits while
+ * earlier output is still pending, which keeps the invariant of flush(). */
+static void sse_tick(void)
+{
+    static uint64_t last;
+    uint64_t t = now_ns();
+    if (t - last < 1000000) /* at most once a millisecond, however busy the loop is */
+        return;
+    last = t;
+    struct uconn *c = sse_streams, *next;
+    for (; c; c = next) {
+        next = c->sse_next;
+        if (t < c->sse_due_ns || c->out_off < c->out_len)
+            continue;
+        char ev[96];
+        int n = snprintf(ev, sizeof(ev), "id: %llu\ndata: event %llu\n\n",
+                         (unsigned long long)c->sse_id, (unsigned long long)c->sse_id);
+        char size[16];
+        int sn = snprintf(size, sizeof(size), "%x\r\n", n);
+        bool last = --c->sse_left == 0;
+        if (out_append(c, size, (size_t)sn) || out_append(c, ev, (size_t)n) ||
+            out_append(c, last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2)) {
+            uconn_close(c);
+            continue;
+        }
+        c->sse_id++;
+        c->sse_due_ns = t + c->sse_every_ns;
+        if (last) {
+            sse_unlink(c);
+            if (process(c)) {
+                uconn_close(c);
+                continue;
+            }
+        }
+        drive(c);
+    }
+}
+
 static void on_accept(int lfd)
 {
     for (int i = 0; i < 64; i++) {
@@ -679,13 +772,15 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (!stopping) {
         struct epoll_event evs[MAX_EVENTS];
-        int n = epoll_wait(ep, evs, MAX_EVENTS, 1000);
+        int n = epoll_wait(ep, evs, MAX_EVENTS, sse_streams ? SSE_TICK_MS : 1000);
         for (int i = 0; i < n; i++) {
             if (!evs[i].data.ptr)
                 on_accept(lfd);
             else
                 drive(evs[i].data.ptr);
         }
+        if (sse_streams)
+            sse_tick();
         clock_gettime(CLOCK_MONOTONIC, &t);
         if ((double)(t.tv_sec - t0.tv_sec) > max_seconds)
             break;
