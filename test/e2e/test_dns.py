@@ -129,15 +129,31 @@ def test_cached_answer_is_vetted_again_against_the_current_policy(env):
         check_eq(dns.count("fast.airlock.test"), 1, "A queries (the second answer was cached)")
 
 
+def _upstream_with_blackholed_v6_twin(env):
+    """An upstream on 127.0.0.1:P and a blackholed listener on [::1]:P (entered). The port is
+    the blackhole's, free on ::1; its IPv4 twin may be taken by another socket, so a few are
+    tried (a port chosen on 127.0.0.1 first could be taken on ::1 the same way)."""
+    for _ in range(10):
+        hole = BlackholeListener(LOOPBACK6)
+        port = hole.__enter__()
+        try:
+            return env.upstream(cert=_leaf(env), port=port), hole
+        except OSError:
+            hole.__exit__()
+    raise AssertionError("no port free on both 127.0.0.1 and ::1 in 10 tries")
+
+
 def test_blackholed_first_address_costs_a_quarter_second_not_the_connect_timeout(env):
     # dual.airlock.test is ::1 (first, by RFC 6724) and 127.0.0.1; ::1 swallows SYNs. Tried
     # one after the other, the ::1 attempt used the whole connect timeout.
     with _dns(env, {"dual.airlock.test": Record(a=[LOOPBACK4], aaaa=[LOOPBACK6])}) as dns:
-        up = env.upstream(cert=_leaf(env))
-        with BlackholeListener(LOOPBACK6, up.port):
+        up, hole = _upstream_with_blackholed_v6_twin(env)
+        try:
             al = _start(env, dns, up, ["--connect-timeout", "5"])
             t0 = time.monotonic()
             c = open_tunnel(al, "dual.airlock.test", up.port, timeout=10)
             took = time.monotonic() - t0
             check(took < 1.5, "CONNECT took %.1fs with a blackholed ::1 first" % took)
             check_eq(c.request("GET", "/").status, 200, "status through the tunnel")
+        finally:
+            hole.__exit__()
