@@ -324,7 +324,9 @@ static int write_request_head(struct relay *r, const char *path, const char *que
         /* The chunks are re-framed by us; every other coding goes on as the client applied it. */
         http_buf_printf(&b, "Transfer-Encoding: %s\r\n", h->transfer_codings);
         ex->req_chunked_out = true;
-    } else if (h->has_content_length) {
+    } else if (h->has_content_length && !ex->upgrade_asked) {
+        /* (an upgrade's Content-Length can only be 0: check_websocket refused the rest, and a
+         * handshake goes without framing, like every other one) */
         http_buf_printf(&b, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
     }
     http_buf_puts(&b, "\r\n");

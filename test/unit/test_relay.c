@@ -1033,6 +1033,22 @@ static void test_valid_websocket_upgrade(void)
     world_close(w);
 }
 
+/* A handshake that says Content-Length: 0 has no body either: it goes upstream with no framing
+ * field at all, as every other upgrade does (found by fuzz_relay, whose reference refuses a
+ * forwarded upgrade that carries one). */
+static void test_websocket_upgrade_with_content_length_0_goes_without_it(void)
+{
+    struct world *w = open_tunnel("api.example.com");
+
+    feed(w, SIDE_CLIENT,
+         "GET /ws HTTP/1.1\r\nHost: api.example.com\r\n"
+         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n"
+         "Content-Length: 0\r\n\r\n");
+    EXPECT_OUT(w, SIDE_UPSTREAM, ws_upstream);
+    world_close(w);
+}
+
 static void test_unsolicited_101_is_refused_502(void)
 {
     struct world *w = open_tunnel("api.example.com");
@@ -1724,6 +1740,7 @@ int main(void)
     RUN(test_describe_names_the_request_in_progress);
     RUN(test_free_mid_exchange_logs_consumed);
     RUN(test_valid_websocket_upgrade);
+    RUN(test_websocket_upgrade_with_content_length_0_goes_without_it);
     RUN(test_unsolicited_101_is_refused_502);
     RUN(test_101_with_a_wrong_accept_is_refused_502);
     RUN(test_refused_upgrade_keeps_http);
