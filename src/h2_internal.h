@@ -58,6 +58,7 @@ struct h2_stream {
     int resp_status;
     bool resp_trailers; /* the headers being received are the response's trailers */
     bool resp_chunked_in;
+    bool resp_has_length; /* the headers being received carry content-length */
     /* The upstream's response ended with its headers (gRPC's trailers-only answer, a 204):
      * so does the client's, with no empty DATA frame after them. */
     bool resp_headers_only;

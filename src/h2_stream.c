@@ -131,6 +131,14 @@ static void nv_add(struct nv_list *l, const char *name, size_t nlen, const char 
     l->nv[l->n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nlen, vlen, flags};
 }
 
+/* A field name as HTTP/2 writes it (RFC 9113 §8.2.1: lower case), into out; returns out. */
+static char *copy_lower(char *out, const char *name, size_t len)
+{
+    for (size_t k = 0; k < len; k++)
+        out[k] = name[k] >= 'A' && name[k] <= 'Z' ? (char)(name[k] + 32) : name[k];
+    return out;
+}
+
 /* The head's fields that go on over HTTP/2, names lower-cased. */
 static void nv_add_fields(struct nv_list *l, const struct http_head *head)
 {
@@ -139,11 +147,7 @@ static void nv_add_fields(struct nv_list *l, const struct http_head *head)
         const struct http_field *f = &head->fields[i];
         if (connection_specific(f->name, f->name_len, f->value, f->value_len))
             continue;
-        for (size_t k = 0; k < f->name_len; k++) {
-            char ch = f->name[k];
-            out[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-        }
-        nv_add(l, out, f->name_len, f->value, f->value_len);
+        nv_add(l, copy_lower(out, f->name, f->name_len), f->name_len, f->value, f->value_len);
         out += f->name_len;
     }
 }
@@ -165,10 +169,7 @@ static int keep_trailers(struct h2_queue *q, const struct http_head *t)
         const struct http_field *f = &t->fields[i];
         if (connection_specific(f->name, f->name_len, f->value, f->value_len))
             continue;
-        char *name = out;
-        for (size_t k = 0; k < f->name_len; k++)
-            name[k] =
-                (f->name[k] >= 'A' && f->name[k] <= 'Z') ? (char)(f->name[k] + 32) : f->name[k];
+        char *name = copy_lower(out, f->name, f->name_len);
         out += f->name_len;
         memcpy(out, f->value, f->value_len);
         q->trailers[q->ntrailers++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)out, f->name_len,
@@ -555,6 +556,28 @@ static bool is(const uint8_t *p, size_t len, const char *s)
     return len == strlen(s) && memcmp(p, s, len) == 0;
 }
 
+/* "name: value\r\n", as the relay's HTTP/1.1 heads carry a field. */
+static void append_field(struct http_buf *b, const uint8_t *name, size_t namelen,
+                         const uint8_t *value, size_t valuelen)
+{
+    http_buf_append(b, (const char *)name, namelen);
+    http_buf_puts(b, ": ");
+    http_buf_append(b, (const char *)value, valuelen);
+    http_buf_puts(b, "\r\n");
+}
+
+/* The last chunk of a body handed to the relay in chunks, with the trailer fields received. */
+static void feed_last_chunk(struct h2_stream *s, enum side_id from, const struct http_buf *fields)
+{
+    struct http_buf end = {0};
+    http_buf_puts(&end, "0\r\n");
+    http_buf_append(&end, fields->data, fields->len);
+    http_buf_puts(&end, "\r\n");
+    if (!end.failed)
+        feed(s, from, end.data, end.len);
+    http_buf_free(&end);
+}
+
 static int keep_pseudo(char **slot, const uint8_t *value, size_t len)
 {
     if (*slot)
@@ -585,10 +608,7 @@ int h2_stream_request_header(struct h2_stream *s, const uint8_t *name, size_t na
         return keep_pseudo(&s->host, value, valuelen);
     if (is(name, namelen, "content-length"))
         s->has_content_length = true;
-    http_buf_append(&s->fields, (const char *)name, namelen);
-    http_buf_puts(&s->fields, ": ");
-    http_buf_append(&s->fields, (const char *)value, valuelen);
-    http_buf_puts(&s->fields, "\r\n");
+    append_field(&s->fields, name, namelen, value, valuelen);
     return 0;
 }
 
@@ -682,16 +702,8 @@ void h2_stream_request_data(struct h2_stream *s, const uint8_t *p, size_t len)
 void h2_stream_request_end(struct h2_stream *s)
 {
     s->client_ended = true;
-    if (s->req_chunked_in) {
-        /* Trailers the client sent after its body go on after the last chunk. */
-        struct http_buf end = {0};
-        http_buf_puts(&end, "0\r\n");
-        http_buf_append(&end, s->fields.data, s->fields.len);
-        http_buf_puts(&end, "\r\n");
-        if (!end.failed)
-            feed(s, SIDE_CLIENT, end.data, end.len);
-        http_buf_free(&end);
-    }
+    if (s->req_chunked_in) /* trailers the client sent after its body go on with it */
+        feed_last_chunk(s, SIDE_CLIENT, &s->fields);
     http_buf_free(&s->fields);
 }
 
@@ -711,11 +723,29 @@ int h2_stream_response_header(struct h2_stream *s, const uint8_t *name, size_t n
     }
     if (namelen > 0 && name[0] == ':')
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    http_buf_append(&s->resp_fields, (const char *)name, namelen);
-    http_buf_puts(&s->resp_fields, ": ");
-    http_buf_append(&s->resp_fields, (const char *)value, valuelen);
-    http_buf_puts(&s->resp_fields, "\r\n");
+    if (is(name, namelen, "content-length"))
+        s->resp_has_length = true;
+    append_field(&s->resp_fields, name, namelen, value, valuelen);
     return 0;
+}
+
+/* The response headers received, as the HTTP/1.1 head the relay reads, with the framing given
+ * (NULL: an interim response, which has none). */
+static void feed_response_head(struct h2_stream *s, const char *framing)
+{
+    struct http_buf head = {0};
+    http_buf_printf(&head, "HTTP/1.1 %d %s\r\n", s->resp_status,
+                    answer_reason_phrase(s->resp_status));
+    http_buf_append(&head, s->resp_fields.data, s->resp_fields.len);
+    http_buf_puts(&head, framing ? framing : "");
+    http_buf_puts(&head, "\r\n");
+    http_buf_free(&s->resp_fields);
+    s->resp_has_length = false;
+    if (!head.failed)
+        feed(s, SIDE_UPSTREAM, head.data, head.len);
+    else if (framing)
+        abort_stream(s, NGHTTP2_INTERNAL_ERROR);
+    http_buf_free(&head);
 }
 
 void h2_stream_response_headers_done(struct h2_stream *s, bool end_stream)
@@ -729,43 +759,22 @@ void h2_stream_response_headers_done(struct h2_stream *s, bool end_stream)
         /* Interim responses go on (RFC 9110 §15.2), through the relay like a final one, so
          * that their fields are redacted as its are; 101 has no meaning in HTTP/2 (RFC 9113
          * §8.6): a connection error nghttp2 raises itself. */
-        struct http_buf interim = {0};
-        http_buf_printf(&interim, "HTTP/1.1 %d %s\r\n", s->resp_status,
-                        answer_reason_phrase(s->resp_status));
-        http_buf_append(&interim, s->resp_fields.data, s->resp_fields.len);
-        http_buf_puts(&interim, "\r\n");
-        http_buf_free(&s->resp_fields);
-        if (!interim.failed && s->resp_status != 101)
-            feed(s, SIDE_UPSTREAM, interim.data, interim.len);
-        http_buf_free(&interim);
+        if (s->resp_status != 101) {
+            feed_response_head(s, NULL);
+        } else {
+            http_buf_free(&s->resp_fields);
+            s->resp_has_length = false;
+        }
         return;
     }
-    bool has_length = false;
-    for (size_t off = 0; off + 16 <= s->resp_fields.len;) {
-        const char *line = s->resp_fields.data + off;
-        const char *eol = memchr(line, '\n', s->resp_fields.len - off);
-        if (strncmp(line, "content-length: ", 16) == 0)
-            has_length = true;
-        off = eol ? (size_t)(eol - s->resp_fields.data) + 1 : s->resp_fields.len;
-    }
-    struct http_buf head = {0};
-    http_buf_printf(&head, "HTTP/1.1 %d %s\r\n", s->resp_status,
-                    answer_reason_phrase(s->resp_status));
-    http_buf_append(&head, s->resp_fields.data, s->resp_fields.len);
-    s->resp_chunked_in = !end_stream && !has_length;
+    s->resp_chunked_in = !end_stream && !s->resp_has_length;
     s->resp_headers_only = end_stream;
-    if (s->resp_chunked_in)
-        http_buf_puts(&head, "Transfer-Encoding: chunked\r\n");
-    else if (end_stream && !has_length && !s->head_request)
-        http_buf_puts(&head, "Content-Length: 0\r\n");
-    http_buf_puts(&head, "\r\n");
-    http_buf_free(&s->resp_fields);
+    const char *framing = s->resp_chunked_in ? "Transfer-Encoding: chunked\r\n"
+                          : end_stream && !s->resp_has_length && !s->head_request
+                              ? "Content-Length: 0\r\n"
+                              : "";
     s->resp_trailers = true; /* any HEADERS after this one are trailers */
-    if (head.failed)
-        abort_stream(s, NGHTTP2_INTERNAL_ERROR);
-    else
-        feed(s, SIDE_UPSTREAM, head.data, head.len);
-    http_buf_free(&head);
+    feed_response_head(s, framing);
     if (end_stream)
         h2_stream_response_end(s);
 }
@@ -785,15 +794,8 @@ void h2_stream_response_data(struct h2_stream *s, const uint8_t *p, size_t len)
 
 void h2_stream_response_end(struct h2_stream *s)
 {
-    if (s->resp_chunked_in) {
-        struct http_buf end = {0};
-        http_buf_puts(&end, "0\r\n");
-        http_buf_append(&end, s->resp_fields.data, s->resp_fields.len);
-        http_buf_puts(&end, "\r\n");
-        if (!end.failed)
-            feed(s, SIDE_UPSTREAM, end.data, end.len);
-        http_buf_free(&end);
-    }
+    if (s->resp_chunked_in)
+        feed_last_chunk(s, SIDE_UPSTREAM, &s->resp_fields);
     http_buf_free(&s->resp_fields);
 }
 
