@@ -36,8 +36,6 @@ static size_t h2_on_data(struct conn *c, enum side_id id, const char *p, size_t 
 {
     struct h2 *h = h2_of(c);
     size_t n = h2_feed(h, id, p, len);
-    if (c->flags & CONN_F_CLOSING)
-        return n;
     if (!(c->flags & CONN_F_CLOSING) && c->state == CONN_S_HTTP)
         arm_timer(c, false);
     return n;
